@@ -1,0 +1,1 @@
+//! zabkeeper-check: history checker.

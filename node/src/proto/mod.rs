@@ -1,0 +1,3 @@
+//! Wire codecs: ZooKeeper's client protocol (jute) and peer messages. Pure.
+
+pub mod jute;
