@@ -6,4 +6,5 @@
 
 pub mod acl;
 pub mod path;
+pub mod tree;
 pub mod txn;
