@@ -6,5 +6,6 @@
 
 pub mod acl;
 pub mod path;
+pub mod prep;
 pub mod tree;
 pub mod txn;
