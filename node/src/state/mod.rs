@@ -9,3 +9,4 @@ pub mod path;
 pub mod prep;
 pub mod tree;
 pub mod txn;
+pub mod watch;
