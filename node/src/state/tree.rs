@@ -104,7 +104,9 @@ pub enum OpResult {
     /// reports `ErrorResult(0)`), the failing op's code, then
     /// `Err(RuntimeInconsistency)`.
     Multi(Vec<Result<OpResult, ErrorCode>>),
+    /// A session was created (the tree does not change).
     CreateSession,
+    /// A session was closed and its ephemerals deleted.
     CloseSession,
 }
 
@@ -225,6 +227,17 @@ impl DataTree {
             .get(&session)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// A session's ephemeral nodes under `prefix` (`getEphemerals`): all of
+    /// them for an empty or `/` prefix, else those whose path starts with
+    /// `prefix`, as ZooKeeper's plain string prefix match.
+    pub fn ephemerals_under(&self, session: SessionId, prefix: &str) -> Vec<String> {
+        let prefix = prefix.trim();
+        self.ephemerals(session)
+            .into_iter()
+            .filter(|p| prefix.is_empty() || prefix == "/" || p.starts_with(prefix))
+            .collect()
     }
 
     /// Every session's ephemeral nodes (sessions without any are absent).
@@ -1215,6 +1228,41 @@ mod tests {
         for n in 0..snap.len() {
             assert!(DataTree::deserialize_snapshot(&snap[..n]).is_err());
         }
+    }
+
+    proptest::proptest! {
+        /// Corrupt bytes behind a valid checksum: decoding never panics, and
+        /// whatever decodes is a consistent tree.
+        #[test]
+        fn snapshot_decode_survives_hostile_bytes(pos in 0usize..2000, byte in 0u8..=255, cut in 0usize..2000) {
+            let mut t = DataTree::new();
+            t.apply(&txn(1, create("/a", 0x33, 1)));
+            t.apply(&txn(2, create("/a/b", 0, 1)));
+            t.apply(&txn(3, create("/c", CONTAINER_EPHEMERAL_OWNER, 2)));
+            let snap = t.serialize_snapshot();
+            let mut body = snap[..snap.len() - 4].to_vec();
+            let p = pos % body.len();
+            body[p] = byte;
+            body.truncate(body.len() - cut % 9);
+            let crc = crc32c::crc32c(&body);
+            body.extend_from_slice(&crc.to_be_bytes());
+            if let Ok(back) = DataTree::deserialize_snapshot(&body) {
+                proptest::prop_assert!(back.check_invariants().is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn ephemerals_under_prefix() {
+        let mut t = DataTree::new();
+        apply_ok(&mut t, 1, create("/a", 0, 1));
+        apply_ok(&mut t, 2, create("/a/e", 0x11, 1));
+        apply_ok(&mut t, 3, create("/ab", 0x11, 2));
+        apply_ok(&mut t, 4, create("/b", 0x11, 3));
+        assert_eq!(t.ephemerals_under(0x11, "/"), vec!["/a/e", "/ab", "/b"]);
+        assert_eq!(t.ephemerals_under(0x11, ""), vec!["/a/e", "/ab", "/b"]);
+        assert_eq!(t.ephemerals_under(0x11, "/a"), vec!["/a/e", "/ab"]);
+        assert!(t.ephemerals_under(0x22, "/").is_empty());
     }
 
     #[test]
