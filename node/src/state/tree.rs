@@ -121,6 +121,25 @@ pub struct ApplyOutcome {
     /// `(path, NodeDataChanged)` for a setData. Feed each to
     /// [`WatchManager::trigger`](super::watch::WatchManager::trigger).
     pub triggers: Vec<(String, EventType)>,
+    /// For each entry of `triggers`, the ACL of the node it is about as it
+    /// was when the change applied (the deleted node's own ACL for
+    /// `NodeDeleted`). ZooKeeper 3.8 delivers a watch event only to
+    /// sessions holding READ on that ACL.
+    pub trigger_acls: Vec<Vec<Acl>>,
+}
+
+/// Collects watch triggers while a txn applies.
+#[derive(Default)]
+struct Sink {
+    triggers: Vec<(String, EventType)>,
+    acls: Vec<Vec<Acl>>,
+}
+
+impl Sink {
+    fn push(&mut self, path: &str, event: EventType, acl: &[Acl]) {
+        self.triggers.push((path.to_string(), event));
+        self.acls.push(acl.to_vec());
+    }
 }
 
 /// The znode tree.
@@ -343,24 +362,28 @@ impl DataTree {
     /// results, never panics; the txn's zxid becomes the last processed
     /// zxid if it is higher.
     pub fn apply(&mut self, txn: &Txn) -> ApplyOutcome {
-        let mut triggers = Vec::new();
-        let result = self.apply_body(&txn.body, txn, &mut triggers);
+        let mut sink = Sink::default();
+        let result = self.apply_body(&txn.body, txn, &mut sink);
         if txn.zxid > self.last_processed_zxid {
             self.last_processed_zxid = txn.zxid;
         }
-        ApplyOutcome { result, triggers }
+        ApplyOutcome {
+            result,
+            triggers: sink.triggers,
+            trigger_acls: sink.acls,
+        }
     }
 
     fn apply_body(
         &mut self,
         body: &TxnBody,
         txn: &Txn,
-        triggers: &mut Vec<(String, EventType)>,
+        sink: &mut Sink,
     ) -> Result<OpResult, ErrorCode> {
         match body {
             TxnBody::CreateSession { .. } => Ok(OpResult::CreateSession),
             TxnBody::CloseSession { ephemerals } => {
-                self.kill_session(txn.session, txn.zxid, ephemerals, triggers);
+                self.kill_session(txn.session, txn.zxid, ephemerals, sink);
                 Ok(OpResult::CloseSession)
             }
             TxnBody::Create {
@@ -377,7 +400,7 @@ impl DataTree {
                     *ephemeral_owner,
                     *parent_cversion,
                     txn,
-                    triggers,
+                    sink,
                 )?;
                 Ok(OpResult::Create {
                     path: path.clone(),
@@ -385,7 +408,7 @@ impl DataTree {
                 })
             }
             TxnBody::Delete { path } => {
-                self.delete_node(path, txn.zxid, triggers)?;
+                self.delete_node(path, txn.zxid, sink)?;
                 Ok(OpResult::Delete)
             }
             TxnBody::SetData {
@@ -399,7 +422,12 @@ impl DataTree {
                     n.stat.mzxid = txn.zxid;
                     n.stat.version = *version;
                 })?;
-                triggers.push((path.clone(), EventType::NodeDataChanged));
+                let acl = self
+                    .nodes
+                    .get(path)
+                    .map(|n| n.acl.clone())
+                    .unwrap_or_default();
+                sink.push(path, EventType::NodeDataChanged, &acl);
                 Ok(OpResult::SetData { stat })
             }
             TxnBody::SetAcl { path, acl, version } => {
@@ -426,7 +454,7 @@ impl DataTree {
                             ErrorCode::Ok
                         }));
                     } else {
-                        results.push(self.apply_body(op, txn, triggers));
+                        results.push(self.apply_body(op, txn, sink));
                     }
                 }
                 Ok(OpResult::Multi(results))
@@ -459,7 +487,7 @@ impl DataTree {
         ephemeral_owner: i64,
         parent_cversion: i32,
         txn: &Txn,
-        triggers: &mut Vec<(String, EventType)>,
+        sink: &mut Sink,
     ) -> Result<Stat, ErrorCode> {
         // ZooKeeper trusts the leader here; we also refuse names that could
         // not be loaded back from a snapshot.
@@ -498,19 +526,19 @@ impl DataTree {
         self.digest = self.digest.wrapping_add(node_digest(path, &node));
         self.data_size += path.len() as i64 + node.data.len() as i64;
         let stat = node.stat;
+        sink.push(path, EventType::NodeCreated, &node.acl);
         self.nodes.insert(path.to_string(), node);
         self.register_owner(path, ephemeral_owner);
-        triggers.push((path.to_string(), EventType::NodeCreated));
-        triggers.push((parent_path.to_string(), EventType::NodeChildrenChanged));
+        let parent_acl = self
+            .nodes
+            .get(parent_path)
+            .map(|n| n.acl.as_slice())
+            .unwrap_or_default();
+        sink.push(parent_path, EventType::NodeChildrenChanged, parent_acl);
         Ok(stat)
     }
 
-    fn delete_node(
-        &mut self,
-        path: &str,
-        zxid: Zxid,
-        triggers: &mut Vec<(String, EventType)>,
-    ) -> Result<(), ErrorCode> {
+    fn delete_node(&mut self, path: &str, zxid: Zxid, sink: &mut Sink) -> Result<(), ErrorCode> {
         if path == "/" {
             return Err(ErrorCode::BadArguments);
         }
@@ -535,26 +563,25 @@ impl DataTree {
         self.digest = self.digest.wrapping_sub(node_digest(path, &node));
         self.data_size -= path.len() as i64 + node.data.len() as i64;
         self.unregister_owner(path, node.stat.ephemeral_owner);
-        triggers.push((path.to_string(), EventType::NodeDeleted));
-        triggers.push((parent_path.to_string(), EventType::NodeChildrenChanged));
+        sink.push(path, EventType::NodeDeleted, &node.acl);
+        let parent_acl = self
+            .nodes
+            .get(parent_path)
+            .map(|n| n.acl.as_slice())
+            .unwrap_or_default();
+        sink.push(parent_path, EventType::NodeChildrenChanged, parent_acl);
         Ok(())
     }
 
     /// `DataTree.killSession`: deletes the listed paths, then whatever
     /// ephemerals the session still owns here. Missing nodes are skipped.
-    fn kill_session(
-        &mut self,
-        session: SessionId,
-        zxid: Zxid,
-        listed: &[String],
-        triggers: &mut Vec<(String, EventType)>,
-    ) {
+    fn kill_session(&mut self, session: SessionId, zxid: Zxid, listed: &[String], sink: &mut Sink) {
         for p in listed {
-            let _ = self.delete_node(p, zxid, triggers);
+            let _ = self.delete_node(p, zxid, sink);
         }
         if let Some(rest) = self.ephemerals.remove(&session) {
             for p in rest {
-                let _ = self.delete_node(&p, zxid, triggers);
+                let _ = self.delete_node(&p, zxid, sink);
             }
         }
     }
@@ -967,6 +994,10 @@ mod tests {
                 ("/".to_string(), EventType::NodeChildrenChanged)
             ]
         );
+        assert_eq!(
+            out.trigger_acls,
+            vec![Acl::open_unsafe(), Acl::open_unsafe()]
+        );
         assert_eq!(t.last_processed_zxid(), 5);
         // Existing node and missing parent.
         assert_eq!(
@@ -1250,6 +1281,44 @@ mod tests {
                 proptest::prop_assert!(back.check_invariants().is_ok());
             }
         }
+    }
+
+    #[test]
+    fn trigger_acls_name_the_node_each_event_is_about() {
+        let mut t = DataTree::new();
+        let secret = vec![Acl {
+            perms: perms::ALL,
+            id: Id::new("digest", "bob:x"),
+        }];
+        apply_ok(&mut t, 1, create("/a", 0, 1));
+        let mk = TxnBody::Create {
+            path: "/a/s".into(),
+            data: vec![],
+            acl: secret.clone(),
+            ephemeral_owner: 0,
+            parent_cversion: 1,
+        };
+        let out = apply_ok(&mut t, 2, mk);
+        assert_eq!(out.trigger_acls, vec![secret.clone(), Acl::open_unsafe()]);
+        let out = apply_ok(
+            &mut t,
+            3,
+            TxnBody::SetData {
+                path: "/a/s".into(),
+                data: vec![],
+                version: 1,
+            },
+        );
+        assert_eq!(out.trigger_acls, vec![secret.clone()]);
+        let out = apply_ok(
+            &mut t,
+            4,
+            TxnBody::Delete {
+                path: "/a/s".into(),
+            },
+        );
+        assert_eq!(out.trigger_acls, vec![secret, Acl::open_unsafe()]);
+        assert_eq!(out.trigger_acls.len(), out.triggers.len());
     }
 
     #[test]
