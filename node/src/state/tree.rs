@@ -210,6 +210,20 @@ impl DataTree {
         self.last_processed_zxid = zxid;
     }
 
+    /// Writes the ensemble's dynamic configuration into `/zookeeper/config`
+    /// as ZooKeeper's `ZKDatabase.initConfigInZKDatabase` does on each
+    /// server (a local write, not a txn): data, `mzxid` = the config's
+    /// version, `mtime` = `time`, version -1. Not part of [`DataTree::digest`],
+    /// and fires no watches.
+    pub fn set_config_data(&mut self, data: &[u8], config_version: Zxid, time: i64) {
+        let _ = self.update(CONFIG_ZOOKEEPER, |n| {
+            n.data = Bytes::copy_from_slice(data);
+            n.stat.mzxid = config_version;
+            n.stat.mtime = time;
+            n.stat.version = -1;
+        });
+    }
+
     // ---------------------------------------------------------------- reads
 
     /// The node at `path`.
@@ -836,7 +850,12 @@ impl DataTree {
 
 /// FNV-1a over a canonical encoding of one node, finished with a
 /// SplitMix64 mix so that the wrapping sum over nodes spreads well.
+/// `/zookeeper/config` counts as 0: each server writes it locally (as
+/// ZooKeeper's digest also leaves it out).
 fn node_digest(path: &str, n: &DataNode) -> u64 {
+    if path == CONFIG_ZOOKEEPER {
+        return 0;
+    }
     let mut h = Fnv64::new();
     h.bytes(path.as_bytes());
     h.bytes(&n.data);
@@ -1319,6 +1338,21 @@ mod tests {
         );
         assert_eq!(out.trigger_acls, vec![secret, Acl::open_unsafe()]);
         assert_eq!(out.trigger_acls.len(), out.triggers.len());
+    }
+
+    #[test]
+    fn config_node_is_local_and_outside_the_digest() {
+        let mut t = DataTree::new();
+        let d = t.digest();
+        t.set_config_data(b"server.1=a:2888:3888;2181", 0x1_0000_0000, 42);
+        assert_eq!(t.digest(), d);
+        let (data, stat) = t.get_data(CONFIG_ZOOKEEPER).unwrap();
+        assert_eq!(&data[..], b"server.1=a:2888:3888;2181");
+        assert_eq!(
+            (stat.mzxid, stat.mtime, stat.version),
+            (0x1_0000_0000, 42, -1)
+        );
+        t.check_invariants().unwrap();
     }
 
     #[test]
