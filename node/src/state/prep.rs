@@ -839,6 +839,55 @@ mod tests {
         assert!(h.tree.stat("/a").is_none());
     }
 
+    fn any_op() -> impl proptest::strategy::Strategy<Value = WriteOp> {
+        use proptest::prelude::*;
+        let path = "[/a.\\x00]{0,6}";
+        let single = prop_oneof![
+            (path, 0i32..7, -2i64..3).prop_map(|(path, f, ttl)| WriteOp::Create {
+                path,
+                data: vec![],
+                acl: Acl::open_unsafe(),
+                mode: CreateMode::from_flag(f).unwrap(),
+                ttl,
+            }),
+            (path, -1i32..2).prop_map(|(path, version)| WriteOp::Delete { path, version }),
+            (path, -1i32..2).prop_map(|(path, version)| WriteOp::SetData {
+                path,
+                data: vec![1],
+                version
+            }),
+            (path, -1i32..2).prop_map(|(path, version)| WriteOp::Check { path, version }),
+            path.prop_map(|path| WriteOp::DeleteContainer { path }),
+        ];
+        prop_oneof![
+            3 => single.clone(),
+            1 => proptest::collection::vec(single, 0..4).prop_map(WriteOp::Multi),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Arbitrary (mostly invalid) paths and modes: prep never panics,
+        /// whatever it accepts applies without error, and the tree stays
+        /// consistent.
+        #[test]
+        fn hostile_ops_never_panic(ops in proptest::collection::vec(any_op(), 1..30)) {
+            let mut h = Harness::new();
+            for op in &ops {
+                let _ = h.prep(S1, &[], op);
+            }
+            for r in h.apply_all() {
+                match r {
+                    Ok(OpResult::Multi(rs)) => {
+                        let failed = rs.iter().any(Result::is_err);
+                        proptest::prop_assert!(!failed || rs.iter().all(Result::is_err));
+                    }
+                    other => proptest::prop_assert!(other.is_ok(), "{:?}", other),
+                }
+            }
+            proptest::prop_assert!(h.tree.check_invariants().is_ok());
+        }
+    }
+
     #[test]
     fn version_wraps_past_minus_one() {
         assert_eq!(check_and_inc_version(i32::MAX, -1), Ok(i32::MIN));

@@ -104,7 +104,9 @@ pub enum OpResult {
     /// reports `ErrorResult(0)`), the failing op's code, then
     /// `Err(RuntimeInconsistency)`.
     Multi(Vec<Result<OpResult, ErrorCode>>),
+    /// A session was created (the tree does not change).
     CreateSession,
+    /// A session was closed and its ephemerals deleted.
     CloseSession,
 }
 
@@ -119,6 +121,25 @@ pub struct ApplyOutcome {
     /// `(path, NodeDataChanged)` for a setData. Feed each to
     /// [`WatchManager::trigger`](super::watch::WatchManager::trigger).
     pub triggers: Vec<(String, EventType)>,
+    /// For each entry of `triggers`, the ACL of the node it is about as it
+    /// was when the change applied (the deleted node's own ACL for
+    /// `NodeDeleted`). ZooKeeper 3.8 delivers a watch event only to
+    /// sessions holding READ on that ACL.
+    pub trigger_acls: Vec<Vec<Acl>>,
+}
+
+/// Collects watch triggers while a txn applies.
+#[derive(Default)]
+struct Sink {
+    triggers: Vec<(String, EventType)>,
+    acls: Vec<Vec<Acl>>,
+}
+
+impl Sink {
+    fn push(&mut self, path: &str, event: EventType, acl: &[Acl]) {
+        self.triggers.push((path.to_string(), event));
+        self.acls.push(acl.to_vec());
+    }
 }
 
 /// The znode tree.
@@ -189,6 +210,20 @@ impl DataTree {
         self.last_processed_zxid = zxid;
     }
 
+    /// Writes the ensemble's dynamic configuration into `/zookeeper/config`
+    /// as ZooKeeper's `ZKDatabase.initConfigInZKDatabase` does on each
+    /// server (a local write, not a txn): data, `mzxid` = the config's
+    /// version, `mtime` = `time`, version -1. Not part of [`DataTree::digest`],
+    /// and fires no watches.
+    pub fn set_config_data(&mut self, data: &[u8], config_version: Zxid, time: i64) {
+        let _ = self.update(CONFIG_ZOOKEEPER, |n| {
+            n.data = Bytes::copy_from_slice(data);
+            n.stat.mzxid = config_version;
+            n.stat.mtime = time;
+            n.stat.version = -1;
+        });
+    }
+
     // ---------------------------------------------------------------- reads
 
     /// The node at `path`.
@@ -225,6 +260,17 @@ impl DataTree {
             .get(&session)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// A session's ephemeral nodes under `prefix` (`getEphemerals`): all of
+    /// them for an empty or `/` prefix, else those whose path starts with
+    /// `prefix`, as ZooKeeper's plain string prefix match.
+    pub fn ephemerals_under(&self, session: SessionId, prefix: &str) -> Vec<String> {
+        let prefix = prefix.trim();
+        self.ephemerals(session)
+            .into_iter()
+            .filter(|p| prefix.is_empty() || prefix == "/" || p.starts_with(prefix))
+            .collect()
     }
 
     /// Every session's ephemeral nodes (sessions without any are absent).
@@ -330,24 +376,28 @@ impl DataTree {
     /// results, never panics; the txn's zxid becomes the last processed
     /// zxid if it is higher.
     pub fn apply(&mut self, txn: &Txn) -> ApplyOutcome {
-        let mut triggers = Vec::new();
-        let result = self.apply_body(&txn.body, txn, &mut triggers);
+        let mut sink = Sink::default();
+        let result = self.apply_body(&txn.body, txn, &mut sink);
         if txn.zxid > self.last_processed_zxid {
             self.last_processed_zxid = txn.zxid;
         }
-        ApplyOutcome { result, triggers }
+        ApplyOutcome {
+            result,
+            triggers: sink.triggers,
+            trigger_acls: sink.acls,
+        }
     }
 
     fn apply_body(
         &mut self,
         body: &TxnBody,
         txn: &Txn,
-        triggers: &mut Vec<(String, EventType)>,
+        sink: &mut Sink,
     ) -> Result<OpResult, ErrorCode> {
         match body {
             TxnBody::CreateSession { .. } => Ok(OpResult::CreateSession),
             TxnBody::CloseSession { ephemerals } => {
-                self.kill_session(txn.session, txn.zxid, ephemerals, triggers);
+                self.kill_session(txn.session, txn.zxid, ephemerals, sink);
                 Ok(OpResult::CloseSession)
             }
             TxnBody::Create {
@@ -364,7 +414,7 @@ impl DataTree {
                     *ephemeral_owner,
                     *parent_cversion,
                     txn,
-                    triggers,
+                    sink,
                 )?;
                 Ok(OpResult::Create {
                     path: path.clone(),
@@ -372,7 +422,7 @@ impl DataTree {
                 })
             }
             TxnBody::Delete { path } => {
-                self.delete_node(path, txn.zxid, triggers)?;
+                self.delete_node(path, txn.zxid, sink)?;
                 Ok(OpResult::Delete)
             }
             TxnBody::SetData {
@@ -386,7 +436,12 @@ impl DataTree {
                     n.stat.mzxid = txn.zxid;
                     n.stat.version = *version;
                 })?;
-                triggers.push((path.clone(), EventType::NodeDataChanged));
+                let acl = self
+                    .nodes
+                    .get(path)
+                    .map(|n| n.acl.clone())
+                    .unwrap_or_default();
+                sink.push(path, EventType::NodeDataChanged, &acl);
                 Ok(OpResult::SetData { stat })
             }
             TxnBody::SetAcl { path, acl, version } => {
@@ -413,7 +468,7 @@ impl DataTree {
                             ErrorCode::Ok
                         }));
                     } else {
-                        results.push(self.apply_body(op, txn, triggers));
+                        results.push(self.apply_body(op, txn, sink));
                     }
                 }
                 Ok(OpResult::Multi(results))
@@ -446,7 +501,7 @@ impl DataTree {
         ephemeral_owner: i64,
         parent_cversion: i32,
         txn: &Txn,
-        triggers: &mut Vec<(String, EventType)>,
+        sink: &mut Sink,
     ) -> Result<Stat, ErrorCode> {
         // ZooKeeper trusts the leader here; we also refuse names that could
         // not be loaded back from a snapshot.
@@ -485,19 +540,19 @@ impl DataTree {
         self.digest = self.digest.wrapping_add(node_digest(path, &node));
         self.data_size += path.len() as i64 + node.data.len() as i64;
         let stat = node.stat;
+        sink.push(path, EventType::NodeCreated, &node.acl);
         self.nodes.insert(path.to_string(), node);
         self.register_owner(path, ephemeral_owner);
-        triggers.push((path.to_string(), EventType::NodeCreated));
-        triggers.push((parent_path.to_string(), EventType::NodeChildrenChanged));
+        let parent_acl = self
+            .nodes
+            .get(parent_path)
+            .map(|n| n.acl.as_slice())
+            .unwrap_or_default();
+        sink.push(parent_path, EventType::NodeChildrenChanged, parent_acl);
         Ok(stat)
     }
 
-    fn delete_node(
-        &mut self,
-        path: &str,
-        zxid: Zxid,
-        triggers: &mut Vec<(String, EventType)>,
-    ) -> Result<(), ErrorCode> {
+    fn delete_node(&mut self, path: &str, zxid: Zxid, sink: &mut Sink) -> Result<(), ErrorCode> {
         if path == "/" {
             return Err(ErrorCode::BadArguments);
         }
@@ -522,26 +577,25 @@ impl DataTree {
         self.digest = self.digest.wrapping_sub(node_digest(path, &node));
         self.data_size -= path.len() as i64 + node.data.len() as i64;
         self.unregister_owner(path, node.stat.ephemeral_owner);
-        triggers.push((path.to_string(), EventType::NodeDeleted));
-        triggers.push((parent_path.to_string(), EventType::NodeChildrenChanged));
+        sink.push(path, EventType::NodeDeleted, &node.acl);
+        let parent_acl = self
+            .nodes
+            .get(parent_path)
+            .map(|n| n.acl.as_slice())
+            .unwrap_or_default();
+        sink.push(parent_path, EventType::NodeChildrenChanged, parent_acl);
         Ok(())
     }
 
     /// `DataTree.killSession`: deletes the listed paths, then whatever
     /// ephemerals the session still owns here. Missing nodes are skipped.
-    fn kill_session(
-        &mut self,
-        session: SessionId,
-        zxid: Zxid,
-        listed: &[String],
-        triggers: &mut Vec<(String, EventType)>,
-    ) {
+    fn kill_session(&mut self, session: SessionId, zxid: Zxid, listed: &[String], sink: &mut Sink) {
         for p in listed {
-            let _ = self.delete_node(p, zxid, triggers);
+            let _ = self.delete_node(p, zxid, sink);
         }
         if let Some(rest) = self.ephemerals.remove(&session) {
             for p in rest {
-                let _ = self.delete_node(&p, zxid, triggers);
+                let _ = self.delete_node(&p, zxid, sink);
             }
         }
     }
@@ -796,7 +850,12 @@ impl DataTree {
 
 /// FNV-1a over a canonical encoding of one node, finished with a
 /// SplitMix64 mix so that the wrapping sum over nodes spreads well.
+/// `/zookeeper/config` counts as 0: each server writes it locally (as
+/// ZooKeeper's digest also leaves it out).
 fn node_digest(path: &str, n: &DataNode) -> u64 {
+    if path == CONFIG_ZOOKEEPER {
+        return 0;
+    }
     let mut h = Fnv64::new();
     h.bytes(path.as_bytes());
     h.bytes(&n.data);
@@ -953,6 +1012,10 @@ mod tests {
                 ("/a".to_string(), EventType::NodeCreated),
                 ("/".to_string(), EventType::NodeChildrenChanged)
             ]
+        );
+        assert_eq!(
+            out.trigger_acls,
+            vec![Acl::open_unsafe(), Acl::open_unsafe()]
         );
         assert_eq!(t.last_processed_zxid(), 5);
         // Existing node and missing parent.
@@ -1215,6 +1278,94 @@ mod tests {
         for n in 0..snap.len() {
             assert!(DataTree::deserialize_snapshot(&snap[..n]).is_err());
         }
+    }
+
+    proptest::proptest! {
+        /// Corrupt bytes behind a valid checksum: decoding never panics, and
+        /// whatever decodes is a consistent tree.
+        #[test]
+        fn snapshot_decode_survives_hostile_bytes(pos in 0usize..2000, byte in 0u8..=255, cut in 0usize..2000) {
+            let mut t = DataTree::new();
+            t.apply(&txn(1, create("/a", 0x33, 1)));
+            t.apply(&txn(2, create("/a/b", 0, 1)));
+            t.apply(&txn(3, create("/c", CONTAINER_EPHEMERAL_OWNER, 2)));
+            let snap = t.serialize_snapshot();
+            let mut body = snap[..snap.len() - 4].to_vec();
+            let p = pos % body.len();
+            body[p] = byte;
+            body.truncate(body.len() - cut % 9);
+            let crc = crc32c::crc32c(&body);
+            body.extend_from_slice(&crc.to_be_bytes());
+            if let Ok(back) = DataTree::deserialize_snapshot(&body) {
+                proptest::prop_assert!(back.check_invariants().is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn trigger_acls_name_the_node_each_event_is_about() {
+        let mut t = DataTree::new();
+        let secret = vec![Acl {
+            perms: perms::ALL,
+            id: Id::new("digest", "bob:x"),
+        }];
+        apply_ok(&mut t, 1, create("/a", 0, 1));
+        let mk = TxnBody::Create {
+            path: "/a/s".into(),
+            data: vec![],
+            acl: secret.clone(),
+            ephemeral_owner: 0,
+            parent_cversion: 1,
+        };
+        let out = apply_ok(&mut t, 2, mk);
+        assert_eq!(out.trigger_acls, vec![secret.clone(), Acl::open_unsafe()]);
+        let out = apply_ok(
+            &mut t,
+            3,
+            TxnBody::SetData {
+                path: "/a/s".into(),
+                data: vec![],
+                version: 1,
+            },
+        );
+        assert_eq!(out.trigger_acls, vec![secret.clone()]);
+        let out = apply_ok(
+            &mut t,
+            4,
+            TxnBody::Delete {
+                path: "/a/s".into(),
+            },
+        );
+        assert_eq!(out.trigger_acls, vec![secret, Acl::open_unsafe()]);
+        assert_eq!(out.trigger_acls.len(), out.triggers.len());
+    }
+
+    #[test]
+    fn config_node_is_local_and_outside_the_digest() {
+        let mut t = DataTree::new();
+        let d = t.digest();
+        t.set_config_data(b"server.1=a:2888:3888;2181", 0x1_0000_0000, 42);
+        assert_eq!(t.digest(), d);
+        let (data, stat) = t.get_data(CONFIG_ZOOKEEPER).unwrap();
+        assert_eq!(&data[..], b"server.1=a:2888:3888;2181");
+        assert_eq!(
+            (stat.mzxid, stat.mtime, stat.version),
+            (0x1_0000_0000, 42, -1)
+        );
+        t.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn ephemerals_under_prefix() {
+        let mut t = DataTree::new();
+        apply_ok(&mut t, 1, create("/a", 0, 1));
+        apply_ok(&mut t, 2, create("/a/e", 0x11, 1));
+        apply_ok(&mut t, 3, create("/ab", 0x11, 2));
+        apply_ok(&mut t, 4, create("/b", 0x11, 3));
+        assert_eq!(t.ephemerals_under(0x11, "/"), vec!["/a/e", "/ab", "/b"]);
+        assert_eq!(t.ephemerals_under(0x11, ""), vec!["/a/e", "/ab", "/b"]);
+        assert_eq!(t.ephemerals_under(0x11, "/a"), vec!["/a/e", "/ab"]);
+        assert!(t.ephemerals_under(0x22, "/").is_empty());
     }
 
     #[test]

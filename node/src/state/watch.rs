@@ -540,4 +540,156 @@ mod tests {
         assert!(m.check_watches("/p", watcher_type::PERSISTENT, 8));
         assert!(m.check_watches("/r", watcher_type::PERSISTENT_RECURSIVE, 8));
     }
+
+    /// A naive model: a set of (table, path, watcher, mode) registrations.
+    #[derive(Default)]
+    struct Naive {
+        regs: BTreeSet<(u8, String, WatcherId, u8)>, // table 0 data / 1 child
+    }
+
+    impl Naive {
+        fn trigger(&mut self, path: &str, ev: EventType) -> Vec<WatcherId> {
+            let tables: &[u8] = match ev {
+                NodeCreated | NodeDataChanged => &[0],
+                NodeDeleted => &[0, 1],
+                NodeChildrenChanged => &[1],
+                _ => &[],
+            };
+            let mut fired = BTreeSet::new();
+            for &t in tables {
+                for (tt, p, w, m) in self.regs.clone() {
+                    if tt != t {
+                        continue;
+                    }
+                    let exact = p == path;
+                    let below = p == "/" && path != "/" || path.starts_with(&format!("{p}/"));
+                    if exact {
+                        fired.insert(w);
+                        if m == STANDARD {
+                            self.regs.remove(&(tt, p, w, m));
+                        }
+                    } else if below && m == RECURSIVE {
+                        fired.insert(w);
+                    }
+                }
+            }
+            fired.into_iter().collect()
+        }
+        fn has(&self, t: u8, path: &str, w: WatcherId, m: u8) -> bool {
+            self.regs.contains(&(t, path.to_string(), w, m))
+        }
+        fn remove(&mut self, path: &str, kind: i32, w: WatcherId) -> bool {
+            let targets: Vec<(u8, u8)> = match kind {
+                watcher_type::CHILDREN => vec![(1, STANDARD)],
+                watcher_type::DATA => vec![(0, STANDARD)],
+                watcher_type::PERSISTENT => vec![(0, PERSISTENT), (1, PERSISTENT)],
+                watcher_type::PERSISTENT_RECURSIVE => vec![(0, RECURSIVE)],
+                _ => vec![
+                    (0, STANDARD),
+                    (0, PERSISTENT),
+                    (0, RECURSIVE),
+                    (1, STANDARD),
+                    (1, PERSISTENT),
+                ],
+            };
+            let mut any = false;
+            for (t, m) in targets {
+                any |= self.regs.remove(&(t, path.to_string(), w, m));
+            }
+            any
+        }
+        fn count(&self) -> usize {
+            let pairs: BTreeSet<(u8, &String, WatcherId)> =
+                self.regs.iter().map(|(t, p, w, _)| (*t, p, *w)).collect();
+            pairs.len()
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum WOp {
+        Data(usize, WatcherId),
+        Child(usize, WatcherId),
+        Persistent(usize, WatcherId, bool),
+        Trigger(usize, EventType),
+        Remove(usize, i32, WatcherId),
+        RemoveWatcher(WatcherId),
+    }
+
+    const WPATHS: &[&str] = &["/", "/a", "/a/b", "/a/b/c", "/ab", "/x"];
+
+    fn wop() -> impl proptest::strategy::Strategy<Value = WOp> {
+        use proptest::prelude::*;
+        let p = 0..WPATHS.len();
+        let w = 1u64..4;
+        let ev = prop_oneof![
+            Just(NodeCreated),
+            Just(NodeDeleted),
+            Just(NodeDataChanged),
+            Just(NodeChildrenChanged)
+        ];
+        prop_oneof![
+            1 => (p.clone(), w.clone()).prop_map(|(p, w)| WOp::Data(p, w)),
+            1 => (p.clone(), w.clone()).prop_map(|(p, w)| WOp::Child(p, w)),
+            1 => (p.clone(), w.clone(), any::<bool>()).prop_map(|(p, w, r)| WOp::Persistent(p, w, r)),
+            3 => (p.clone(), ev).prop_map(|(p, e)| WOp::Trigger(p, e)),
+            1 => (p, 1i32..6, w.clone()).prop_map(|(p, k, w)| WOp::Remove(p, k, w)),
+            1 => w.prop_map(WOp::RemoveWatcher),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn watch_manager_matches_naive_model(ops in proptest::collection::vec(wop(), 1..80)) {
+            let mut m = WatchManager::new();
+            let mut n = Naive::default();
+            for op in ops {
+                match op {
+                    WOp::Data(p, w) => {
+                        m.add_data_watch(WPATHS[p], w);
+                        n.regs.insert((0, WPATHS[p].into(), w, STANDARD));
+                    }
+                    WOp::Child(p, w) => {
+                        m.add_child_watch(WPATHS[p], w);
+                        n.regs.insert((1, WPATHS[p].into(), w, STANDARD));
+                    }
+                    WOp::Persistent(p, w, r) => {
+                        m.add_persistent(WPATHS[p], w, r);
+                        if r {
+                            n.regs.insert((0, WPATHS[p].into(), w, RECURSIVE));
+                        } else {
+                            n.regs.insert((0, WPATHS[p].into(), w, PERSISTENT));
+                            n.regs.insert((1, WPATHS[p].into(), w, PERSISTENT));
+                        }
+                    }
+                    WOp::Trigger(p, e) => {
+                        let got: Vec<WatcherId> = m.trigger(WPATHS[p], e).into_iter().map(|(w, _)| w).collect();
+                        proptest::prop_assert_eq!(got, n.trigger(WPATHS[p], e));
+                    }
+                    WOp::Remove(p, k, w) => {
+                        let want_check = match k {
+                            watcher_type::CHILDREN => n.has(1, WPATHS[p], w, STANDARD),
+                            watcher_type::DATA => n.has(0, WPATHS[p], w, STANDARD),
+                            watcher_type::PERSISTENT => n.has(0, WPATHS[p], w, PERSISTENT),
+                            watcher_type::PERSISTENT_RECURSIVE => n.has(0, WPATHS[p], w, RECURSIVE),
+                            _ => n.regs.iter().any(|(_, pp, ww, _)| pp == WPATHS[p] && *ww == w),
+                        };
+                        proptest::prop_assert_eq!(m.check_watches(WPATHS[p], k, w), want_check);
+                        proptest::prop_assert_eq!(m.remove_watches(WPATHS[p], k, w), n.remove(WPATHS[p], k, w));
+                    }
+                    WOp::RemoveWatcher(w) => {
+                        m.remove_watcher(w);
+                        n.regs.retain(|(_, _, ww, _)| *ww != w);
+                    }
+                }
+                proptest::prop_assert_eq!(m.count(), n.count());
+                let mut by_session: BTreeMap<WatcherId, BTreeSet<String>> = BTreeMap::new();
+                for (_, p, w, _) in &n.regs {
+                    by_session.entry(*w).or_default().insert(p.clone());
+                }
+                let want: BTreeMap<WatcherId, Vec<String>> =
+                    by_session.into_iter().map(|(w, ps)| (w, ps.into_iter().collect())).collect();
+                proptest::prop_assert_eq!(m.by_session(), want);
+            }
+        }
+    }
 }
