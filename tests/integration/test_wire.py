@@ -180,3 +180,55 @@ def test_four_letter_words_respect_the_whitelist(tmp_path):
         assert "not executed because it is not in the whitelist" in four_letter(s.port, "mntr")
     finally:
         s.cleanup()
+
+
+def _create_mode_body(path, flags, ttl=None):
+    acl = struct.pack(">i", 1) + struct.pack(">i", 31) + ustring("world") + ustring("anyone")
+    body = ustring(path) + buffer(b"") + acl + struct.pack(">i", flags)
+    if ttl is not None:
+        body += struct.pack(">q", ttl)
+    return body
+
+
+def test_containers_and_ttl_nodes_expire():
+    from conftest import Server
+    from zkwire import WireClient
+
+    s = Server(config_lines=["znode.container.checkIntervalMs=200"]).start()
+    try:
+        c = WireClient(s.port)
+        # createContainer (19): removed once it had children and the last one went
+        _, _, err, _ = c.call(19, _create_mode_body("/box", 4))
+        assert err == 0
+        assert c.call(1, _create_mode_body("/box/item", 0))[2] == 0
+        time.sleep(0.6)
+        assert c.exists("/box")[2] == 0, "a container with a child must stay"
+        assert c.call(2, ustring("/box/item") + struct.pack(">i", -1))[2] == 0
+        deadline = time.time() + 10
+        while c.exists("/box")[2] == 0 and time.time() < deadline:
+            time.sleep(0.1)
+        assert c.exists("/box")[2] == -101, "the empty container was not reaped"
+        # createTTL (21): a childless TTL node goes after its ttl
+        assert c.call(21, _create_mode_body("/ttl", 5, ttl=300))[2] == 0
+        assert c.call(21, _create_mode_body("/ttl-bad", 0, ttl=300))[2] == -8  # TTL needs a TTL mode
+        deadline = time.time() + 10
+        while c.exists("/ttl")[2] == 0 and time.time() < deadline:
+            time.sleep(0.1)
+        assert c.exists("/ttl")[2] == -101, "the TTL node did not expire"
+        c.close()
+    finally:
+        s.cleanup()
+
+
+def test_bad_auth_fails_and_closes(server, bystander):
+    from zkwire import WireClient
+
+    c = WireClient(server.port)
+    c.sock.sendall(frame(struct.pack(">ii", -4, 100) + struct.pack(">i", 0) + ustring("kerberos") + buffer(b"x")))
+    reply = recv_frame(c.sock)
+    xid, _, err = struct.unpack(">iqi", reply[:16])
+    assert (xid, err) == (-4, -115)  # AuthFailed
+    event = recv_frame(c.sock)
+    assert struct.unpack(">iqi", event[:16])[0] == -1
+    assert struct.unpack(">ii", event[16:24]) == (-1, 4)  # type None, state AuthFailed
+    assert closed_by_server(c.sock)

@@ -90,6 +90,9 @@ pub struct ServerConfig {
     pub servers: Vec<ServerSpec>,
     /// This server's id (`myid` in dataDir); 0 when standalone.
     pub my_id: u64,
+    /// How often containers and TTL nodes are checked for expiry
+    /// (`znode.container.checkIntervalMs`, default one minute).
+    pub container_check_interval_ms: u64,
     /// zabkeeper's own option: reads confirmed by a quorum (linearizable reads).
     pub quorum_reads: bool,
     /// Keys present in the file that zabkeeper does not use.
@@ -121,6 +124,7 @@ impl ServerConfig {
             sync_limit: 5,
             servers: Vec::new(),
             my_id: 0,
+            container_check_interval_ms: 60_000,
             quorum_reads: false,
             ignored_keys: Vec::new(),
         }
@@ -220,6 +224,9 @@ impl ServerConfig {
                 }
                 "globalOutstandingLimit" => {
                     cfg.global_outstanding_limit = parse_num(key, v, 1, 1 << 24)? as usize
+                }
+                "znode.container.checkIntervalMs" => {
+                    cfg.container_check_interval_ms = parse_num(key, v, 1, 1 << 40)?
                 }
                 "initLimit" => cfg.init_limit = parse_num(key, v, 1, 1 << 20)? as u32,
                 "syncLimit" => cfg.sync_limit = parse_num(key, v, 1, 1 << 20)? as u32,

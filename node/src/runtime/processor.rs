@@ -22,7 +22,7 @@ use crate::proto::client::{
     encode_event, encode_reply, ClientInfo, ConnectRequest, ConnectResponse, CreateRequest,
     MultiOp, MultiResult, ReplyHeader, Request, Response, WatcherEvent,
 };
-use crate::state::acl::{check_acl, digest};
+use crate::state::acl::{check_acl, digest_auth_ids};
 use crate::state::prep::{Prepper, WriteOp};
 use crate::state::tree::{ApplyOutcome, DataTree, OpResult};
 use crate::state::txn::{Txn, TxnBody};
@@ -273,14 +273,13 @@ impl Processor {
                 .close_session_txn(&self.tree, session, self.last_logged + 1);
             self.log_write(Origin::Internal, session, 0, Ok(body), &mut work)?;
         }
-        // Containers and TTLs are checked about once a minute, as ZooKeeper does.
-        let every = (60_000 / self.config.tick_time_ms).max(1);
-        if self.ticks % every == 0 {
+        // Containers and TTLs are checked every `znode.container.checkIntervalMs`.
+        let every = (self.config.container_check_interval_ms / self.config.tick_time_ms).max(1);
+        if self.ticks.is_multiple_of(every) {
             let now = self.clock.now_ms();
             for path in self.tree.expired_containers_and_ttls(now) {
-                let op = WriteOp::Delete { path, version: -1 };
-                let super_id = [Id::new("super", "")];
-                let res = self.prep(0, &super_id, &op);
+                let op = WriteOp::DeleteContainer { path };
+                let res = self.prep(0, &[], &op);
                 if res.is_ok() {
                     self.log_write(Origin::Internal, 0, 0, res, &mut work)?;
                 }
@@ -618,53 +617,49 @@ impl Processor {
                 auth: secret,
                 ..
             } => {
-                let frame;
-                let mut close = false;
-                if scheme == "digest" {
-                    let text = String::from_utf8_lossy(&secret).to_string();
-                    let id = Id::new("digest", &digest(&text));
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        if !c.auth.contains(&id) {
-                            c.auth.push(id);
-                        }
-                    }
-                    frame = encode_reply(
-                        &ReplyHeader {
-                            xid: xid::AUTH,
-                            zxid: 0,
-                            err: 0,
-                        },
-                        &Response::Empty,
-                    );
+                let ids = if scheme == "digest" {
+                    digest_auth_ids(&secret, None)
                 } else {
-                    tracing::info!("authentication failed: unsupported scheme {scheme:?}");
-                    let err = ErrorCode::AuthFailed.code();
-                    frame = encode_reply(
-                        &ReplyHeader {
-                            xid: xid::AUTH,
-                            zxid: 0,
-                            err,
-                        },
-                        &Response::Empty,
-                    );
+                    Vec::new()
+                };
+                let reply = |err: ErrorCode| {
+                    let header = ReplyHeader {
+                        xid: xid::AUTH,
+                        zxid: 0,
+                        err: err.code(),
+                    };
+                    encode_reply(&header, &Response::Empty)
+                };
+                if ids.is_empty() {
+                    // ZooKeeper answers AuthFailed, sends an AuthFailed event, and closes.
+                    tracing::info!("authentication failed for scheme {scheme:?}");
                     let ev = WatcherEvent {
                         event_type: EventType::None.code(),
                         state: keeper_state::AUTH_FAILED,
                         path: String::new(),
                     };
+                    let frame = reply(ErrorCode::AuthFailed);
                     work.push(Work::Reply {
                         conn,
                         frame,
                         then_close: false,
                     });
+                    let frame = encode_event(&ev);
                     work.push(Work::Reply {
                         conn,
-                        frame: encode_event(&ev),
+                        frame,
                         then_close: true,
                     });
                     return Ok(());
                 }
-                let _ = &mut close;
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    for id in ids {
+                        if !c.auth.contains(&id) {
+                            c.auth.push(id);
+                        }
+                    }
+                }
+                let frame = reply(ErrorCode::Ok);
                 work.push(Work::Reply {
                     conn,
                     frame,
@@ -760,9 +755,20 @@ impl Processor {
         Ok(())
     }
 
+    /// Queues the watch events of an applied txn. As in ZooKeeper 3.8, a
+    /// watcher only hears about a node it may READ.
     fn fire_watches(&mut self, outcome: &ApplyOutcome) {
-        for (path, ty) in &outcome.triggers {
+        for (i, (path, ty)) in outcome.triggers.iter().enumerate() {
+            let acl = outcome.trigger_acls.get(i);
             for (watcher, ev) in self.watches.trigger(path, *ty) {
+                let allowed = match (acl, self.conns.get(&watcher)) {
+                    (Some(acl), Some(c)) => check_acl(acl, perms::READ, &c.auth),
+                    (None, Some(_)) => true,
+                    (_, None) => false,
+                };
+                if !allowed {
+                    continue;
+                }
                 let frame = encode_event(&WatcherEvent {
                     event_type: ev.event_type.code(),
                     state: keeper_state::SYNC_CONNECTED,
