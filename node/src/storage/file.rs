@@ -3,7 +3,10 @@
 //!
 //! Recovery rules (checked by [`FileStorage::open`] and [`Storage::recover`]):
 //! - a torn or garbage tail of the LAST log (a crash mid-append) is truncated, with a warning;
-//!   a zero-filled tail is the preallocated space and is simply the end;
+//!   a zero-filled tail is the preallocated space and is simply the end; a record header
+//!   of zeros followed by data is unsynced writes persisted out of order, also a tail;
+//!   with forceSync on, a log is fsynced before the next one is created, so only the last
+//!   log can have a tail to repair;
 //! - corruption anywhere else (a bad record followed by valid ones, a bad record in a
 //!   non-last log, a bad file header in a non-last log) is refused;
 //! - no valid snapshot while the logs do not start the history is refused (ZOOKEEPER-2325);
@@ -157,6 +160,10 @@ impl<F: Fs> FileStorage<F> {
             .map_err(io_err("create directory", &log_dir))?;
         fs.create_dir_all(&snap_dir)
             .map_err(io_err("create directory", &snap_dir))?;
+        // Make the `version-2` entries themselves durable (a no-op cost after the first run).
+        for dir in [&opts.data_log_dir, &opts.data_dir] {
+            fs.sync_dir(dir).map_err(io_err("fsync directory", dir))?;
+        }
         let mut storage = FileStorage {
             fs,
             opts,
@@ -287,9 +294,12 @@ impl<F: Fs> FileStorage<F> {
             let data = self.fs.read(&path).map_err(io_err("read", &path))?;
             if let Err(reason) = format::check_log_header(&data) {
                 // A crash right after creating the file can leave a torn header, and then
-                // no record after it can have been synced.
+                // no record after it can have been synced; nor can any if the header was
+                // never written at all (an fsync would have persisted it first).
+                let unwritten = data.len() >= format::LOG_HEADER_LEN
+                    && data[..format::LOG_HEADER_LEN].iter().all(|&b| b == 0);
                 let has_record = format::find_valid_record(&data, 0, None).is_some();
-                if is_last && !has_record {
+                if is_last && (unwritten || !has_record) {
                     warn!(
                         "removing {}: {reason} (torn creation of the last log)",
                         path.display()
@@ -855,11 +865,14 @@ impl<F: Fs> Storage for FileStorage<F> {
         }
         let base = snapshot.as_ref().map_or(0, |(z, _)| *z);
 
-        // ZOOKEEPER-2354: the snapshot must not be from an epoch we never made current.
+        // ZOOKEEPER-2354: the snapshot must not be from an epoch we never made current,
+        // unless the marker says we crashed between writing it and writing currentEpoch.
+        let marker = self.fs.exists(&self.marker_path());
+        let mut epoch_fix = None;
         if let Some((zxid, _)) = &snapshot {
             let epoch = zxid_epoch(*zxid);
             if epoch > self.epochs.current_epoch {
-                if !self.fs.exists(&self.marker_path()) {
+                if !marker {
                     return Err(StorageError::EpochBehindSnapshot {
                         path: self.snapshot_path(*zxid),
                         zxid: ZxidHex(*zxid),
@@ -867,18 +880,7 @@ impl<F: Fs> Storage for FileStorage<F> {
                         current_epoch: self.epochs.current_epoch,
                     });
                 }
-                warn!(
-                    "{} found: crashed after taking snapshot {} but before updating currentEpoch; setting currentEpoch to {epoch}",
-                    format::UPDATING_EPOCH_FILE,
-                    ZxidHex(*zxid)
-                );
-                self.set_current_epoch(epoch)?;
-            }
-        }
-        if self.fs.exists(&self.marker_path()) {
-            // Crashed after writing currentEpoch but before removing the marker.
-            if let Err(e) = self.clear_updating_epoch() {
-                return self.fail(e);
+                epoch_fix = Some((*zxid, epoch));
             }
         }
 
@@ -927,6 +929,20 @@ impl<F: Fs> Storage for FileStorage<F> {
                     from: ZxidHex(base),
                     to: ZxidHex(bad),
                 });
+            }
+        }
+        // Only now that the history is known to be whole, repair the epoch files.
+        if let Some((zxid, epoch)) = epoch_fix {
+            warn!(
+                "{} found: crashed after taking snapshot {} but before updating currentEpoch; setting currentEpoch to {epoch}",
+                format::UPDATING_EPOCH_FILE,
+                ZxidHex(zxid)
+            );
+            self.set_current_epoch(epoch)?;
+        } else if marker {
+            // Crashed after writing currentEpoch but before removing the marker.
+            if let Err(e) = self.clear_updating_epoch() {
+                return self.fail(e);
             }
         }
         Ok(Recovered { snapshot, txns })

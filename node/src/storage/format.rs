@@ -161,7 +161,8 @@ pub enum LogTail {
         /// Why they are not a record.
         reason: String,
         /// Offset of a valid record (with a zxid above the last good one) found after the
-        /// garbage: then this is corruption, not a torn tail.
+        /// garbage: then this is corruption, not a torn tail. Not searched for when the
+        /// garbage starts with a zero (never written) record header.
         valid_record_after: Option<u64>,
     },
 }
@@ -217,7 +218,20 @@ pub fn scan_log(data: &[u8]) -> LogScan {
                 };
             }
             Err(reason) => {
-                let valid_record_after = find_valid_record(data, offset + 1, last_zxid);
+                let head = &data[offset..(offset + RECORD_HEADER_LEN).min(data.len())];
+                let (reason, valid_record_after) = if head.iter().all(|&b| b == 0) {
+                    // A record header that was never written: the page cache wrote later
+                    // pages back before this one, which no fsync can have covered (an fsync
+                    // persists every earlier write too). Whatever follows was never synced.
+                    (
+                        "zero bytes where a record should start, then data: unsynced writes \
+                         persisted out of order"
+                            .to_string(),
+                        None,
+                    )
+                } else {
+                    (reason, find_valid_record(data, offset + 1, last_zxid))
+                };
                 return LogScan {
                     records,
                     end: offset as u64,
@@ -406,6 +420,20 @@ mod tests {
         assert!(matches!(
             scan.tail,
             LogTail::Garbage { valid_record_after: Some(p), .. } if p == third as u64
+        ));
+    }
+
+    #[test]
+    fn zero_hole_then_records_is_an_unsynced_tail() {
+        // Out-of-order writeback: record 2's header never reached the disk, record 3 did.
+        let mut data = log_with(&[(1, b"aaaa"), (2, b"bbbb"), (3, b"cccc")], 10);
+        let second = LOG_HEADER_LEN + RECORD_HEADER_LEN + 4;
+        data[second..second + RECORD_HEADER_LEN + 4].fill(0);
+        let scan = scan_log(&data);
+        assert_eq!(scan.records.len(), 1);
+        assert!(matches!(
+            scan.tail,
+            LogTail::Garbage { offset, valid_record_after: None, .. } if offset == second as u64
         ));
     }
 
