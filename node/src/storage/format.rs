@@ -16,7 +16,7 @@
 //! trailer: crc32c u32 over header and body | end magic "ZBSE"        (8 bytes)
 //! ```
 
-use crate::types::Zxid;
+use crate::types::{zxid_epoch, Zxid};
 
 /// Magic at the start of every log file.
 pub const LOG_MAGIC: [u8; 4] = *b"ZBLG";
@@ -253,11 +253,31 @@ fn increases(last: Option<Zxid>, zxid: Zxid) -> bool {
     }
 }
 
+/// How far above the last good zxid's epoch a record found past garbage may be. Bounds
+/// the CRC work of the search (a random header rarely passes) without missing real records:
+/// one log never spans that many epochs.
+const MAX_EPOCH_JUMP: u32 = 1 << 16;
+
+/// Whether the 16 bytes at `p` could frame a record following `after`: cheap checks on the
+/// length and zxid before paying for a CRC over the payload.
+fn plausible_header(data: &[u8], p: usize, after: Option<Zxid>) -> bool {
+    let Some(head) = data.get(p..p + RECORD_HEADER_LEN) else {
+        return false;
+    };
+    let len = u32::from_be_bytes(head[0..4].try_into().expect("4 bytes")) as usize;
+    let zxid = Zxid::from_be_bytes(head[8..16].try_into().expect("8 bytes"));
+    let floor = after.unwrap_or(0);
+    len <= MAX_TXN_LEN
+        && len <= data.len() - p - RECORD_HEADER_LEN
+        && zxid > floor
+        && zxid_epoch(zxid) <= zxid_epoch(floor).saturating_add(MAX_EPOCH_JUMP)
+}
+
 /// The first offset at or after `from` holding a valid record with a zxid above `after`.
 pub fn find_valid_record(data: &[u8], from: usize, after: Option<Zxid>) -> Option<u64> {
     let last_nonzero = data.iter().rposition(|&b| b != 0)?;
     (from..=last_nonzero)
-        .filter(|&p| p + RECORD_HEADER_LEN <= data.len())
+        .filter(|&p| plausible_header(data, p, after))
         .find(|&p| {
             // A zero header is never a valid record (its CRC would not be zero).
             matches!(decode_record(data, p), Ok(r) if increases(after, r.zxid))
@@ -434,6 +454,29 @@ mod tests {
         assert!(matches!(
             scan.tail,
             LogTail::Garbage { offset, valid_record_after: None, .. } if offset == second as u64
+        ));
+    }
+
+    #[test]
+    fn search_past_garbage_stays_cheap() {
+        // 4 MiB of pseudo-random bytes after a bad record: the search must not run a CRC
+        // over megabytes at every offset.
+        let mut data = log_with(&[(1, b"a")], 0);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        data.extend((0..4 << 20).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        }));
+        let scan = scan_log(&data);
+        assert_eq!(scan.records.len(), 1);
+        assert!(matches!(
+            scan.tail,
+            LogTail::Garbage {
+                valid_record_after: None,
+                ..
+            }
         ));
     }
 

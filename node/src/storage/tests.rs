@@ -1106,3 +1106,18 @@ fn sim_out_of_order_writeback_is_an_unsynced_tail() {
         "out-of-order writeback produced only {holes} holes"
     );
 }
+
+#[test]
+fn storage_is_object_safe_and_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<FileStorage<RealFs>>();
+    assert_send::<FileStorage<SimFs>>();
+    let h = SimHarness::new(0);
+    let mut boxed: Box<dyn Storage + Send> = Box::new(h.open());
+    boxed.append(z(1), b"x").unwrap();
+    assert_eq!(boxed.sync().unwrap(), z(1));
+    assert_eq!(
+        boxed.read_txns_after(0).unwrap(),
+        vec![(z(1), b"x".to_vec())]
+    );
+}
