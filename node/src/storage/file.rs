@@ -601,14 +601,14 @@ impl<F: Fs> FileStorage<F> {
         Ok(())
     }
 
-    /// Checks that the state at `zxid` can be rebuilt after dropping everything newer.
+    /// Checks that the state at `zxid` can be rebuilt after dropping everything newer: from
+    /// a snapshot at or before it, or from a log that starts the history.
     fn can_truncate_to(&self, zxid: Zxid) -> Result<(), StorageError> {
         let snaps = self.snapshot_zxids()?;
-        let from_log = snaps.is_empty()
-            && match self.logs.first() {
-                None => true,
-                Some(first) => self.starts_history(first.first_zxid),
-            };
+        let from_log = match self.logs.first() {
+            None => snaps.is_empty(),
+            Some(first) => self.starts_history(first.first_zxid),
+        };
         if zxid == 0 || snaps.iter().any(|&s| s <= zxid) || from_log {
             return Ok(());
         }
@@ -709,22 +709,44 @@ impl<F: Fs> Storage for FileStorage<F> {
         self.can_truncate_to(zxid)?;
         // Make what is kept durable; appends after a TRUNC go to a new log file.
         self.close_log()?;
+        // Each step is durable before the next, so that a crash part-way leaves a state
+        // that recovers to a prefix of the old history which still reaches `zxid`:
+        // 1. snapshots above `zxid` go first (else one could outlive the log it is ahead of);
+        // 2. then whole log files above `zxid`, newest first;
+        // 3. then the tail of the log file holding `zxid`.
         let result = (|| {
-            // Newest first, so that a crash part-way leaves a prefix of the history.
+            for snap in self.snapshot_zxids()?.into_iter().filter(|&s| s > zxid) {
+                let path = self.snapshot_path(snap);
+                warn!("TRUNC to {}: removing {}", ZxidHex(zxid), path.display());
+                self.fs.remove(&path).map_err(io_err("remove", &path))?;
+            }
+            self.fs
+                .sync_dir(&self.snap_dir)
+                .map_err(io_err("fsync directory", &self.snap_dir))?;
             while let Some(log) = self.logs.last() {
                 if log.first_zxid <= zxid {
                     break;
                 }
+                warn!(
+                    "TRUNC to {}: removing {}",
+                    ZxidHex(zxid),
+                    log.path.display()
+                );
                 self.fs
                     .remove(&log.path)
                     .map_err(io_err("remove", &log.path))?;
                 self.logs.pop();
             }
+            self.fs
+                .sync_dir(&self.log_dir)
+                .map_err(io_err("fsync directory", &self.log_dir))?;
             if let Some(log) = self.logs.last().cloned() {
                 if log.last_zxid > zxid {
                     let (_, records) = self.read_log(&log)?;
-                    let keep: Vec<&RecordRef> = records.iter().filter(|r| r.zxid <= zxid).collect();
-                    let last = keep.last().expect("the first record is <= zxid");
+                    let last = records
+                        .iter()
+                        .rfind(|r| r.zxid <= zxid)
+                        .expect("the first record is <= zxid");
                     let mut f = self
                         .fs
                         .open_write(&log.path)
@@ -737,17 +759,6 @@ impl<F: Fs> Storage for FileStorage<F> {
                     entry.end = last.end();
                 }
             }
-            for snap in self.snapshot_zxids()?.into_iter().filter(|&s| s > zxid) {
-                let path = self.snapshot_path(snap);
-                warn!("TRUNC to {}: removing {}", ZxidHex(zxid), path.display());
-                self.fs.remove(&path).map_err(io_err("remove", &path))?;
-            }
-            self.fs
-                .sync_dir(&self.log_dir)
-                .map_err(io_err("fsync directory", &self.log_dir))?;
-            self.fs
-                .sync_dir(&self.snap_dir)
-                .map_err(io_err("fsync directory", &self.snap_dir))?;
             Ok(())
         })();
         if let Err(e) = result {

@@ -179,6 +179,9 @@ pub struct SimFsFaults {
     pub sync_error_probability: f64,
     /// Fail this many upcoming fsyncs (file or directory) deterministically.
     pub fail_next_syncs: u32,
+    /// Let this many fsyncs (file or directory) succeed, then fail the next one; the
+    /// countdown then clears itself. For crashing at a chosen point of an operation.
+    pub sync_failure_countdown: Option<u32>,
     /// Fail this many upcoming writes deterministically.
     pub fail_next_writes: u32,
     /// Probability, at a crash, that the first lost write of a file leaves a torn prefix.
@@ -314,6 +317,15 @@ impl SimDisk {
     }
 
     fn sync_fault(&mut self) -> io::Result<()> {
+        match self.faults.sync_failure_countdown {
+            Some(0) => {
+                self.faults.sync_failure_countdown = None;
+                self.stats.sync_errors += 1;
+                return Err(eio("fsync"));
+            }
+            Some(n) => self.faults.sync_failure_countdown = Some(n - 1),
+            None => {}
+        }
         if self.faults.fail_next_syncs > 0 {
             self.faults.fail_next_syncs -= 1;
             self.stats.sync_errors += 1;

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::format::{self, LogTail};
 use super::*;
-use crate::types::{make_zxid, Zxid};
+use crate::types::{make_zxid, zxid_counter, Zxid};
 
 /// A place to open storages: a fresh disk per test, reopened to simulate restarts.
 trait Harness {
@@ -1120,4 +1120,43 @@ fn storage_is_object_safe_and_send() {
         boxed.read_txns_after(0).unwrap(),
         vec![(z(1), b"x".to_vec())]
     );
+}
+
+#[test]
+fn sim_crash_during_truncate_recovers_a_prefix_reaching_the_truncation_point() {
+    // Fail the k-th fsync inside truncate_after, then lose power: whatever state results
+    // must recover, to the old history or a prefix of it that still reaches zxid 2, and
+    // never to a snapshot ahead of its log.
+    let mut outcomes = std::collections::BTreeSet::new();
+    for k in 0..6u32 {
+        let h = SimHarness::new(u64::from(k));
+        let mut st = h.open_with(|o| o.log_roll_txns = 4);
+        st.set_current_epoch(1).unwrap();
+        append_range(&mut st, 1, 1..=8);
+        st.sync().unwrap();
+        st.write_snapshot(z(7), &snapshot_body(z(7))).unwrap();
+        h.fs.set_faults(SimFsFaults {
+            sync_failure_countdown: Some(k),
+            ..SimFsFaults::default()
+        });
+        let truncated = st.truncate_after(z(2)).is_ok();
+        drop(st);
+        h.fs.crash_lose_all();
+        h.fs.set_faults(SimFsFaults::default());
+        let rec = h.open().recover().unwrap_or_else(|e| panic!("k={k}: {e}"));
+        let last = rec.last_zxid();
+        match &rec.snapshot {
+            Some((s, body)) => {
+                assert_eq!((*s, body), (z(7), &snapshot_body(z(7))), "k={k}");
+                assert_eq!(rec.txns, expected(1, 8..=8), "k={k}");
+            }
+            None => assert_eq!(rec.txns, expected(1, 1..=zxid_counter(last)), "k={k}"),
+        }
+        assert!([z(2), z(4), z(8)].contains(&last), "k={k}: {last:x}");
+        if truncated {
+            assert_eq!(last, z(2), "k={k}: a completed TRUNC must be durable");
+        }
+        outcomes.insert(last);
+    }
+    assert!(outcomes.len() >= 2, "{outcomes:?}");
 }
