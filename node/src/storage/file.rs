@@ -68,6 +68,17 @@ impl FileStorageOptions {
             strict_zxid_sequence: true,
         }
     }
+
+    /// Small files for tests and the simulator, where [`super::SimFs`] holds every byte in
+    /// memory: 64 KiB preallocation, a new log file every 1000 txns or 4 MiB.
+    pub fn small(data_dir: impl Into<PathBuf>, data_log_dir: impl Into<PathBuf>) -> Self {
+        FileStorageOptions {
+            preallocate_bytes: 64 << 10,
+            log_roll_txns: 1000,
+            log_roll_bytes: 4 << 20,
+            ..Self::new(data_dir, data_log_dir)
+        }
+    }
 }
 
 /// A snapshot's zxid and body.
