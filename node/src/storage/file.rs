@@ -623,13 +623,9 @@ impl<F: Fs> FileStorage<F> {
         if zxid == 0 || snaps.iter().any(|&s| s <= zxid) || from_log {
             return Ok(());
         }
-        Err(StorageError::Corrupt {
-            path: self.snap_dir.clone(),
-            offset: 0,
-            reason: format!(
-                "cannot truncate to {}: no snapshot at or before it and the log does not start the history",
-                ZxidHex(zxid)
-            ),
+        Err(StorageError::CannotTruncate {
+            zxid: ZxidHex(zxid),
+            snap_dir: self.snap_dir.clone(),
         })
     }
 

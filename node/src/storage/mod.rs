@@ -194,6 +194,15 @@ pub enum StorageError {
         /// The `currentEpoch` on disk.
         current_epoch: u32,
     },
+    /// TRUNC to a zxid below every snapshot, when the log does not start the history: the
+    /// state at that zxid cannot be rebuilt. Nothing was changed.
+    #[error("cannot truncate to {zxid}: no snapshot in {snap_dir} at or before it, and the log does not start the history")]
+    CannotTruncate {
+        /// The requested truncation point.
+        zxid: ZxidHex,
+        /// The snapshot directory.
+        snap_dir: PathBuf,
+    },
     /// An epoch file does not hold a number.
     #[error("cannot parse epoch file {path}: {content:?}")]
     BadEpochFile {

@@ -1160,3 +1160,25 @@ fn sim_crash_during_truncate_recovers_a_prefix_reaching_the_truncation_point() {
     }
     assert!(outcomes.len() >= 2, "{outcomes:?}");
 }
+
+#[test]
+fn sim_truncate_below_every_snapshot_is_refused_without_change() {
+    let h = SimHarness::new(0);
+    let mut st = h.open_with(|o| o.log_roll_txns = 2);
+    st.set_current_epoch(1).unwrap();
+    for s in 1..=4u32 {
+        append_range(&mut st, 1, (s - 1) * 2 + 1..=s * 2);
+        st.sync().unwrap();
+        st.write_snapshot(z(s * 2), b"state").unwrap();
+    }
+    st.purge(3).unwrap(); // snapshots 4, 6, 8; logs from 3
+    assert!(matches!(
+        st.truncate_after(z(3)),
+        Err(StorageError::CannotTruncate { .. })
+    ));
+    assert_eq!(st.read_txns_after(z(4)).unwrap(), expected(1, 5..=8));
+    assert_eq!(st.snapshot_files().unwrap().len(), 3);
+    // Not fatal: TRUNC to a zxid a snapshot covers works.
+    st.truncate_after(z(5)).unwrap();
+    assert_eq!(st.last_logged_zxid(), z(5));
+}
