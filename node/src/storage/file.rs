@@ -397,7 +397,20 @@ impl<F: Fs> FileStorage<F> {
                 end,
             });
         }
-        if dir_changed {
+        // What a restart reads may still be only in the page cache (the previous process
+        // stopped without a sync): make it durable before recovering from it, since the
+        // recovered history is what this server votes and syncs with. Appends then go to a
+        // new log file, so every earlier log must already be whole on disk.
+        if self.opts.force_sync {
+            for log in &self.logs {
+                let mut file = self
+                    .fs
+                    .open_write(&log.path)
+                    .map_err(io_err("open", &log.path))?;
+                file.sync().map_err(io_err("fsync", &log.path))?;
+            }
+        }
+        if dir_changed || self.opts.force_sync {
             self.fs
                 .sync_dir(&self.log_dir)
                 .map_err(io_err("fsync directory", &self.log_dir))?;
