@@ -245,24 +245,22 @@ impl<F: Fs> FileStorage<F> {
         Err(e)
     }
 
+    /// Removes leftover temporary files and makes the snapshot directory's names durable.
     fn remove_temporaries(&mut self) -> Result<(), StorageError> {
         let names = self
             .fs
             .list_dir(&self.snap_dir)
             .map_err(io_err("list directory", &self.snap_dir))?;
-        let mut removed = false;
         for name in names.iter().filter(|n| n.ends_with(format::TMP_SUFFIX)) {
             let path = self.snap_dir.join(name);
             info!("removing leftover temporary file {}", path.display());
             self.fs.remove(&path).map_err(io_err("remove", &path))?;
-            removed = true;
         }
-        if removed {
-            self.fs
-                .sync_dir(&self.snap_dir)
-                .map_err(io_err("fsync directory", &self.snap_dir))?;
-        }
-        Ok(())
+        // Also makes durable any name the previous process renamed into place but could not
+        // fsync the directory for: this process is about to recover from it.
+        self.fs
+            .sync_dir(&self.snap_dir)
+            .map_err(io_err("fsync directory", &self.snap_dir))
     }
 
     fn read_epoch(&self, name: &str) -> Result<u32, StorageError> {
