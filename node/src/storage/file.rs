@@ -88,6 +88,8 @@ type Snapshot = (Zxid, Vec<u8>);
 #[derive(Debug, Clone)]
 struct LogFile {
     path: PathBuf,
+    /// The zxid its first record follows (from its header); 0 if it starts the history.
+    prev_zxid: Zxid,
     /// The zxid in its name: its first txn.
     first_zxid: Zxid,
     /// Its last txn (as appended, possibly not yet written out).
@@ -301,28 +303,31 @@ impl<F: Fs> FileStorage<F> {
             let is_last = i + 1 == count;
             let path = self.log_dir.join(format::log_name(name_zxid));
             let data = self.fs.read(&path).map_err(io_err("read", &path))?;
-            if let Err(reason) = format::check_log_header(&data) {
-                // A crash right after creating the file can leave a torn header, and then
-                // no record after it can have been synced; nor can any if the header was
-                // never written at all (an fsync would have persisted it first).
-                let unwritten = data.len() >= format::LOG_HEADER_LEN
-                    && data[..format::LOG_HEADER_LEN].iter().all(|&b| b == 0);
-                let has_record = format::find_valid_record(&data, 0, None).is_some();
-                if is_last && (unwritten || !has_record) {
-                    warn!(
-                        "removing {}: {reason} (torn creation of the last log)",
-                        path.display()
-                    );
-                    self.fs.remove(&path).map_err(io_err("remove", &path))?;
-                    dir_changed = true;
-                    continue;
+            let header = match format::check_log_header(&data) {
+                Ok(header) => header,
+                Err(reason) => {
+                    // A crash right after creating the file can leave a torn header, and then
+                    // no record after it can have been synced; nor can any if the header was
+                    // never written at all (an fsync would have persisted it first).
+                    let unwritten = data.len() >= format::LOG_HEADER_LEN
+                        && data[..format::LOG_HEADER_LEN].iter().all(|&b| b == 0);
+                    let has_record = format::find_valid_record(&data, 0, None).is_some();
+                    if is_last && (unwritten || !has_record) {
+                        warn!(
+                            "removing {}: {reason} (torn creation of the last log)",
+                            path.display()
+                        );
+                        self.fs.remove(&path).map_err(io_err("remove", &path))?;
+                        dir_changed = true;
+                        continue;
+                    }
+                    return Err(StorageError::Corrupt {
+                        path,
+                        offset: 0,
+                        reason,
+                    });
                 }
-                return Err(StorageError::Corrupt {
-                    path,
-                    offset: 0,
-                    reason,
-                });
-            }
+            };
             let scan = format::scan_log(&data);
             let mut end = scan.end;
             match scan.tail {
@@ -387,9 +392,20 @@ impl<F: Fs> FileStorage<F> {
                     });
                 }
             }
+            if header.prev_zxid >= first.zxid {
+                return Err(StorageError::Corrupt {
+                    path,
+                    offset: 8,
+                    reason: format!(
+                        "header says the first txn follows {}, which is not before it",
+                        ZxidHex(header.prev_zxid)
+                    ),
+                });
+            }
             self.last_log_zxid = last.zxid;
             self.logs.push(LogFile {
                 path,
+                prev_zxid: header.prev_zxid,
                 first_zxid: first.zxid,
                 last_zxid: last.zxid,
                 end,
@@ -495,7 +511,9 @@ impl<F: Fs> FileStorage<F> {
         Ok(())
     }
 
+    /// Creates the log file for `zxid`, which follows `last_logged_zxid()`.
     fn start_log(&mut self, zxid: Zxid) -> Result<(), StorageError> {
+        let prev_zxid = self.last_logged_zxid();
         let path = self.log_dir.join(format::log_name(zxid));
         let file = match self.fs.create(&path) {
             Ok(f) => f,
@@ -504,6 +522,7 @@ impl<F: Fs> FileStorage<F> {
         self.log_dir_dirty = true;
         self.logs.push(LogFile {
             path,
+            prev_zxid,
             first_zxid: zxid,
             last_zxid: zxid,
             end: 0,
@@ -512,7 +531,7 @@ impl<F: Fs> FileStorage<F> {
             file,
             pos: 0,
             allocated: 0,
-            buf: format::log_header().to_vec(),
+            buf: format::log_header(prev_zxid).to_vec(),
             txns: 0,
         });
         Ok(())
@@ -524,12 +543,25 @@ impl<F: Fs> FileStorage<F> {
             .fs
             .read_range(&log.path, 0, log.end as usize)
             .map_err(io_err("read", &log.path))?;
-        if let Err(reason) = format::check_log_header(&data) {
-            return Err(StorageError::Corrupt {
-                path: log.path.clone(),
-                offset: 0,
-                reason,
-            });
+        match format::check_log_header(&data) {
+            Ok(header) if header.prev_zxid == log.prev_zxid => {}
+            Ok(header) => {
+                return Err(StorageError::Corrupt {
+                    path: log.path.clone(),
+                    offset: 8,
+                    reason: format!(
+                        "header changed since open (follows {})",
+                        ZxidHex(header.prev_zxid)
+                    ),
+                })
+            }
+            Err(reason) => {
+                return Err(StorageError::Corrupt {
+                    path: log.path.clone(),
+                    offset: 0,
+                    reason,
+                })
+            }
         }
         let scan = format::scan_log(&data);
         if let LogTail::Garbage { offset, reason, .. } = scan.tail {
@@ -629,7 +661,7 @@ impl<F: Fs> FileStorage<F> {
         let snaps = self.snapshot_zxids()?;
         let from_log = match self.logs.first() {
             None => snaps.is_empty(),
-            Some(first) => self.starts_history(first.first_zxid),
+            Some(first) => first.prev_zxid == 0,
         };
         if zxid == 0 || snaps.iter().any(|&s| s <= zxid) || from_log {
             return Ok(());
@@ -638,10 +670,6 @@ impl<F: Fs> FileStorage<F> {
             zxid: ZxidHex(zxid),
             snap_dir: self.snap_dir.clone(),
         })
-    }
-
-    fn starts_history(&self, first_zxid: Zxid) -> bool {
-        !self.opts.strict_zxid_sequence || zxid_follows(0, first_zxid)
     }
 
     fn follows(&self, prev: Zxid, next: Zxid) -> bool {
@@ -910,6 +938,25 @@ impl<F: Fs> Storage for FileStorage<F> {
                     });
                 }
                 epoch_fix = Some((*zxid, epoch));
+            }
+        }
+
+        // ZOOKEEPER-2325: without a snapshot, the log must start the history.
+        if snapshot.is_none() {
+            if let Some(first) = self.logs.first().filter(|l| l.prev_zxid != 0) {
+                return Err(match newest_invalid {
+                    Some((bad, reason)) => StorageError::SnapshotNotCovered {
+                        path: self.snapshot_path(bad),
+                        reason,
+                        from: ZxidHex(0),
+                        to: ZxidHex(bad),
+                    },
+                    None => StorageError::MissingSnapshot {
+                        snap_dir: self.snap_dir.clone(),
+                        first_log: first.path.clone(),
+                        first_zxid: ZxidHex(first.first_zxid),
+                    },
+                });
             }
         }
 

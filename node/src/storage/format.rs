@@ -4,7 +4,9 @@
 //!
 //! Log file (`log.<hex zxid of its first txn>`):
 //! ```text
-//! header:  magic "ZBLG" | version u32 | dbid u64                      (16 bytes)
+//! header:  magic "ZBLG" | version u32 | prev_zxid i64                 (16 bytes)
+//!          prev_zxid: the zxid the first record follows (the last zxid the storage held
+//!          when the file was created); 0 means the file starts the history
 //! record:  len u32 | crc32c u32 | zxid i64 | payload[len]             (16 + len bytes)
 //!          crc32c covers len, zxid and payload
 //! tail:    zeros (preallocation) up to the end of the file
@@ -52,17 +54,25 @@ pub const CURRENT_EPOCH_FILE: &str = "currentEpoch";
 /// (a learner syncing with a new leader); removed once `currentEpoch` is written.
 pub const UPDATING_EPOCH_FILE: &str = "updatingEpoch";
 
-/// The log file header.
-pub fn log_header() -> [u8; LOG_HEADER_LEN] {
+/// A log file header's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogHeader {
+    /// The zxid the file's first record follows: the last zxid (txn or snapshot) the
+    /// storage held when the file was created. 0: the file starts the history.
+    pub prev_zxid: Zxid,
+}
+
+/// Encodes a log file header.
+pub fn log_header(prev_zxid: Zxid) -> [u8; LOG_HEADER_LEN] {
     let mut h = [0u8; LOG_HEADER_LEN];
     h[..4].copy_from_slice(&LOG_MAGIC);
     h[4..8].copy_from_slice(&FORMAT_VERSION.to_be_bytes());
-    // dbid, always 0 as in ZooKeeper.
+    h[8..16].copy_from_slice(&prev_zxid.to_be_bytes());
     h
 }
 
-/// Checks a log file header; returns why it is bad.
-pub fn check_log_header(data: &[u8]) -> Result<(), String> {
+/// Decodes a log file header; returns why it is bad.
+pub fn check_log_header(data: &[u8]) -> Result<LogHeader, String> {
     if data.len() < LOG_HEADER_LEN {
         return Err(format!("file header truncated ({} bytes)", data.len()));
     }
@@ -73,7 +83,9 @@ pub fn check_log_header(data: &[u8]) -> Result<(), String> {
     if version != FORMAT_VERSION {
         return Err(format!("unsupported format version {version}"));
     }
-    Ok(())
+    Ok(LogHeader {
+        prev_zxid: Zxid::from_be_bytes(data[8..16].try_into().expect("8 bytes")),
+    })
 }
 
 fn record_crc(len: u32, zxid: Zxid, payload: &[u8]) -> u32 {
@@ -390,7 +402,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn log_with(records: &[(Zxid, &[u8])], zero_tail: usize) -> Vec<u8> {
-        let mut data = log_header().to_vec();
+        let mut data = log_header(0).to_vec();
         for (z, p) in records {
             encode_record(&mut data, *z, p);
         }

@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
+use proptest::{prop_assert, prop_assert_eq};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::format::{self, LogTail};
 use super::*;
-use crate::types::{make_zxid, zxid_counter, Zxid};
+use crate::types::{make_zxid, zxid_counter, zxid_epoch, Zxid};
 
 /// A place to open storages: a fresh disk per test, reopened to simulate restarts.
 trait Harness {
@@ -453,6 +454,35 @@ fn deleted_snapshots_refuse<H: Harness>(h: &H) {
     }
 }
 
+fn log_starting_a_new_epoch_is_not_the_start_of_history<H: Harness>(h: &H) {
+    // After purge, the oldest log starts at (2, 1): counter 1, yet not the first txn ever.
+    let mut st = h.open_with(|o| o.log_roll_txns = 2);
+    st.set_current_epoch(2).unwrap();
+    append_range(&mut st, 1, 1..=2);
+    append_range(&mut st, 2, 1..=6);
+    st.sync().unwrap();
+    for c in [2, 4, 6] {
+        st.write_snapshot(make_zxid(2, c), b"state").unwrap();
+    }
+    st.purge(3).unwrap();
+    let first = st.log_files()[0].clone();
+    assert!(first.ends_with("log.200000001"), "{first:?}");
+    // TRUNC below every snapshot cannot be served from this log.
+    assert!(matches!(
+        st.truncate_after(make_zxid(2, 1)),
+        Err(StorageError::CannotTruncate { .. })
+    ));
+    let snaps = st.snapshot_files().unwrap();
+    drop(st);
+    for s in &snaps {
+        remove_durably(&h.fs(), s);
+    }
+    assert!(matches!(
+        h.open().recover(),
+        Err(StorageError::MissingSnapshot { .. })
+    ));
+}
+
 fn no_snapshot_with_complete_log_recovers<H: Harness>(h: &H) {
     // ZOOKEEPER-2325's legitimate case: the log starts the history, so an empty tree is right.
     let mut st = h.open();
@@ -679,6 +709,7 @@ conformance!(
     truncated_snapshot_refuses_when_log_does_not_cover,
     deleted_snapshots_refuse,
     no_snapshot_with_complete_log_recovers,
+    log_starting_a_new_epoch_is_not_the_start_of_history,
     flipped_byte_mid_log_refuses,
     flipped_length_mid_log_refuses,
     corrupt_tail_of_non_last_log_refuses,
@@ -1186,12 +1217,24 @@ fn sim_truncate_below_every_snapshot_is_refused_without_change() {
 /// One step of the model-based test.
 #[derive(Debug, Clone)]
 enum Op {
+    /// Append this many txns of this size.
     Append(u8, u8),
     Sync,
+    /// Sync, then snapshot the state at the last zxid.
     Snapshot,
-    Truncate(u32),
+    /// Become leader of a new epoch: acceptedEpoch and currentEpoch, then txns at counter 1.
+    NewEpoch,
+    /// A learner takes a leader's snapshot this many txns ahead, in the same or the next
+    /// epoch (then ahead of currentEpoch, until `NewLeaderAck`).
+    LeaderSnapshot(u8, bool),
+    /// The learner acknowledges NEWLEADER: currentEpoch catches up with its history.
+    NewLeaderAck,
+    /// TRUNC this many txns back.
+    Truncate(u8),
     Purge(usize),
+    /// The process stops and starts again (the page cache survives).
     Restart,
+    /// Power loss.
     Crash(u64),
     /// The next fsync fails with EIO.
     FailSync,
@@ -1200,10 +1243,13 @@ enum Op {
 fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
     use proptest::prelude::*;
     prop_oneof![
-        6 => (1u8..5, 0u8..60).prop_map(|(n, len)| Op::Append(n, len)),
+        8 => (1u8..5, 0u8..60).prop_map(|(n, len)| Op::Append(n, len)),
         3 => Just(Op::Sync),
         1 => Just(Op::Snapshot),
-        1 => (0u32..8).prop_map(Op::Truncate),
+        1 => Just(Op::NewEpoch),
+        1 => (1u8..6, any::<bool>()).prop_map(|(k, next)| Op::LeaderSnapshot(k, next)),
+        1 => Just(Op::NewLeaderAck),
+        1 => (0u8..8).prop_map(Op::Truncate),
         1 => (0usize..5).prop_map(Op::Purge),
         1 => Just(Op::Restart),
         2 => any::<u64>().prop_map(Op::Crash),
@@ -1211,41 +1257,71 @@ fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
     ]
 }
 
-/// Checks a recovery against the model; returns how many txns the recovered state holds.
-fn check_recovered(rec: &Recovered, history: &[Vec<u8>], durable: usize) -> Result<usize, String> {
-    let last = rec.last_zxid();
-    let have = if last == 0 {
-        0
-    } else {
-        zxid_counter(last) as usize
-    };
-    if have < durable || have > history.len() {
-        return Err(format!(
-            "recovered {have} txns, durable {durable}, appended {}",
-            history.len()
-        ));
+/// The history the storage should hold: each zxid with its txn bytes, or `None` for a
+/// state known only through a snapshot received from a leader.
+#[derive(Debug, Default)]
+struct Model {
+    history: Vec<(Zxid, Option<Vec<u8>>)>,
+    /// How many entries are durable.
+    durable: usize,
+    /// The next append starts this epoch at counter 1.
+    pending_epoch: Option<u32>,
+}
+
+impl Model {
+    fn last(&self) -> Zxid {
+        self.history.last().map_or(0, |(z, _)| *z)
     }
-    let base = match &rec.snapshot {
-        Some((s, body)) if *body == snapshot_body(*s) => zxid_counter(*s) as usize,
-        Some((s, _)) => return Err(format!("wrong snapshot body at {s:x}")),
-        None => 0,
-    };
-    for (i, (zxid, bytes)) in rec.txns.iter().enumerate() {
-        let c = base + i + 1;
-        if *zxid != z(c as u32) || bytes != &history[c - 1] {
-            return Err(format!("txn {i} after snapshot {base}: got {zxid:x}"));
+
+    fn next_zxid(&mut self) -> Zxid {
+        match self.pending_epoch.take() {
+            Some(e) => make_zxid(e, 1),
+            None => self.last() + 1,
         }
     }
-    Ok(have)
+
+    /// Checks a recovery; returns how many entries the recovered state holds.
+    fn check(&self, rec: &Recovered) -> Result<usize, String> {
+        let start = match &rec.snapshot {
+            None => 0,
+            Some((s, body)) => {
+                if *body != snapshot_body(*s) {
+                    return Err(format!("wrong snapshot body at {s:x}"));
+                }
+                1 + self
+                    .history
+                    .iter()
+                    .position(|(z, _)| z == s)
+                    .ok_or_else(|| format!("snapshot {s:x} is not in the history"))?
+            }
+        };
+        for (i, (zxid, bytes)) in rec.txns.iter().enumerate() {
+            match self.history.get(start + i) {
+                Some((z, Some(b))) if z == zxid && b == bytes => {}
+                other => return Err(format!("txn {zxid:x} recovered where {other:?} was")),
+            }
+        }
+        let have = start + rec.txns.len();
+        if have < self.durable || have > self.history.len() {
+            return Err(format!(
+                "recovered {have} entries, {} durable, {} appended",
+                self.durable,
+                self.history.len()
+            ));
+        }
+        Ok(have)
+    }
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
 
-    /// Random appends, syncs, snapshots, TRUNCs, purges, restarts and crashes against a
-    /// model: a recovered history always holds every synced txn and only appended ones.
+
+    /// Random appends, syncs, snapshots, epoch changes, leader snapshots, TRUNCs, purges,
+    /// restarts, crashes and fsync failures against a model: a recovered history always
+    /// holds every durable txn, and only txns that were appended, in order.
     #[test]
-    fn model_based_storage(ops in proptest::collection::vec(op_strategy(), 1..60), seed in 0u64..1000) {
+    fn model_based_storage(ops in proptest::collection::vec(op_strategy(), 1..80), seed in 0u64..1000) {
         let fs = SimFs::new(seed);
         fs.set_faults(SimFsFaults {
             torn_write_probability: 0.5,
@@ -1255,9 +1331,12 @@ proptest::proptest! {
         let mut opts = sim_opts();
         opts.log_roll_txns = 3;
         let mut st = FileStorage::open(fs.clone(), opts.clone()).unwrap();
+        st.set_accepted_epoch(1).unwrap();
         st.set_current_epoch(1).unwrap();
-        let mut history: Vec<Vec<u8>> = Vec::new();
-        let mut durable = 0usize;
+        let mut m = Model {
+            pending_epoch: Some(1),
+            ..Model::default()
+        };
         // Set by a failed operation: the storage refuses everything until the node restarts,
         // and since the failed writes may still show in the page cache (though not on disk,
         // as on Linux), that restart must be a power loss.
@@ -1266,28 +1345,69 @@ proptest::proptest! {
             let result: Result<(), StorageError> = match op {
                 _ if failed && !matches!(op, Op::Restart | Op::Crash(_)) => continue,
                 Op::Append(n, len) => (0..n).try_for_each(|_| {
-                    let c = history.len() as u32 + 1;
-                    let payload = vec![c as u8; len as usize];
-                    st.append(z(c), &payload)?;
-                    history.push(payload);
+                    let zxid = m.next_zxid();
+                    if zxid_epoch(zxid) > st.epochs().current_epoch {
+                        // A learner logs the new epoch's txns only after NEWLEADER.
+                        st.set_current_epoch(zxid_epoch(zxid))?;
+                    }
+                    let payload = vec![zxid as u8; len as usize];
+                    st.append(zxid, &payload)?;
+                    m.history.push((zxid, Some(payload)));
                     Ok(())
                 }),
-                Op::Sync => st.sync().map(|_| durable = history.len()),
+                Op::Sync => st.sync().map(|_| m.durable = m.history.len()),
                 Op::Snapshot => st.sync().and_then(|_| {
-                    durable = history.len();
-                    if history.is_empty() {
-                        return Ok(());
+                    m.durable = m.history.len();
+                    match m.last() {
+                        0 => Ok(()),
+                        s => st.write_snapshot(s, &snapshot_body(s)),
                     }
-                    let s = z(history.len() as u32);
-                    st.write_snapshot(s, &snapshot_body(s))
                 }),
+                Op::NewEpoch => {
+                    let e = zxid_epoch(m.last()).max(st.epochs().current_epoch) + 1;
+                    st.set_accepted_epoch(e)
+                        .and_then(|()| st.set_current_epoch(e))
+                        .map(|()| m.pending_epoch = Some(e))
+                }
+                Op::LeaderSnapshot(k, next_epoch) => {
+                    let e = zxid_epoch(m.last()).max(st.epochs().current_epoch)
+                        + u32::from(next_epoch);
+                    let s = if e == zxid_epoch(m.last()) && m.pending_epoch.is_none() {
+                        m.last() + i64::from(k)
+                    } else {
+                        make_zxid(e.max(1), u32::from(k))
+                    };
+                    st.write_snapshot(s, &snapshot_body(s)).map(|()| {
+                        m.pending_epoch = None;
+                        m.history.push((s, None));
+                        m.durable = m.history.len();
+                    })
+                }
+                Op::NewLeaderAck => {
+                    let e = zxid_epoch(m.last());
+                    if e > st.epochs().current_epoch {
+                        st.set_current_epoch(e)
+                    } else {
+                        Ok(())
+                    }
+                }
                 Op::Truncate(back) => {
-                    let keep = history.len().saturating_sub(back as usize);
-                    let zxid = if keep == 0 { 0 } else { z(keep as u32) };
+                    let keep = m.history.len().saturating_sub(usize::from(back));
+                    let zxid = if keep == 0 { 0 } else { m.history[keep - 1].0 };
                     match st.truncate_after(zxid) {
                         Ok(()) => {
-                            history.truncate(keep);
-                            durable = history.len();
+                            // The history ends at `zxid`, or below it if `zxid` was known only
+                            // through a newer snapshot (which TRUNC removes).
+                            let last = st.last_logged_zxid();
+                            prop_assert!(last <= zxid, "{last:x} > {zxid:x}");
+                            let kept = m.history[..keep].iter().rposition(|(z, _)| *z == last);
+                            let kept = match (last, kept) {
+                                (0, _) => 0,
+                                (_, Some(i)) => i + 1,
+                                (_, None) => panic!("TRUNC left {last:x}, not in the history"),
+                            };
+                            m.history.truncate(kept);
+                            m.durable = kept;
                             Ok(())
                         }
                         Err(StorageError::CannotTruncate { .. }) => Ok(()),
@@ -1314,11 +1434,17 @@ proptest::proptest! {
                     failed = false;
                     st = FileStorage::open(fs.clone(), opts.clone())
                         .unwrap_or_else(|e| panic!("reopen after {op:?}: {e}"));
-                    let rec = st.recover().unwrap_or_else(|e| panic!("recover after {op:?}: {e}"));
-                    let have = check_recovered(&rec, &history, durable)
-                        .unwrap_or_else(|e| panic!("after {op:?}: {e}"));
-                    history.truncate(have);
-                    durable = have;
+                    let rec = st
+                        .recover()
+                        .unwrap_or_else(|e| panic!("recover after {op:?}: {e}"));
+                    let have = m.check(&rec).unwrap_or_else(|e| panic!("after {op:?}: {e}"));
+                    m.history.truncate(have);
+                    m.durable = have;
+                    // A restarted server only appends once it has rejoined: keep the model's
+                    // epoch state, which the storage also kept.
+                    if st.epochs().current_epoch < zxid_epoch(m.last()) {
+                        panic!("currentEpoch {} behind recovered {:x}", st.epochs().current_epoch, m.last());
+                    }
                     Ok(())
                 }
             };
@@ -1330,8 +1456,7 @@ proptest::proptest! {
                 }
                 Err(e) => panic!("{op:?}: {e}"),
             }
-            let want = if history.is_empty() { 0 } else { z(history.len() as u32) };
-            proptest::prop_assert_eq!(st.last_logged_zxid(), want);
+            prop_assert_eq!(st.last_logged_zxid(), m.last());
         }
     }
 }
