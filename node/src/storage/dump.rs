@@ -36,18 +36,27 @@ pub fn dump_log<F: Fs>(
         .map_err(|e| StorageError::io("read", path, e))?;
     let oe = || out_err(path);
     writeln!(out, "log file {} ({} bytes)", path.display(), data.len()).map_err(oe())?;
-    if let Err(reason) = format::check_log_header(&data) {
-        writeln!(out, "bad file header at offset 0: {reason}").map_err(oe())?;
-        return Ok(LogDumpSummary {
-            records: 0,
-            clean: false,
-        });
-    }
+    let header = match format::check_log_header(&data) {
+        Ok(h) => h,
+        Err(reason) => {
+            writeln!(out, "bad file header at offset 0: {reason}").map_err(oe())?;
+            return Ok(LogDumpSummary {
+                records: 0,
+                clean: false,
+            });
+        }
+    };
     writeln!(
         out,
-        "header: magic {} format version {}",
+        "header: magic {} format version {} follows zxid {}{}",
         String::from_utf8_lossy(&format::LOG_MAGIC),
-        format::FORMAT_VERSION
+        format::FORMAT_VERSION,
+        ZxidHex(header.prev_zxid),
+        if header.prev_zxid == 0 {
+            " (starts the history)"
+        } else {
+            ""
+        }
     )
     .map_err(oe())?;
     let scan = format::scan_log(&data);

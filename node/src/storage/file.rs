@@ -3,7 +3,10 @@
 //!
 //! Recovery rules (checked by [`FileStorage::open`] and [`Storage::recover`]):
 //! - a torn or garbage tail of the LAST log (a crash mid-append) is truncated, with a warning;
-//!   a zero-filled tail is the preallocated space and is simply the end;
+//!   a zero-filled tail is the preallocated space and is simply the end; a record header
+//!   of zeros followed by data is unsynced writes persisted out of order, also a tail;
+//!   with forceSync on, a log is fsynced before the next one is created, so only the last
+//!   log can have a tail to repair;
 //! - corruption anywhere else (a bad record followed by valid ones, a bad record in a
 //!   non-last log, a bad file header in a non-last log) is refused;
 //! - no valid snapshot while the logs do not start the history is refused (ZOOKEEPER-2325);
@@ -65,6 +68,17 @@ impl FileStorageOptions {
             strict_zxid_sequence: true,
         }
     }
+
+    /// Small files for tests and the simulator, where [`super::SimFs`] holds every byte in
+    /// memory: 64 KiB preallocation, a new log file every 1000 txns or 4 MiB.
+    pub fn small(data_dir: impl Into<PathBuf>, data_log_dir: impl Into<PathBuf>) -> Self {
+        FileStorageOptions {
+            preallocate_bytes: 64 << 10,
+            log_roll_txns: 1000,
+            log_roll_bytes: 4 << 20,
+            ..Self::new(data_dir, data_log_dir)
+        }
+    }
 }
 
 /// A snapshot's zxid and body.
@@ -74,6 +88,8 @@ type Snapshot = (Zxid, Vec<u8>);
 #[derive(Debug, Clone)]
 struct LogFile {
     path: PathBuf,
+    /// The zxid its first record follows (from its header); 0 if it starts the history.
+    prev_zxid: Zxid,
     /// The zxid in its name: its first txn.
     first_zxid: Zxid,
     /// Its last txn (as appended, possibly not yet written out).
@@ -157,6 +173,10 @@ impl<F: Fs> FileStorage<F> {
             .map_err(io_err("create directory", &log_dir))?;
         fs.create_dir_all(&snap_dir)
             .map_err(io_err("create directory", &snap_dir))?;
+        // Make the `version-2` entries themselves durable (a no-op cost after the first run).
+        for dir in [&opts.data_log_dir, &opts.data_dir] {
+            fs.sync_dir(dir).map_err(io_err("fsync directory", dir))?;
+        }
         let mut storage = FileStorage {
             fs,
             opts,
@@ -227,24 +247,22 @@ impl<F: Fs> FileStorage<F> {
         Err(e)
     }
 
+    /// Removes leftover temporary files and makes the snapshot directory's names durable.
     fn remove_temporaries(&mut self) -> Result<(), StorageError> {
         let names = self
             .fs
             .list_dir(&self.snap_dir)
             .map_err(io_err("list directory", &self.snap_dir))?;
-        let mut removed = false;
         for name in names.iter().filter(|n| n.ends_with(format::TMP_SUFFIX)) {
             let path = self.snap_dir.join(name);
             info!("removing leftover temporary file {}", path.display());
             self.fs.remove(&path).map_err(io_err("remove", &path))?;
-            removed = true;
         }
-        if removed {
-            self.fs
-                .sync_dir(&self.snap_dir)
-                .map_err(io_err("fsync directory", &self.snap_dir))?;
-        }
-        Ok(())
+        // Also makes durable any name the previous process renamed into place but could not
+        // fsync the directory for: this process is about to recover from it.
+        self.fs
+            .sync_dir(&self.snap_dir)
+            .map_err(io_err("fsync directory", &self.snap_dir))
     }
 
     fn read_epoch(&self, name: &str) -> Result<u32, StorageError> {
@@ -285,25 +303,31 @@ impl<F: Fs> FileStorage<F> {
             let is_last = i + 1 == count;
             let path = self.log_dir.join(format::log_name(name_zxid));
             let data = self.fs.read(&path).map_err(io_err("read", &path))?;
-            if let Err(reason) = format::check_log_header(&data) {
-                // A crash right after creating the file can leave a torn header, and then
-                // no record after it can have been synced.
-                let has_record = format::find_valid_record(&data, 0, None).is_some();
-                if is_last && !has_record {
-                    warn!(
-                        "removing {}: {reason} (torn creation of the last log)",
-                        path.display()
-                    );
-                    self.fs.remove(&path).map_err(io_err("remove", &path))?;
-                    dir_changed = true;
-                    continue;
+            let header = match format::check_log_header(&data) {
+                Ok(header) => header,
+                Err(reason) => {
+                    // A crash right after creating the file can leave a torn header, and then
+                    // no record after it can have been synced; nor can any if the header was
+                    // never written at all (an fsync would have persisted it first).
+                    let unwritten = data.len() >= format::LOG_HEADER_LEN
+                        && data[..format::LOG_HEADER_LEN].iter().all(|&b| b == 0);
+                    let has_record = format::find_valid_record(&data, 0, None).is_some();
+                    if is_last && (unwritten || !has_record) {
+                        warn!(
+                            "removing {}: {reason} (torn creation of the last log)",
+                            path.display()
+                        );
+                        self.fs.remove(&path).map_err(io_err("remove", &path))?;
+                        dir_changed = true;
+                        continue;
+                    }
+                    return Err(StorageError::Corrupt {
+                        path,
+                        offset: 0,
+                        reason,
+                    });
                 }
-                return Err(StorageError::Corrupt {
-                    path,
-                    offset: 0,
-                    reason,
-                });
-            }
+            };
             let scan = format::scan_log(&data);
             let mut end = scan.end;
             match scan.tail {
@@ -368,15 +392,39 @@ impl<F: Fs> FileStorage<F> {
                     });
                 }
             }
+            if header.prev_zxid >= first.zxid {
+                return Err(StorageError::Corrupt {
+                    path,
+                    offset: 8,
+                    reason: format!(
+                        "header says the first txn follows {}, which is not before it",
+                        ZxidHex(header.prev_zxid)
+                    ),
+                });
+            }
             self.last_log_zxid = last.zxid;
             self.logs.push(LogFile {
                 path,
+                prev_zxid: header.prev_zxid,
                 first_zxid: first.zxid,
                 last_zxid: last.zxid,
                 end,
             });
         }
-        if dir_changed {
+        // What a restart reads may still be only in the page cache (the previous process
+        // stopped without a sync): make it durable before recovering from it, since the
+        // recovered history is what this server votes and syncs with. Appends then go to a
+        // new log file, so every earlier log must already be whole on disk.
+        if self.opts.force_sync {
+            for log in &self.logs {
+                let mut file = self
+                    .fs
+                    .open_write(&log.path)
+                    .map_err(io_err("open", &log.path))?;
+                file.sync().map_err(io_err("fsync", &log.path))?;
+            }
+        }
+        if dir_changed || self.opts.force_sync {
             self.fs
                 .sync_dir(&self.log_dir)
                 .map_err(io_err("fsync directory", &self.log_dir))?;
@@ -463,7 +511,9 @@ impl<F: Fs> FileStorage<F> {
         Ok(())
     }
 
+    /// Creates the log file for `zxid`, which follows `last_logged_zxid()`.
     fn start_log(&mut self, zxid: Zxid) -> Result<(), StorageError> {
+        let prev_zxid = self.last_logged_zxid();
         let path = self.log_dir.join(format::log_name(zxid));
         let file = match self.fs.create(&path) {
             Ok(f) => f,
@@ -472,6 +522,7 @@ impl<F: Fs> FileStorage<F> {
         self.log_dir_dirty = true;
         self.logs.push(LogFile {
             path,
+            prev_zxid,
             first_zxid: zxid,
             last_zxid: zxid,
             end: 0,
@@ -480,7 +531,7 @@ impl<F: Fs> FileStorage<F> {
             file,
             pos: 0,
             allocated: 0,
-            buf: format::log_header().to_vec(),
+            buf: format::log_header(prev_zxid).to_vec(),
             txns: 0,
         });
         Ok(())
@@ -492,12 +543,25 @@ impl<F: Fs> FileStorage<F> {
             .fs
             .read_range(&log.path, 0, log.end as usize)
             .map_err(io_err("read", &log.path))?;
-        if let Err(reason) = format::check_log_header(&data) {
-            return Err(StorageError::Corrupt {
-                path: log.path.clone(),
-                offset: 0,
-                reason,
-            });
+        match format::check_log_header(&data) {
+            Ok(header) if header.prev_zxid == log.prev_zxid => {}
+            Ok(header) => {
+                return Err(StorageError::Corrupt {
+                    path: log.path.clone(),
+                    offset: 8,
+                    reason: format!(
+                        "header changed since open (follows {})",
+                        ZxidHex(header.prev_zxid)
+                    ),
+                })
+            }
+            Err(reason) => {
+                return Err(StorageError::Corrupt {
+                    path: log.path.clone(),
+                    offset: 0,
+                    reason,
+                })
+            }
         }
         let scan = format::scan_log(&data);
         if let LogTail::Garbage { offset, reason, .. } = scan.tail {
@@ -591,29 +655,21 @@ impl<F: Fs> FileStorage<F> {
         Ok(())
     }
 
-    /// Checks that the state at `zxid` can be rebuilt after dropping everything newer.
+    /// Checks that the state at `zxid` can be rebuilt after dropping everything newer: from
+    /// a snapshot at or before it, or from a log that starts the history.
     fn can_truncate_to(&self, zxid: Zxid) -> Result<(), StorageError> {
         let snaps = self.snapshot_zxids()?;
-        let from_log = snaps.is_empty()
-            && match self.logs.first() {
-                None => true,
-                Some(first) => self.starts_history(first.first_zxid),
-            };
+        let from_log = match self.logs.first() {
+            None => snaps.is_empty(),
+            Some(first) => first.prev_zxid == 0,
+        };
         if zxid == 0 || snaps.iter().any(|&s| s <= zxid) || from_log {
             return Ok(());
         }
-        Err(StorageError::Corrupt {
-            path: self.snap_dir.clone(),
-            offset: 0,
-            reason: format!(
-                "cannot truncate to {}: no snapshot at or before it and the log does not start the history",
-                ZxidHex(zxid)
-            ),
+        Err(StorageError::CannotTruncate {
+            zxid: ZxidHex(zxid),
+            snap_dir: self.snap_dir.clone(),
         })
-    }
-
-    fn starts_history(&self, first_zxid: Zxid) -> bool {
-        !self.opts.strict_zxid_sequence || zxid_follows(0, first_zxid)
     }
 
     fn follows(&self, prev: Zxid, next: Zxid) -> bool {
@@ -699,22 +755,44 @@ impl<F: Fs> Storage for FileStorage<F> {
         self.can_truncate_to(zxid)?;
         // Make what is kept durable; appends after a TRUNC go to a new log file.
         self.close_log()?;
+        // Each step is durable before the next, so that a crash part-way leaves a state
+        // that recovers to a prefix of the old history which still reaches `zxid`:
+        // 1. snapshots above `zxid` go first (else one could outlive the log it is ahead of);
+        // 2. then whole log files above `zxid`, newest first;
+        // 3. then the tail of the log file holding `zxid`.
         let result = (|| {
-            // Newest first, so that a crash part-way leaves a prefix of the history.
+            for snap in self.snapshot_zxids()?.into_iter().filter(|&s| s > zxid) {
+                let path = self.snapshot_path(snap);
+                warn!("TRUNC to {}: removing {}", ZxidHex(zxid), path.display());
+                self.fs.remove(&path).map_err(io_err("remove", &path))?;
+            }
+            self.fs
+                .sync_dir(&self.snap_dir)
+                .map_err(io_err("fsync directory", &self.snap_dir))?;
             while let Some(log) = self.logs.last() {
                 if log.first_zxid <= zxid {
                     break;
                 }
+                warn!(
+                    "TRUNC to {}: removing {}",
+                    ZxidHex(zxid),
+                    log.path.display()
+                );
                 self.fs
                     .remove(&log.path)
                     .map_err(io_err("remove", &log.path))?;
                 self.logs.pop();
             }
+            self.fs
+                .sync_dir(&self.log_dir)
+                .map_err(io_err("fsync directory", &self.log_dir))?;
             if let Some(log) = self.logs.last().cloned() {
                 if log.last_zxid > zxid {
                     let (_, records) = self.read_log(&log)?;
-                    let keep: Vec<&RecordRef> = records.iter().filter(|r| r.zxid <= zxid).collect();
-                    let last = keep.last().expect("the first record is <= zxid");
+                    let last = records
+                        .iter()
+                        .rfind(|r| r.zxid <= zxid)
+                        .expect("the first record is <= zxid");
                     let mut f = self
                         .fs
                         .open_write(&log.path)
@@ -727,17 +805,6 @@ impl<F: Fs> Storage for FileStorage<F> {
                     entry.end = last.end();
                 }
             }
-            for snap in self.snapshot_zxids()?.into_iter().filter(|&s| s > zxid) {
-                let path = self.snapshot_path(snap);
-                warn!("TRUNC to {}: removing {}", ZxidHex(zxid), path.display());
-                self.fs.remove(&path).map_err(io_err("remove", &path))?;
-            }
-            self.fs
-                .sync_dir(&self.log_dir)
-                .map_err(io_err("fsync directory", &self.log_dir))?;
-            self.fs
-                .sync_dir(&self.snap_dir)
-                .map_err(io_err("fsync directory", &self.snap_dir))?;
             Ok(())
         })();
         if let Err(e) = result {
@@ -855,11 +922,14 @@ impl<F: Fs> Storage for FileStorage<F> {
         }
         let base = snapshot.as_ref().map_or(0, |(z, _)| *z);
 
-        // ZOOKEEPER-2354: the snapshot must not be from an epoch we never made current.
+        // ZOOKEEPER-2354: the snapshot must not be from an epoch we never made current,
+        // unless the marker says we crashed between writing it and writing currentEpoch.
+        let marker = self.fs.exists(&self.marker_path());
+        let mut epoch_fix = None;
         if let Some((zxid, _)) = &snapshot {
             let epoch = zxid_epoch(*zxid);
             if epoch > self.epochs.current_epoch {
-                if !self.fs.exists(&self.marker_path()) {
+                if !marker {
                     return Err(StorageError::EpochBehindSnapshot {
                         path: self.snapshot_path(*zxid),
                         zxid: ZxidHex(*zxid),
@@ -867,18 +937,26 @@ impl<F: Fs> Storage for FileStorage<F> {
                         current_epoch: self.epochs.current_epoch,
                     });
                 }
-                warn!(
-                    "{} found: crashed after taking snapshot {} but before updating currentEpoch; setting currentEpoch to {epoch}",
-                    format::UPDATING_EPOCH_FILE,
-                    ZxidHex(*zxid)
-                );
-                self.set_current_epoch(epoch)?;
+                epoch_fix = Some((*zxid, epoch));
             }
         }
-        if self.fs.exists(&self.marker_path()) {
-            // Crashed after writing currentEpoch but before removing the marker.
-            if let Err(e) = self.clear_updating_epoch() {
-                return self.fail(e);
+
+        // ZOOKEEPER-2325: without a snapshot, the log must start the history.
+        if snapshot.is_none() {
+            if let Some(first) = self.logs.first().filter(|l| l.prev_zxid != 0) {
+                return Err(match newest_invalid {
+                    Some((bad, reason)) => StorageError::SnapshotNotCovered {
+                        path: self.snapshot_path(bad),
+                        reason,
+                        from: ZxidHex(0),
+                        to: ZxidHex(bad),
+                    },
+                    None => StorageError::MissingSnapshot {
+                        snap_dir: self.snap_dir.clone(),
+                        first_log: first.path.clone(),
+                        first_zxid: ZxidHex(first.first_zxid),
+                    },
+                });
             }
         }
 
@@ -927,6 +1005,20 @@ impl<F: Fs> Storage for FileStorage<F> {
                     from: ZxidHex(base),
                     to: ZxidHex(bad),
                 });
+            }
+        }
+        // Only now that the history is known to be whole, repair the epoch files.
+        if let Some((zxid, epoch)) = epoch_fix {
+            warn!(
+                "{} found: crashed after taking snapshot {} but before updating currentEpoch; setting currentEpoch to {epoch}",
+                format::UPDATING_EPOCH_FILE,
+                ZxidHex(zxid)
+            );
+            self.set_current_epoch(epoch)?;
+        } else if marker {
+            // Crashed after writing currentEpoch but before removing the marker.
+            if let Err(e) = self.clear_updating_epoch() {
+                return self.fail(e);
             }
         }
         Ok(Recovered { snapshot, txns })

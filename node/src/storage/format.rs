@@ -4,7 +4,9 @@
 //!
 //! Log file (`log.<hex zxid of its first txn>`):
 //! ```text
-//! header:  magic "ZBLG" | version u32 | dbid u64                      (16 bytes)
+//! header:  magic "ZBLG" | version u32 | prev_zxid i64                 (16 bytes)
+//!          prev_zxid: the zxid the first record follows (the last zxid the storage held
+//!          when the file was created); 0 means the file starts the history
 //! record:  len u32 | crc32c u32 | zxid i64 | payload[len]             (16 + len bytes)
 //!          crc32c covers len, zxid and payload
 //! tail:    zeros (preallocation) up to the end of the file
@@ -16,7 +18,7 @@
 //! trailer: crc32c u32 over header and body | end magic "ZBSE"        (8 bytes)
 //! ```
 
-use crate::types::Zxid;
+use crate::types::{zxid_epoch, Zxid};
 
 /// Magic at the start of every log file.
 pub const LOG_MAGIC: [u8; 4] = *b"ZBLG";
@@ -52,17 +54,25 @@ pub const CURRENT_EPOCH_FILE: &str = "currentEpoch";
 /// (a learner syncing with a new leader); removed once `currentEpoch` is written.
 pub const UPDATING_EPOCH_FILE: &str = "updatingEpoch";
 
-/// The log file header.
-pub fn log_header() -> [u8; LOG_HEADER_LEN] {
+/// A log file header's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogHeader {
+    /// The zxid the file's first record follows: the last zxid (txn or snapshot) the
+    /// storage held when the file was created. 0: the file starts the history.
+    pub prev_zxid: Zxid,
+}
+
+/// Encodes a log file header.
+pub fn log_header(prev_zxid: Zxid) -> [u8; LOG_HEADER_LEN] {
     let mut h = [0u8; LOG_HEADER_LEN];
     h[..4].copy_from_slice(&LOG_MAGIC);
     h[4..8].copy_from_slice(&FORMAT_VERSION.to_be_bytes());
-    // dbid, always 0 as in ZooKeeper.
+    h[8..16].copy_from_slice(&prev_zxid.to_be_bytes());
     h
 }
 
-/// Checks a log file header; returns why it is bad.
-pub fn check_log_header(data: &[u8]) -> Result<(), String> {
+/// Decodes a log file header; returns why it is bad.
+pub fn check_log_header(data: &[u8]) -> Result<LogHeader, String> {
     if data.len() < LOG_HEADER_LEN {
         return Err(format!("file header truncated ({} bytes)", data.len()));
     }
@@ -73,7 +83,9 @@ pub fn check_log_header(data: &[u8]) -> Result<(), String> {
     if version != FORMAT_VERSION {
         return Err(format!("unsupported format version {version}"));
     }
-    Ok(())
+    Ok(LogHeader {
+        prev_zxid: Zxid::from_be_bytes(data[8..16].try_into().expect("8 bytes")),
+    })
 }
 
 fn record_crc(len: u32, zxid: Zxid, payload: &[u8]) -> u32 {
@@ -161,7 +173,8 @@ pub enum LogTail {
         /// Why they are not a record.
         reason: String,
         /// Offset of a valid record (with a zxid above the last good one) found after the
-        /// garbage: then this is corruption, not a torn tail.
+        /// garbage: then this is corruption, not a torn tail. Not searched for when the
+        /// garbage starts with a zero (never written) record header.
         valid_record_after: Option<u64>,
     },
 }
@@ -217,7 +230,20 @@ pub fn scan_log(data: &[u8]) -> LogScan {
                 };
             }
             Err(reason) => {
-                let valid_record_after = find_valid_record(data, offset + 1, last_zxid);
+                let head = &data[offset..(offset + RECORD_HEADER_LEN).min(data.len())];
+                let (reason, valid_record_after) = if head.iter().all(|&b| b == 0) {
+                    // A record header that was never written: the page cache wrote later
+                    // pages back before this one, which no fsync can have covered (an fsync
+                    // persists every earlier write too). Whatever follows was never synced.
+                    (
+                        "zero bytes where a record should start, then data: unsynced writes \
+                         persisted out of order"
+                            .to_string(),
+                        None,
+                    )
+                } else {
+                    (reason, find_valid_record(data, offset + 1, last_zxid))
+                };
                 return LogScan {
                     records,
                     end: offset as u64,
@@ -239,11 +265,31 @@ fn increases(last: Option<Zxid>, zxid: Zxid) -> bool {
     }
 }
 
+/// How far above the last good zxid's epoch a record found past garbage may be. Bounds
+/// the CRC work of the search (a random header rarely passes) without missing real records:
+/// one log never spans that many epochs.
+const MAX_EPOCH_JUMP: u32 = 1 << 16;
+
+/// Whether the 16 bytes at `p` could frame a record following `after`: cheap checks on the
+/// length and zxid before paying for a CRC over the payload.
+fn plausible_header(data: &[u8], p: usize, after: Option<Zxid>) -> bool {
+    let Some(head) = data.get(p..p + RECORD_HEADER_LEN) else {
+        return false;
+    };
+    let len = u32::from_be_bytes(head[0..4].try_into().expect("4 bytes")) as usize;
+    let zxid = Zxid::from_be_bytes(head[8..16].try_into().expect("8 bytes"));
+    let floor = after.unwrap_or(0);
+    len <= MAX_TXN_LEN
+        && len <= data.len() - p - RECORD_HEADER_LEN
+        && zxid > floor
+        && zxid_epoch(zxid) <= zxid_epoch(floor).saturating_add(MAX_EPOCH_JUMP)
+}
+
 /// The first offset at or after `from` holding a valid record with a zxid above `after`.
 pub fn find_valid_record(data: &[u8], from: usize, after: Option<Zxid>) -> Option<u64> {
     let last_nonzero = data.iter().rposition(|&b| b != 0)?;
     (from..=last_nonzero)
-        .filter(|&p| p + RECORD_HEADER_LEN <= data.len())
+        .filter(|&p| plausible_header(data, p, after))
         .find(|&p| {
             // A zero header is never a valid record (its CRC would not be zero).
             matches!(decode_record(data, p), Ok(r) if increases(after, r.zxid))
@@ -356,7 +402,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn log_with(records: &[(Zxid, &[u8])], zero_tail: usize) -> Vec<u8> {
-        let mut data = log_header().to_vec();
+        let mut data = log_header(0).to_vec();
         for (z, p) in records {
             encode_record(&mut data, *z, p);
         }
@@ -406,6 +452,43 @@ mod tests {
         assert!(matches!(
             scan.tail,
             LogTail::Garbage { valid_record_after: Some(p), .. } if p == third as u64
+        ));
+    }
+
+    #[test]
+    fn zero_hole_then_records_is_an_unsynced_tail() {
+        // Out-of-order writeback: record 2's header never reached the disk, record 3 did.
+        let mut data = log_with(&[(1, b"aaaa"), (2, b"bbbb"), (3, b"cccc")], 10);
+        let second = LOG_HEADER_LEN + RECORD_HEADER_LEN + 4;
+        data[second..second + RECORD_HEADER_LEN + 4].fill(0);
+        let scan = scan_log(&data);
+        assert_eq!(scan.records.len(), 1);
+        assert!(matches!(
+            scan.tail,
+            LogTail::Garbage { offset, valid_record_after: None, .. } if offset == second as u64
+        ));
+    }
+
+    #[test]
+    fn search_past_garbage_stays_cheap() {
+        // 4 MiB of pseudo-random bytes after a bad record: the search must not run a CRC
+        // over megabytes at every offset.
+        let mut data = log_with(&[(1, b"a")], 0);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        data.extend((0..4 << 20).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        }));
+        let scan = scan_log(&data);
+        assert_eq!(scan.records.len(), 1);
+        assert!(matches!(
+            scan.tail,
+            LogTail::Garbage {
+                valid_record_after: None,
+                ..
+            }
         ));
     }
 

@@ -179,10 +179,16 @@ pub struct SimFsFaults {
     pub sync_error_probability: f64,
     /// Fail this many upcoming fsyncs (file or directory) deterministically.
     pub fail_next_syncs: u32,
+    /// Let this many fsyncs (file or directory) succeed, then fail the next one; the
+    /// countdown then clears itself. For crashing at a chosen point of an operation.
+    pub sync_failure_countdown: Option<u32>,
     /// Fail this many upcoming writes deterministically.
     pub fail_next_writes: u32,
     /// Probability, at a crash, that the first lost write of a file leaves a torn prefix.
     pub torn_write_probability: f64,
+    /// Probability, at a crash, that a file's pending writes reach the disk out of order
+    /// (each one independently, as page-cache writeback may do) instead of as a prefix.
+    pub reorder_probability: f64,
     /// Disk capacity in bytes (sum of file lengths); writes past it fail with ENOSPC.
     pub capacity_bytes: Option<u64>,
     /// Latency of one fsync the runtime may sleep on (the disk model itself has no clock).
@@ -311,6 +317,15 @@ impl SimDisk {
     }
 
     fn sync_fault(&mut self) -> io::Result<()> {
+        match self.faults.sync_failure_countdown {
+            Some(0) => {
+                self.faults.sync_failure_countdown = None;
+                self.stats.sync_errors += 1;
+                return Err(eio("fsync"));
+            }
+            Some(n) => self.faults.sync_failure_countdown = Some(n - 1),
+            None => {}
+        }
         if self.faults.fail_next_syncs > 0 {
             self.faults.fail_next_syncs -= 1;
             self.stats.sync_errors += 1;
@@ -417,13 +432,21 @@ impl SimFs {
     /// A power loss: every open handle dies and only durable state survives, except that
     /// for each file a random prefix of its pending writes may have reached the disk, in
     /// order, and the first write that did not may leave a torn prefix
-    /// (`torn_write_probability`). Unsynced names are lost.
+    /// (`torn_write_probability`); or, with `reorder_probability`, a random subset of them.
+    /// Unsynced names are lost.
     pub fn crash(&self, rng: &mut ChaCha8Rng) {
         let mut disk = self.lock();
         let torn_p = disk.faults.torn_write_probability.clamp(0.0, 1.0);
+        let reorder_p = disk.faults.reorder_probability.clamp(0.0, 1.0);
         for inode in disk.inodes.values_mut() {
             let pending = std::mem::take(&mut inode.pending);
-            if !pending.is_empty() {
+            if !pending.is_empty() && reorder_p > 0.0 && rng.gen_bool(reorder_p) {
+                for op in &pending {
+                    if rng.gen_bool(0.5) {
+                        apply_op(&mut inode.durable, op);
+                    }
+                }
+            } else if !pending.is_empty() {
                 let kept = rng.gen_range(0..=pending.len());
                 for op in &pending[..kept] {
                     apply_op(&mut inode.durable, op);

@@ -11,6 +11,23 @@
 //! `<dataLogDir>/version-2/log.<hex zxid>`, `<dataDir>/version-2/snapshot.<hex zxid>`,
 //! `<dataDir>/version-2/acceptedEpoch` and `currentEpoch`. The record framing is our own
 //! (length + CRC32C + zxid + payload); see [`format`].
+//!
+//! ```
+//! use zabkeeper::storage::{FileStorage, FileStorageOptions, SimFs, Storage};
+//! use zabkeeper::types::make_zxid;
+//!
+//! let disk = SimFs::new(7); // or RealFs on a real server
+//! let mut st = FileStorage::open(disk.clone(), FileStorageOptions::small("/data", "/data"))?;
+//! let recovered = st.recover()?; // newest valid snapshot + every txn after it
+//! assert_eq!(recovered.last_zxid(), 0);
+//! st.append(make_zxid(1, 1), b"txn bytes")?;
+//! assert_eq!(st.sync()?, make_zxid(1, 1)); // durable: now the ACK may go out
+//! drop(st);
+//! disk.crash_lose_all(); // power loss
+//! let mut st = FileStorage::open(disk, FileStorageOptions::small("/data", "/data"))?;
+//! assert_eq!(st.recover()?.txns, vec![(make_zxid(1, 1), b"txn bytes".to_vec())]);
+//! # Ok::<(), zabkeeper::storage::StorageError>(())
+//! ```
 
 pub mod dump;
 pub mod file;
@@ -176,6 +193,15 @@ pub enum StorageError {
         zxid_epoch: u32,
         /// The `currentEpoch` on disk.
         current_epoch: u32,
+    },
+    /// TRUNC to a zxid below every snapshot, when the log does not start the history: the
+    /// state at that zxid cannot be rebuilt. Nothing was changed.
+    #[error("cannot truncate to {zxid}: no snapshot in {snap_dir} at or before it, and the log does not start the history")]
+    CannotTruncate {
+        /// The requested truncation point.
+        zxid: ZxidHex,
+        /// The snapshot directory.
+        snap_dir: PathBuf,
     },
     /// An epoch file does not hold a number.
     #[error("cannot parse epoch file {path}: {content:?}")]

@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
+use proptest::{prop_assert, prop_assert_eq};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::format::{self, LogTail};
 use super::*;
-use crate::types::{make_zxid, Zxid};
+use crate::types::{make_zxid, zxid_counter, zxid_epoch, Zxid};
 
 /// A place to open storages: a fresh disk per test, reopened to simulate restarts.
 trait Harness {
@@ -453,6 +454,35 @@ fn deleted_snapshots_refuse<H: Harness>(h: &H) {
     }
 }
 
+fn log_starting_a_new_epoch_is_not_the_start_of_history<H: Harness>(h: &H) {
+    // After purge, the oldest log starts at (2, 1): counter 1, yet not the first txn ever.
+    let mut st = h.open_with(|o| o.log_roll_txns = 2);
+    st.set_current_epoch(2).unwrap();
+    append_range(&mut st, 1, 1..=2);
+    append_range(&mut st, 2, 1..=6);
+    st.sync().unwrap();
+    for c in [2, 4, 6] {
+        st.write_snapshot(make_zxid(2, c), b"state").unwrap();
+    }
+    st.purge(3).unwrap();
+    let first = st.log_files()[0].clone();
+    assert!(first.ends_with("log.200000001"), "{first:?}");
+    // TRUNC below every snapshot cannot be served from this log.
+    assert!(matches!(
+        st.truncate_after(make_zxid(2, 1)),
+        Err(StorageError::CannotTruncate { .. })
+    ));
+    let snaps = st.snapshot_files().unwrap();
+    drop(st);
+    for s in &snaps {
+        remove_durably(&h.fs(), s);
+    }
+    assert!(matches!(
+        h.open().recover(),
+        Err(StorageError::MissingSnapshot { .. })
+    ));
+}
+
 fn no_snapshot_with_complete_log_recovers<H: Harness>(h: &H) {
     // ZOOKEEPER-2325's legitimate case: the log starts the history, so an empty tree is right.
     let mut st = h.open();
@@ -679,6 +709,7 @@ conformance!(
     truncated_snapshot_refuses_when_log_does_not_cover,
     deleted_snapshots_refuse,
     no_snapshot_with_complete_log_recovers,
+    log_starting_a_new_epoch_is_not_the_start_of_history,
     flipped_byte_mid_log_refuses,
     flipped_length_mid_log_refuses,
     corrupt_tail_of_non_last_log_refuses,
@@ -714,6 +745,7 @@ fn sim_crashes_never_lose_synced_txns_nor_invent_any() {
         let fs = SimFs::new(seed);
         fs.set_faults(SimFsFaults {
             torn_write_probability: 0.7,
+            reorder_probability: 0.3,
             ..SimFsFaults::default()
         });
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -1066,4 +1098,394 @@ fn sim_same_seed_same_disk() {
         (files, fs.stats())
     };
     assert_eq!(run(9), run(9));
+}
+
+#[test]
+fn sim_out_of_order_writeback_is_an_unsynced_tail() {
+    // Unsynced writes may reach the disk in any order, leaving zero holes before later
+    // records. Those records were never synced, so recovery cuts the log at the hole.
+    let mut holes = 0;
+    for seed in 0..40u64 {
+        let fs = SimFs::new(seed);
+        let mut st = FileStorage::open(fs.clone(), sim_opts()).unwrap();
+        append_range(&mut st, 1, 1..=2);
+        st.sync().unwrap();
+        let log = st.log_files()[0].clone();
+        for c in 3..=5 {
+            st.append(z(c), &txn(z(c))).unwrap();
+            st.read_txns_after(0).unwrap(); // one write per record, none synced
+        }
+        drop(st);
+        fs.set_faults(SimFsFaults {
+            reorder_probability: 1.0,
+            ..SimFsFaults::default()
+        });
+        fs.crash(&mut ChaCha8Rng::seed_from_u64(seed));
+        let scan = format::scan_log(&fs.read(&log).unwrap());
+        if matches!(scan.tail, LogTail::Garbage { .. }) {
+            holes += 1;
+        }
+        let txns = FileStorage::open(fs.clone(), sim_opts())
+            .and_then(|mut st| st.recover())
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"))
+            .txns;
+        assert!(txns.len() >= 2, "seed {seed}: synced txns lost");
+        assert_eq!(txns, expected(1, 1..=txns.len() as u32), "seed {seed}");
+    }
+    assert!(
+        holes > 5,
+        "out-of-order writeback produced only {holes} holes"
+    );
+}
+
+#[test]
+fn storage_is_object_safe_and_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<FileStorage<RealFs>>();
+    assert_send::<FileStorage<SimFs>>();
+    let h = SimHarness::new(0);
+    let mut boxed: Box<dyn Storage + Send> = Box::new(h.open());
+    boxed.append(z(1), b"x").unwrap();
+    assert_eq!(boxed.sync().unwrap(), z(1));
+    assert_eq!(
+        boxed.read_txns_after(0).unwrap(),
+        vec![(z(1), b"x".to_vec())]
+    );
+}
+
+#[test]
+fn sim_crash_during_truncate_recovers_a_prefix_reaching_the_truncation_point() {
+    // Fail the k-th fsync inside truncate_after, then lose power: whatever state results
+    // must recover, to the old history or a prefix of it that still reaches zxid 2, and
+    // never to a snapshot ahead of its log.
+    let mut outcomes = std::collections::BTreeSet::new();
+    for k in 0..6u32 {
+        let h = SimHarness::new(u64::from(k));
+        let mut st = h.open_with(|o| o.log_roll_txns = 4);
+        st.set_current_epoch(1).unwrap();
+        append_range(&mut st, 1, 1..=8);
+        st.sync().unwrap();
+        st.write_snapshot(z(7), &snapshot_body(z(7))).unwrap();
+        h.fs.set_faults(SimFsFaults {
+            sync_failure_countdown: Some(k),
+            ..SimFsFaults::default()
+        });
+        let truncated = st.truncate_after(z(2)).is_ok();
+        drop(st);
+        h.fs.crash_lose_all();
+        h.fs.set_faults(SimFsFaults::default());
+        let rec = h.open().recover().unwrap_or_else(|e| panic!("k={k}: {e}"));
+        let last = rec.last_zxid();
+        match &rec.snapshot {
+            Some((s, body)) => {
+                assert_eq!((*s, body), (z(7), &snapshot_body(z(7))), "k={k}");
+                assert_eq!(rec.txns, expected(1, 8..=8), "k={k}");
+            }
+            None => assert_eq!(rec.txns, expected(1, 1..=zxid_counter(last)), "k={k}"),
+        }
+        assert!([z(2), z(4), z(8)].contains(&last), "k={k}: {last:x}");
+        if truncated {
+            assert_eq!(last, z(2), "k={k}: a completed TRUNC must be durable");
+        }
+        outcomes.insert(last);
+    }
+    assert!(outcomes.len() >= 2, "{outcomes:?}");
+}
+
+#[test]
+fn sim_truncate_below_every_snapshot_is_refused_without_change() {
+    let h = SimHarness::new(0);
+    let mut st = h.open_with(|o| o.log_roll_txns = 2);
+    st.set_current_epoch(1).unwrap();
+    for s in 1..=4u32 {
+        append_range(&mut st, 1, (s - 1) * 2 + 1..=s * 2);
+        st.sync().unwrap();
+        st.write_snapshot(z(s * 2), b"state").unwrap();
+    }
+    st.purge(3).unwrap(); // snapshots 4, 6, 8; logs from 3
+    assert!(matches!(
+        st.truncate_after(z(3)),
+        Err(StorageError::CannotTruncate { .. })
+    ));
+    assert_eq!(st.read_txns_after(z(4)).unwrap(), expected(1, 5..=8));
+    assert_eq!(st.snapshot_files().unwrap().len(), 3);
+    // Not fatal: TRUNC to a zxid a snapshot covers works.
+    st.truncate_after(z(5)).unwrap();
+    assert_eq!(st.last_logged_zxid(), z(5));
+}
+
+/// One step of the model-based test.
+#[derive(Debug, Clone)]
+enum Op {
+    /// Append this many txns of this size.
+    Append(u8, u8),
+    Sync,
+    /// Sync, then snapshot the state at the last zxid.
+    Snapshot,
+    /// Become leader of a new epoch: acceptedEpoch and currentEpoch, then txns at counter 1.
+    NewEpoch,
+    /// A learner takes a leader's snapshot this many txns ahead, in the same or the next
+    /// epoch (then ahead of currentEpoch, until `NewLeaderAck`).
+    LeaderSnapshot(u8, bool),
+    /// The learner acknowledges NEWLEADER: currentEpoch catches up with its history.
+    NewLeaderAck,
+    /// TRUNC this many txns back.
+    Truncate(u8),
+    Purge(usize),
+    /// The process stops and starts again (the page cache survives).
+    Restart,
+    /// Power loss.
+    Crash(u64),
+    /// The next fsync fails with EIO.
+    FailSync,
+}
+
+fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        8 => (1u8..5, 0u8..60).prop_map(|(n, len)| Op::Append(n, len)),
+        3 => Just(Op::Sync),
+        1 => Just(Op::Snapshot),
+        1 => Just(Op::NewEpoch),
+        1 => (1u8..6, any::<bool>()).prop_map(|(k, next)| Op::LeaderSnapshot(k, next)),
+        1 => Just(Op::NewLeaderAck),
+        1 => (0u8..8).prop_map(Op::Truncate),
+        1 => (0usize..5).prop_map(Op::Purge),
+        1 => Just(Op::Restart),
+        2 => any::<u64>().prop_map(Op::Crash),
+        1 => Just(Op::FailSync),
+    ]
+}
+
+/// The history the storage should hold: each zxid with its txn bytes, or `None` for a
+/// state known only through a snapshot received from a leader.
+#[derive(Debug, Default)]
+struct Model {
+    history: Vec<(Zxid, Option<Vec<u8>>)>,
+    /// How many entries are durable.
+    durable: usize,
+    /// The next append starts this epoch at counter 1.
+    pending_epoch: Option<u32>,
+}
+
+impl Model {
+    fn last(&self) -> Zxid {
+        self.history.last().map_or(0, |(z, _)| *z)
+    }
+
+    fn next_zxid(&mut self) -> Zxid {
+        match self.pending_epoch.take() {
+            Some(e) => make_zxid(e, 1),
+            None => self.last() + 1,
+        }
+    }
+
+    /// Checks a recovery; returns how many entries the recovered state holds.
+    fn check(&self, rec: &Recovered) -> Result<usize, String> {
+        let start = match &rec.snapshot {
+            None => 0,
+            Some((s, body)) => {
+                if *body != snapshot_body(*s) {
+                    return Err(format!("wrong snapshot body at {s:x}"));
+                }
+                1 + self
+                    .history
+                    .iter()
+                    .position(|(z, _)| z == s)
+                    .ok_or_else(|| format!("snapshot {s:x} is not in the history"))?
+            }
+        };
+        for (i, (zxid, bytes)) in rec.txns.iter().enumerate() {
+            match self.history.get(start + i) {
+                Some((z, Some(b))) if z == zxid && b == bytes => {}
+                other => return Err(format!("txn {zxid:x} recovered where {other:?} was")),
+            }
+        }
+        let have = start + rec.txns.len();
+        if have < self.durable || have > self.history.len() {
+            return Err(format!(
+                "recovered {have} entries, {} durable, {} appended",
+                self.durable,
+                self.history.len()
+            ));
+        }
+        Ok(have)
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+
+    /// Random appends, syncs, snapshots, epoch changes, leader snapshots, TRUNCs, purges,
+    /// restarts, crashes and fsync failures against a model: a recovered history always
+    /// holds every durable txn, and only txns that were appended, in order.
+    #[test]
+    fn model_based_storage(ops in proptest::collection::vec(op_strategy(), 1..80), seed in 0u64..1000) {
+        let fs = SimFs::new(seed);
+        fs.set_faults(SimFsFaults {
+            torn_write_probability: 0.5,
+            reorder_probability: 0.2,
+            ..SimFsFaults::default()
+        });
+        let mut opts = sim_opts();
+        opts.log_roll_txns = 3;
+        let mut st = FileStorage::open(fs.clone(), opts.clone()).unwrap();
+        st.set_accepted_epoch(1).unwrap();
+        st.set_current_epoch(1).unwrap();
+        let mut m = Model {
+            pending_epoch: Some(1),
+            ..Model::default()
+        };
+        // Set by a failed operation: the storage refuses everything until the node restarts,
+        // and since the failed writes may still show in the page cache (though not on disk,
+        // as on Linux), that restart must be a power loss.
+        let mut failed = false;
+        for op in ops {
+            let result: Result<(), StorageError> = match op {
+                _ if failed && !matches!(op, Op::Restart | Op::Crash(_)) => continue,
+                Op::Append(n, len) => (0..n).try_for_each(|_| {
+                    let zxid = m.next_zxid();
+                    if zxid_epoch(zxid) > st.epochs().current_epoch {
+                        // A learner logs the new epoch's txns only after NEWLEADER.
+                        st.set_current_epoch(zxid_epoch(zxid))?;
+                    }
+                    let payload = vec![zxid as u8; len as usize];
+                    st.append(zxid, &payload)?;
+                    m.history.push((zxid, Some(payload)));
+                    Ok(())
+                }),
+                Op::Sync => st.sync().map(|_| m.durable = m.history.len()),
+                Op::Snapshot => st.sync().and_then(|_| {
+                    m.durable = m.history.len();
+                    match m.last() {
+                        0 => Ok(()),
+                        s => st.write_snapshot(s, &snapshot_body(s)),
+                    }
+                }),
+                Op::NewEpoch => {
+                    let e = zxid_epoch(m.last()).max(st.epochs().current_epoch) + 1;
+                    st.set_accepted_epoch(e)
+                        .and_then(|()| st.set_current_epoch(e))
+                        .map(|()| m.pending_epoch = Some(e))
+                }
+                Op::LeaderSnapshot(k, next_epoch) => {
+                    let e = zxid_epoch(m.last()).max(st.epochs().current_epoch)
+                        + u32::from(next_epoch);
+                    let s = if e == zxid_epoch(m.last()) && m.pending_epoch.is_none() {
+                        m.last() + i64::from(k)
+                    } else {
+                        make_zxid(e.max(1), u32::from(k))
+                    };
+                    st.write_snapshot(s, &snapshot_body(s)).map(|()| {
+                        m.pending_epoch = None;
+                        m.history.push((s, None));
+                        m.durable = m.history.len();
+                    })
+                }
+                Op::NewLeaderAck => {
+                    let e = zxid_epoch(m.last());
+                    if e > st.epochs().current_epoch {
+                        st.set_current_epoch(e)
+                    } else {
+                        Ok(())
+                    }
+                }
+                Op::Truncate(back) => {
+                    let keep = m.history.len().saturating_sub(usize::from(back));
+                    let zxid = if keep == 0 { 0 } else { m.history[keep - 1].0 };
+                    match st.truncate_after(zxid) {
+                        Ok(()) => {
+                            // The history ends at `zxid`, or below it if `zxid` was known only
+                            // through a newer snapshot (which TRUNC removes).
+                            let last = st.last_logged_zxid();
+                            prop_assert!(last <= zxid, "{last:x} > {zxid:x}");
+                            let kept = m.history[..keep].iter().rposition(|(z, _)| *z == last);
+                            let kept = match (last, kept) {
+                                (0, _) => 0,
+                                (_, Some(i)) => i + 1,
+                                (_, None) => panic!("TRUNC left {last:x}, not in the history"),
+                            };
+                            m.history.truncate(kept);
+                            m.durable = kept;
+                            Ok(())
+                        }
+                        Err(StorageError::CannotTruncate { .. }) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
+                Op::Purge(retain) => st.purge(retain),
+                Op::FailSync => {
+                    let mut faults = fs.faults();
+                    faults.fail_next_syncs = 1;
+                    fs.set_faults(faults);
+                    Ok(())
+                }
+                Op::Restart | Op::Crash(_) => {
+                    drop(st);
+                    let mut faults = fs.faults();
+                    faults.fail_next_syncs = 0;
+                    fs.set_faults(faults);
+                    if let Op::Crash(s) = op {
+                        fs.crash(&mut ChaCha8Rng::seed_from_u64(s));
+                    } else if failed {
+                        fs.crash_lose_all();
+                    }
+                    failed = false;
+                    st = FileStorage::open(fs.clone(), opts.clone())
+                        .unwrap_or_else(|e| panic!("reopen after {op:?}: {e}"));
+                    let rec = st
+                        .recover()
+                        .unwrap_or_else(|e| panic!("recover after {op:?}: {e}"));
+                    let have = m.check(&rec).unwrap_or_else(|e| panic!("after {op:?}: {e}"));
+                    m.history.truncate(have);
+                    m.durable = have;
+                    // A restarted server only appends once it has rejoined: keep the model's
+                    // epoch state, which the storage also kept.
+                    if st.epochs().current_epoch < zxid_epoch(m.last()) {
+                        panic!("currentEpoch {} behind recovered {:x}", st.epochs().current_epoch, m.last());
+                    }
+                    Ok(())
+                }
+            };
+            match result {
+                Ok(()) => {}
+                Err(StorageError::Io { .. } | StorageError::Failed(_)) => {
+                    failed = true;
+                    continue;
+                }
+                Err(e) => panic!("{op:?}: {e}"),
+            }
+            prop_assert_eq!(st.last_logged_zxid(), m.last());
+        }
+    }
+}
+
+#[test]
+fn sim_restart_makes_what_it_recovers_from_durable() {
+    // The directory fsync after a snapshot's rename fails; the process stops and restarts
+    // (no power loss) and recovers from that snapshot. A later power loss must not take
+    // the snapshot away, or the log that continues from it would have a gap.
+    let h = SimHarness::new(0);
+    let mut st = h.open();
+    st.set_current_epoch(1).unwrap();
+    append_range(&mut st, 1, 1..=2);
+    st.sync().unwrap();
+    h.fs.set_faults(SimFsFaults {
+        // tmp file fsync succeeds, the directory fsync after the rename fails
+        sync_failure_countdown: Some(1),
+        ..SimFsFaults::default()
+    });
+    assert!(st.write_snapshot(z(6), b"from the leader").is_err());
+    drop(st);
+    let mut st = h.open();
+    let rec = st.recover().unwrap();
+    assert_eq!(rec.snapshot, Some((z(6), b"from the leader".to_vec())));
+    append_range(&mut st, 1, 7..=7);
+    st.sync().unwrap();
+    drop(st);
+    h.fs.crash_lose_all();
+    let rec = h.open().recover().unwrap();
+    assert_eq!(rec.snapshot, Some((z(6), b"from the leader".to_vec())));
+    assert_eq!(rec.txns, expected(1, 7..=7));
 }
