@@ -937,9 +937,13 @@ pub struct ClientInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MultiResult {
     /// A create op's result in `CreateResponse` form (header type create).
+    /// ZooKeeper 3.8 answers create *and create2* ops inside a multi this
+    /// way: `MultiOperationRecord` decodes a create2 op as a plain create
+    /// (checked against a real 3.8.0 server).
     Create { path: String },
-    /// A create op's result in `Create2Response` form (header type create2),
-    /// used for create2, createTTL and createContainer ops.
+    /// A create op's result in `Create2Response` form (header type create2):
+    /// ZooKeeper 3.8 uses it for createTTL and createContainer ops in a
+    /// multi.
     Create2 { path: String, stat: Stat },
     /// A delete op succeeded.
     Delete,
