@@ -655,7 +655,9 @@ pub enum Request {
         persistent: Vec<String>,
         persistent_recursive: Vec<String>,
     },
-    /// addWatch (106), with a [`crate::types::watch_mode`].
+    /// addWatch (106), with a [`crate::types::watch_mode`]. Answered with
+    /// [`Response::ErrorResponse`] `{ err: 0 }`: ZooKeeper 3.8 sends that
+    /// body and the Java client fails to read a reply without it.
     AddWatch { path: String, mode: i32 },
     /// whoAmI (107).
     WhoAmI,
@@ -1051,8 +1053,11 @@ fn write_multi_results(results: &[MultiResult], w: &mut Writer) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
     /// No body: delete, ping, auth, setWatches(2), closeSession,
-    /// removeWatches, checkWatches, addWatch, check, and every error reply.
+    /// removeWatches, checkWatches, check, and every error reply.
     Empty,
+    /// `ErrorResponse { err }`: the body of a successful addWatch reply
+    /// (with `err` 0), as ZooKeeper 3.8 sends it.
+    ErrorResponse { err: i32 },
     /// `CreateResponse` (create).
     Create { path: String },
     /// `Create2Response` (create2, createTTL, createContainer).
@@ -1111,7 +1116,9 @@ impl Response {
                 write_multi_results(results, w)
             }
             Response::GetEphemerals { ephemerals } => w.write_string_vec(ephemerals),
-            Response::GetAllChildrenNumber { total } => w.write_int(*total),
+            Response::GetAllChildrenNumber { total } | Response::ErrorResponse { err: total } => {
+                w.write_int(*total)
+            }
             Response::WhoAmI { client_info } => w.write_vec(client_info, |w, c| {
                 w.write_string(&c.auth_scheme);
                 w.write_string(&c.user);
@@ -1221,6 +1228,7 @@ pub fn decode_response(opcode: i32, body: &[u8]) -> Result<Response, JuteError> 
         opcode::SASL => Response::Sasl {
             token: r.read_buffer()?.to_vec(),
         },
+        opcode::ADD_WATCH => Response::ErrorResponse { err: r.read_int()? },
         opcode::DELETE
         | opcode::PING
         | opcode::AUTH
@@ -1229,7 +1237,6 @@ pub fn decode_response(opcode: i32, body: &[u8]) -> Result<Response, JuteError> 
         | opcode::CLOSE_SESSION
         | opcode::REMOVE_WATCHES
         | opcode::CHECK_WATCHES
-        | opcode::ADD_WATCH
         | opcode::CHECK => Response::Empty,
         other => {
             return Err(JuteError::Invalid(format!(
