@@ -24,6 +24,7 @@
 //! session (the session then expires on the server, as if the client had
 //! crashed); call [`Client::close`] to end it cleanly.
 
+pub mod cli;
 mod connect_string;
 mod session;
 mod watches;
