@@ -281,7 +281,9 @@ impl Client {
         })
         .await;
         match waited {
-            Ok(Ok(SessionState::Connected)) => Ok(client),
+            // Disconnected: the session was established and lost again at once;
+            // the task is already reconnecting.
+            Ok(Ok(SessionState::Connected | SessionState::Disconnected)) => Ok(client),
             Ok(Ok(SessionState::Expired)) => Err(Error::Keeper(ErrorCode::SessionExpired)),
             Ok(Ok(SessionState::AuthFailed)) => Err(Error::Keeper(ErrorCode::AuthFailed)),
             Ok(Ok(_)) | Ok(Err(_)) => Err(Error::Closed),
