@@ -415,6 +415,25 @@ mod tests {
                 watch: true
             }
         );
+        let watches = Request::SetWatches2 {
+            relative_zxid: 5,
+            data: vec!["/d".into()],
+            exist: vec!["/".into()],
+            child: vec![],
+            persistent: vec!["/p".into()],
+            persistent_recursive: vec!["/r".into()],
+        };
+        assert_eq!(
+            c.prefix_request(watches),
+            Request::SetWatches2 {
+                relative_zxid: 5,
+                data: vec!["/app/d".into()],
+                exist: vec!["/app".into()],
+                child: vec![],
+                persistent: vec!["/app/p".into()],
+                persistent_recursive: vec!["/app/r".into()],
+            }
+        );
         let resp = Response::Multi(vec![
             MultiResult::Create2 {
                 path: "/app/a0000000001".into(),

@@ -343,8 +343,10 @@ impl Session {
         self.shared
             .negotiated_timeout_ms
             .store(resp.timeout, Ordering::Relaxed);
-        let read_timeout = self.negotiated * 2 / 3;
-        let ping_interval = self.negotiated / 3;
+        // As ZooKeeper's client: give up on a silent server after 2/3 of the
+        // session timeout, ping after 1/3 of it without sending.
+        let read_timeout = (self.negotiated * 2 / 3).max(Duration::from_millis(2));
+        let ping_interval = (self.negotiated / 3).max(Duration::from_millis(1));
         let (mut rd, mut wr) = tokio::io::split(stream);
 
         // Re-authenticate, re-register watches, then send what was queued.
