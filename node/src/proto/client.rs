@@ -17,6 +17,23 @@
 //!
 //! Decoding never panics: malformed input is a [`JuteError`] or a
 //! [`FrameError`].
+//!
+//! Facts checked against a real ZooKeeper 3.8.0 server with kazoo 2.11 and
+//! the 3.8.0 Java client (the captured frames are in
+//! `client/testdata/zk380_traffic.txt` and re-encode byte for byte):
+//! - an error reply is the reply header alone (`err` != 0, no body);
+//! - a failed multi still has `err` 0 in its header, and one
+//!   [`MultiResult::Error`] per op: 0 for the ops before the failing one, its
+//!   code for the failing op, `RuntimeInconsistency` (-2) for the ops after;
+//! - a create2 op inside a multi is answered as a plain create
+//!   ([`MultiResult::Create`], no stat);
+//! - addWatch's reply body is `ErrorResponse { err: 0 }`
+//!   ([`Response::ErrorResponse`]);
+//! - watch notifications carry zxid -1 in their reply header;
+//! - the 3.8 Java client sends setWatches/setWatches2 with an ordinary xid
+//!   (not -8), so a server must answer with the request's own xid;
+//! - the Java client sends a null data buffer (length -1) for a create
+//!   without data; this codec reads null buffers as empty.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
