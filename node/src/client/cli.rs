@@ -24,7 +24,7 @@ use crate::types::{
 /// Arguments of `zabkeeper cli`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CliArgs {
-    /// Connect string: host:port[,host:port...][/chroot].
+    /// Connect string: `host:port[,host:port...][/chroot]`.
     #[arg(long, default_value = "localhost:2181")]
     pub server: String,
     /// Session timeout in milliseconds.
