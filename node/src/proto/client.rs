@@ -17,6 +17,23 @@
 //!
 //! Decoding never panics: malformed input is a [`JuteError`] or a
 //! [`FrameError`].
+//!
+//! Facts checked against a real ZooKeeper 3.8.0 server with kazoo 2.11 and
+//! the 3.8.0 Java client (the captured frames are in
+//! `client/testdata/zk380_traffic.txt` and re-encode byte for byte):
+//! - an error reply is the reply header alone (`err` != 0, no body);
+//! - a failed multi still has `err` 0 in its header, and one
+//!   [`MultiResult::Error`] per op: 0 for the ops before the failing one, its
+//!   code for the failing op, `RuntimeInconsistency` (-2) for the ops after;
+//! - a create2 op inside a multi is answered as a plain create
+//!   ([`MultiResult::Create`], no stat);
+//! - addWatch's reply body is `ErrorResponse { err: 0 }`
+//!   ([`Response::ErrorResponse`]);
+//! - watch notifications carry zxid -1 in their reply header;
+//! - the 3.8 Java client sends setWatches/setWatches2 with an ordinary xid
+//!   (not -8), so a server must answer with the request's own xid;
+//! - the Java client sends a null data buffer (length -1) for a create
+//!   without data; this codec reads null buffers as empty.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -655,7 +672,9 @@ pub enum Request {
         persistent: Vec<String>,
         persistent_recursive: Vec<String>,
     },
-    /// addWatch (106), with a [`crate::types::watch_mode`].
+    /// addWatch (106), with a [`crate::types::watch_mode`]. Answered with
+    /// [`Response::ErrorResponse`] `{ err: 0 }`: ZooKeeper 3.8 sends that
+    /// body and the Java client fails to read a reply without it.
     AddWatch { path: String, mode: i32 },
     /// whoAmI (107).
     WhoAmI,
@@ -937,9 +956,13 @@ pub struct ClientInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MultiResult {
     /// A create op's result in `CreateResponse` form (header type create).
+    /// ZooKeeper 3.8 answers create *and create2* ops inside a multi this
+    /// way: `MultiOperationRecord` decodes a create2 op as a plain create
+    /// (checked against a real 3.8.0 server).
     Create { path: String },
-    /// A create op's result in `Create2Response` form (header type create2),
-    /// used for create2, createTTL and createContainer ops.
+    /// A create op's result in `Create2Response` form (header type create2):
+    /// ZooKeeper 3.8 uses it for createTTL and createContainer ops in a
+    /// multi.
     Create2 { path: String, stat: Stat },
     /// A delete op succeeded.
     Delete,
@@ -1047,8 +1070,11 @@ fn write_multi_results(results: &[MultiResult], w: &mut Writer) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
     /// No body: delete, ping, auth, setWatches(2), closeSession,
-    /// removeWatches, checkWatches, addWatch, check, and every error reply.
+    /// removeWatches, checkWatches, check, and every error reply.
     Empty,
+    /// `ErrorResponse { err }`: the body of a successful addWatch reply
+    /// (with `err` 0), as ZooKeeper 3.8 sends it.
+    ErrorResponse { err: i32 },
     /// `CreateResponse` (create).
     Create { path: String },
     /// `Create2Response` (create2, createTTL, createContainer).
@@ -1107,7 +1133,9 @@ impl Response {
                 write_multi_results(results, w)
             }
             Response::GetEphemerals { ephemerals } => w.write_string_vec(ephemerals),
-            Response::GetAllChildrenNumber { total } => w.write_int(*total),
+            Response::GetAllChildrenNumber { total } | Response::ErrorResponse { err: total } => {
+                w.write_int(*total)
+            }
             Response::WhoAmI { client_info } => w.write_vec(client_info, |w, c| {
                 w.write_string(&c.auth_scheme);
                 w.write_string(&c.user);
@@ -1217,6 +1245,7 @@ pub fn decode_response(opcode: i32, body: &[u8]) -> Result<Response, JuteError> 
         opcode::SASL => Response::Sasl {
             token: r.read_buffer()?.to_vec(),
         },
+        opcode::ADD_WATCH => Response::ErrorResponse { err: r.read_int()? },
         opcode::DELETE
         | opcode::PING
         | opcode::AUTH
@@ -1225,7 +1254,6 @@ pub fn decode_response(opcode: i32, body: &[u8]) -> Result<Response, JuteError> 
         | opcode::CLOSE_SESSION
         | opcode::REMOVE_WATCHES
         | opcode::CHECK_WATCHES
-        | opcode::ADD_WATCH
         | opcode::CHECK => Response::Empty,
         other => {
             return Err(JuteError::Invalid(format!(
