@@ -124,6 +124,9 @@ pub struct FileStorage<F: Fs> {
     writer: Option<Writer<F::File>>,
     /// The log directory has a new entry not yet made durable.
     log_dir_dirty: bool,
+    /// A snapshot ahead of the log was written: the next txn starts a new log file, whose
+    /// header records that it follows the snapshot (records in one file are consecutive).
+    roll_pending: bool,
     /// The last appended txn (0 if none).
     last_log_zxid: Zxid,
     /// The newest snapshot file's zxid (by name), if any.
@@ -185,6 +188,7 @@ impl<F: Fs> FileStorage<F> {
             logs: Vec::new(),
             writer: None,
             log_dir_dirty: false,
+            roll_pending: false,
             last_log_zxid: 0,
             newest_snapshot: None,
             epochs: Epochs::default(),
@@ -672,6 +676,16 @@ impl<F: Fs> FileStorage<F> {
         })
     }
 
+    /// Whether a record at `zxid`, whose exact predecessor is `pred` (the previous record
+    /// in its file, or its file's header), continues a history that reached `prev`.
+    fn continues(&self, prev: Zxid, pred: Zxid, zxid: Zxid) -> bool {
+        if self.opts.strict_zxid_sequence {
+            pred == prev
+        } else {
+            zxid > prev
+        }
+    }
+
     fn follows(&self, prev: Zxid, next: Zxid) -> bool {
         if self.opts.strict_zxid_sequence {
             zxid_follows(prev, next)
@@ -699,10 +713,14 @@ impl<F: Fs> Storage for FileStorage<F> {
         }
         if let Some(w) = &self.writer {
             let size = w.pos + w.buf.len() as u64;
-            if w.txns >= self.opts.log_roll_txns || size >= self.opts.log_roll_bytes {
+            if self.roll_pending
+                || w.txns >= self.opts.log_roll_txns
+                || size >= self.opts.log_roll_bytes
+            {
                 self.close_log()?;
             }
         }
+        self.roll_pending = false;
         if self.writer.is_none() {
             self.start_log(zxid)?;
         }
@@ -735,17 +753,41 @@ impl<F: Fs> Storage for FileStorage<F> {
         self.check()?;
         self.flush_buffer()?;
         let mut txns = Vec::new();
+        let mut prev = zxid;
         for (i, log) in self.logs.iter().enumerate() {
             if !may_hold_after(&self.logs, i, zxid) {
                 continue;
             }
             let (data, records) = self.read_log(log)?;
-            txns.extend(
-                records
-                    .iter()
-                    .filter(|r| r.zxid > zxid)
-                    .map(|r| (r.zxid, r.payload(&data).to_vec())),
-            );
+            for (j, r) in records.iter().enumerate().filter(|(_, r)| r.zxid > zxid) {
+                let pred = if j == 0 {
+                    log.prev_zxid
+                } else {
+                    records[j - 1].zxid
+                };
+                if !self.continues(prev, pred, r.zxid) {
+                    // Purged, or known here only through a snapshot: a leader must send a
+                    // snapshot rather than a DIFF with a hole in it.
+                    return Err(StorageError::LogDoesNotCover {
+                        after: ZxidHex(zxid),
+                        prev: ZxidHex(prev),
+                        next: ZxidHex(r.zxid),
+                        path: log.path.clone(),
+                    });
+                }
+                prev = r.zxid;
+                txns.push((r.zxid, r.payload(&data).to_vec()));
+            }
+        }
+        let newest = self.last_logged_zxid();
+        if prev < newest {
+            // The history goes on past the log, in a snapshot.
+            return Err(StorageError::LogDoesNotCover {
+                after: ZxidHex(zxid),
+                prev: ZxidHex(prev),
+                next: ZxidHex(newest),
+                path: self.snapshot_path(newest),
+            });
         }
         Ok(txns)
     }
@@ -830,6 +872,9 @@ impl<F: Fs> Storage for FileStorage<F> {
         let dir = self.snap_dir.clone();
         let name = format::snapshot_name(zxid);
         self.write_atomic(&dir, &name, &format::encode_snapshot(zxid, bytes))?;
+        if zxid > self.last_log_zxid {
+            self.roll_pending = true;
+        }
         self.newest_snapshot = Some(self.newest_snapshot.map_or(zxid, |s| s.max(zxid)));
         Ok(())
     }
@@ -968,19 +1013,21 @@ impl<F: Fs> Storage for FileStorage<F> {
                 continue;
             }
             let (data, records) = self.read_log(log)?;
-            for r in records.iter().filter(|r| r.zxid > base) {
-                if !self.follows(prev, r.zxid) {
-                    let first_after_base = txns.is_empty();
+            for (j, r) in records.iter().enumerate().filter(|(_, r)| r.zxid > base) {
+                let pred = if j == 0 {
+                    log.prev_zxid
+                } else {
+                    records[j - 1].zxid
+                };
+                if !self.continues(prev, pred, r.zxid) {
                     return Err(match (&newest_invalid, &snapshot) {
-                        (Some((bad, reason)), _) if first_after_base => {
-                            StorageError::SnapshotNotCovered {
-                                path: self.snapshot_path(*bad),
-                                reason: reason.clone(),
-                                from: ZxidHex(base),
-                                to: ZxidHex(*bad),
-                            }
-                        }
-                        (None, None) if first_after_base => StorageError::MissingSnapshot {
+                        (Some((bad, reason)), _) => StorageError::SnapshotNotCovered {
+                            path: self.snapshot_path(*bad),
+                            reason: reason.clone(),
+                            from: ZxidHex(base),
+                            to: ZxidHex(*bad),
+                        },
+                        (None, None) if txns.is_empty() => StorageError::MissingSnapshot {
                             snap_dir: self.snap_dir.clone(),
                             first_log: log.path.clone(),
                             first_zxid: ZxidHex(r.zxid),

@@ -92,7 +92,8 @@ pub trait Storage {
     /// if that is newer, or 0 when empty.
     fn last_logged_zxid(&self) -> Zxid;
     /// Every logged txn with a zxid greater than `zxid`, in order (includes txns appended but
-    /// not yet synced).
+    /// not yet synced). Fails with [`StorageError::LogDoesNotCover`] unless they form a
+    /// gapless continuation of `zxid` (the leader's DIFF-or-SNAP decision).
     fn read_txns_after(&mut self, zxid: Zxid) -> Result<Vec<(Zxid, Vec<u8>)>, StorageError>;
     /// ZAB's TRUNC: durably drops every txn (and snapshot) with a zxid greater than `zxid`.
     fn truncate_after(&mut self, zxid: Zxid) -> Result<(), StorageError>;
@@ -202,6 +203,22 @@ pub enum StorageError {
         zxid: ZxidHex,
         /// The snapshot directory.
         snap_dir: PathBuf,
+    },
+    /// `read_txns_after` cannot return every txn after the zxid asked for: older logs were
+    /// purged, or the history jumps over txns known here only through a snapshot. A leader
+    /// then sends a snapshot instead of a DIFF.
+    #[error(
+        "the log does not hold every txn after {after}: {next} in {path} does not follow {prev}"
+    )]
+    LogDoesNotCover {
+        /// The zxid asked for.
+        after: ZxidHex,
+        /// The last zxid that could be returned in sequence (or `after`).
+        prev: ZxidHex,
+        /// The next txn the log holds (or the snapshot the history continues in).
+        next: ZxidHex,
+        /// The log file (or snapshot) holding `next`.
+        path: PathBuf,
     },
     /// An epoch file does not hold a number.
     #[error("cannot parse epoch file {path}: {content:?}")]

@@ -211,6 +211,15 @@ fn append_enforces_zab_sequence<H: Harness>(h: &H) {
     assert_eq!(st.last_logged_zxid(), make_zxid(4, 7));
     st.append(make_zxid(4, 8), b"next").unwrap();
     st.sync().unwrap();
+    // The log jumps over (3, 2)..(4, 7): no DIFF across it, but one after the snapshot.
+    assert!(matches!(
+        st.read_txns_after(make_zxid(3, 1)),
+        Err(StorageError::LogDoesNotCover { .. })
+    ));
+    assert_eq!(
+        st.read_txns_after(make_zxid(4, 7)).unwrap(),
+        vec![(make_zxid(4, 8), b"next".to_vec())]
+    );
     drop(st);
     let rec = h.open().recover().unwrap();
     assert_eq!(
@@ -218,6 +227,32 @@ fn append_enforces_zab_sequence<H: Harness>(h: &H) {
         Some((make_zxid(4, 7), b"leader state".to_vec()))
     );
     assert_eq!(rec.txns, vec![(make_zxid(4, 8), b"next".to_vec())]);
+}
+
+fn snapshot_ahead_of_the_log_starts_a_new_log_file<H: Harness>(h: &H) {
+    // A learner logs (1, 1..3), then takes the leader's snapshot at (1, 5), then logs the
+    // new epoch: (2, 1) follows (1, 5), not (1, 3), though both look like "new epoch".
+    let mut st = h.open();
+    st.set_current_epoch(2).unwrap();
+    append_range(&mut st, 1, 1..=3);
+    st.write_snapshot(z(5), b"leader state").unwrap();
+    append_range(&mut st, 2, 1..=2);
+    st.sync().unwrap();
+    assert_eq!(st.log_files().len(), 2);
+    assert!(matches!(
+        st.read_txns_after(z(3)),
+        Err(StorageError::LogDoesNotCover { .. })
+    ));
+    assert_eq!(st.read_txns_after(z(5)).unwrap(), expected(2, 1..=2));
+    let snap = st.snapshot_files().unwrap().pop().unwrap();
+    drop(st);
+    assert_eq!(h.open().recover().unwrap().txns, expected(2, 1..=2));
+    // Without that snapshot, the history cannot be rebuilt.
+    remove_durably(&h.fs(), &snap);
+    assert!(matches!(
+        h.open().recover(),
+        Err(StorageError::ZxidGap { .. })
+    ));
 }
 
 fn logs_roll_by_txn_count_and_size<H: Harness>(h: &H) {
@@ -364,6 +399,11 @@ fn snapshots_newest_valid_and_purge<H: Harness>(h: &H) {
     let first_log = &st.log_files()[0];
     assert!(first_log.ends_with("log.100000007"), "{first_log:?}");
     assert_eq!(st.read_txns_after(z(8)).unwrap(), expected(1, 9..=18));
+    // Purged: a DIFF from zxid 3 is impossible.
+    assert!(matches!(
+        st.read_txns_after(z(3)),
+        Err(StorageError::LogDoesNotCover { .. })
+    ));
     drop(st);
 
     let rec = h.open().recover().unwrap();
@@ -700,6 +740,7 @@ conformance!(
     append_sync_read_recover,
     append_enforces_zab_sequence,
     logs_roll_by_txn_count_and_size,
+    snapshot_ahead_of_the_log_starts_a_new_log_file,
     truncate_drops_later_txns_durably,
     truncate_unsynced_tail_and_everything,
     epochs_persist,
@@ -1238,6 +1279,8 @@ enum Op {
     Crash(u64),
     /// The next fsync fails with EIO.
     FailSync,
+    /// Read the txns after the entry this many back (a leader preparing a DIFF).
+    ReadAfter(u8),
 }
 
 fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
@@ -1254,6 +1297,7 @@ fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
         1 => Just(Op::Restart),
         2 => any::<u64>().prop_map(Op::Crash),
         1 => Just(Op::FailSync),
+        1 => (0u8..10).prop_map(Op::ReadAfter),
     ]
 }
 
@@ -1415,6 +1459,26 @@ proptest::proptest! {
                     }
                 }
                 Op::Purge(retain) => st.purge(retain),
+                Op::ReadAfter(back) => {
+                    let idx = m.history.len().saturating_sub(usize::from(back) + 1);
+                    let (from, zxid) = match m.history.len() {
+                        0 => (0, 0),
+                        _ if usize::from(back) >= m.history.len() => (0, 0),
+                        _ => (idx + 1, m.history[idx].0),
+                    };
+                    match st.read_txns_after(zxid) {
+                        Ok(txns) => {
+                            let want: Vec<(Zxid, Vec<u8>)> = m.history[from..]
+                                .iter()
+                                .map(|(z, b)| (*z, b.clone().expect("a DIFF over a snapshot-only txn")))
+                                .collect();
+                            prop_assert_eq!(txns, want);
+                            Ok(())
+                        }
+                        Err(StorageError::LogDoesNotCover { .. }) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
                 Op::FailSync => {
                     let mut faults = fs.faults();
                     faults.fail_next_syncs = 1;
