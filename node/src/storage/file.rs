@@ -1,6 +1,13 @@
 //! [`FileStorage`]: the txn log, snapshots and epoch files over an [`Fs`], laid out as
 //! ZooKeeper lays them out.
 //!
+//! The history is a chain: every record's exact predecessor is the previous record in its
+//! file, or, for a file's first record, the zxid in the file's header (the last zxid the
+//! storage held when the file was created; 0 for the start of the history). A snapshot
+//! written ahead of the log (a learner taking its leader's snapshot) makes the next txn
+//! start a new file, so the jump is recorded. Appends must also follow ZAB's sequence
+//! (same epoch and counter + 1, or a newer epoch at counter 1).
+//!
 //! Recovery rules (checked by [`FileStorage::open`] and [`Storage::recover`]):
 //! - a torn or garbage tail of the LAST log (a crash mid-append) is truncated, with a warning;
 //!   a zero-filled tail is the preallocated space and is simply the end; a record header
@@ -9,10 +16,11 @@
 //!   log can have a tail to repair;
 //! - corruption anywhere else (a bad record followed by valid ones, a bad record in a
 //!   non-last log, a bad file header in a non-last log) is refused;
-//! - no valid snapshot while the logs do not start the history is refused (ZOOKEEPER-2325);
+//! - no valid snapshot while the oldest log does not start the history is refused
+//!   (ZOOKEEPER-2325);
 //! - a snapshot whose zxid's epoch is newer than `currentEpoch` is refused unless the
 //!   `updatingEpoch` marker says we crashed between the two writes (ZOOKEEPER-2354);
-//! - a gap in the zxid sequence after the snapshot is refused;
+//! - a break in the chain after the snapshot is refused;
 //! - an invalid newest snapshot falls back to an older valid one only if the log covers the
 //!   span up to the invalid one's zxid.
 //!

@@ -10,7 +10,7 @@
 //! On-disk layout follows ZooKeeper so operators recognise the files:
 //! `<dataLogDir>/version-2/log.<hex zxid>`, `<dataDir>/version-2/snapshot.<hex zxid>`,
 //! `<dataDir>/version-2/acceptedEpoch` and `currentEpoch`. The record framing is our own
-//! (length + CRC32C + zxid + payload); see [`format`].
+//! (length + CRC32C + zxid + payload); see [`mod@format`].
 //!
 //! ```
 //! use zabkeeper::storage::{FileStorage, FileStorageOptions, SimFs, Storage};
