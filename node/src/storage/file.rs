@@ -142,6 +142,22 @@ pub struct FileStorage<F: Fs> {
     epochs: Epochs,
     /// Set by a failed log or epoch write; every later call fails with it.
     failed: Option<String>,
+    stats: StorageStats,
+}
+
+/// Counters of what a [`FileStorage`] did since it was opened, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Txns appended.
+    pub txns_appended: u64,
+    /// Bytes of records appended (framing included).
+    pub bytes_appended: u64,
+    /// Log fsyncs (group commits).
+    pub log_syncs: u64,
+    /// Log files started.
+    pub log_files_started: u64,
+    /// Snapshots written.
+    pub snapshots_written: u64,
 }
 
 impl<F: Fs> std::fmt::Debug for FileStorage<F> {
@@ -201,6 +217,7 @@ impl<F: Fs> FileStorage<F> {
             newest_snapshot: None,
             epochs: Epochs::default(),
             failed: None,
+            stats: StorageStats::default(),
         };
         storage.remove_temporaries()?;
         storage.epochs = Epochs {
@@ -234,6 +251,11 @@ impl<F: Fs> FileStorage<F> {
             .into_iter()
             .map(|z| self.snapshot_path(z))
             .collect())
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> StorageStats {
+        self.stats
     }
 
     /// The file system this storage runs on.
@@ -492,6 +514,7 @@ impl<F: Fs> FileStorage<F> {
             if let Err(e) = w.file.sync().map_err(io_err("fsync", path)) {
                 return self.fail(e);
             }
+            self.stats.log_syncs += 1;
         }
         if self.log_dir_dirty {
             if let Err(e) = self
@@ -532,6 +555,7 @@ impl<F: Fs> FileStorage<F> {
             Err(e) => return self.fail(StorageError::io("create", &path, e)),
         };
         self.log_dir_dirty = true;
+        self.stats.log_files_started += 1;
         self.logs.push(LogFile {
             path,
             prev_zxid,
@@ -733,8 +757,11 @@ impl<F: Fs> Storage for FileStorage<F> {
             self.start_log(zxid)?;
         }
         let w = self.writer.as_mut().expect("started above");
+        let before = w.buf.len();
         format::encode_record(&mut w.buf, zxid, txn);
         w.txns += 1;
+        self.stats.txns_appended += 1;
+        self.stats.bytes_appended += (w.buf.len() - before) as u64;
         let buffered = w.buf.len();
         self.logs
             .last_mut()
@@ -880,6 +907,7 @@ impl<F: Fs> Storage for FileStorage<F> {
         let dir = self.snap_dir.clone();
         let name = format::snapshot_name(zxid);
         self.write_atomic(&dir, &name, &format::encode_snapshot(zxid, bytes))?;
+        self.stats.snapshots_written += 1;
         if zxid > self.last_log_zxid {
             self.roll_pending = true;
         }

@@ -183,6 +183,24 @@ fn append_sync_read_recover<H: Harness>(h: &H) {
     assert_eq!(h.open().recover().unwrap().txns, expected(1, 1..=12));
 }
 
+fn stats_count_group_commits<H: Harness>(h: &H) {
+    let mut st = h.open_with(|o| o.log_roll_txns = 4);
+    for batch in 0..3u32 {
+        append_range(&mut st, 1, batch * 2 + 1..=batch * 2 + 2);
+        st.sync().unwrap();
+    }
+    st.set_current_epoch(1).unwrap();
+    st.write_snapshot(z(6), b"s").unwrap();
+    let stats = st.stats();
+    assert_eq!(stats.txns_appended, 6);
+    assert_eq!(stats.log_files_started, 2);
+    // Three group commits, plus the fsync that closes the first log at the roll.
+    assert_eq!(stats.log_syncs, 4);
+    assert_eq!(stats.snapshots_written, 1);
+    let record = (format::RECORD_HEADER_LEN + txn(z(1)).len()) as u64;
+    assert_eq!(stats.bytes_appended, 6 * record);
+}
+
 fn append_enforces_zab_sequence<H: Harness>(h: &H) {
     let mut st = h.open();
     for bad in [z(2), make_zxid(1, 0), make_zxid(2, 2)] {
@@ -739,6 +757,7 @@ macro_rules! conformance {
 conformance!(
     append_sync_read_recover,
     append_enforces_zab_sequence,
+    stats_count_group_commits,
     logs_roll_by_txn_count_and_size,
     snapshot_ahead_of_the_log_starts_a_new_log_file,
     truncate_drops_later_txns_durably,
