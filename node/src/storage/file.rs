@@ -342,11 +342,13 @@ impl<F: Fs> FileStorage<F> {
                 Err(reason) => {
                     // A crash right after creating the file can leave a torn header, and then
                     // no record after it can have been synced; nor can any if the header was
-                    // never written at all (an fsync would have persisted it first).
+                    // never written at all (an fsync would have persisted it first). Anything
+                    // else (a foreign file, rot) is refused, never deleted.
                     let unwritten = data.len() >= format::LOG_HEADER_LEN
                         && data[..format::LOG_HEADER_LEN].iter().all(|&b| b == 0);
-                    let has_record = format::find_valid_record(&data, 0, None).is_some();
-                    if is_last && (unwritten || !has_record) {
+                    let torn = format::is_torn_log_header(&data)
+                        && format::find_valid_record(&data, 0, None).is_none();
+                    if is_last && (unwritten || torn) {
                         warn!(
                             "removing {}: {reason} (torn creation of the last log)",
                             path.display()

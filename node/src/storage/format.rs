@@ -88,6 +88,20 @@ pub fn check_log_header(data: &[u8]) -> Result<LogHeader, String> {
     })
 }
 
+/// Whether a log file's first bytes are what a crash while writing its header leaves: a
+/// prefix of the magic and version, then zeros (preallocation) or the end of the file.
+/// A foreign file (another magic, e.g. a ZooKeeper log) is not torn.
+pub fn is_torn_log_header(data: &[u8]) -> bool {
+    let head = &data[..data.len().min(LOG_HEADER_LEN)];
+    let expected = log_header(0);
+    let matching = head
+        .iter()
+        .zip(&expected[..8])
+        .take_while(|(a, b)| a == b)
+        .count();
+    head[matching..].iter().all(|&b| b == 0)
+}
+
 fn record_crc(len: u32, zxid: Zxid, payload: &[u8]) -> u32 {
     let mut c = crc32c::crc32c(&len.to_be_bytes());
     c = crc32c::crc32c_append(c, &zxid.to_be_bytes());
@@ -518,6 +532,17 @@ mod tests {
             assert!(decode_snapshot(&bad).is_err(), "flip at {i} not detected");
         }
         assert!(decode_snapshot(&file[..file.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn torn_log_headers() {
+        let h = log_header(0x1_0000_0003);
+        assert!(is_torn_log_header(&[]));
+        assert!(is_torn_log_header(&h[..3]));
+        assert!(is_torn_log_header(&[&h[..6], &[0u8; 30][..]].concat()));
+        assert!(is_torn_log_header(&[0u8; 64]));
+        assert!(!is_torn_log_header(b"ZKLG\0\0\0\x02\0\0\0\0\0\0\0\0"));
+        assert!(!is_torn_log_header(&[&h[..2], b"x"].concat()));
     }
 
     #[test]

@@ -541,6 +541,43 @@ fn log_starting_a_new_epoch_is_not_the_start_of_history<H: Harness>(h: &H) {
     ));
 }
 
+fn foreign_or_rotted_log_header_is_refused_not_deleted<H: Harness>(h: &H) {
+    let mut st = h.open();
+    append_range(&mut st, 1, 1..=3);
+    st.sync().unwrap();
+    let log = st.log_files()[0].clone();
+    drop(st);
+    let fs = h.fs();
+    flip(&fs, &log, 1); // the magic
+    assert!(matches!(
+        h.try_open(),
+        Err(StorageError::Corrupt { offset: 0, .. })
+    ));
+    assert!(
+        fs.exists(&log),
+        "a log that is not ours must never be deleted"
+    );
+}
+
+fn torn_log_creation_is_removed<H: Harness>(h: &H) {
+    let mut st = h.open();
+    append_range(&mut st, 1, 1..=3);
+    st.sync().unwrap();
+    let log_dir = st.log_dir().to_path_buf();
+    drop(st);
+    // A crash while writing the header of the next log: 5 bytes of it, then zeros.
+    let fs = h.fs();
+    let torn = log_dir.join("log.100000004");
+    let mut f = fs.create(&torn).unwrap();
+    f.write_at(0, &format::log_header(z(3))[..5]).unwrap();
+    f.set_len(4096).unwrap();
+    f.sync().unwrap();
+    fs.sync_dir(&log_dir).unwrap();
+    let mut st = h.open();
+    assert!(!fs.exists(&torn));
+    assert_eq!(st.recover().unwrap().txns, expected(1, 1..=3));
+}
+
 fn no_snapshot_with_complete_log_recovers<H: Harness>(h: &H) {
     // ZOOKEEPER-2325's legitimate case: the log starts the history, so an empty tree is right.
     let mut st = h.open();
@@ -769,6 +806,8 @@ conformance!(
     truncated_snapshot_refuses_when_log_does_not_cover,
     deleted_snapshots_refuse,
     no_snapshot_with_complete_log_recovers,
+    foreign_or_rotted_log_header_is_refused_not_deleted,
+    torn_log_creation_is_removed,
     log_starting_a_new_epoch_is_not_the_start_of_history,
     flipped_byte_mid_log_refuses,
     flipped_length_mid_log_refuses,
