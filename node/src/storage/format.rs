@@ -558,6 +558,16 @@ mod tests {
 
     proptest! {
         #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = check_log_header(&data);
+            let _ = is_torn_log_header(&data);
+            let scan = scan_log(&[&log_header(0)[..], &data].concat());
+            prop_assert!(scan.end as usize <= data.len() + LOG_HEADER_LEN);
+            let _ = decode_snapshot(&data);
+            let _ = decode_epoch(&data);
+        }
+
+        #[test]
         fn any_single_bit_flip_in_records_is_detected(
             payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..6),
             pick in any::<usize>(),
