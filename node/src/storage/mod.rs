@@ -44,7 +44,7 @@ use std::path::PathBuf;
 use crate::types::{zxid_counter, zxid_epoch, Zxid};
 
 pub use file::{FileStorage, FileStorageOptions, StorageStats};
-pub use fs::{Fs, FsFile, RealFs, SimFs, SimFsFaults};
+pub use fs::{Fs, FsFile, RealFs, SimFs, SimFsFaults, SimFsStats};
 
 /// The two epochs ZAB keeps on disk (ZooKeeper's `acceptedEpoch` and `currentEpoch` files).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
