@@ -96,8 +96,17 @@ pub trait Storage {
     /// gapless continuation of `zxid` (the leader's DIFF-or-SNAP decision).
     fn read_txns_after(&mut self, zxid: Zxid) -> Result<Vec<(Zxid, Vec<u8>)>, StorageError>;
     /// ZAB's TRUNC: durably drops every txn (and snapshot) with a zxid greater than `zxid`.
+    /// Later appends go to a new log file. If `zxid` itself was known only through a newer
+    /// snapshot, the history ends below it: check [`Storage::last_logged_zxid`]. Refused with
+    /// [`StorageError::CannotTruncate`] (changing nothing) if no snapshot at or before `zxid`
+    /// remains and the log does not start the history.
     fn truncate_after(&mut self, zxid: Zxid) -> Result<(), StorageError>;
     /// Durably writes a snapshot: temporary name, fsync, rename, fsync of the directory.
+    ///
+    /// A snapshot ahead of the log (a learner taking its leader's snapshot) becomes the
+    /// point the next txn follows. A snapshot behind a divergent suffix of the log does not
+    /// drop that suffix: TRUNC it with [`Storage::truncate_after`] first. A failure here is
+    /// not fatal (the log is untouched).
     fn write_snapshot(&mut self, zxid: Zxid, bytes: &[u8]) -> Result<(), StorageError>;
     /// The newest snapshot whose header, CRC and trailer are valid.
     fn load_newest_snapshot(&mut self) -> Result<Option<(Zxid, Vec<u8>)>, StorageError>;
