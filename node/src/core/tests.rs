@@ -1,0 +1,1 @@
+//! Unit tests of the core through its public inputs and outputs.
