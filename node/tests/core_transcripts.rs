@@ -23,7 +23,8 @@
 //! - `deliver [a->b]`: deliver what is queued now on one link (default: every link, once)
 //! - `stabilize`: deliver until no message is left
 //! - `propose <sid> <payload>`, `sync <sid> <id>`
-//! - `hold <sid>`: stop reporting durability for that node; `persist <sid>`: report it
+//! - `hold <sid>`: stop reporting durability for that node; `persist <sid>`: report
+//!   it once; `release <sid>`: report it and stop holding
 //! - `crash <sid>`, `restart <sid>`, `disk <sid> accepted=E current=E log=e.c,e.c`
 //! - `partition 1 | 2 3`, `heal`, `drop a->b`, `status`
 
@@ -129,6 +130,9 @@ struct Node {
     vdisk: Disk,
     hold: bool,
     tree: Vec<(Zxid, Bytes)>,
+    /// Restarted and not yet synced: its tree holds its whole log, which a
+    /// leader may still truncate (ZooKeeper applies the log at startup).
+    unconfirmed: bool,
 }
 
 struct Cluster {
@@ -209,6 +213,7 @@ impl Cluster {
                     vdisk: Disk::default(),
                     hold: false,
                     tree: vec![],
+                    unconfirmed: false,
                 },
             );
             c.create(*sid);
@@ -217,11 +222,6 @@ impl Cluster {
             c.drain(sid);
         }
         c
-    }
-
-    fn start(&mut self, sid: Sid) {
-        self.create(sid);
-        self.drain(sid);
     }
 
     /// Builds the node's core from its disk, without running its Ready.
@@ -239,6 +239,7 @@ impl Cluster {
             log_tail: d.log.clone(),
         };
         node.vdisk = d.clone();
+        node.unconfirmed = true;
         let mut cfg = self.cfg.clone();
         cfg.my_sid = sid;
         node.zab = Some(Zab::new(cfg, persisted).expect("valid state"));
@@ -339,7 +340,10 @@ impl Cluster {
                     Event::RoleChanged(Role::Leading) => "LEADING".to_string(),
                     Event::RoleChanged(Role::Following { leader }) => format!("FOLLOWING {leader}"),
                     Event::RoleChanged(Role::Observing { leader }) => format!("OBSERVING {leader}"),
-                    Event::Serving { epoch } => format!("serving epoch={epoch}"),
+                    Event::Serving { epoch } => {
+                        self.nodes.get_mut(&sid).unwrap().unconfirmed = false;
+                        format!("serving epoch={epoch}")
+                    }
                     Event::Request {
                         from,
                         session,
@@ -369,7 +373,7 @@ impl Cluster {
     /// Every tree must be a prefix of one committed history.
     fn check_safety(&mut self) {
         for (sid, n) in &self.nodes {
-            if n.zab.is_none() {
+            if n.zab.is_none() || n.unconfirmed {
                 continue;
             }
             // Only the committed part of a restarted server's tree is judged.
@@ -496,9 +500,10 @@ impl Cluster {
                     self.nodes.get_mut(&sid).unwrap().hold = true;
                 }
             }
-            "persist" => {
+            "persist" | "release" => {
                 for sid in self.targets(args) {
                     let node = self.nodes.get_mut(&sid).unwrap();
+                    node.hold &= cmd == "persist";
                     node.disk = node.vdisk.clone();
                     node.zab.as_mut().unwrap().all_persisted();
                     self.drain(sid);
@@ -519,8 +524,12 @@ impl Cluster {
                 }
             }
             "restart" => {
-                for sid in self.targets(args) {
-                    self.start(sid);
+                let sids = self.targets(args);
+                for sid in &sids {
+                    self.create(*sid);
+                }
+                for sid in sids {
+                    self.drain(sid);
                 }
             }
             "disk" => {

@@ -150,6 +150,21 @@ impl Zab {
 
     pub(crate) fn on_notification(&mut self, from: Sid, n: Notification) {
         let from_voter = self.quorum.is_voter(from);
+        if n.state == ServerState::Looking {
+            match &mut self.role {
+                // Our leader is looking: it no longer leads (as a closed
+                // leader connection tells a ZooKeeper follower).
+                RoleState::Learning(l) if l.leader == from => {
+                    tracing::info!(sid = self.cfg.my_sid, leader = from, "leader is looking");
+                    self.start_election();
+                }
+                // A learner that looks is no longer synced with us.
+                RoleState::Leading(ld) => {
+                    ld.peers.remove(&from);
+                }
+                _ => {}
+            }
+        }
         if !matches!(self.role, RoleState::Looking) {
             // Settled: tell a looking server what we settled on.
             if n.state == ServerState::Looking {
