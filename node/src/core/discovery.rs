@@ -282,6 +282,16 @@ impl Zab {
         if ld.phase == LeaderPhase::Discovery {
             ld.info.insert(from, accepted_epoch);
             self.try_decide_epoch();
+        } else if accepted_epoch > ld.epoch && !ld.is_serving() {
+            // Our epoch is stale before it was even established: that
+            // learner would refuse it. Re-elect to pick an epoch above it.
+            tracing::info!(
+                sid = self.cfg.my_sid,
+                from,
+                accepted_epoch,
+                "learner accepted a newer epoch"
+            );
+            self.start_election();
         } else {
             let epoch = ld.epoch;
             self.send(from, PeerMessage::LeaderInfo { new_epoch: epoch });

@@ -26,6 +26,8 @@ pub(crate) struct Election {
     out_of_election: BTreeMap<Sid, (Vote, u64, ServerState)>,
     /// Ticks left before deciding on the current quorum.
     finalize_in: Option<u32>,
+    /// A settled ensemble to join, and the ticks left before joining it.
+    joining: Option<(u32, Notification)>,
     resend_in: u32,
     resend_interval: u32,
 }
@@ -51,6 +53,7 @@ impl Election {
             recv: BTreeMap::new(),
             out_of_election: BTreeMap::new(),
             finalize_in: None,
+            joining: None,
             resend_in: cfg.election_resend,
             resend_interval: cfg.election_resend,
         }
@@ -102,6 +105,7 @@ impl Zab {
         e.recv.clear();
         e.out_of_election.clear();
         e.finalize_in = None;
+        e.joining = None;
         e.resend_interval = self.cfg.election_resend;
         e.resend_in = self.cfg.election_resend;
         self.election.proposal = self.initial_vote();
@@ -140,10 +144,21 @@ impl Zab {
                 self.election.finalize_in = None;
                 if self.proposal_has_quorum() {
                     let v = self.election.proposal;
-                    self.decide(v);
+                    return self.decide(v);
                 }
             } else {
                 self.election.finalize_in = Some(left - 1);
+            }
+        }
+        if let Some((left, n)) = self.election.joining {
+            if left <= 1 {
+                self.election.joining = None;
+                if self.joinable(&n) {
+                    self.election.logical_clock = self.election.logical_clock.max(n.election_epoch);
+                    self.decide(n.vote);
+                }
+            } else {
+                self.election.joining = Some((left - 1, n));
             }
         }
     }
@@ -214,21 +229,26 @@ impl Zab {
                 let entry = (n.vote, n.election_epoch, n.state);
                 if n.election_epoch == self.election.logical_clock {
                     self.election.recv.insert(from, entry);
-                    if self.vote_has_quorum(&self.election.recv, &n.vote, true)
-                        && self.leader_checks_out(&self.election.recv, &n)
-                    {
-                        return self.decide(n.vote);
-                    }
                 }
                 self.election.out_of_election.insert(from, entry);
-                if self.vote_has_quorum(&self.election.out_of_election, &n.vote, false)
-                    && self.leader_checks_out(&self.election.out_of_election, &n)
-                {
-                    self.election.logical_clock = n.election_epoch;
-                    self.decide(n.vote);
+                // Joining waits finalize_wait ticks too, so that no
+                // election loop ever runs without time passing.
+                if self.election.joining.is_none() && self.joinable(&n) {
+                    self.election.joining = Some((self.cfg.finalize_wait, n));
                 }
             }
         }
+    }
+
+    /// True if a quorum of settled voters (in this round, or in any round
+    /// once out of election) agrees on `n`'s vote and its leader leads.
+    fn joinable(&self, n: &Notification) -> bool {
+        let in_round = n.election_epoch == self.election.logical_clock
+            && self.vote_has_quorum(&self.election.recv, &n.vote, true)
+            && self.leader_checks_out(&self.election.recv, n);
+        in_round
+            || (self.vote_has_quorum(&self.election.out_of_election, &n.vote, false)
+                && self.leader_checks_out(&self.election.out_of_election, n))
     }
 
     /// `checkLeader`: another server may only be followed once it says it
@@ -288,10 +308,7 @@ impl Zab {
         if !self.quorum.is_voter(self.election.proposal.leader) {
             return;
         }
-        if self.cfg.finalize_wait == 0 {
-            let v = self.election.proposal;
-            self.decide(v);
-        } else if self.election.finalize_in.is_none() {
+        if self.election.finalize_in.is_none() {
             self.election.finalize_in = Some(self.cfg.finalize_wait);
         }
     }
@@ -300,6 +317,7 @@ impl Zab {
     fn decide(&mut self, vote: Vote) {
         self.election.proposal = vote;
         self.election.finalize_in = None;
+        self.election.joining = None;
         self.election.recv.clear();
         self.election.out_of_election.clear();
         if vote.leader == self.cfg.my_sid && !self.cfg.is_observer() {

@@ -52,8 +52,9 @@ pub struct ZabConfig {
     /// Ticks of silence after which a leader without a quorum steps down and
     /// a learner abandons its leader (`syncLimit`).
     pub sync_limit: u32,
-    /// Ticks to wait once a quorum agrees before deciding an election
-    /// (`finalizeWait`); 0 decides at once.
+    /// Ticks to wait once a quorum agrees before deciding an election or
+    /// joining a settled ensemble (`finalizeWait`); at least 1, so that no
+    /// election loop runs without time passing.
     pub finalize_wait: u32,
     /// Ticks between repeated election notifications while looking; doubles
     /// up to [`ZabConfig::election_resend_max`].
@@ -120,6 +121,7 @@ impl ZabConfig {
         let positive = [
             ("init_limit", self.init_limit as usize),
             ("sync_limit", self.sync_limit as usize),
+            ("finalize_wait", self.finalize_wait as usize),
             ("election_resend", self.election_resend as usize),
             ("election_resend_max", self.election_resend_max as usize),
             ("max_outstanding_proposals", self.max_outstanding_proposals),
