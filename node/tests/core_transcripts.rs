@@ -266,6 +266,9 @@ impl Cluster {
                 return;
             }
             let ready = zab.ready();
+            // What was handed out before this Ready: a durable ACK in it
+            // may depend on all of that, never on this Ready's persistence.
+            let before = node.vdisk.log.clone();
             for a in ready.persist {
                 let line = match &a {
                     PersistAction::AppendTxn { zxid, payload } => {
@@ -320,6 +323,9 @@ impl Cluster {
                     "{} sent without durability",
                     msg.name()
                 );
+                if durable {
+                    self.check_durable(sid, &msg, &before);
+                }
                 let mark = if durable { " (durable)" } else { "" };
                 let lost = if self.connected(sid, to) {
                     ""
@@ -370,6 +376,28 @@ impl Cluster {
         }
     }
 
+    /// Rule 1 against the node's disk: what it acknowledges is durable.
+    fn check_durable(&self, sid: Sid, msg: &PeerMessage, before: &[(Zxid, Bytes)]) {
+        let node = &self.nodes[&sid];
+        let disk = &node.disk;
+        match msg {
+            PeerMessage::Ack { zxid } if zxid_counter(*zxid) == 0 => assert!(
+                disk.current >= zxid_epoch(*zxid) && disk.log == before,
+                "server {sid} acked NEWLEADER before its epoch and sync data were durable"
+            ),
+            PeerMessage::Ack { zxid } => assert!(
+                disk.log.iter().any(|e| e.0 == *zxid),
+                "server {sid} acked {} before it was durable",
+                z(*zxid)
+            ),
+            PeerMessage::AckEpoch { .. } => assert!(
+                disk.accepted >= node.zab.as_ref().unwrap().accepted_epoch(),
+                "server {sid} sent ACKEPOCH before its accepted epoch was durable"
+            ),
+            _ => {}
+        }
+    }
+
     /// Every tree must be a prefix of one committed history.
     fn check_safety(&mut self) {
         for (sid, n) in &self.nodes {
@@ -384,7 +412,8 @@ impl Cluster {
                     Some(h) => assert_eq!(
                         (h.0, &h.1),
                         (e.0, &e.1),
-                        "server {sid} diverged from the committed history at index {i}"
+                        "server {sid} diverged from the committed history at index {i}; output so far:\n{}",
+                        self.out
                     ),
                     None => self.history.push((*e).clone()),
                 }
@@ -691,6 +720,9 @@ fn run_file(path: &Path) -> Result<(), String> {
         } else {
             cluster.as_mut().expect("`new` first").run(&b.command)
         };
+        if std::env::var_os("ZAB_SHOW").is_some() {
+            eprintln!("{}\n----\n{}", b.command, actual);
+        }
         if actual != b.expected {
             let _ = write!(
                 failures,
@@ -743,4 +775,170 @@ fn core_transcripts() {
         failures.is_empty(),
         "transcript mismatches (REWRITE=1 to accept):{failures}"
     );
+}
+
+mod random {
+    //! Random schedules over the same harness: its safety checks (one
+    //! committed history; ACKs only of durable state) run after every
+    //! command, then everything heals and the ensemble must converge.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Tick(Sid),
+        Deliver(Sid, Sid),
+        Propose(Sid),
+        Hold(Sid),
+        Persist(Sid),
+        Release(Sid),
+        Crash(Sid),
+        Restart(Sid),
+        Partition(u8),
+        Heal,
+        DeliverAll,
+        Stabilize,
+        TickAll,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let s = 1u64..4;
+        prop_oneof![
+            4 => s.clone().prop_map(Op::Tick),
+            10 => (s.clone(), s.clone()).prop_map(|(a, b)| Op::Deliver(a, b)),
+            3 => s.clone().prop_map(Op::Propose),
+            1 => s.clone().prop_map(Op::Hold),
+            2 => s.clone().prop_map(Op::Persist),
+            1 => s.clone().prop_map(Op::Release),
+            1 => s.clone().prop_map(Op::Crash),
+            2 => s.prop_map(Op::Restart),
+            1 => (1u8..7).prop_map(Op::Partition),
+            1 => Just(Op::Heal),
+            4 => Just(Op::DeliverAll),
+            2 => Just(Op::Stabilize),
+            2 => Just(Op::TickAll),
+        ]
+    }
+
+    fn run_schedule(ops: Vec<Op>) {
+        let mut c = Cluster::new(&["1", "2", "3", "sync=3", "init=6"]);
+        let mut down: BTreeSet<Sid> = BTreeSet::new();
+        for warmup in ["stabilize", "tick", "stabilize"] {
+            c.run(warmup);
+        }
+        for (n, op) in ops.into_iter().enumerate() {
+            let cmd = match op {
+                Op::Tick(s) if !down.contains(&s) => format!("tick 1 {s}"),
+                Op::Deliver(a, b) if a != b => format!("deliver {a}->{b}"),
+                Op::Propose(s) if !down.contains(&s) => format!("propose {s} v{n}"),
+                Op::Hold(s) if !down.contains(&s) => format!("hold {s}"),
+                Op::Persist(s) if !down.contains(&s) => format!("persist {s}"),
+                Op::Release(s) if !down.contains(&s) => format!("release {s}"),
+                Op::Crash(s) if !down.contains(&s) => {
+                    down.insert(s);
+                    format!("crash {s}")
+                }
+                Op::Restart(s) if down.contains(&s) => {
+                    down.remove(&s);
+                    format!("restart {s}")
+                }
+                Op::Partition(mask) => {
+                    let (a, b): (Vec<Sid>, Vec<Sid>) =
+                        (1..4).partition(|s| mask & (1 << (s - 1)) != 0);
+                    let j = |v: Vec<Sid>| {
+                        v.iter()
+                            .map(|s| s.to_string())
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    };
+                    format!("partition {} | {}", j(a), j(b))
+                }
+                Op::Heal => "heal".to_string(),
+                Op::DeliverAll => "deliver".to_string(),
+                Op::Stabilize => "stabilize".to_string(),
+                Op::TickAll => "tick".to_string(),
+                _ => continue,
+            };
+            c.run(&cmd);
+        }
+        c.run("heal");
+        for s in down {
+            c.run(&format!("restart {s}"));
+        }
+        c.run("release 1 2 3");
+        // Liveness: within a bounded time a leader commits a new write everywhere.
+        let leader_of = |c: &Cluster| {
+            c.nodes
+                .iter()
+                .find(|(_, n)| {
+                    n.zab
+                        .as_ref()
+                        .is_some_and(|z| z.role() == Role::Leading && z.is_serving())
+                })
+                .map(|(s, _)| *s)
+        };
+        let everywhere = |c: &Cluster, p: &str| {
+            c.nodes
+                .values()
+                .all(|n| n.tree.iter().any(|e| e.1 == p.as_bytes()))
+        };
+        let mut attempt = 0;
+        while !everywhere(&c, "last") {
+            attempt += 1;
+            assert!(
+                attempt <= 3,
+                "no write committed everywhere after healing: {}",
+                c.run("status")
+            );
+            for _ in 0..30 {
+                c.run("stabilize");
+                c.run("tick");
+            }
+            if let Some(l) = leader_of(&c) {
+                c.run(&format!("propose {l} last"));
+            }
+            for _ in 0..30 {
+                c.run("stabilize");
+                c.run("tick");
+            }
+            c.run("stabilize");
+        }
+        let leaders: Vec<Sid> = c
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.zab.as_ref().is_some_and(|z| z.role() == Role::Leading))
+            .map(|(s, _)| *s)
+            .collect();
+        assert_eq!(
+            leaders.len(),
+            1,
+            "one leader after healing: {}",
+            c.run("status")
+        );
+        let top = c.nodes[&leaders[0]]
+            .zab
+            .as_ref()
+            .unwrap()
+            .last_committed_zxid();
+        let status = c.run("status");
+        if std::env::var_os("ZAB_SHOW").is_some() {
+            eprintln!("{status}");
+        }
+        for (sid, n) in &c.nodes {
+            let zab = n.zab.as_ref().unwrap();
+            assert!(zab.is_serving(), "{sid} serves after healing: {status}");
+            assert_eq!(zab.last_committed_zxid(), top, "{sid} converged: {status}");
+            assert_eq!(n.tree.last().map_or(0, |e| e.0), top);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_faults_keep_safety_and_heal(ops in proptest::collection::vec(op(), 1..160)) {
+            run_schedule(ops);
+        }
+    }
 }

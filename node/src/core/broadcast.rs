@@ -92,18 +92,21 @@ impl Zab {
                 }
             }
         }
-        match ld.outstanding.get_mut(&zxid) {
-            Some(acks) => {
-                acks.insert(from);
+        if !ld.outstanding.contains_key(&zxid) {
+            if zxid <= committed {
+                return; // a late ACK
             }
-            None if zxid <= committed => return, // a late ACK
-            None => {
-                return self.drop_msg(
-                    from,
-                    &PeerMessage::Ack { zxid },
-                    "ACK of an unknown proposal",
-                )
-            }
+            return self.drop_msg(
+                from,
+                &PeerMessage::Ack { zxid },
+                "ACK of an unknown proposal",
+            );
+        }
+        // ACKs are cumulative: a follower logs proposals in order, without
+        // gaps, and ACKs only what is durable, so an ACK of `zxid` vouches
+        // for every earlier proposal too (and covers a lost earlier ACK).
+        for (_, acks) in ld.outstanding.range_mut(..=zxid) {
+            acks.insert(from);
         }
         self.try_commit();
     }
@@ -188,17 +191,40 @@ impl Zab {
 
     // ----- learner -----
 
+    /// True if `zxid` directly follows the last logged txn: the next counter
+    /// in the same epoch, or the first txn of a later epoch. Anything else
+    /// means this learner missed txns (a lost message): it must resync.
+    fn follows_gaplessly(&self, zxid: Zxid) -> bool {
+        let last = self.log.last_logged();
+        if zxid_epoch(zxid) == zxid_epoch(last) {
+            zxid == last + 1
+        } else {
+            zxid_epoch(zxid) > zxid_epoch(last) && zxid_counter(zxid) == 1
+        }
+    }
+
     pub(crate) fn on_proposal(&mut self, epoch: Epoch, zxid: Zxid, payload: Bytes) {
         let Some(l) = self.learner_state() else {
             return;
         };
         let (leader, ack) = (l.leader, l.newleader_acked && !l.observer);
-        if zxid_epoch(zxid) > epoch || self.log.append(zxid, payload.clone()).is_err() {
+        if zxid_epoch(zxid) > epoch || zxid <= self.log.last_logged() {
             return self.drop_msg(
                 leader,
                 &PeerMessage::Proposal { zxid, payload },
                 "proposal out of order",
             );
+        }
+        if !self.follows_gaplessly(zxid) {
+            self.drop_msg(
+                leader,
+                &PeerMessage::Proposal { zxid, payload },
+                "gap before proposal",
+            );
+            return self.start_election();
+        }
+        if self.log.append(zxid, payload.clone()).is_err() {
+            return;
         }
         self.persist(PersistAction::AppendTxn { zxid, payload });
         if ack {
@@ -208,12 +234,14 @@ impl Zab {
 
     pub(crate) fn on_commit(&mut self, zxid: Zxid) {
         if zxid > self.log.last_logged() {
+            // A commit of a txn never received: a message was lost; resync.
             let leader = self.leader().unwrap_or_default();
-            return self.drop_msg(
+            self.drop_msg(
                 leader,
                 &PeerMessage::Commit { zxid },
                 "commit of an unknown txn",
             );
+            return self.start_election();
         }
         self.commit_through(zxid);
     }
@@ -231,6 +259,14 @@ impl Zab {
             );
         }
         if zxid > self.log.last_logged() {
+            if !self.follows_gaplessly(zxid) {
+                self.drop_msg(
+                    leader,
+                    &PeerMessage::Inform { zxid, payload },
+                    "gap before txn",
+                );
+                return self.start_election();
+            }
             if self.log.append(zxid, payload.clone()).is_err() {
                 return;
             }

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use super::durability::AfterPersist;
 use super::{Event, PersistAction, RoleState, Zab};
 use crate::proto::peer::{Epoch, PeerMessage, Sid};
-use crate::types::{make_zxid, SessionId, Zxid};
+use crate::types::{make_zxid, zxid_epoch, SessionId, Zxid};
 
 /// Where a leader is in establishing its epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +50,8 @@ pub(crate) struct PeerHandler {
     pub(crate) phase: PeerPhase,
     pub(crate) last_zxid: Zxid,
     pub(crate) last_heard: u64,
+    /// Tick of its FOLLOWERINFO/OBSERVERINFO: it must be synced within initLimit.
+    pub(crate) joined: u64,
 }
 
 impl PeerHandler {
@@ -76,7 +78,7 @@ pub(crate) struct Leader {
     /// Uncommitted proposals of this epoch and who acked them.
     pub(crate) outstanding: BTreeMap<Zxid, BTreeSet<Sid>>,
     pub(crate) last_proposed: Zxid,
-    pub(crate) phase_ticks: u32,
+    pub(crate) ticks_leading: u32,
     /// Pending `sync`s: (learner or local, id, proposal they wait for).
     pub(crate) syncs: VecDeque<(Option<Sid>, u64, Zxid)>,
 }
@@ -110,6 +112,9 @@ pub(crate) struct Learner {
     pub(crate) phase: LearnerPhase,
     pub(crate) newleader_acked: bool,
     pub(crate) silent_ticks: u32,
+    /// Ticks since following this leader: discovery and sync must finish
+    /// within initLimit.
+    pub(crate) ticks: u32,
     pub(crate) touches: BTreeMap<SessionId, i32>,
 }
 
@@ -148,7 +153,7 @@ impl Zab {
             peers: BTreeMap::new(),
             outstanding: BTreeMap::new(),
             last_proposed: 0,
-            phase_ticks: 0,
+            ticks_leading: 0,
             syncs: VecDeque::new(),
         }));
         self.try_decide_epoch();
@@ -176,7 +181,6 @@ impl Zab {
         };
         ld.epoch = epoch;
         ld.phase = LeaderPhase::EpochProposed;
-        ld.phase_ticks = 0;
         let waiting: Vec<Sid> = ld
             .peers
             .iter()
@@ -277,14 +281,17 @@ impl Zab {
                 phase: PeerPhase::Info,
                 last_zxid,
                 last_heard: now,
+                joined: now,
             },
         );
         if ld.phase == LeaderPhase::Discovery {
             ld.info.insert(from, accepted_epoch);
             self.try_decide_epoch();
-        } else if accepted_epoch > ld.epoch && !ld.is_serving() {
-            // Our epoch is stale before it was even established: that
-            // learner would refuse it. Re-elect to pick an epoch above it.
+        } else if accepted_epoch > ld.epoch {
+            // That learner promised a newer epoch (to a leader that failed to
+            // establish it) and would refuse ours forever; it cannot break
+            // its promise, so re-elect to pick an epoch above it. (ZooKeeper
+            // leaves such a learner locked out until the leader changes.)
             tracing::info!(
                 sid = self.cfg.my_sid,
                 from,
@@ -377,7 +384,6 @@ impl Zab {
         };
         let epoch = ld.epoch;
         ld.phase = LeaderPhase::Sync;
-        ld.phase_ticks = 0;
         ld.last_proposed = make_zxid(epoch, 0);
         let to_sync: Vec<Sid> = ld
             .peers
@@ -400,14 +406,14 @@ impl Zab {
         let Some(ld) = self.leader_state() else {
             return;
         };
-        ld.phase_ticks = ld.phase_ticks.saturating_add(1);
-        if !ld.is_serving() && ld.phase_ticks > init_limit {
+        ld.ticks_leading = ld.ticks_leading.saturating_add(1);
+        if !ld.is_serving() && ld.ticks_leading > init_limit {
             tracing::info!(sid = me, phase = ?ld.phase, "leader could not establish its epoch in time");
             return self.start_election();
         }
-        // Learners stuck before sync for longer than initLimit are dropped.
+        // Learners not synced within initLimit of joining are dropped.
         ld.peers
-            .retain(|_, p| p.forwarding() || now - p.last_heard <= init_limit as u64);
+            .retain(|_, p| p.phase == PeerPhase::Active || now - p.joined <= init_limit as u64);
         let pinged: Vec<Sid> = ld
             .peers
             .iter()
@@ -449,6 +455,7 @@ impl Zab {
             phase: LearnerPhase::Discovery,
             newleader_acked: false,
             silent_ticks: 0,
+            ticks: 0,
             touches: BTreeMap::new(),
         }));
         let (accepted_epoch, last_zxid) = (self.accepted_epoch, self.log.last_logged());
@@ -513,11 +520,29 @@ impl Zab {
                     })
                     .collect();
                 self.send(from, PeerMessage::Ping { touches });
+                self.refresh_ack();
             }
             (PeerMessage::SyncDone { id }, LearnerPhase::Broadcast { .. }) => {
                 self.ready.events.push(Event::SyncDone { id })
             }
             (other, _) => self.drop_msg(from, &other, "unexpected at learner"),
+        }
+    }
+
+    /// A follower with logged but uncommitted txns re-ACKs the last one on
+    /// each PING (once durable): ACKs are cumulative, so this repairs a lost
+    /// ACK instead of leaving the leader waiting forever.
+    fn refresh_ack(&mut self) {
+        let Some(l) = self.learner_state() else {
+            return;
+        };
+        if l.observer || !l.is_serving() {
+            return;
+        }
+        let leader = l.leader;
+        let (last, committed) = (self.log.last_logged(), self.log.committed());
+        if last > committed && zxid_epoch(last) == self.current_epoch {
+            self.send_durable(leader, PeerMessage::Ack { zxid: last });
         }
     }
 
@@ -552,6 +577,7 @@ impl Zab {
             return;
         };
         l.silent_ticks = l.silent_ticks.saturating_add(1);
+        l.ticks = l.ticks.saturating_add(1);
         let limit = if l.is_serving() {
             sync_limit
         } else {
@@ -559,6 +585,9 @@ impl Zab {
         };
         if l.silent_ticks > limit {
             tracing::info!(leader = l.leader, "leader silent; looking for a new one");
+            self.start_election();
+        } else if !l.is_serving() && l.ticks > init_limit {
+            tracing::info!(leader = l.leader, "sync did not finish within initLimit");
             self.start_election();
         }
     }

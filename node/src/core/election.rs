@@ -269,6 +269,11 @@ impl Zab {
 
     /// True if voters voting `vote` (in `votes`, plus this server when
     /// `include_me` and it votes the same) form a quorum.
+    /// True if voters agreeing with the settled vote `vote` (in `votes`,
+    /// plus this server when `include_me` and its proposal matches exactly)
+    /// form a quorum. As ZooKeeper's `Vote.equals`: a looking server's vote
+    /// must match exactly, a settled one only needs the same leader (its
+    /// zxid and epoch were those of whichever round it settled in).
     fn vote_has_quorum(
         &self,
         votes: &BTreeMap<Sid, (Vote, u64, ServerState)>,
@@ -277,7 +282,10 @@ impl Zab {
     ) -> bool {
         let mut agree: Vec<Sid> = votes
             .iter()
-            .filter(|(_, (v, _, _))| v == vote)
+            .filter(|(_, (v, _, state))| match state {
+                ServerState::Looking => v == vote,
+                _ => v.leader == vote.leader,
+            })
             .map(|(s, _)| *s)
             .collect();
         if include_me && self.election.proposal == *vote {

@@ -101,7 +101,8 @@ impl TxnLog {
     }
 
     /// Marks every txn through `zxid` (capped at the last logged) committed
-    /// and returns the newly committed ones in order.
+    /// and returns the newly committed ones in order. The committed point
+    /// only moves to zxids of txns in the log.
     pub(crate) fn commit_through(&mut self, zxid: Zxid) -> Vec<(Zxid, Bytes)> {
         let upto = zxid.min(self.last_logged());
         if upto <= self.committed {
@@ -112,8 +113,11 @@ impl TxnLog {
             .take_while(|e| e.0 <= upto)
             .cloned()
             .collect();
-        self.committed = upto;
-        self.trim();
+        // The committed point only ever lands on a txn this log holds.
+        if let Some((last, _)) = newly.last() {
+            self.committed = *last;
+            self.trim();
+        }
         newly
     }
 

@@ -57,15 +57,17 @@ impl Zab {
             }
         };
         let entries: Vec<(Zxid, Bytes)> = self.log.after(from).cloned().collect();
-        let split = entries.partition_point(|e| e.0 <= committed);
-        for (i, (zxid, payload)) in entries.into_iter().enumerate() {
-            if i == split && split > 0 {
-                self.send(sid, PeerMessage::Commit { zxid: committed });
-            }
+        let (older, newer): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| e.0 <= committed);
+        for (zxid, payload) in older {
             self.send(sid, PeerMessage::Proposal { zxid, payload });
         }
-        if split > 0 && split == self.log.after(from).count() {
+        // The learner may hold txns it never saw committed (even with
+        // nothing to DIFF): tell it how far the leader has committed.
+        if committed > 0 {
             self.send(sid, PeerMessage::Commit { zxid: committed });
+        }
+        for (zxid, payload) in newer {
+            self.send(sid, PeerMessage::Proposal { zxid, payload });
         }
         self.send(
             sid,
