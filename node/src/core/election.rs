@@ -181,8 +181,9 @@ impl Zab {
             }
         }
         if !matches!(self.role, RoleState::Looking) {
-            // Settled: tell a looking server what we settled on.
-            if n.state == ServerState::Looking {
+            // Settled: tell a looking server what we settled on (an
+            // observer's word never counts for a voter, so it keeps quiet).
+            if n.state == ServerState::Looking && !(self.cfg.is_observer() && from_voter) {
                 let mine = self.my_notification();
                 self.send(from, PeerMessage::Notification(mine));
             }
@@ -193,8 +194,10 @@ impl Zab {
             if self.cfg.is_observer() {
                 return self.drop_msg(from, &PeerMessage::Notification(n), "observer to observer");
             }
-            let mine = self.my_notification();
-            self.send(from, PeerMessage::Notification(mine));
+            if n.state == ServerState::Looking {
+                let mine = self.my_notification();
+                self.send(from, PeerMessage::Notification(mine));
+            }
             return;
         }
         if !self.quorum.is_voter(n.vote.leader) {
@@ -214,8 +217,13 @@ impl Zab {
                     };
                     self.update_proposal(v);
                 } else if n.election_epoch < self.election.logical_clock {
-                    let mine = self.my_notification();
-                    self.send(from, PeerMessage::Notification(mine));
+                    // Bring a voter in an older round up to date. An observer
+                    // does not: its voter answers every observer message, so
+                    // answering back would ping-pong forever.
+                    if !self.cfg.is_observer() {
+                        let mine = self.my_notification();
+                        self.send(from, PeerMessage::Notification(mine));
+                    }
                     return;
                 } else if total_order(&n.vote, &self.election.proposal, is_voter) {
                     self.update_proposal(n.vote);
