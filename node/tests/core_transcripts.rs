@@ -22,7 +22,8 @@
 //! - `tick [N [sid...]]`: N ticks (default 1) on the given (default: all live) nodes
 //! - `deliver [a->b]`: deliver what is queued now on one link (default: every link, once)
 //! - `stabilize`: deliver until no message is left
-//! - `propose <sid> <payload>`, `sync <sid> <id>`
+//! - `propose <sid> <payload>`, `sync <sid> <id>`, `forward <sid> <payload>` (a learner
+//!   forwards a client write), `touch <sid> <session>` (a learner's session was active)
 //! - `hold <sid>`: stop reporting durability for that node; `persist <sid>`: report
 //!   it once; `release <sid>`: report it and stop holding
 //! - `crash <sid>`, `restart <sid>`, `disk <sid> accepted=E current=E log=e.c,e.c`
@@ -522,6 +523,21 @@ impl Cluster {
                     Err(e) => writeln!(self.out, "{sid} refused: {e}").unwrap(),
                 }
                 self.drain(sid);
+            }
+            "forward" => {
+                let sid: Sid = args[0].parse().unwrap();
+                let r =
+                    self.zab(sid)
+                        .forward(0x100 + sid as i64, 1, Bytes::from(args[1].to_string()));
+                if let Err(e) = r {
+                    writeln!(self.out, "{sid} refused: {e}").unwrap();
+                }
+                self.drain(sid);
+            }
+            "touch" => {
+                let sid: Sid = args[0].parse().unwrap();
+                self.zab(sid)
+                    .touch_session(args[1].parse().unwrap(), 30_000);
             }
             "sync" => {
                 let sid: Sid = args[0].parse().unwrap();

@@ -691,3 +691,91 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn disconnects_end_following_and_leaders_forget_learners() {
+    let mut net = Net::new(&[1, 2, 3], &[], |_| {});
+    net.settle();
+    net.zabs.get_mut(&1).unwrap().peer_disconnected(3);
+    assert_eq!(
+        net.zabs[&1].role(),
+        Role::Looking,
+        "a follower whose leader is gone looks"
+    );
+    let l = net.zabs.get_mut(&3).unwrap();
+    l.peer_disconnected(1);
+    l.tick();
+    assert_eq!(
+        l.role(),
+        Role::Leading,
+        "2 and the leader are still a quorum"
+    );
+    l.peer_disconnected(2);
+    l.tick();
+    assert_eq!(
+        l.role(),
+        Role::Looking,
+        "alone, the leader steps down at once"
+    );
+}
+
+#[test]
+fn a_looking_server_greets_new_connections() {
+    let cfg = ZabConfig::new(1, [1, 2, 3], []);
+    let mut z = Zab::new(cfg, PersistedState::default()).unwrap();
+    let _ = z.ready();
+    z.peer_connected(2);
+    z.peer_connected(9); // not a member
+    let r = z.ready();
+    assert!(matches!(
+        &r.messages[..],
+        [Outbound::Send { to: 2, msg: PeerMessage::Notification(n) }] if n.state == ServerState::Looking
+    ));
+}
+
+#[test]
+fn a_restarted_server_with_a_log_tail_resumes_its_history() {
+    let z = |c| make_zxid(1, c);
+    let state = PersistedState {
+        accepted_epoch: 1,
+        current_epoch: 1,
+        last_logged_zxid: z(3),
+        last_committed_zxid: z(2),
+        log_tail_base: z(1),
+        log_tail: vec![
+            (z(2), Bytes::from_static(b"b")),
+            (z(3), Bytes::from_static(b"c")),
+        ],
+    };
+    let cfg = ZabConfig::new(1, [1], []);
+    let mut zab = Zab::new(cfg, state).unwrap();
+    assert_eq!(
+        zab.current_vote(),
+        Vote {
+            leader: 1,
+            zxid: z(3),
+            peer_epoch: 1
+        }
+    );
+    // A single voter elects itself on the finalize tick, establishes epoch 2
+    // and commits its uncommitted tail (1.3) once its epochs are durable.
+    zab.tick();
+    let r = zab.ready();
+    assert_eq!(
+        r.persist,
+        vec![PersistAction::SetAcceptedEpoch(2)],
+        "the new epoch is above the accepted one"
+    );
+    zab.all_persisted();
+    let r = zab.ready();
+    assert_eq!(r.persist, vec![PersistAction::SetCurrentEpoch(2)]);
+    assert!(
+        r.commits.is_empty(),
+        "the tail waits for the current epoch to be durable"
+    );
+    zab.epoch_persisted(EpochFile::Current, 2);
+    let r = zab.ready();
+    assert_eq!(r.commits, vec![(z(3), Bytes::from_static(b"c"))]);
+    assert!(r.events.contains(&Event::Serving { epoch: 2 }));
+    assert_eq!(zab.propose(Bytes::new()), Ok(make_zxid(2, 1)));
+}
