@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::durability::AfterPersist;
 use super::{Event, PersistAction, RoleState, Zab};
-use crate::proto::peer::{Epoch, PeerMessage, Sid};
+use crate::proto::peer::{Epoch, PeerMessage, SessionTouch, Sid};
 use crate::types::{make_zxid, zxid_epoch, SessionId, Zxid};
 
 /// Where a leader is in establishing its epoch.
@@ -112,6 +112,8 @@ pub(crate) struct Learner {
     pub(crate) phase: LearnerPhase,
     pub(crate) newleader_acked: bool,
     pub(crate) silent_ticks: u32,
+    /// True once a ZAB packet came from the leader (it was leading by then).
+    pub(crate) heard_from_leader: bool,
     /// Ticks since following this leader: discovery and sync must finish
     /// within initLimit.
     pub(crate) ticks: u32,
@@ -455,6 +457,7 @@ impl Zab {
             phase: LearnerPhase::Discovery,
             newleader_acked: false,
             silent_ticks: 0,
+            heard_from_leader: false,
             ticks: 0,
             touches: BTreeMap::new(),
         }));
@@ -481,6 +484,7 @@ impl Zab {
             return self.drop_msg(from, &msg, "not my leader");
         }
         l.silent_ticks = 0;
+        l.heard_from_leader = true;
         let phase = l.phase;
         match (msg, phase) {
             (PeerMessage::LeaderInfo { new_epoch }, LearnerPhase::Discovery) => {
@@ -507,21 +511,8 @@ impl Zab {
                 PeerMessage::Inform { zxid, payload },
                 LearnerPhase::Sync { epoch } | LearnerPhase::Broadcast { epoch },
             ) => self.on_inform(epoch, zxid, payload),
-            (PeerMessage::Ping { .. }, _) => {
-                let touches = match self.learner_state() {
-                    Some(l) => std::mem::take(&mut l.touches),
-                    None => BTreeMap::new(),
-                };
-                let touches = touches
-                    .into_iter()
-                    .map(|(session, timeout_ms)| crate::proto::peer::SessionTouch {
-                        session,
-                        timeout_ms,
-                    })
-                    .collect();
-                self.send(from, PeerMessage::Ping { touches });
-                self.refresh_ack();
-            }
+            // The leader's heartbeat: hearing it is all that matters.
+            (PeerMessage::Ping { .. }, _) => {}
             (PeerMessage::SyncDone { id }, LearnerPhase::Broadcast { .. }) => {
                 self.ready.events.push(Event::SyncDone { id })
             }
@@ -529,8 +520,8 @@ impl Zab {
         }
     }
 
-    /// A follower with logged but uncommitted txns re-ACKs the last one on
-    /// each PING (once durable): ACKs are cumulative, so this repairs a lost
+    /// A follower with logged but uncommitted txns re-ACKs the last one with
+    /// each heartbeat (once durable): ACKs are cumulative, so this repairs a lost
     /// ACK instead of leaving the leader waiting forever.
     fn refresh_ack(&mut self) {
         let Some(l) = self.learner_state() else {
@@ -585,10 +576,25 @@ impl Zab {
         };
         if l.silent_ticks > limit {
             tracing::info!(leader = l.leader, "leader silent; looking for a new one");
-            self.start_election();
-        } else if !l.is_serving() && l.ticks > init_limit {
+            return self.start_election();
+        }
+        if !l.is_serving() && l.ticks > init_limit {
             tracing::info!(leader = l.leader, "sync did not finish within initLimit");
-            self.start_election();
+            return self.start_election();
+        }
+        // Our own heartbeat, on our own clock (never a reply, so that no two
+        // servers can bounce PINGs forever), carrying session touches.
+        if l.heard_from_leader {
+            let leader = l.leader;
+            let touches = std::mem::take(&mut l.touches)
+                .into_iter()
+                .map(|(session, timeout_ms)| SessionTouch {
+                    session,
+                    timeout_ms,
+                })
+                .collect();
+            self.send(leader, PeerMessage::Ping { touches });
+            self.refresh_ack();
         }
     }
 }

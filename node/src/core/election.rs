@@ -165,15 +165,18 @@ impl Zab {
 
     pub(crate) fn on_notification(&mut self, from: Sid, n: Notification) {
         let from_voter = self.quorum.is_voter(from);
+        // Peers send notifications and ZAB packets over one FIFO channel, so
+        // a LOOKING notification after ZAB traffic means the sender left
+        // (earlier ones were merely still in flight when we settled).
         if n.state == ServerState::Looking {
             match &mut self.role {
                 // Our leader is looking: it no longer leads (as a closed
                 // leader connection tells a ZooKeeper follower).
-                RoleState::Learning(l) if l.leader == from => {
+                RoleState::Learning(l) if l.leader == from && l.heard_from_leader => {
                     tracing::info!(sid = self.cfg.my_sid, leader = from, "leader is looking");
                     self.start_election();
                 }
-                // A learner that looks is no longer synced with us.
+                // A learner that looks after its FOLLOWERINFO left us.
                 RoleState::Leading(ld) => {
                     ld.peers.remove(&from);
                 }

@@ -615,9 +615,10 @@ impl Zab {
         self.stats
     }
 
-    /// Checks the core's invariants; a no-op in release builds.
+    /// Checks the core's invariants (panics on a violation: a bug here, not
+    /// bad input); runs in debug and simulation builds, a no-op otherwise.
     pub fn check_invariants(&self) {
-        if cfg!(debug_assertions) {
+        if cfg!(debug_assertions) || cfg!(madsim) {
             if let Err(e) = self.invariants() {
                 panic!("zab invariant violated on server {}: {e}", self.cfg.my_sid);
             }

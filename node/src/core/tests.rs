@@ -669,7 +669,9 @@ proptest! {
         }
         // Then heal: everything durable, everything delivered, time passes.
         for _ in 0..12 { net.settle(); }
-        prop_assert!(net.leader().is_some(), "no leader after healing");
+        let roles: Vec<(Sid, Role, bool, u64)> =
+            net.zabs.iter().map(|(s, z)| (*s, z.role(), z.is_serving(), z.election_epoch())).collect();
+        prop_assert!(net.leader().is_some(), "no leader after healing: {:?}", roles);
         let leader = net.leader().unwrap();
         let top = net.zabs[&leader].last_committed_zxid();
         for z in net.zabs.values() {
