@@ -14,6 +14,24 @@
 //!
 //! There is no I/O, clock, thread or randomness here: time is [`Zab::tick`].
 //! Txn payloads are opaque bytes.
+//!
+//! What the core assumes of the runtime:
+//! - Between two servers, election notifications and ZAB packets travel on
+//!   one FIFO channel; when a connection breaks the runtime calls
+//!   [`Zab::peer_disconnected`] (messages lost without that are survived,
+//!   through gap detection and timeouts, but cost a resync).
+//! - Ticks arrive at a steady pace on every server (ZooKeeper's `tickTime`);
+//!   `init_limit`, `sync_limit`, `finalize_wait` and the election resend
+//!   interval are counted in ticks. The leader and its learners each send a
+//!   PING every tick.
+//! - Durability reports come in the order the persist actions were handed out.
+//!
+//! Robustness beyond ZooKeeper: ACKs are cumulative (an ACK of a zxid vouches
+//! for the follower's whole log up to it) and a follower re-ACKs its last
+//! uncommitted txn with each heartbeat; a learner that sees a gap before a
+//! PROPOSAL/INFORM/COMMIT goes back to election to resync; a leader whose
+//! epoch a learner already promised to surpass re-elects instead of locking
+//! that learner out.
 
 mod broadcast;
 mod discovery;
