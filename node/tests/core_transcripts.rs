@@ -23,11 +23,13 @@
 //! - `deliver [a->b]`: deliver what is queued now on one link (default: every link, once)
 //! - `stabilize`: deliver until no message is left
 //! - `propose <sid> <payload>`, `sync <sid> <id>`, `forward <sid> <payload>` (a learner
-//!   forwards a client write), `touch <sid> <session>` (a learner's session was active)
+//!   forwards a client write), `touch <sid> <session>` (a learner's session was active),
+//!   `confirm <sid> <id>` (the leader confirms it still leads, for a quorum read)
 //! - `hold <sid>`: stop reporting durability for that node; `persist <sid>`: report
 //!   it once; `release <sid>`: report it and stop holding
 //! - `crash <sid>`, `restart <sid>`, `disk <sid> accepted=E current=E log=e.c,e.c`
-//! - `partition 1 | 2 3`, `heal`, `drop a->b`, `status`
+//! - `partition 1 | 2 3` (links between the sides hold their messages until
+//!   `heal`, like a clogged TCP connection), `heal`, `status`
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
@@ -94,8 +96,8 @@ fn fmt_msg(m: &PeerMessage) -> String {
         PeerMessage::Proposal { zxid, payload } | PeerMessage::Inform { zxid, payload } => {
             format!("{name} {} {}", z(*zxid), text(payload))
         }
-        PeerMessage::Ping { touches } if touches.is_empty() => name.to_string(),
-        PeerMessage::Ping { touches } => format!("{name} touches={}", touches.len()),
+        PeerMessage::Ping { round, touches } if touches.is_empty() => format!("{name} {round}"),
+        PeerMessage::Ping { round, touches } => format!("{name} {round} touches={}", touches.len()),
         PeerMessage::Request {
             session,
             cxid,
@@ -246,13 +248,15 @@ impl Cluster {
         node.zab = Some(Zab::new(cfg, persisted).expect("valid state"));
     }
 
-    fn connected(&self, a: Sid, b: Sid) -> bool {
-        let alive = |s: Sid| self.nodes.get(&s).is_some_and(|n| n.zab.is_some());
-        if !alive(a) || !alive(b) {
-            return false;
-        }
-        self.partition.is_empty()
-            || self
+    fn alive(&self, s: Sid) -> bool {
+        self.nodes.get(&s).is_some_and(|n| n.zab.is_some())
+    }
+
+    /// A partition clogs links: messages wait (as on a TCP connection that
+    /// does not break) and arrive in order once it heals.
+    fn partitioned(&self, a: Sid, b: Sid) -> bool {
+        !self.partition.is_empty()
+            && !self
                 .partition
                 .iter()
                 .any(|g| g.contains(&a) && g.contains(&b))
@@ -328,13 +332,15 @@ impl Cluster {
                     self.check_durable(sid, &msg, &before);
                 }
                 let mark = if durable { " (durable)" } else { "" };
-                let lost = if self.connected(sid, to) {
-                    ""
-                } else {
+                let lost = if !self.alive(to) {
                     " (lost)"
+                } else if self.partitioned(sid, to) {
+                    " (held)"
+                } else {
+                    ""
                 };
                 writeln!(self.out, "{sid}->{to} {}{mark}{lost}", fmt_msg(&msg)).unwrap();
-                if lost.is_empty() {
+                if self.alive(to) {
                     self.net
                         .entry((sid, to))
                         .or_default()
@@ -363,6 +369,7 @@ impl Cluster {
                         )
                     }
                     Event::SyncDone { id } => format!("sync-done {id}"),
+                    Event::LeadershipConfirmed { id } => format!("leadership-confirmed {id}"),
                     Event::SessionTouches { from, touches } => {
                         format!("touches from={from} n={}", touches.len())
                     }
@@ -422,16 +429,17 @@ impl Cluster {
         }
     }
 
+    /// Delivers what is queued now from `from` to `to`, unless partitioned.
     fn deliver_link(&mut self, from: Sid, to: Sid) -> bool {
+        if self.partitioned(from, to) || !self.alive(to) {
+            return false;
+        }
         let Some(q) = self.net.get_mut(&(from, to)) else {
             return false;
         };
         let batch: Vec<Bytes> = q.drain(..).collect();
         let any = !batch.is_empty();
         for frame in batch {
-            if !self.connected(from, to) {
-                continue;
-            }
             let msg = PeerMessage::decode(&frame, MAX_FRAME).expect("frames decode");
             let node = self.nodes.get_mut(&to).unwrap();
             node.zab.as_mut().unwrap().step(from, msg);
@@ -534,6 +542,13 @@ impl Cluster {
                 }
                 self.drain(sid);
             }
+            "confirm" => {
+                let sid: Sid = args[0].parse().unwrap();
+                if let Err(e) = self.zab(sid).confirm_leadership(args[1].parse().unwrap()) {
+                    writeln!(self.out, "{sid} refused: {e}").unwrap();
+                }
+                self.drain(sid);
+            }
             "touch" => {
                 let sid: Sid = args[0].parse().unwrap();
                 self.zab(sid)
@@ -612,10 +627,6 @@ impl Cluster {
                     .collect();
             }
             "heal" => self.partition.clear(),
-            "drop" => {
-                let (a, b) = link(args[0]);
-                self.net.remove(&(a, b));
-            }
             "status" => {
                 for (sid, n) in &self.nodes {
                     let Some(zab) = &n.zab else {

@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 
+use super::discovery::PeerPhase;
 use super::durability::AfterPersist;
 use super::{Event, PersistAction, ProposeError, RoleState, Zab};
 use crate::proto::peer::{Epoch, PeerMessage, Sid};
@@ -168,6 +169,66 @@ impl Zab {
                 None => self.ready.events.push(Event::SyncDone { id }),
                 Some(s) => self.send(s, PeerMessage::SyncDone { id }),
             }
+        }
+    }
+
+    /// Queues a leadership confirmation: done once a quorum of voters echoed
+    /// a heartbeat round sent after this call.
+    pub(crate) fn leader_confirm(&mut self, id: u64) -> Result<(), ProposeError> {
+        let max = self.cfg.max_pending_syncs;
+        let Some(ld) = self.leader_state() else {
+            return Err(ProposeError::NotLeader { leader: None });
+        };
+        if !ld.is_serving() {
+            return Err(ProposeError::NotServing);
+        }
+        if ld.confirms.len() >= max {
+            return Err(ProposeError::TooManyOutstanding);
+        }
+        let needed = ld.heartbeat_round + 1;
+        ld.confirms.push_back((id, needed));
+        Ok(())
+    }
+
+    /// Answers leadership confirmations whose round a quorum echoed.
+    pub(crate) fn complete_confirms(&mut self) {
+        let quorum_size = self.quorum.quorum_size();
+        let Some(ld) = self.leader_state() else {
+            return;
+        };
+        let Some(&(_, needed)) = ld.confirms.front() else {
+            return;
+        };
+        let synced: Vec<(Sid, u64)> = ld
+            .peers
+            .iter()
+            .filter(|(_, p)| matches!(p.phase, PeerPhase::NewLeaderAcked | PeerPhase::Active))
+            .map(|(s, p)| (*s, p.echoed_round))
+            .collect();
+        let own = ld.heartbeat_round.max(needed);
+        // The highest round that a quorum of voters (the leader included)
+        // has echoed; rounds only grow, so the oldest request is first.
+        let mut echoes: Vec<u64> = synced
+            .into_iter()
+            .filter(|(s, _)| self.quorum.is_voter(*s))
+            .map(|(_, r)| r)
+            .collect();
+        echoes.push(own);
+        echoes.sort_unstable_by(|a, b| b.cmp(a));
+        let Some(&confirmed) = echoes.get(quorum_size - 1) else {
+            return;
+        };
+        let Some(ld) = self.leader_state() else {
+            return;
+        };
+        let mut done = Vec::new();
+        while ld.confirms.front().is_some_and(|c| c.1 <= confirmed) {
+            if let Some((id, _)) = ld.confirms.pop_front() {
+                done.push(id);
+            }
+        }
+        for id in done {
+            self.ready.events.push(Event::LeadershipConfirmed { id });
         }
     }
 

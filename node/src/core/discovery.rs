@@ -52,6 +52,8 @@ pub(crate) struct PeerHandler {
     pub(crate) last_heard: u64,
     /// Tick of its FOLLOWERINFO/OBSERVERINFO: it must be synced within initLimit.
     pub(crate) joined: u64,
+    /// The highest leader heartbeat round this learner echoed back.
+    pub(crate) echoed_round: u64,
 }
 
 impl PeerHandler {
@@ -81,6 +83,10 @@ pub(crate) struct Leader {
     pub(crate) ticks_leading: u32,
     /// Pending `sync`s: (learner or local, id, proposal they wait for).
     pub(crate) syncs: VecDeque<(Option<Sid>, u64, Zxid)>,
+    /// The heartbeat round of the last PINGs sent.
+    pub(crate) heartbeat_round: u64,
+    /// Pending leadership confirmations: (id, heartbeat round a quorum must echo).
+    pub(crate) confirms: VecDeque<(u64, u64)>,
 }
 
 impl Leader {
@@ -114,6 +120,8 @@ pub(crate) struct Learner {
     pub(crate) silent_ticks: u32,
     /// True once a ZAB packet came from the leader (it was leading by then).
     pub(crate) heard_from_leader: bool,
+    /// The last heartbeat round heard from the leader (echoed in our PINGs).
+    pub(crate) leader_round: u64,
     /// Ticks since following this leader: discovery and sync must finish
     /// within initLimit.
     pub(crate) ticks: u32,
@@ -157,6 +165,8 @@ impl Zab {
             last_proposed: 0,
             ticks_leading: 0,
             syncs: VecDeque::new(),
+            heartbeat_round: 0,
+            confirms: VecDeque::new(),
         }));
         self.try_decide_epoch();
     }
@@ -225,12 +235,16 @@ impl Zab {
                 last_zxid,
             } => self.on_ack_epoch(from, current_epoch, last_zxid),
             PeerMessage::Ack { zxid } => self.on_learner_ack(from, zxid),
-            PeerMessage::Ping { touches } => {
+            PeerMessage::Ping { round, touches } => {
+                if let Some(p) = self.leader_state().and_then(|ld| ld.peers.get_mut(&from)) {
+                    p.echoed_round = p.echoed_round.max(round);
+                }
                 if !touches.is_empty() {
                     self.ready
                         .events
                         .push(Event::SessionTouches { from, touches });
                 }
+                self.complete_confirms();
             }
             PeerMessage::Request {
                 session,
@@ -284,6 +298,7 @@ impl Zab {
                 last_zxid,
                 last_heard: now,
                 joined: now,
+                echoed_round: 0,
             },
         );
         if ld.phase == LeaderPhase::Discovery {
@@ -438,14 +453,22 @@ impl Zab {
                 return self.start_election();
             }
         }
+        let Some(ld) = self.leader_state() else {
+            return;
+        };
+        ld.heartbeat_round += 1;
+        let round = ld.heartbeat_round;
         for s in pinged {
             self.send(
                 s,
                 PeerMessage::Ping {
+                    round,
                     touches: Vec::new(),
                 },
             );
         }
+        // A single-voter ensemble confirms on its own.
+        self.complete_confirms();
     }
 
     // ----- learner -----
@@ -458,6 +481,7 @@ impl Zab {
             newleader_acked: false,
             silent_ticks: 0,
             heard_from_leader: false,
+            leader_round: 0,
             ticks: 0,
             touches: BTreeMap::new(),
         }));
@@ -511,8 +535,12 @@ impl Zab {
                 PeerMessage::Inform { zxid, payload },
                 LearnerPhase::Sync { epoch } | LearnerPhase::Broadcast { epoch },
             ) => self.on_inform(epoch, zxid, payload),
-            // The leader's heartbeat: hearing it is all that matters.
-            (PeerMessage::Ping { .. }, _) => {}
+            // The leader's heartbeat: remember its round to echo it.
+            (PeerMessage::Ping { round, .. }, _) => {
+                if let Some(l) = self.learner_state() {
+                    l.leader_round = l.leader_round.max(round);
+                }
+            }
             (PeerMessage::SyncDone { id }, LearnerPhase::Broadcast { .. }) => {
                 self.ready.events.push(Event::SyncDone { id })
             }
@@ -593,7 +621,8 @@ impl Zab {
                     timeout_ms,
                 })
                 .collect();
-            self.send(leader, PeerMessage::Ping { touches });
+            let round = l.leader_round;
+            self.send(leader, PeerMessage::Ping { round, touches });
             self.refresh_ack();
         }
     }

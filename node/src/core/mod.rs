@@ -264,6 +264,11 @@ pub enum Event {
         from: Sid,
         touches: Vec<SessionTouch>,
     },
+    /// Leader only: a quorum still followed this leader after
+    /// [`Zab::confirm_leadership`] with `id` was called, so a read served
+    /// now is linearizable. (If leadership is lost first, no event comes:
+    /// the runtime fails pending reads on [`Event::RoleChanged`].)
+    LeadershipConfirmed { id: u64 },
 }
 
 /// Everything the runtime must do, drained by [`Zab::ready`].
@@ -467,6 +472,15 @@ impl Zab {
             }
             _ => Err(ProposeError::NotServing),
         };
+        self.check_invariants();
+        r
+    }
+
+    /// Leader only: asks for [`Event::LeadershipConfirmed`] with `id` once a
+    /// quorum of voters answered a heartbeat sent after this call (a
+    /// quorum read: ZooKeeper's read-your-quorum option). Takes about a tick.
+    pub fn confirm_leadership(&mut self, id: u64) -> Result<(), ProposeError> {
+        let r = self.leader_confirm(id);
         self.check_invariants();
         r
     }

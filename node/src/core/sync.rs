@@ -20,7 +20,7 @@ impl Zab {
         let Some(ld) = self.leader_state() else {
             return;
         };
-        let epoch = ld.epoch;
+        let (epoch, serving) = (ld.epoch, ld.is_serving());
         let Some(p) = ld.peers.get_mut(&sid) else {
             return;
         };
@@ -62,8 +62,11 @@ impl Zab {
             self.send(sid, PeerMessage::Proposal { zxid, payload });
         }
         // The learner may hold txns it never saw committed (even with
-        // nothing to DIFF): tell it how far the leader has committed.
-        if committed > 0 {
+        // nothing to DIFF): tell it how far the leader has committed. Only an
+        // established leader knows: before that, what its tree applied may
+        // include its own uncommitted log tail (a restarted server applies
+        // its whole log), which is committed only by a NEWLEADER quorum.
+        if committed > 0 && serving {
             self.send(sid, PeerMessage::Commit { zxid: committed });
         }
         for (zxid, payload) in newer {
@@ -142,11 +145,12 @@ impl Zab {
             }
         }
         // Txns of earlier epochs this leader logged are now on a quorum.
-        let before = self.log.committed();
+        // Everything this leader logged, from any epoch, is now on a quorum:
+        // commit it here and tell every learner synced so far.
         self.commit_through(self.log.last_logged());
         let committed = self.log.committed();
         for (s, phase) in forwarding {
-            if committed > before {
+            if committed > 0 {
                 self.send(s, PeerMessage::Commit { zxid: committed });
             }
             if phase == PeerPhase::NewLeaderAcked {

@@ -611,7 +611,10 @@ fn arb_msg() -> impl Strategy<Value = PeerMessage> {
         }),
         zx.prop_map(|zxid| PeerMessage::NewLeader { zxid }),
         Just(PeerMessage::UpToDate),
-        Just(PeerMessage::Ping { touches: vec![] }),
+        any::<u64>().prop_map(|round| PeerMessage::Ping {
+            round,
+            touches: vec![]
+        }),
         any::<u64>().prop_map(|id| PeerMessage::Sync { id }),
         any::<u64>().prop_map(|id| PeerMessage::SyncDone { id }),
     ]

@@ -132,8 +132,13 @@ pub enum PeerMessage {
     NewLeader { zxid: Zxid },
     /// Leader -> learner: start serving clients.
     UpToDate,
-    /// Heartbeat both ways; a learner's carries its sessions' touches.
-    Ping { touches: Vec<SessionTouch> },
+    /// Heartbeat both ways. The leader's carries its heartbeat `round`; a
+    /// learner's echoes the last round it heard and carries its sessions'
+    /// touches.
+    Ping {
+        round: u64,
+        touches: Vec<SessionTouch>,
+    },
     /// Learner -> leader: a client write to prep and propose.
     Request {
         session: SessionId,
@@ -295,8 +300,9 @@ impl PeerMessage {
                 w.write_long(*zxid);
             }
             PeerMessage::UpToDate => w.write_byte(tag::UPTODATE),
-            PeerMessage::Ping { touches } => {
+            PeerMessage::Ping { round, touches } => {
                 w.write_byte(tag::PING);
+                w.write_long(*round as i64);
                 w.write_vec(touches, |w, t| {
                     w.write_long(t.session);
                     w.write_int(t.timeout_ms);
@@ -439,6 +445,7 @@ impl PeerMessage {
             },
             tag::UPTODATE => PeerMessage::UpToDate,
             tag::PING => PeerMessage::Ping {
+                round: r.read_long()? as u64,
                 touches: r.read_vec(12, |r| {
                     Ok(SessionTouch {
                         session: r.read_long()?,
@@ -526,6 +533,7 @@ mod tests {
             PeerMessage::NewLeader { zxid: 3 << 32 },
             PeerMessage::UpToDate,
             PeerMessage::Ping {
+                round: 4,
                 touches: vec![SessionTouch {
                     session: 1,
                     timeout_ms: 30,
