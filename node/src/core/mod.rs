@@ -15,6 +15,45 @@
 //! There is no I/O, clock, thread or randomness here: time is [`Zab::tick`].
 //! Txn payloads are opaque bytes.
 //!
+//! A runtime's loop, for a single-server ensemble:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use zabkeeper::core::{Outbound, PersistAction, PersistedState, Zab, ZabConfig};
+//!
+//! let mut zab = Zab::new(ZabConfig::new(1, [1], []), PersistedState::default()).unwrap();
+//! let mut applied = Vec::new();
+//! // Execute a Ready in order, then report durability.
+//! let mut drive = |zab: &mut Zab, applied: &mut Vec<Bytes>| {
+//!     while zab.has_ready() {
+//!         let ready = zab.ready();
+//!         for action in ready.persist {
+//!             // write to the log / epoch files; fsync (here: nothing)
+//!             let _ = action;
+//!         }
+//!         for (_zxid, txn) in ready.commits {
+//!             applied.push(txn); // apply to the tree
+//!         }
+//!         for m in ready.messages {
+//!             match m {
+//!                 Outbound::Send { .. } | Outbound::Durable(_) => { /* send */ }
+//!                 Outbound::Snapshot { .. } => { /* serialize the tree, send SNAP */ }
+//!             }
+//!         }
+//!         zab.all_persisted(); // after the fsync
+//!     }
+//! };
+//! drive(&mut zab, &mut applied);
+//! zab.tick(); // the election's finalize wait
+//! drive(&mut zab, &mut applied);
+//! assert!(zab.is_serving());
+//! let zxid = zab.propose(Bytes::from_static(b"txn")).unwrap();
+//! drive(&mut zab, &mut applied);
+//! assert_eq!(zab.last_committed_zxid(), zxid);
+//! assert_eq!(applied, vec![Bytes::from_static(b"txn")]);
+//! # let _ = PersistAction::Truncate { zxid: 0 };
+//! ```
+//!
 //! What the core assumes of the runtime:
 //! - Between two servers, election notifications and ZAB packets travel on
 //!   one FIFO channel; when a connection breaks the runtime calls
@@ -199,7 +238,9 @@ pub enum PersistAction {
     /// Drop every log entry above `zxid`.
     Truncate { zxid: Zxid },
     /// The tree applied txns that a TRUNC removed: rebuild it from the last
-    /// snapshot at or below `zxid` plus the log up to `zxid`.
+    /// snapshot at or below `zxid` plus the log up to `zxid`. A runtime that
+    /// kept no such snapshot must discard its snapshots and log and restart
+    /// empty (fail-stop): the leader then sends it a SNAP.
     ReloadTree { zxid: Zxid },
     /// Write `acceptedEpoch`.
     SetAcceptedEpoch(Epoch),
