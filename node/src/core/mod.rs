@@ -502,7 +502,9 @@ impl Zab {
     }
 
     /// A client `sync`: [`Event::SyncDone`] with `id` follows once every
-    /// write the leader proposed before it has been applied here.
+    /// write the leader proposed before it has been applied here. Pending
+    /// syncs are abandoned on a role change: fail them on
+    /// [`Event::RoleChanged`] (the client retries, as after a disconnect).
     pub fn sync(&mut self, id: u64) -> Result<(), ProposeError> {
         let r = match &self.role {
             RoleState::Leading(_) => self.leader_sync(None, id),
