@@ -44,6 +44,10 @@ impl Zab {
             return Err(ProposeError::EpochExhausted);
         }
         let zxid = make_zxid(ld.epoch, counter + 1);
+        // The new epoch is above every epoch in the log, so this holds.
+        if self.log.append(zxid, payload.clone()).is_err() {
+            return Err(ProposeError::NotServing);
+        }
         ld.last_proposed = zxid;
         ld.outstanding.insert(zxid, Default::default());
         let followers: Vec<Sid> = ld
@@ -52,10 +56,6 @@ impl Zab {
             .filter(|(_, p)| !p.observer && p.forwarding())
             .map(|(s, _)| *s)
             .collect();
-        if self.log.append(zxid, payload.clone()).is_err() {
-            // Unreachable while the invariants hold: the leader's zxids grow.
-            return Err(ProposeError::NotServing);
-        }
         self.persist(PersistAction::AppendTxn {
             zxid,
             payload: payload.clone(),
@@ -135,8 +135,9 @@ impl Zab {
                 .filter(|(_, p)| p.forwarding())
                 .map(|(s, p)| (*s, p.observer))
                 .collect();
-            self.commit_through(zxid);
+            // Taken before committing: a zero window trims the entry at once.
             let payload = self.log.get(zxid).cloned().unwrap_or_default();
+            self.commit_through(zxid);
             for (s, observer) in targets {
                 let msg = if observer {
                     PeerMessage::Inform {

@@ -784,3 +784,20 @@ fn a_restarted_server_with_a_log_tail_resumes_its_history() {
     assert!(r.events.contains(&Event::Serving { epoch: 2 }));
     assert_eq!(zab.propose(Bytes::new()), Ok(make_zxid(2, 1)));
 }
+
+#[test]
+fn a_zero_window_still_informs_observers_with_the_txn() {
+    let mut net = Net::new(&[1, 2, 3], &[4], |c| c.committed_log_window = 0);
+    net.settle();
+    let z = net
+        .zabs
+        .get_mut(&3)
+        .unwrap()
+        .propose(Bytes::from_static(b"a"))
+        .unwrap();
+    net.drain(3);
+    net.settle();
+    // Net checks that every server commits the same txn at each zxid.
+    assert_eq!(net.zabs[&4].last_committed_zxid(), z);
+    assert_eq!(net.committed.get(&z), Some(&Bytes::from_static(b"a")));
+}
