@@ -135,30 +135,69 @@ impl Net {
     }
 
     fn persist(&mut self, sid: Sid) {
-        for a in self.pending.remove(&sid).unwrap_or_default() {
+        let n = self.pending.get(&sid).map_or(0, |p| p.len());
+        self.persist_prefix(sid, n, true);
+    }
+
+    /// Makes the first `n` pending actions of `sid` durable and reports it:
+    /// with `all_persisted` when `all`, else positionally with
+    /// `persisted`/`epoch_persisted` naming the last reportable action among
+    /// them (a prefix ending in a Truncate or ReloadTree is cut back to the
+    /// action before, which the runtime would report instead).
+    fn persist_prefix(&mut self, sid: Sid, n: usize, all: bool) {
+        let pending = self.pending.remove(&sid).unwrap_or_default();
+        let mut n = n.min(pending.len());
+        if !all {
+            while n > 0
+                && matches!(
+                    pending[n - 1],
+                    PersistAction::Truncate { .. } | PersistAction::ReloadTree { .. }
+                )
+            {
+                n -= 1;
+            }
+        }
+        let (done, rest) = pending.split_at(n);
+        self.pending.insert(sid, rest.to_vec());
+        for a in done {
             match a {
                 PersistAction::AppendTxn { zxid, .. } => {
-                    self.durable_txns.get_mut(&sid).unwrap().insert(zxid);
+                    self.durable_txns.get_mut(&sid).unwrap().insert(*zxid);
                 }
                 PersistAction::Truncate { zxid } => {
                     self.durable_txns
                         .get_mut(&sid)
                         .unwrap()
-                        .retain(|z| *z <= zxid);
+                        .retain(|z| z <= zxid);
                 }
                 PersistAction::ApplySnapshot { .. } => {
                     self.durable_txns.get_mut(&sid).unwrap().clear();
                 }
                 PersistAction::SetAcceptedEpoch(e) => {
-                    self.durable_accepted.insert(sid, e);
+                    self.durable_accepted.insert(sid, *e);
                 }
                 PersistAction::SetCurrentEpoch(e) => {
-                    self.durable_current.insert(sid, e);
+                    self.durable_current.insert(sid, *e);
                 }
                 PersistAction::ReloadTree { .. } => {}
             }
         }
-        self.zabs.get_mut(&sid).unwrap().all_persisted();
+        let zab = self.zabs.get_mut(&sid).unwrap();
+        if all {
+            zab.all_persisted();
+        } else {
+            match done.last() {
+                Some(PersistAction::AppendTxn { zxid, .. })
+                | Some(PersistAction::ApplySnapshot { zxid, .. }) => zab.persisted(*zxid),
+                Some(PersistAction::SetAcceptedEpoch(e)) => {
+                    zab.epoch_persisted(EpochFile::Accepted, *e)
+                }
+                Some(PersistAction::SetCurrentEpoch(e)) => {
+                    zab.epoch_persisted(EpochFile::Current, *e)
+                }
+                _ => {}
+            }
+        }
         self.drain(sid);
     }
 
@@ -625,6 +664,7 @@ enum Op {
     Deliver(Sid, Sid),
     Tick(Sid),
     Persist(Sid),
+    PersistSome(Sid, usize),
     Propose(Sid),
     Inject(Sid, Sid, PeerMessage),
 }
@@ -634,6 +674,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
         6 => (1u64..4, 1u64..4).prop_map(|(a, b)| Op::Deliver(a, b)),
         2 => (1u64..4).prop_map(Op::Tick),
         3 => (1u64..4).prop_map(Op::Persist),
+        3 => (1u64..4, 1usize..4).prop_map(|(s, n)| Op::PersistSome(s, n)),
         2 => (1u64..4).prop_map(Op::Propose),
         1 => (1u64..5, 1u64..4, arb_msg()).prop_map(|(a, b, m)| Op::Inject(a, b, m)),
     ]
@@ -655,6 +696,7 @@ proptest! {
                 Op::Deliver(a, b) => { net.deliver_one(a, b); }
                 Op::Tick(s) => { net.zabs.get_mut(&s).unwrap().tick(); net.drain(s); }
                 Op::Persist(s) => net.persist(s),
+                Op::PersistSome(s, n) => net.persist_prefix(s, n, false),
                 Op::Propose(s) => {
                     n += 1;
                     let _ = net.zabs.get_mut(&s).unwrap().propose(Bytes::from(format!("p{n}")));
