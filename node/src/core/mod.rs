@@ -276,9 +276,13 @@ impl Outbound {
 /// This server's role, as ZooKeeper's `ServerState` plus the leader it follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
+    /// In leader election.
     Looking,
+    /// A voter following `leader` (possibly still syncing with it).
     Following { leader: Sid },
+    /// The leader (possibly still establishing its epoch).
     Leading,
+    /// An observer following `leader`.
     Observing { leader: Sid },
 }
 

@@ -27,9 +27,13 @@ pub const FRAME_HEADER_LEN: usize = 4;
 /// A server's state in fast leader election, as ZooKeeper's `ServerState`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ServerState {
+    /// Electing a leader.
     Looking,
+    /// A voter following the leader.
     Following,
+    /// The leader.
     Leading,
+    /// A non-voter following the leader.
     Observing,
 }
 
