@@ -79,20 +79,23 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
                 started += 1;
                 let key = (cfg.keys > 0).then(|| format!("k{}", rng.gen_range(0..cfg.keys)));
                 let r: f64 = rng.gen();
-                let v = rng.gen_range(0..cfg.values.max(1));
+                let n = rng.gen_range(0..cfg.values.max(1));
+                // With appends in the mix, values are strings so that appends always apply.
+                let val = |n: u64| if cfg.append { json!(format!("v{n}")) } else { json!(n) };
+                let v = val(n);
                 let (f, arg) = if r < 0.5 {
                     ("read", Value::Null)
                 } else if cfg.cas && r < 0.7 {
                     let exp = if rng.gen_bool(0.5) {
                         state.get(&key).cloned().unwrap_or(Value::Null)
                     } else {
-                        json!(rng.gen_range(0..cfg.values.max(1)))
+                        val(rng.gen_range(0..cfg.values.max(1)))
                     };
                     ("cas", json!([exp, v]))
                 } else if cfg.append && r < 0.8 {
-                    ("append", json!(format!("{}", (b'a' + (v % 26) as u8) as char)))
+                    ("append", json!(format!("{}", (b'a' + (n % 26) as u8) as char)))
                 } else {
-                    ("write", json!(v))
+                    ("write", v)
                 };
                 let u: f64 = rng.gen();
                 let outcome = if u < cfg.info_rate / 2.0 {

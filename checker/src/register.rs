@@ -98,6 +98,12 @@ impl SeqSpec for RegisterSpec {
     fn relax(&self, op: &RegOp) -> Option<RegOp> {
         (!self.read_only(op)).then_some(*op)
     }
+    fn blind(&self, op: &RegOp) -> Option<ValId> {
+        match *op {
+            RegOp::Write(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 /// Which register-family model.

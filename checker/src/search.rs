@@ -8,7 +8,14 @@
 //! - a read-only operation whose check passes in the current state is linearized at once
 //!   without a choice point: moving it to the front of any valid continuation keeps that
 //!   continuation valid, so no solution is lost;
-//! - operations with an unknown outcome are tried after the ones that must be linearized.
+//! - operations with an unknown outcome are kept apart and tried after the ones that must
+//!   be linearized; an unknown-outcome blind write (its next state does not depend on the
+//!   current one) is only tried right before a candidate that needs its value. Any
+//!   linearization can be put in that form: such a write has no return bound, so it can be
+//!   moved later past read-only ops that do not need its value, and dropped when it is
+//!   overwritten unread or never read at all. Of several such writes of the same value only
+//!   one is tried (they are interchangeable), and none whose value is the current state;
+//! - configurations entered by a forced move are not memoized (the next choice point is).
 //!
 //! The set of linearized operations is kept as a 128-bit Zobrist hash (updated in O(1));
 //! the memo stores that hash with the exact model state. Two different sets collide with
@@ -36,6 +43,11 @@ pub trait SeqSpec {
     /// output), or `None` if it then constrains nothing (a read). Used to build
     /// counterexamples: relaxing ops only adds linearizations.
     fn relax(&self, op: &Self::Op) -> Option<Self::Op>;
+    /// If the op is a blind write (its next state does not depend on the current state),
+    /// that next state. Lets the search delay such ops when their outcome is unknown.
+    fn blind(&self, _op: &Self::Op) -> Option<Self::State> {
+        None
+    }
 }
 
 /// One operation handed to the search.
@@ -135,11 +147,22 @@ fn zobrist(i: usize) -> u128 {
     ((a as u128) << 64) | b as u128
 }
 
+enum FrameKind {
+    Forced,
+    Must(Vec<u32>),
+    Info(Vec<u32>),
+}
+
 struct Frame<S> {
     op: u32,
     prev: S,
-    pass: u8,
-    forced: bool,
+    kind: FrameKind,
+}
+
+enum Mode {
+    Arrive,
+    Pass1(Vec<u32>),
+    Pass2(Vec<u32>),
 }
 
 /// Runs the search. `ops` may be in any order.
@@ -150,25 +173,32 @@ pub fn check<M: SeqSpec>(
     stats: &mut Stats,
 ) -> Outcome {
     let n = ops.len();
-    if n == 0 {
+    let must: Vec<bool> = ops.iter().map(|o| o.ret.is_some()).collect();
+    let mut remaining = must.iter().filter(|&&b| b).count();
+    if remaining == 0 {
         return Outcome::Linearizable;
     }
-    // Entries sorted by real-time position: calls and returns.
+    // Main list: calls and returns of ops with a known outcome, in real-time order.
     let mut entries: Vec<(usize, Entry)> = Vec::with_capacity(2 * n);
+    // Info list: ops with an unknown outcome, by call position.
+    let mut infos: Vec<u32> = Vec::new();
     for (i, o) in ops.iter().enumerate() {
-        entries.push((o.call, Entry { op: i as u32, is_call: true }));
         if let Some(r) = o.ret {
+            entries.push((o.call, Entry { op: i as u32, is_call: true }));
             entries.push((r, Entry { op: i as u32, is_call: false }));
+        } else {
+            infos.push(i as u32);
         }
     }
     entries.sort_by_key(|e| (e.0, !e.1.is_call));
+    infos.sort_by_key(|&i| ops[i as usize].call);
+    let pos: Vec<usize> = entries.iter().map(|e| e.0).collect();
     let entries: Vec<Entry> = entries.into_iter().map(|e| e.1).collect();
     let m = entries.len();
-    // Doubly linked list over entries; index m is the head sentinel.
     let head = m as u32;
     let mut next = vec![NIL; m + 1];
     let mut prev = vec![NIL; m + 1];
-    let mut call_of = vec![0u32; n];
+    let mut call_of = vec![NIL; n];
     let mut ret_of = vec![NIL; n];
     let mut last = head;
     for (i, e) in entries.iter().enumerate() {
@@ -181,10 +211,19 @@ pub fn check<M: SeqSpec>(
             ret_of[e.op as usize] = i as u32;
         }
     }
-    let must: Vec<bool> = ops.iter().map(|o| o.ret.is_some()).collect();
+    // Info list links, indexed by op; `ih` is its head sentinel (index n).
+    let ih = n as u32;
+    let mut inext = vec![NIL; n + 1];
+    let mut iprev = vec![NIL; n + 1];
+    let mut il = ih;
+    for &o in &infos {
+        inext[il as usize] = o;
+        iprev[o as usize] = il;
+        il = o;
+    }
     let ro: Vec<bool> = ops.iter().map(|o| spec.read_only(&o.op)).collect();
+    let blind: Vec<Option<M::State>> = ops.iter().map(|o| spec.blind(&o.op)).collect();
     let keys: Vec<u128> = ops.iter().map(|o| zobrist(o.id)).collect();
-    let mut remaining = must.iter().filter(|&&b| b).count();
 
     let mut memo: HashSet<(u128, M::State), BuildHasherDefault<MixHasher>> = HashSet::default();
     let mut stack: Vec<Frame<M::State>> = Vec::new();
@@ -194,46 +233,44 @@ pub fn check<M: SeqSpec>(
     let mut stuck = usize::MAX;
     let mut steps: u64 = 0;
 
-    macro_rules! lift {
-        ($o:expr) => {{
-            let c = call_of[$o] as usize;
-            next[prev[c] as usize] = next[c];
-            if next[c] != NIL {
-                prev[next[c] as usize] = prev[c];
+    let lift = |o: usize, next: &mut [u32], prev: &mut [u32], inext: &mut [u32], iprev: &mut [u32]| {
+        let c = call_of[o];
+        if c == NIL {
+            let (p, q) = (iprev[o], inext[o]);
+            inext[p as usize] = q;
+            if q != NIL {
+                iprev[q as usize] = p;
             }
-            let r = ret_of[$o];
-            if r != NIL {
-                let r = r as usize;
-                next[prev[r] as usize] = next[r];
-                if next[r] != NIL {
-                    prev[next[r] as usize] = prev[r];
-                }
+            return;
+        }
+        for e in [c, ret_of[o]] {
+            let e = e as usize;
+            next[prev[e] as usize] = next[e];
+            if next[e] != NIL {
+                prev[next[e] as usize] = prev[e];
             }
-        }};
-    }
-    macro_rules! unlift {
-        ($o:expr) => {{
-            let r = ret_of[$o];
-            if r != NIL {
-                let r = r as usize;
-                next[prev[r] as usize] = r as u32;
-                if next[r] != NIL {
-                    prev[next[r] as usize] = r as u32;
-                }
+        }
+    };
+    let unlift = |o: usize, next: &mut [u32], prev: &mut [u32], inext: &mut [u32], iprev: &mut [u32]| {
+        let c = call_of[o];
+        if c == NIL {
+            let (p, q) = (iprev[o], inext[o]);
+            inext[p as usize] = o as u32;
+            if q != NIL {
+                iprev[q as usize] = o as u32;
             }
-            let c = call_of[$o] as usize;
-            next[prev[c] as usize] = c as u32;
-            if next[c] != NIL {
-                prev[next[c] as usize] = c as u32;
+            return;
+        }
+        for e in [ret_of[o], c] {
+            let e = e as usize;
+            next[prev[e] as usize] = e as u32;
+            if next[e] != NIL {
+                prev[next[e] as usize] = e as u32;
             }
-        }};
-    }
+        }
+    };
 
-    // `cursor` is the next entry to consider in `pass` (1 = must ops, 2 = unknown ops);
-    // `arrived` means a new configuration was just entered (run the forced pass first).
-    let mut arrived = true;
-    let mut pass: u8 = 1;
-    let mut cursor: u32 = next[head as usize];
+    let mut mode = Mode::Arrive;
     loop {
         if remaining == 0 {
             stats.configs = memo.len();
@@ -254,107 +291,153 @@ pub fn check<M: SeqSpec>(
                 reason: format!("configuration limit of {} reached", budget.max_configs),
             };
         }
-        if arrived {
-            arrived = false;
-            // Track the deepest point for the counterexample.
-            let depth = stack.len();
-            if depth >= best_depth || stuck == usize::MAX {
-                best_depth = depth;
+        let mut chosen: Option<(usize, M::State, FrameKind)> = None;
+        match std::mem::replace(&mut mode, Mode::Arrive) {
+            Mode::Arrive => {
+                let depth = stack.len();
                 let mut e = next[head as usize];
+                let mut forced = None;
                 while e != NIL && entries[e as usize].is_call {
+                    let o = entries[e as usize].op as usize;
+                    if ro[o] && forced.is_none() {
+                        if let Some(ns) = spec.step(&state, &ops[o].op) {
+                            forced = Some((o, ns));
+                        }
+                    }
                     e = next[e as usize];
                 }
-                if e != NIL {
-                    stuck = ops[entries[e as usize].op as usize].id;
-                }
-            }
-            // Forced pass: satisfied read-only ops are linearized without a choice point.
-            let mut e = next[head as usize];
-            let mut forced = None;
-            while e != NIL && entries[e as usize].is_call {
-                let o = entries[e as usize].op as usize;
-                if ro[o] {
-                    if let Some(ns) = spec.step(&state, &ops[o].op) {
-                        forced = Some((o, ns));
-                        break;
+                if depth >= best_depth || stuck == usize::MAX {
+                    best_depth = depth;
+                    if e != NIL {
+                        stuck = ops[entries[e as usize].op as usize].id;
                     }
                 }
-                e = next[e as usize];
-            }
-            if let Some((o, ns)) = forced {
-                let nl = lin ^ keys[o];
-                if memo.insert((nl, ns.clone())) {
-                    let old = std::mem::replace(&mut state, ns);
-                    stack.push(Frame { op: o as u32, prev: old, pass: 1, forced: true });
-                    lin = nl;
-                    if must[o] {
-                        remaining -= 1;
+                if let Some((o, ns)) = forced {
+                    chosen = Some((o, ns, FrameKind::Forced));
+                } else {
+                    // Candidates that must be linearized, in a good order: those whose
+                    // result a waiting read needs, then by earliest completion.
+                    let mut window = Vec::new();
+                    let mut e = next[head as usize];
+                    while e != NIL && entries[e as usize].is_call {
+                        window.push(entries[e as usize].op as usize);
+                        e = next[e as usize];
                     }
-                    lift!(o);
-                    arrived = true;
+                    let mut list: Vec<(bool, usize, u32)> = Vec::new();
+                    for &o in &window {
+                        if ro[o] {
+                            continue;
+                        }
+                        let needed = match &blind[o] {
+                            Some(v) => window.iter().any(|&x| ro[x] && spec.step(v, &ops[x].op).is_some()),
+                            None => false,
+                        };
+                        list.push((!needed, ops[o].ret.unwrap_or(usize::MAX), o as u32));
+                    }
+                    list.sort_unstable_by(|a, b| b.cmp(a)); // popped from the back
+                    mode = Mode::Pass1(list.into_iter().map(|t| t.2).collect());
                     continue;
                 }
-                // Already explored and failed: this configuration fails too.
-                cursor = NIL;
-                pass = 2;
-            } else {
-                cursor = next[head as usize];
-                pass = 1;
             }
-        }
-        // Scan for the next candidate of this pass.
-        let mut chosen = None;
-        while cursor != NIL && entries[cursor as usize].is_call {
-            let o = entries[cursor as usize].op as usize;
-            let here = cursor;
-            cursor = next[cursor as usize];
-            let wanted = if pass == 1 { must[o] && !ro[o] } else { !must[o] };
-            if !wanted {
-                continue;
+            Mode::Pass1(mut list) => {
+                while let Some(o) = list.pop() {
+                    let o = o as usize;
+                    if let Some(ns) = spec.step(&state, &ops[o].op) {
+                        if memo.insert((lin ^ keys[o], ns.clone())) {
+                            chosen = Some((o, ns, FrameKind::Must(list)));
+                            break;
+                        }
+                    }
+                }
+                if chosen.is_none() {
+                    // Build the list of unknown-outcome candidates worth trying here.
+                    let mut window = Vec::new();
+                    let mut e = next[head as usize];
+                    while e != NIL && entries[e as usize].is_call {
+                        window.push(entries[e as usize].op as usize);
+                        e = next[e as usize];
+                    }
+                    let limit = if e == NIL { usize::MAX } else { pos[e as usize] };
+                    let mut cands: Vec<usize> = Vec::new();
+                    let mut i = inext[ih as usize];
+                    while i != NIL && ops[i as usize].call < limit {
+                        cands.push(i as usize);
+                        i = inext[i as usize];
+                    }
+                    let mut list = Vec::new();
+                    let mut tried: Vec<&M::State> = Vec::new();
+                    for &o in &cands {
+                        match &blind[o] {
+                            None => list.push(o as u32),
+                            Some(v) => {
+                                if *v == state || tried.contains(&v) {
+                                    continue;
+                                }
+                                tried.push(v);
+                                let useful = window.iter().chain(cands.iter()).any(|&x| {
+                                    if x == o {
+                                        false
+                                    } else if ro[x] {
+                                        spec.step(&state, &ops[x].op).is_none()
+                                            && spec.step(v, &ops[x].op).is_some()
+                                    } else {
+                                        blind[x].is_none() && spec.step(v, &ops[x].op).is_some()
+                                    }
+                                });
+                                if useful {
+                                    list.push(o as u32);
+                                }
+                            }
+                        }
+                    }
+                    list.reverse(); // popped from the back: earliest first
+                    mode = Mode::Pass2(list);
+                    continue;
+                }
             }
-            if let Some(ns) = spec.step(&state, &ops[o].op) {
-                let nl = lin ^ keys[o];
-                if memo.insert((nl, ns.clone())) {
-                    chosen = Some((o, ns, nl));
-                    let _ = here;
-                    break;
+            Mode::Pass2(mut list) => {
+                while let Some(o) = list.pop() {
+                    let o = o as usize;
+                    if let Some(ns) = spec.step(&state, &ops[o].op) {
+                        if memo.insert((lin ^ keys[o], ns.clone())) {
+                            chosen = Some((o, ns, FrameKind::Info(list)));
+                            break;
+                        }
+                    }
+                }
+                if chosen.is_none() {
+                    // Dead end: backtrack to the last choice point with options left.
+                    loop {
+                        let Some(f) = stack.pop() else {
+                            stats.configs = memo.len();
+                            return Outcome::NotLinearizable { stuck };
+                        };
+                        let o = f.op as usize;
+                        unlift(o, &mut next, &mut prev, &mut inext, &mut iprev);
+                        state = f.prev;
+                        lin ^= keys[o];
+                        if must[o] {
+                            remaining += 1;
+                        }
+                        match f.kind {
+                            FrameKind::Forced => continue,
+                            FrameKind::Must(rest) => mode = Mode::Pass1(rest),
+                            FrameKind::Info(rest) => mode = Mode::Pass2(rest),
+                        }
+                        break;
+                    }
+                    continue;
                 }
             }
         }
-        if let Some((o, ns, nl)) = chosen {
-            let old = std::mem::replace(&mut state, ns);
-            stack.push(Frame { op: o as u32, prev: old, pass, forced: false });
-            lin = nl;
-            if must[o] {
-                remaining -= 1;
-            }
-            lift!(o);
-            arrived = true;
-            continue;
+        let (o, ns, kind) = chosen.expect("a move was chosen");
+        let old = std::mem::replace(&mut state, ns);
+        stack.push(Frame { op: o as u32, prev: old, kind });
+        lin ^= keys[o];
+        if must[o] {
+            remaining -= 1;
         }
-        if pass == 1 {
-            pass = 2;
-            cursor = next[head as usize];
-            continue;
-        }
-        // Dead end: backtrack to the last real choice point.
-        loop {
-            let Some(f) = stack.pop() else {
-                stats.configs = memo.len();
-                return Outcome::NotLinearizable { stuck };
-            };
-            let o = f.op as usize;
-            unlift!(o);
-            state = f.prev;
-            lin ^= keys[o];
-            if must[o] {
-                remaining += 1;
-            }
-            if !f.forced {
-                pass = f.pass;
-                cursor = next[call_of[o] as usize];
-                break;
-            }
-        }
+        lift(o, &mut next, &mut prev, &mut inext, &mut iprev);
+        mode = Mode::Arrive;
     }
 }

@@ -1,0 +1,79 @@
+//! `make bench-checker`: generated kv and register histories of 10k, 100k and 1M operations
+//! with 10 to 100 processes and a few percent info ops; prints ops/s and peak memory.
+//!
+//! Usage: `cargo run --release -p zabkeeper-check --example bench [-- --max-ops N --threads T --out DIR]`
+//! `--out DIR` also writes each generated history as JSON Lines (to compare other checkers).
+
+use std::time::Instant;
+use zabkeeper_check::gen::{generate, GenConfig};
+use zabkeeper_check::{check_history, write_jsonl, CheckOptions, Model};
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<f64>().ok()))
+        })
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let max_ops: usize = arg("--max-ops").and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let threads: usize = arg("--threads")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let out = arg("--out");
+    let opts = CheckOptions { threads, ..CheckOptions::default() };
+    println!(
+        "{:<9} {:>9} {:>6} {:>6} {:>9} {:>10} {:>12} {:>10} {:>17}",
+        "model", "ops", "procs", "info%", "gen s", "check s", "ops/s", "peak MiB", "verdict"
+    );
+    for &(model, keys) in &[(Model::Kv, 100usize), (Model::CasRegister, 0usize)] {
+        for &n in &[10_000usize, 100_000, 1_000_000] {
+            if n > max_ops {
+                continue;
+            }
+            for &procs in &[10usize, 100] {
+                let cfg = GenConfig {
+                    seed: n as u64 + procs as u64,
+                    ops: n,
+                    processes: procs,
+                    keys,
+                    info_rate: 0.03,
+                    fail_rate: 0.01,
+                    cas: true,
+                    append: model == Model::Kv,
+                    values: 1000,
+                };
+                let t = Instant::now();
+                let events = generate(&cfg);
+                let gen_s = t.elapsed().as_secs_f64();
+                if let Some(dir) = &out {
+                    let name = format!("{dir}/{model}-{n}-{procs}.jsonl");
+                    let f = std::fs::File::create(&name).expect("create output");
+                    write_jsonl(&events, std::io::BufWriter::new(f)).expect("write history");
+                }
+                let t = Instant::now();
+                let r = check_history(&events, model, &opts);
+                let s = t.elapsed().as_secs_f64();
+                println!(
+                    "{:<9} {:>9} {:>6} {:>6.1} {:>9.2} {:>10.3} {:>12.0} {:>10.0} {:>17}",
+                    model.to_string(),
+                    n,
+                    procs,
+                    cfg.info_rate * 100.0,
+                    gen_s,
+                    s,
+                    n as f64 / s,
+                    peak_rss_mib(),
+                    r.verdict.to_string()
+                );
+            }
+        }
+    }
+}
