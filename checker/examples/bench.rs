@@ -12,9 +12,11 @@ fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|k| k.parse::<f64>().ok())
+            })
         })
         .map(|kib| kib / 1024.0)
         .unwrap_or(0.0)
@@ -22,13 +24,27 @@ fn peak_rss_mib() -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let max_ops: usize = arg("--max-ops").and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let max_ops: usize = arg("--max-ops")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let threads: usize = arg("--threads")
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
     let out = arg("--out");
-    let opts = CheckOptions { threads, ..CheckOptions::default() };
+    let opts = CheckOptions {
+        threads,
+        ..CheckOptions::default()
+    };
     println!(
         "{:<9} {:>9} {:>6} {:>6} {:>9} {:>10} {:>12} {:>10} {:>17}",
         "model", "ops", "procs", "info%", "gen s", "check s", "ops/s", "peak MiB", "verdict"

@@ -81,7 +81,13 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
                 let r: f64 = rng.gen();
                 let n = rng.gen_range(0..cfg.values.max(1));
                 // With appends in the mix, values are strings so that appends always apply.
-                let val = |n: u64| if cfg.append { json!(format!("v{n}")) } else { json!(n) };
+                let val = |n: u64| {
+                    if cfg.append {
+                        json!(format!("v{n}"))
+                    } else {
+                        json!(n)
+                    }
+                };
                 let v = val(n);
                 let (f, arg) = if r < 0.5 {
                     ("read", Value::Null)
@@ -93,7 +99,10 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
                     };
                     ("cas", json!([exp, v]))
                 } else if cfg.append && r < 0.8 {
-                    ("append", json!(format!("{}", (b'a' + (n % 26) as u8) as char)))
+                    (
+                        "append",
+                        json!(format!("{}", (b'a' + (n % 26) as u8) as char)),
+                    )
                 } else {
                     ("write", v)
                 };
@@ -116,7 +125,14 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
                     time: Some(t),
                     ..Default::default()
                 });
-                pending[p] = Some(Pending { f, key, arg, outcome, out: Value::Null, result: None });
+                pending[p] = Some(Pending {
+                    f,
+                    key,
+                    arg,
+                    outcome,
+                    out: Value::Null,
+                    result: None,
+                });
                 let d1 = rng.gen_range(1..2000);
                 heap.push(Reverse((t + d1, 1, p)));
             }
@@ -156,9 +172,17 @@ pub fn generate(cfg: &GenConfig) -> Vec<Event> {
                     kind,
                     f: pd.f.into(),
                     key: pd.key,
-                    value: if kind == EventType::Ok || pd.f != "read" { value } else { Value::Null },
+                    value: if kind == EventType::Ok || pd.f != "read" {
+                        value
+                    } else {
+                        Value::Null
+                    },
                     time: Some(t),
-                    result: if kind == EventType::Ok { pd.result } else { None },
+                    result: if kind == EventType::Ok {
+                        pd.result
+                    } else {
+                        None
+                    },
                     ..Default::default()
                 });
                 heap.push(Reverse((t + rng.gen_range(1..500), 0, p)));

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 
 /// What an event line says about its operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventType {
     /// The client sent the operation.
+    #[default]
     Invoke,
     /// The operation took effect and its result is known.
     Ok,
@@ -99,12 +100,6 @@ pub struct Event {
     /// `NodeChildrenChanged`) or, for `f:"session"`, the state (`expired`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
-}
-
-impl Default for EventType {
-    fn default() -> Self {
-        EventType::Invoke
-    }
 }
 
 /// Why a history could not be read.

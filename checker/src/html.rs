@@ -10,7 +10,10 @@ use std::fmt::Write as _;
 const MAX_DRAWN: usize = 3000;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The HTML section for one checked file.
@@ -45,9 +48,16 @@ pub fn section(file: &str, events: &[Event], report: &Report) -> String {
         s.push_str("</section>");
         return s;
     }
-    let bad: BTreeSet<usize> = report.violations.iter().flat_map(|v| v.ops.iter().copied()).collect();
-    let bad_events: BTreeSet<usize> =
-        report.violations.iter().flat_map(|v| v.events.iter().copied()).collect();
+    let bad: BTreeSet<usize> = report
+        .violations
+        .iter()
+        .flat_map(|v| v.ops.iter().copied())
+        .collect();
+    let bad_events: BTreeSet<usize> = report
+        .violations
+        .iter()
+        .flat_map(|v| v.events.iter().copied())
+        .collect();
     // Position of an event on the time axis: its `time` if every event has one, else its index.
     let use_time = events.iter().all(|e| e.time.is_some());
     let pos = |i: usize| -> f64 {
@@ -63,7 +73,11 @@ pub fn section(file: &str, events: &[Event], report: &Report) -> String {
         (0, last)
     } else {
         let lo = bad.iter().map(|&i| ops[i].invoke).min().unwrap_or(0);
-        let hi = bad.iter().map(|&i| ops[i].complete.unwrap_or(ops[i].invoke)).max().unwrap_or(last);
+        let hi = bad
+            .iter()
+            .map(|&i| ops[i].complete.unwrap_or(ops[i].invoke))
+            .max()
+            .unwrap_or(last);
         (lo, hi)
     };
     let mut drawn: Vec<usize> = ops
@@ -80,9 +94,17 @@ pub fn section(file: &str, events: &[Event], report: &Report) -> String {
             .chain(drawn.iter().copied().take(MAX_DRAWN))
             .collect();
         drawn = keep.into_iter().collect();
-        let _ = write!(s, "<p>showing {} of {} operations</p>", drawn.len(), ops.len());
+        let _ = write!(
+            s,
+            "<p>showing {} of {} operations</p>",
+            drawn.len(),
+            ops.len()
+        );
     }
-    let t0 = drawn.iter().map(|&i| pos(ops[i].invoke)).fold(f64::INFINITY, f64::min);
+    let t0 = drawn
+        .iter()
+        .map(|&i| pos(ops[i].invoke))
+        .fold(f64::INFINITY, f64::min);
     let t1 = drawn
         .iter()
         .map(|&i| pos(ops[i].complete.unwrap_or(hi_ev.max(ops[i].invoke))))
@@ -101,7 +123,11 @@ pub fn section(file: &str, events: &[Event], report: &Report) -> String {
         width + 160.0
     );
     for (p, k) in &lanes {
-        let _ = write!(s, "<div class=\"lane\" style=\"top:{}px\">process {p}</div>", k * 28);
+        let _ = write!(
+            s,
+            "<div class=\"lane\" style=\"top:{}px\">process {p}</div>",
+            k * 28
+        );
     }
     for &i in &drawn {
         let o = &ops[i];
@@ -135,7 +161,11 @@ pub fn section(file: &str, events: &[Event], report: &Report) -> String {
     for (i, e) in events.iter().enumerate() {
         if e.kind == EventType::Event && i >= lo_ev && i <= hi_ev {
             if let Some(k) = lanes.get(&e.process) {
-                let class = if bad_events.contains(&i) { "ev bad" } else { "ev" };
+                let class = if bad_events.contains(&i) {
+                    "ev bad"
+                } else {
+                    "ev"
+                };
                 let _ = write!(
                     s,
                     "<div class=\"{class}\" style=\"left:{:.1}px;top:{}px\" title=\"{}\"></div>",

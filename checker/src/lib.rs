@@ -15,7 +15,9 @@ pub mod report;
 pub mod search;
 pub mod zk;
 
-pub use history::{parse_jsonl, pair_ops, write_jsonl, Event, EventType, Op, ParseError, Status, ZkStat};
+pub use history::{
+    pair_ops, parse_jsonl, write_jsonl, Event, EventType, Op, ParseError, Status, ZkStat,
+};
 pub use report::{PartReport, Report, Verdict, Violation};
 
 use search::{Budget, Outcome, SearchOp, SeqSpec, Stats};
@@ -47,7 +49,9 @@ impl FromStr for Model {
             "cas-register" => Ok(Model::CasRegister),
             "kv" => Ok(Model::Kv),
             "zk" => Ok(Model::Zk),
-            _ => Err(format!("unknown model {s:?} (register, cas-register, kv, zk)")),
+            _ => Err(format!(
+                "unknown model {s:?} (register, cas-register, kv, zk)"
+            )),
         }
     }
 }
@@ -93,7 +97,10 @@ impl Default for CheckOptions {
 
 impl CheckOptions {
     fn budget(&self, start: Instant) -> Budget {
-        Budget { max_configs: self.max_configs, deadline: self.time_limit.map(|t| start + t) }
+        Budget {
+            max_configs: self.max_configs,
+            deadline: self.time_limit.map(|t| start + t),
+        }
     }
 }
 
@@ -173,7 +180,9 @@ where
             let b = ops.iter().find(|o| o.id == stuck)?;
             let mut v: Vec<usize> = ops
                 .iter()
-                .filter(|o| o.call <= b.ret.unwrap_or(usize::MAX) && o.ret.is_none_or(|r| r >= b.call))
+                .filter(|o| {
+                    o.call <= b.ret.unwrap_or(usize::MAX) && o.ret.is_none_or(|r| r >= b.call)
+                })
                 .map(|o| o.id)
                 .collect();
             v.sort_unstable();

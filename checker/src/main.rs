@@ -7,7 +7,10 @@ use std::time::Duration;
 use zabkeeper_check::{check_history, html, parse_jsonl, CheckOptions, Model, Report, Verdict};
 
 #[derive(Parser, Debug)]
-#[command(name = "zabkeeper-check", about = "Linearizability and ZooKeeper-contract checker")]
+#[command(
+    name = "zabkeeper-check",
+    about = "Linearizability and ZooKeeper-contract checker"
+)]
 struct Args {
     /// Model: register, cas-register, kv, zk.
     #[arg(long, short)]
@@ -37,9 +40,11 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     let opts = CheckOptions {
         max_configs: args.max_configs,
         time_limit: args.time_limit.map(Duration::from_secs_f64),

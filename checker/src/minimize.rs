@@ -31,7 +31,12 @@ where
         .filter_map(|o| match o.ret {
             Some(r) if r <= cut => Some(o.clone()),
             _ if o.ret.is_none() => Some(o.clone()),
-            _ => spec.relax(&o.op).map(|op| SearchOp { id: o.id, call: o.call, ret: None, op }),
+            _ => spec.relax(&o.op).map(|op| SearchOp {
+                id: o.id,
+                call: o.call,
+                ret: None,
+                op,
+            }),
         })
         .collect()
 }
@@ -50,7 +55,12 @@ where
             if k || o.ret.is_none() {
                 Some(o.clone())
             } else {
-                spec.relax(&o.op).map(|op| SearchOp { id: o.id, call: o.call, ret: None, op })
+                spec.relax(&o.op).map(|op| SearchOp {
+                    id: o.id,
+                    call: o.call,
+                    ret: None,
+                    op,
+                })
             }
         })
         .collect()
@@ -76,7 +86,15 @@ where
         let mut s = spec.clone();
         let mut st = Stats::default();
         matches!(
-            check(&mut s, &trial, Budget { max_configs: limits.trial_configs, deadline: None }, &mut st),
+            check(
+                &mut s,
+                &trial,
+                Budget {
+                    max_configs: limits.trial_configs,
+                    deadline: None
+                },
+                &mut st
+            ),
             Outcome::NotLinearizable { .. }
         )
     };

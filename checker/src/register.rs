@@ -144,7 +144,9 @@ pub fn build_parts(
             key: inv.key.clone(),
             ops: Vec::new(),
             all_ops: Vec::new(),
-            spec: RegisterSpec { interner: Interner::new() },
+            spec: RegisterSpec {
+                interner: Interner::new(),
+            },
         });
         part.all_ops.push(op.index);
         if op.status == Status::Fail {
@@ -170,11 +172,15 @@ pub fn build_parts(
                 }) else {
                     return Err((op.invoke, "cas value must be [expected, new]".into()));
                 };
-                let mismatch = ok && comp.and_then(|c| c.result.as_ref()) == Some(&Value::Bool(false));
+                let mismatch =
+                    ok && comp.and_then(|c| c.result.as_ref()) == Some(&Value::Bool(false));
                 if mismatch {
                     RegOp::CasMismatch(it.intern(e))
                 } else {
-                    RegOp::Cas { expected: it.intern(e), new: it.intern(n) }
+                    RegOp::Cas {
+                        expected: it.intern(e),
+                        new: it.intern(n),
+                    }
                 }
             }
             "append" if kind == RegKind::Kv => {
@@ -184,7 +190,10 @@ pub fn build_parts(
                 RegOp::Append(it.intern(&inv.value))
             }
             f => {
-                return Err((op.invoke, format!("operation {f:?} is not part of this model")));
+                return Err((
+                    op.invoke,
+                    format!("operation {f:?} is not part of this model"),
+                ));
             }
         };
         part.ops.push(SearchOp {

@@ -167,13 +167,23 @@ impl Report {
             v.part = Some(name.to_string());
             self.violations.push(v);
         }
-        self.parts.push(PartReport { name: name.to_string(), ops, verdict, configs, reason });
+        self.parts.push(PartReport {
+            name: name.to_string(),
+            ops,
+            verdict,
+            configs,
+            reason,
+        });
     }
 
     /// Computes the overall verdict and fills in op descriptions.
     pub fn finish(&mut self, events: &[Event], ops: &[Op]) {
         self.ops = ops.len();
-        let mut v = if self.error.is_some() { Verdict::Unknown } else { Verdict::Linearizable };
+        let mut v = if self.error.is_some() {
+            Verdict::Unknown
+        } else {
+            Verdict::Linearizable
+        };
         for p in &self.parts {
             v = v.and(p.verdict);
         }
@@ -206,12 +216,19 @@ impl Report {
     /// Human-readable text.
     pub fn to_text(&self, file: &str) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "{file}: {} ({} model, {} ops)", self.verdict, self.model, self.ops);
+        let _ = writeln!(
+            s,
+            "{file}: {} ({} model, {} ops)",
+            self.verdict, self.model, self.ops
+        );
         if let Some(e) = &self.error {
             let _ = writeln!(s, "  error: {e}");
         }
         let shown: Vec<&PartReport> = if self.parts.len() > 20 {
-            self.parts.iter().filter(|p| p.verdict != Verdict::Linearizable).collect()
+            self.parts
+                .iter()
+                .filter(|p| p.verdict != Verdict::Linearizable)
+                .collect()
         } else {
             self.parts.iter().collect()
         };
@@ -224,7 +241,11 @@ impl Report {
             );
         }
         for p in shown {
-            let _ = write!(s, "  {}: {} ({} ops, {} configs)", p.name, p.verdict, p.ops, p.configs);
+            let _ = write!(
+                s,
+                "  {}: {} ({} ops, {} configs)",
+                p.name, p.verdict, p.ops, p.configs
+            );
             if let Some(r) = &p.reason {
                 let _ = write!(s, " - {r}");
             }
@@ -235,7 +256,10 @@ impl Report {
                 s,
                 "  VIOLATION {}{}: {}",
                 v.property,
-                v.part.as_ref().map(|p| format!(" [{p}]")).unwrap_or_default(),
+                v.part
+                    .as_ref()
+                    .map(|p| format!(" [{p}]"))
+                    .unwrap_or_default(),
                 v.message
             );
             for d in &v.details {

@@ -121,7 +121,9 @@ impl Hasher for MixHasher {
         }
     }
     fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0 ^ i).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+        self.0 = (self.0 ^ i)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
     }
     fn write_u32(&mut self, i: u32) {
         self.write_u64(i as u64)
@@ -184,8 +186,20 @@ pub fn check<M: SeqSpec>(
     let mut infos: Vec<u32> = Vec::new();
     for (i, o) in ops.iter().enumerate() {
         if let Some(r) = o.ret {
-            entries.push((o.call, Entry { op: i as u32, is_call: true }));
-            entries.push((r, Entry { op: i as u32, is_call: false }));
+            entries.push((
+                o.call,
+                Entry {
+                    op: i as u32,
+                    is_call: true,
+                },
+            ));
+            entries.push((
+                r,
+                Entry {
+                    op: i as u32,
+                    is_call: false,
+                },
+            ));
         } else {
             infos.push(i as u32);
         }
@@ -233,42 +247,44 @@ pub fn check<M: SeqSpec>(
     let mut stuck = usize::MAX;
     let mut steps: u64 = 0;
 
-    let lift = |o: usize, next: &mut [u32], prev: &mut [u32], inext: &mut [u32], iprev: &mut [u32]| {
-        let c = call_of[o];
-        if c == NIL {
-            let (p, q) = (iprev[o], inext[o]);
-            inext[p as usize] = q;
-            if q != NIL {
-                iprev[q as usize] = p;
+    let lift =
+        |o: usize, next: &mut [u32], prev: &mut [u32], inext: &mut [u32], iprev: &mut [u32]| {
+            let c = call_of[o];
+            if c == NIL {
+                let (p, q) = (iprev[o], inext[o]);
+                inext[p as usize] = q;
+                if q != NIL {
+                    iprev[q as usize] = p;
+                }
+                return;
             }
-            return;
-        }
-        for e in [c, ret_of[o]] {
-            let e = e as usize;
-            next[prev[e] as usize] = next[e];
-            if next[e] != NIL {
-                prev[next[e] as usize] = prev[e];
+            for e in [c, ret_of[o]] {
+                let e = e as usize;
+                next[prev[e] as usize] = next[e];
+                if next[e] != NIL {
+                    prev[next[e] as usize] = prev[e];
+                }
             }
-        }
-    };
-    let unlift = |o: usize, next: &mut [u32], prev: &mut [u32], inext: &mut [u32], iprev: &mut [u32]| {
-        let c = call_of[o];
-        if c == NIL {
-            let (p, q) = (iprev[o], inext[o]);
-            inext[p as usize] = o as u32;
-            if q != NIL {
-                iprev[q as usize] = o as u32;
+        };
+    let unlift =
+        |o: usize, next: &mut [u32], prev: &mut [u32], inext: &mut [u32], iprev: &mut [u32]| {
+            let c = call_of[o];
+            if c == NIL {
+                let (p, q) = (iprev[o], inext[o]);
+                inext[p as usize] = o as u32;
+                if q != NIL {
+                    iprev[q as usize] = o as u32;
+                }
+                return;
             }
-            return;
-        }
-        for e in [ret_of[o], c] {
-            let e = e as usize;
-            next[prev[e] as usize] = e as u32;
-            if next[e] != NIL {
-                prev[next[e] as usize] = e as u32;
+            for e in [ret_of[o], c] {
+                let e = e as usize;
+                next[prev[e] as usize] = e as u32;
+                if next[e] != NIL {
+                    prev[next[e] as usize] = e as u32;
+                }
             }
-        }
-    };
+        };
 
     let mut mode = Mode::Arrive;
     loop {
@@ -281,7 +297,9 @@ pub fn check<M: SeqSpec>(
             if let Some(d) = budget.deadline {
                 if Instant::now() >= d {
                     stats.configs = memo.len();
-                    return Outcome::Unknown { reason: "time limit reached".into() };
+                    return Outcome::Unknown {
+                        reason: "time limit reached".into(),
+                    };
                 }
             }
         }
@@ -329,7 +347,9 @@ pub fn check<M: SeqSpec>(
                             continue;
                         }
                         let needed = match &blind[o] {
-                            Some(v) => window.iter().any(|&x| ro[x] && spec.step(v, &ops[x].op).is_some()),
+                            Some(v) => window
+                                .iter()
+                                .any(|&x| ro[x] && spec.step(v, &ops[x].op).is_some()),
                             None => false,
                         };
                         list.push((!needed, ops[o].ret.unwrap_or(usize::MAX), o as u32));
@@ -357,7 +377,11 @@ pub fn check<M: SeqSpec>(
                         window.push(entries[e as usize].op as usize);
                         e = next[e as usize];
                     }
-                    let limit = if e == NIL { usize::MAX } else { pos[e as usize] };
+                    let limit = if e == NIL {
+                        usize::MAX
+                    } else {
+                        pos[e as usize]
+                    };
                     let mut cands: Vec<usize> = Vec::new();
                     let mut i = inext[ih as usize];
                     while i != NIL && ops[i as usize].call < limit {
@@ -432,7 +456,11 @@ pub fn check<M: SeqSpec>(
         }
         let (o, ns, kind) = chosen.expect("a move was chosen");
         let old = std::mem::replace(&mut state, ns);
-        stack.push(Frame { op: o as u32, prev: old, kind });
+        stack.push(Frame {
+            op: o as u32,
+            prev: old,
+            kind,
+        });
         lin ^= keys[o];
         if must[o] {
             remaining -= 1;

@@ -21,16 +21,27 @@ fn h(lines: &[String]) -> String {
 fn sequential_write_read_is_linearizable() {
     let r = verdict(
         Model::Register,
-        &h(&[inv(0, "write", "1"), done(0, "ok", "write", "1"), inv(1, "read", "null"), done(1, "ok", "read", "1")]),
+        &h(&[
+            inv(0, "write", "1"),
+            done(0, "ok", "write", "1"),
+            inv(1, "read", "null"),
+            done(1, "ok", "read", "1"),
+        ]),
     );
     assert_eq!(r.verdict, Verdict::Linearizable, "{}", r.to_text("t"));
 }
 
 #[test]
 fn read_of_initial_null() {
-    let ok = verdict(Model::Register, &h(&[inv(0, "read", "null"), done(0, "ok", "read", "null")]));
+    let ok = verdict(
+        Model::Register,
+        &h(&[inv(0, "read", "null"), done(0, "ok", "read", "null")]),
+    );
     assert_eq!(ok.verdict, Verdict::Linearizable);
-    let bad = verdict(Model::Register, &h(&[inv(0, "read", "null"), done(0, "ok", "read", "5")]));
+    let bad = verdict(
+        Model::Register,
+        &h(&[inv(0, "read", "null"), done(0, "ok", "read", "5")]),
+    );
     assert_eq!(bad.verdict, Verdict::NotLinearizable);
     assert_eq!(bad.violations[0].ops, vec![0]);
 }
@@ -59,7 +70,11 @@ fn stale_read_is_not_linearizable_with_minimal_counterexample() {
     // Two 1-minimal counterexamples exist: {w1, w2, last read} and {read 1, read 2, last
     // read} (with the writes relaxed, 1 can only be written once); both end at the stale read.
     let cex = &r.violations[0].ops;
-    assert!(*cex == vec![0, 2, 4] || *cex == vec![1, 3, 4], "{}", r.to_text("t"));
+    assert!(
+        *cex == vec![0, 2, 4] || *cex == vec![1, 3, 4],
+        "{}",
+        r.to_text("t")
+    );
 }
 
 #[test]
@@ -133,16 +148,33 @@ fn info_write_may_take_effect_late_or_never() {
     assert_eq!(late.verdict, Verdict::Linearizable);
     let never = verdict(
         Model::Register,
-        &h(&[inv(1, "write", "2"), done(1, "info", "write", "2"), inv(2, "read", "null"), done(2, "ok", "read", "null")]),
+        &h(&[
+            inv(1, "write", "2"),
+            done(1, "info", "write", "2"),
+            inv(2, "read", "null"),
+            done(2, "ok", "read", "null"),
+        ]),
     );
     assert_eq!(never.verdict, Verdict::Linearizable);
     // An unfinished invoke counts as info.
-    let open = verdict(Model::Register, &h(&[inv(1, "write", "2"), inv(2, "read", "null"), done(2, "ok", "read", "2")]));
+    let open = verdict(
+        Model::Register,
+        &h(&[
+            inv(1, "write", "2"),
+            inv(2, "read", "null"),
+            done(2, "ok", "read", "2"),
+        ]),
+    );
     assert_eq!(open.verdict, Verdict::Linearizable);
     // But an info write cannot take effect before its invoke.
     let early = verdict(
         Model::Register,
-        &h(&[inv(2, "read", "null"), done(2, "ok", "read", "2"), inv(1, "write", "2"), done(1, "info", "write", "2")]),
+        &h(&[
+            inv(2, "read", "null"),
+            done(2, "ok", "read", "2"),
+            inv(1, "write", "2"),
+            done(1, "info", "write", "2"),
+        ]),
     );
     assert_eq!(early.verdict, Verdict::NotLinearizable);
 }
@@ -151,7 +183,12 @@ fn info_write_may_take_effect_late_or_never() {
 fn failed_write_never_took_effect() {
     let r = verdict(
         Model::Register,
-        &h(&[inv(1, "write", "2"), done(1, "fail", "write", "2"), inv(2, "read", "null"), done(2, "ok", "read", "2")]),
+        &h(&[
+            inv(1, "write", "2"),
+            done(1, "fail", "write", "2"),
+            inv(2, "read", "null"),
+            done(2, "ok", "read", "2"),
+        ]),
     );
     assert_eq!(r.verdict, Verdict::NotLinearizable);
 }
@@ -173,7 +210,12 @@ fn cas_register_semantics() {
     // A cas that succeeded from a value the register never had.
     let bad = verdict(
         Model::CasRegister,
-        &h(&[inv(0, "write", "1"), done(0, "ok", "write", "1"), inv(0, "cas", "[3,2]"), done(0, "ok", "cas", "[3,2]")]),
+        &h(&[
+            inv(0, "write", "1"),
+            done(0, "ok", "write", "1"),
+            inv(0, "cas", "[3,2]"),
+            done(0, "ok", "cas", "[3,2]"),
+        ]),
     );
     assert_eq!(bad.verdict, Verdict::NotLinearizable);
     // result:false means it ran and did not match: a constraint on the state.
@@ -200,7 +242,10 @@ fn cas_register_semantics() {
     );
     assert_eq!(mismatch_ok.verdict, Verdict::Linearizable);
     // cas is not an operation of the plain register model.
-    let wrong = verdict(Model::Register, &h(&[inv(0, "cas", "[1,2]"), done(0, "ok", "cas", "[1,2]")]));
+    let wrong = verdict(
+        Model::Register,
+        &h(&[inv(0, "cas", "[1,2]"), done(0, "ok", "cas", "[1,2]")]),
+    );
     assert_eq!(wrong.verdict, Verdict::Unknown);
     assert!(wrong.error.is_some());
 }
@@ -222,7 +267,9 @@ fn kv_splits_by_key_and_appends() {
     let r = verdict(Model::Kv, &lines.join("\n"));
     assert_eq!(r.verdict, Verdict::Linearizable, "{}", r.to_text("t"));
     assert_eq!(r.parts.len(), 2);
-    let bad = lines.join("\n").replace(r#""value":"ab"}"#, r#""value":"ba"}"#);
+    let bad = lines
+        .join("\n")
+        .replace(r#""value":"ab"}"#, r#""value":"ba"}"#);
     let r = verdict(Model::Kv, &bad);
     assert_eq!(r.verdict, Verdict::NotLinearizable);
     assert_eq!(r.violations[0].part.as_deref(), Some("key x"));
@@ -232,10 +279,19 @@ fn kv_splits_by_key_and_appends() {
 
 #[test]
 fn budget_exhaustion_is_unknown() {
-    let g = zabkeeper_check::gen::GenConfig { ops: 400, processes: 20, seed: 3, values: 1000, ..Default::default() };
+    let g = zabkeeper_check::gen::GenConfig {
+        ops: 400,
+        processes: 20,
+        seed: 3,
+        values: 1000,
+        ..Default::default()
+    };
     let mut events = zabkeeper_check::gen::generate(&g);
     zabkeeper_check::gen::corrupt_read(&mut events, 150);
-    let opts = CheckOptions { max_configs: 10, ..CheckOptions::default() };
+    let opts = CheckOptions {
+        max_configs: 10,
+        ..CheckOptions::default()
+    };
     let r = check_history(&events, Model::CasRegister, &opts);
     assert_eq!(r.verdict, Verdict::Unknown);
     assert!(r.parts[0].reason.as_deref().unwrap().contains("limit"));
@@ -245,7 +301,10 @@ fn budget_exhaustion_is_unknown() {
 fn malformed_histories_are_unknown_not_panics() {
     let r = verdict(Model::Register, &h(&[done(0, "ok", "read", "1")]));
     assert_eq!(r.verdict, Verdict::Unknown);
-    let r = verdict(Model::Register, &h(&[inv(0, "read", "null"), inv(0, "read", "null")]));
+    let r = verdict(
+        Model::Register,
+        &h(&[inv(0, "read", "null"), inv(0, "read", "null")]),
+    );
     assert_eq!(r.verdict, Verdict::Unknown);
     assert!(parse_jsonl("{not json".as_bytes()).is_err());
 }
