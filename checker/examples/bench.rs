@@ -1,7 +1,7 @@
 //! `make bench-checker`: generated kv and register histories of 10k, 100k and 1M operations
 //! with 10 to 100 processes and a few percent info ops; prints ops/s and peak memory.
 //!
-//! Usage: `cargo run --release -p zabkeeper-check --example bench [-- --max-ops N --threads T --out DIR]`
+//! Usage: `cargo run --release -p zabkeeper-check --example bench [-- --max-ops N --threads T --model M --procs P --out DIR]`
 //! `--out DIR` also writes each generated history as JSON Lines (to compare other checkers).
 
 use std::time::Instant;
@@ -41,45 +41,59 @@ fn main() {
                 .unwrap_or(1)
         });
     let out = arg("--out");
+    let only = arg("--model");
+    let info_rate: f64 = arg("--info").and_then(|v| v.parse().ok()).unwrap_or(0.03);
+    let procs_only: Option<usize> = arg("--procs").and_then(|v| v.parse().ok());
     let opts = CheckOptions {
         threads,
         ..CheckOptions::default()
     };
     println!(
-        "{:<9} {:>9} {:>6} {:>6} {:>9} {:>10} {:>12} {:>10} {:>17}",
+        "{:<12} {:>9} {:>6} {:>6} {:>9} {:>10} {:>12} {:>10} {:>17}",
         "model", "ops", "procs", "info%", "gen s", "check s", "ops/s", "peak MiB", "verdict"
     );
-    for &(model, keys) in &[(Model::Kv, 100usize), (Model::CasRegister, 0usize)] {
-        for &n in &[10_000usize, 100_000, 1_000_000] {
-            if n > max_ops {
+    // (model, keys, appends, sizes)
+    let rows: &[(Model, usize, bool, &[usize])] = &[
+        (Model::Kv, 100, false, &[10_000, 100_000, 1_000_000]),
+        (Model::Register, 0, false, &[10_000, 100_000, 1_000_000]),
+        (Model::CasRegister, 0, false, &[10_000, 100_000]),
+        (Model::Kv, 100, true, &[10_000, 100_000]),
+    ];
+    for &(model, keys, with_append, sizes) in rows {
+        for &n in sizes {
+            let name = format!("{model}{}", if with_append { "+append" } else { "" });
+            if n > max_ops || only.as_deref().is_some_and(|m| m != name) {
                 continue;
             }
             for &procs in &[10usize, 100] {
+                if procs_only.is_some_and(|p| p != procs) {
+                    continue;
+                }
                 let cfg = GenConfig {
                     seed: n as u64 + procs as u64,
                     ops: n,
                     processes: procs,
                     keys,
-                    info_rate: 0.03,
+                    info_rate,
                     fail_rate: 0.01,
-                    cas: true,
-                    append: model == Model::Kv,
+                    cas: model != Model::Register,
+                    append: with_append,
                     values: 1000,
                 };
                 let t = Instant::now();
                 let events = generate(&cfg);
                 let gen_s = t.elapsed().as_secs_f64();
                 if let Some(dir) = &out {
-                    let name = format!("{dir}/{model}-{n}-{procs}.jsonl");
-                    let f = std::fs::File::create(&name).expect("create output");
+                    let file = format!("{dir}/{name}-{n}-{procs}.jsonl");
+                    let f = std::fs::File::create(&file).expect("create output");
                     write_jsonl(&events, std::io::BufWriter::new(f)).expect("write history");
                 }
                 let t = Instant::now();
                 let r = check_history(&events, model, &opts);
                 let s = t.elapsed().as_secs_f64();
                 println!(
-                    "{:<9} {:>9} {:>6} {:>6.1} {:>9.2} {:>10.3} {:>12.0} {:>10.0} {:>17}",
-                    model.to_string(),
+                    "{:<12} {:>9} {:>6} {:>6.1} {:>9.2} {:>10.3} {:>12.0} {:>10.0} {:>17}",
+                    name,
                     n,
                     procs,
                     cfg.info_rate * 100.0,

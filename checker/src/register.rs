@@ -98,6 +98,13 @@ impl SeqSpec for RegisterSpec {
     fn relax(&self, op: &RegOp) -> Option<RegOp> {
         (!self.read_only(op)).then_some(*op)
     }
+    fn wanted(&self, op: &RegOp) -> Option<ValId> {
+        match *op {
+            RegOp::Read(v) => Some(v),
+            RegOp::Cas { expected, .. } => Some(expected),
+            _ => None,
+        }
+    }
     fn blind(&self, op: &RegOp) -> Option<ValId> {
         match *op {
             RegOp::Write(v) => Some(v),

@@ -9,12 +9,13 @@
 //!   without a choice point: moving it to the front of any valid continuation keeps that
 //!   continuation valid, so no solution is lost;
 //! - operations with an unknown outcome are kept apart and tried after the ones that must
-//!   be linearized; an unknown-outcome blind write (its next state does not depend on the
-//!   current one) is only tried right before a candidate that needs its value. Any
-//!   linearization can be put in that form: such a write has no return bound, so it can be
-//!   moved later past read-only ops that do not need its value, and dropped when it is
-//!   overwritten unread or never read at all. Of several such writes of the same value only
-//!   one is tried (they are interchangeable), and none whose value is the current state;
+//!   be linearized; an unknown-outcome op is only tried when a candidate that must be
+//!   linearized can directly follow it (or a short run of such ops) and depends on it. Any
+//!   linearization can be put in that form: an unknown-outcome op has no return bound, so it
+//!   can be moved later past read-only ops that pass without it, and dropped when a blind
+//!   write (next state independent of the current one) follows it or nothing does. Of
+//!   several unknown blind writes with the same result only one is tried (they are
+//!   interchangeable), and no op that leaves the state unchanged;
 //! - configurations entered by a forced move are not memoized (the next choice point is).
 //!
 //! The set of linearized operations is kept as a 128-bit Zobrist hash (updated in O(1));
@@ -23,7 +24,7 @@
 //! could only prune an unexplored branch, and every reported violation is re-checked on its
 //! minimal counterexample.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::time::Instant;
 
@@ -46,6 +47,11 @@ pub trait SeqSpec {
     /// If the op is a blind write (its next state does not depend on the current state),
     /// that next state. Lets the search delay such ops when their outcome is unknown.
     fn blind(&self, _op: &Self::Op) -> Option<Self::State> {
+        None
+    }
+    /// If the op applies in exactly one state, that state (a read of a value, a cas's
+    /// expected value). Lets the search find the unknown writes that can enable it.
+    fn wanted(&self, _op: &Self::Op) -> Option<Self::State> {
         None
     }
 }
@@ -149,6 +155,85 @@ fn zobrist(i: usize) -> u128 {
     ((a as u128) << 64) | b as u128
 }
 
+/// Whether a run of unknown-outcome ops (`chain`, started from state `s`, now in state `v`)
+/// can be directly followed by a must candidate that depends on it: a read-only op that
+/// passes now (and, for a run of one, failed before it), or a state-dependent op that
+/// applies. Runs are extended through other state-dependent unknown ops up to `depth` more
+/// steps, past which the answer is a conservative yes. See the module docs for why only such
+/// runs need to be explored.
+#[allow(clippy::too_many_arguments)]
+fn useful<M: SeqSpec>(
+    spec: &mut M,
+    ops: &[SearchOp<M::Op>],
+    ro: &[bool],
+    blind: &[Option<M::State>],
+    s: &M::State,
+    v: &M::State,
+    window: &[usize],
+    cands: &[usize],
+    chain: &mut Vec<usize>,
+    depth: u32,
+) -> bool {
+    for &y in window {
+        if ro[y] {
+            if spec.step(v, &ops[y].op).is_some()
+                && (chain.len() > 1 || spec.step(s, &ops[y].op).is_none())
+            {
+                return true;
+            }
+        } else if blind[y].is_none() && spec.step(v, &ops[y].op).is_some() {
+            return true;
+        }
+    }
+    for &x in cands {
+        if ro[x] || blind[x].is_some() || chain.contains(&x) {
+            continue;
+        }
+        let Some(v2) = spec.step(v, &ops[x].op) else {
+            continue;
+        };
+        if depth == 0 {
+            return true;
+        }
+        chain.push(x);
+        let u = useful(
+            spec,
+            ops,
+            ro,
+            blind,
+            s,
+            &v2,
+            window,
+            cands,
+            chain,
+            depth - 1,
+        );
+        chain.pop();
+        if u {
+            return true;
+        }
+    }
+    false
+}
+
+/// True if `o` is the first invoked, unlinearized unknown blind write with result `v`
+/// (equal ones are interchangeable, so only the first is tried).
+fn blind_first<S: Eq + Hash, O>(
+    index: &HashMap<S, Vec<usize>>,
+    lifted: &[bool],
+    ops: &[SearchOp<O>],
+    v: &S,
+    limit: usize,
+    o: usize,
+) -> bool {
+    index.get(v).and_then(|l| {
+        l.iter()
+            .take_while(|&&x| ops[x].call < limit)
+            .find(|&&x| !lifted[x])
+            .copied()
+    }) == Some(o)
+}
+
 enum FrameKind {
     Forced,
     Must(Vec<u32>),
@@ -238,6 +323,17 @@ pub fn check<M: SeqSpec>(
     let ro: Vec<bool> = ops.iter().map(|o| spec.read_only(&o.op)).collect();
     let blind: Vec<Option<M::State>> = ops.iter().map(|o| spec.blind(&o.op)).collect();
     let keys: Vec<u128> = ops.iter().map(|o| zobrist(o.id)).collect();
+    // Unknown blind writes by resulting state, in call order (lookups only).
+    let mut blind_by_state: HashMap<M::State, Vec<usize>> = HashMap::new();
+    for &o in &infos {
+        if let Some(v) = &blind[o as usize] {
+            blind_by_state
+                .entry(v.clone())
+                .or_default()
+                .push(o as usize);
+        }
+    }
+    let mut lifted = vec![false; n];
 
     let mut memo: HashSet<(u128, M::State), BuildHasherDefault<MixHasher>> = HashSet::default();
     let mut stack: Vec<Frame<M::State>> = Vec::new();
@@ -293,7 +389,7 @@ pub fn check<M: SeqSpec>(
             return Outcome::Linearizable;
         }
         steps += 1;
-        if steps & 0xFFFF == 0 {
+        if steps & 0x3FF == 0 {
             if let Some(d) = budget.deadline {
                 if Instant::now() >= d {
                     stats.configs = memo.len();
@@ -388,29 +484,65 @@ pub fn check<M: SeqSpec>(
                         cands.push(i as usize);
                         i = inext[i as usize];
                     }
+                    // Unknown blind writes matter only if their value is the state some
+                    // dependent op needs: a waiting read-only op, a state-dependent op of
+                    // the window, or a state-dependent unknown op that may follow them.
+                    let mut targets: Vec<M::State> = Vec::new();
+                    let mut any_target = false;
+                    for &y in window.iter().chain(cands.iter()) {
+                        if blind[y].is_some() || (!must[y] && ro[y]) {
+                            continue;
+                        }
+                        match spec.wanted(&ops[y].op) {
+                            Some(w) => targets.push(w),
+                            None => any_target = true,
+                        }
+                    }
                     let mut list = Vec::new();
-                    let mut tried: Vec<&M::State> = Vec::new();
+                    let mut chain = Vec::new();
                     for &o in &cands {
-                        match &blind[o] {
-                            None => list.push(o as u32),
-                            Some(v) => {
-                                if *v == state || tried.contains(&v) {
-                                    continue;
-                                }
-                                tried.push(v);
-                                let useful = window.iter().chain(cands.iter()).any(|&x| {
-                                    if x == o {
-                                        false
-                                    } else if ro[x] {
-                                        spec.step(&state, &ops[x].op).is_none()
-                                            && spec.step(v, &ops[x].op).is_some()
-                                    } else {
-                                        blind[x].is_none() && spec.step(v, &ops[x].op).is_some()
-                                    }
-                                });
-                                if useful {
-                                    list.push(o as u32);
-                                }
+                        if blind[o].is_some() && !any_target {
+                            continue; // found through the index below
+                        }
+                        let Some(v) = spec.step(&state, &ops[o].op) else {
+                            continue;
+                        };
+                        if v == state {
+                            continue;
+                        }
+                        if blind[o].is_some() {
+                            if targets.contains(&v)
+                                || !blind_first(&blind_by_state, &lifted, ops, &v, limit, o)
+                            {
+                                continue; // handled below, or an equal earlier write is tried
+                            }
+                        }
+                        chain.clear();
+                        chain.push(o);
+                        if useful(
+                            spec, ops, &ro, &blind, &state, &v, &window, &cands, &mut chain, 2,
+                        ) {
+                            list.push(o as u32);
+                        }
+                    }
+                    targets.sort_unstable_by_key(|t| {
+                        blind_by_state
+                            .get(t)
+                            .and_then(|v| v.first().copied())
+                            .unwrap_or(usize::MAX)
+                    });
+                    targets.dedup();
+                    for w in &targets {
+                        if *w == state {
+                            continue;
+                        }
+                        if let Some(list_w) = blind_by_state.get(w) {
+                            if let Some(&o) = list_w
+                                .iter()
+                                .take_while(|&&o| ops[o].call < limit)
+                                .find(|&&o| !lifted[o])
+                            {
+                                list.push(o as u32);
                             }
                         }
                     }
@@ -438,6 +570,7 @@ pub fn check<M: SeqSpec>(
                         };
                         let o = f.op as usize;
                         unlift(o, &mut next, &mut prev, &mut inext, &mut iprev);
+                        lifted[o] = false;
                         state = f.prev;
                         lin ^= keys[o];
                         if must[o] {
@@ -466,6 +599,7 @@ pub fn check<M: SeqSpec>(
             remaining -= 1;
         }
         lift(o, &mut next, &mut prev, &mut inext, &mut iprev);
+        lifted[o] = true;
         mode = Mode::Arrive;
     }
 }
