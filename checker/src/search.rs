@@ -510,12 +510,12 @@ pub fn check<M: SeqSpec>(
                         if v == state {
                             continue;
                         }
-                        if blind[o].is_some() {
-                            if targets.contains(&v)
-                                || !blind_first(&blind_by_state, &lifted, ops, &v, limit, o)
-                            {
-                                continue; // handled below, or an equal earlier write is tried
-                            }
+                        // Handled through the index, or an equal earlier write is tried.
+                        if blind[o].is_some()
+                            && (targets.contains(&v)
+                                || !blind_first(&blind_by_state, &lifted, ops, &v, limit, o))
+                        {
+                            continue;
                         }
                         chain.clear();
                         chain.push(o);
