@@ -96,10 +96,10 @@ impl Default for CheckOptions {
 }
 
 impl CheckOptions {
-    fn budget(&self, start: Instant) -> Budget {
+    fn budget(&self, deadline: Option<Instant>) -> Budget {
         Budget {
             max_configs: self.max_configs,
-            deadline: self.time_limit.map(|t| start + t),
+            deadline,
         }
     }
 }
@@ -141,14 +141,14 @@ pub(crate) fn check_part<M: SeqSpec + Clone>(
     spec: &M,
     ops: &[SearchOp<M::Op>],
     opts: &CheckOptions,
-    start: Instant,
+    deadline: Option<Instant>,
 ) -> (Outcome, Stats, Option<Vec<usize>>)
 where
     M::Op: Clone,
 {
     let mut s = spec.clone();
     let mut stats = Stats::default();
-    let out = search::check(&mut s, ops, opts.budget(start), &mut stats);
+    let out = search::check(&mut s, ops, opts.budget(deadline), &mut stats);
     let mut cex = None;
     if let Outcome::NotLinearizable { stuck } = out {
         let mut failing: Vec<SearchOp<M::Op>> = ops.to_vec();
@@ -157,7 +157,7 @@ where
             let mut s2 = spec.clone();
             let mut st2 = Stats::default();
             if matches!(
-                search::check(&mut s2, &p, opts.budget(start), &mut st2),
+                search::check(&mut s2, &p, opts.budget(deadline), &mut st2),
                 Outcome::NotLinearizable { .. }
             ) {
                 failing = p;
@@ -170,6 +170,7 @@ where
                 minimize::MinimizeLimits {
                     max_ops: opts.max_minimize_ops,
                     trial_configs: 200_000,
+                    total_configs: 5_000_000,
                 },
             )
         } else {
@@ -195,7 +196,8 @@ where
 /// Checks a history against a model. Never panics on bad input: a malformed history gives
 /// an `unknown` verdict with the reason in `Report::error`.
 pub fn check_history(events: &[Event], model: Model, opts: &CheckOptions) -> Report {
-    let start = Instant::now();
+    // The clock is only read when a wall-clock limit is asked for.
+    let deadline = opts.time_limit.map(|t| Instant::now() + t);
     let ops = match pair_ops(events) {
         Ok(o) => o,
         Err(e) => return Report::error(model, e.to_string()),
@@ -217,7 +219,7 @@ pub fn check_history(events: &[Event], model: Model, opts: &CheckOptions) -> Rep
                 &parts,
                 opts.threads,
                 |p| p.ops.len(),
-                |p| check_part(&p.spec, &p.ops, opts, start),
+                |p| check_part(&p.spec, &p.ops, opts, deadline),
             );
             let mut report = Report::new(model);
             for (p, (out, stats, cex)) in parts.iter().zip(results) {
@@ -229,7 +231,7 @@ pub fn check_history(events: &[Event], model: Model, opts: &CheckOptions) -> Rep
             }
             report
         }
-        Model::Zk => zk::check(events, &ops, opts, start),
+        Model::Zk => zk::check(events, &ops, opts, deadline),
     };
     report.finish(events, &ops);
     report

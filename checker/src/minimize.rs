@@ -18,6 +18,9 @@ pub struct MinimizeLimits {
     pub max_ops: usize,
     /// Configurations allowed per trial search (an exhausted trial keeps the chunk).
     pub trial_configs: usize,
+    /// Configurations allowed over all trials; past it the current (valid, possibly not
+    /// minimal) counterexample is returned.
+    pub total_configs: usize,
 }
 
 /// Cuts `ops` to the prefix of real time ending at position `cut`: later ops are dropped and

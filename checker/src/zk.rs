@@ -659,7 +659,12 @@ fn partition(ops: Vec<SearchOp<ZkOp>>) -> Vec<(String, Vec<SearchOp<ZkOp>>)> {
 
 /// Checks a zk history: linearizability of writes and quorum reads, then the session
 /// contract.
-pub fn check(events: &[Event], ops: &[Op], opts: &CheckOptions, start: Instant) -> Report {
+pub fn check(
+    events: &[Event],
+    ops: &[Op],
+    opts: &CheckOptions,
+    deadline: Option<Instant>,
+) -> Report {
     let mut report = Report::new(Model::Zk);
     let mut lin_ops = Vec::new();
     // Ephemeral creates per (session, path), for the synthetic expiry ops.
@@ -733,7 +738,7 @@ pub fn check(events: &[Event], ops: &[Op], opts: &CheckOptions, start: Instant) 
         &parts,
         opts.threads,
         |p| p.1.len(),
-        |p| crate::check_part(&ZkSpec, &p.1, opts, start),
+        |p| crate::check_part(&ZkSpec, &p.1, opts, deadline),
     );
     for ((name, pops), (out, stats, cex)) in parts.iter().zip(results) {
         let real = pops.iter().filter(|o| o.id < ops.len()).count();
