@@ -112,7 +112,7 @@ fn main() {
                     fail_rate: 0.01,
                     cas: model != Model::Register,
                     append: with_append,
-                    values: 1000,
+                    values: arg("--values").and_then(|v| v.parse().ok()).unwrap_or(1000),
                 };
                 drop_caches_of_peak();
                 let t = Instant::now();

@@ -219,7 +219,14 @@ pub fn check_history(events: &[Event], model: Model, opts: &CheckOptions) -> Rep
                 &parts,
                 opts.threads,
                 |p| p.ops.len(),
-                |p| check_part(&p.spec, &p.ops, opts, deadline),
+                |p| match register::impossible_observation(p) {
+                    Some(id) => (
+                        Outcome::NotLinearizable { stuck: id },
+                        Stats::default(),
+                        Some(vec![id]),
+                    ),
+                    None => check_part(&p.spec, &p.ops, opts, deadline),
+                },
             );
             let mut report = Report::new(model);
             for (p, (out, stats, cex)) in parts.iter().zip(results) {

@@ -212,3 +212,39 @@ pub fn build_parts(
     }
     Ok(by_key.into_values().collect())
 }
+
+/// A cheap exact pre-check: an ok read (or matched cas) of a value that no write, cas or
+/// initial state could have produced by the time it returned cannot be linearized, and is on
+/// its own a minimal counterexample (every other op relaxed still never writes the value).
+/// Returns the op id of the earliest such op. Parts with appends are skipped.
+pub fn impossible_observation(part: &RegPart) -> Option<usize> {
+    if part.ops.iter().any(|o| matches!(o.op, RegOp::Append(_))) {
+        return None;
+    }
+    // Earliest call of an op that can produce each value.
+    let mut first_writer: HashMap<ValId, usize> = HashMap::new();
+    first_writer.insert(0, 0);
+    for o in &part.ops {
+        let v = match o.op {
+            RegOp::Write(v) => v,
+            RegOp::Cas { new, .. } => new,
+            _ => continue,
+        };
+        let e = first_writer.entry(v).or_insert(o.call);
+        *e = (*e).min(o.call);
+    }
+    part.ops
+        .iter()
+        .filter_map(|o| {
+            let need = match o.op {
+                RegOp::Read(v) => v,
+                RegOp::Cas { expected, .. } if o.ret.is_some() => expected,
+                _ => return None,
+            };
+            let ret = o.ret?;
+            let possible = first_writer.get(&need).is_some_and(|&c| c < ret);
+            (!possible).then_some((ret, o.id))
+        })
+        .min()
+        .map(|(_, id)| id)
+}

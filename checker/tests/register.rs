@@ -286,8 +286,7 @@ fn budget_exhaustion_is_unknown() {
         values: 1000,
         ..Default::default()
     };
-    let mut events = zabkeeper_check::gen::generate(&g);
-    zabkeeper_check::gen::corrupt_read(&mut events, 150);
+    let events = zabkeeper_check::gen::generate(&g);
     let opts = CheckOptions {
         max_configs: 10,
         ..CheckOptions::default()
@@ -307,4 +306,32 @@ fn malformed_histories_are_unknown_not_panics() {
     );
     assert_eq!(r.verdict, Verdict::Unknown);
     assert!(parse_jsonl("{not json".as_bytes()).is_err());
+}
+
+#[test]
+fn impossible_read_deep_in_a_long_history_is_found_at_once() {
+    use zabkeeper_check::gen::{corrupt_read, generate, GenConfig};
+    let g = GenConfig {
+        ops: 20_000,
+        processes: 10,
+        seed: 11,
+        values: 1000,
+        ..Default::default()
+    };
+    let mut events = generate(&g);
+    let reads = events
+        .iter()
+        .filter(|e| e.kind == zabkeeper_check::EventType::Ok && e.f == "read")
+        .count();
+    assert!(corrupt_read(&mut events, reads / 2));
+    let r = check_history(&events, Model::CasRegister, &CheckOptions::default());
+    assert_eq!(r.verdict, Verdict::NotLinearizable, "{}", r.to_text("t"));
+    let bad = events
+        .iter()
+        .position(|e| e.value == serde_json::json!("#impossible#"))
+        .unwrap();
+    let ops = zabkeeper_check::pair_ops(&events).unwrap();
+    let bad_op = ops.iter().find(|o| o.complete == Some(bad)).unwrap().index;
+    assert!(r.violations[0].ops.contains(&bad_op));
+    assert_eq!(r.violations[0].ops, vec![bad_op], "{}", r.to_text("t"));
 }
