@@ -38,6 +38,12 @@ struct Args {
     files: Vec<std::path::PathBuf>,
 }
 
+/// Writes to stdout, ignoring a closed pipe (e.g. `| head`): the exit status still counts.
+fn out(s: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(s.as_bytes());
+}
+
 fn main() {
     let args = Args::parse();
     let threads = args.threads.unwrap_or_else(|| {
@@ -73,17 +79,20 @@ fn main() {
             v["file"] = serde_json::Value::String(name.clone());
             json_files.push(v);
         } else {
-            print!("{}", report.to_text(&name));
+            out(&report.to_text(&name));
         }
         if args.html.is_some() {
             html_sections.push(html::section(&name, &events, &report));
         }
     }
     if args.json {
-        let out = serde_json::json!({ "verdict": overall, "files": json_files });
-        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+        let json = serde_json::json!({ "verdict": overall, "files": json_files });
+        out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&json).expect("json")
+        ));
     } else if args.files.len() > 1 {
-        println!("overall: {overall}");
+        out(&format!("overall: {overall}\n"));
     }
     if let Some(path) = &args.html {
         if let Err(e) = std::fs::write(path, html::page(&html_sections)) {
