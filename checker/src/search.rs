@@ -310,18 +310,25 @@ pub fn check<M: SeqSpec>(
             ret_of[e.op as usize] = i as u32;
         }
     }
-    // Info list links, indexed by op; `ih` is its head sentinel (index n).
-    let ih = n as u32;
-    let mut inext = vec![NIL; n + 1];
-    let mut iprev = vec![NIL; n + 1];
-    let mut il = ih;
-    for &o in &infos {
-        inext[il as usize] = o;
-        iprev[o as usize] = il;
-        il = o;
-    }
     let ro: Vec<bool> = ops.iter().map(|o| spec.read_only(&o.op)).collect();
     let blind: Vec<Option<M::State>> = ops.iter().map(|o| spec.blind(&o.op)).collect();
+    // Two info lists linked by op index: `ih` (index n) heads the state-dependent ops,
+    // `bh` (index n + 1) the blind writes, which are mostly found through an index.
+    let ih = n as u32;
+    let bh = n as u32 + 1;
+    let mut inext = vec![NIL; n + 2];
+    let mut iprev = vec![NIL; n + 2];
+    let (mut il, mut bl) = (ih, bh);
+    for &o in &infos {
+        let tail = if blind[o as usize].is_some() {
+            &mut bl
+        } else {
+            &mut il
+        };
+        inext[*tail as usize] = o;
+        iprev[o as usize] = *tail;
+        *tail = o;
+    }
     let keys: Vec<u128> = ops.iter().map(|o| zobrist(o.id)).collect();
     // Unknown blind writes by resulting state, in call order (lookups only).
     let mut blind_by_state: HashMap<M::State, Vec<usize>> = HashMap::new();
@@ -478,12 +485,16 @@ pub fn check<M: SeqSpec>(
                     } else {
                         pos[e as usize]
                     };
-                    let mut cands: Vec<usize> = Vec::new();
-                    let mut i = inext[ih as usize];
-                    while i != NIL && ops[i as usize].call < limit {
-                        cands.push(i as usize);
-                        i = inext[i as usize];
-                    }
+                    let walk = |head: u32| {
+                        let mut v: Vec<usize> = Vec::new();
+                        let mut i = inext[head as usize];
+                        while i != NIL && ops[i as usize].call < limit {
+                            v.push(i as usize);
+                            i = inext[i as usize];
+                        }
+                        v
+                    };
+                    let cands = walk(ih);
                     // Unknown blind writes matter only if their value is the state some
                     // dependent op needs: a waiting read-only op, a state-dependent op of
                     // the window, or a state-dependent unknown op that may follow them.
@@ -500,10 +511,10 @@ pub fn check<M: SeqSpec>(
                     }
                     let mut list = Vec::new();
                     let mut chain = Vec::new();
-                    for &o in &cands {
-                        if blind[o].is_some() && !any_target {
-                            continue; // found through the index below
-                        }
+                    // Blind writes are found through the index below, unless some dependent
+                    // op accepts more than one state.
+                    let blinds = if any_target { walk(bh) } else { Vec::new() };
+                    for &o in cands.iter().chain(blinds.iter()) {
                         let Some(v) = spec.step(&state, &ops[o].op) else {
                             continue;
                         };
