@@ -1,0 +1,337 @@
+//! Hand-made register / cas-register / kv histories, good and bad.
+
+use zabkeeper_check::{check_history, parse_jsonl, CheckOptions, Model, Verdict};
+
+fn verdict(model: Model, jsonl: &str) -> zabkeeper_check::Report {
+    let events = parse_jsonl(jsonl.as_bytes()).expect("parses");
+    check_history(&events, model, &CheckOptions::default())
+}
+
+fn inv(p: u64, f: &str, v: &str) -> String {
+    format!(r#"{{"process":{p},"type":"invoke","f":"{f}","value":{v}}}"#)
+}
+fn done(p: u64, t: &str, f: &str, v: &str) -> String {
+    format!(r#"{{"process":{p},"type":"{t}","f":"{f}","value":{v}}}"#)
+}
+fn h(lines: &[String]) -> String {
+    lines.join("\n")
+}
+
+#[test]
+fn sequential_write_read_is_linearizable() {
+    let r = verdict(
+        Model::Register,
+        &h(&[
+            inv(0, "write", "1"),
+            done(0, "ok", "write", "1"),
+            inv(1, "read", "null"),
+            done(1, "ok", "read", "1"),
+        ]),
+    );
+    assert_eq!(r.verdict, Verdict::Linearizable, "{}", r.to_text("t"));
+}
+
+#[test]
+fn read_of_initial_null() {
+    let ok = verdict(
+        Model::Register,
+        &h(&[inv(0, "read", "null"), done(0, "ok", "read", "null")]),
+    );
+    assert_eq!(ok.verdict, Verdict::Linearizable);
+    let bad = verdict(
+        Model::Register,
+        &h(&[inv(0, "read", "null"), done(0, "ok", "read", "5")]),
+    );
+    assert_eq!(bad.verdict, Verdict::NotLinearizable);
+    assert_eq!(bad.violations[0].ops, vec![0]);
+}
+
+#[test]
+fn stale_read_is_not_linearizable_with_minimal_counterexample() {
+    // w1 ; w2 ; r->1, plus unrelated reads that must not be in the counterexample.
+    let r = verdict(
+        Model::Register,
+        &h(&[
+            inv(0, "write", "1"),
+            done(0, "ok", "write", "1"),
+            inv(3, "read", "null"),
+            done(3, "ok", "read", "1"),
+            inv(0, "write", "2"),
+            done(0, "ok", "write", "2"),
+            inv(2, "read", "null"),
+            done(2, "ok", "read", "2"),
+            inv(1, "read", "null"),
+            done(1, "ok", "read", "1"),
+        ]),
+    );
+    assert_eq!(r.verdict, Verdict::NotLinearizable);
+    assert_eq!(r.violations.len(), 1);
+    assert_eq!(r.violations[0].property, "linearizable");
+    // Two 1-minimal counterexamples exist: {w1, w2, last read} and {read 1, read 2, last
+    // read} (with the writes relaxed, 1 can only be written once); both end at the stale read.
+    let cex = &r.violations[0].ops;
+    assert!(
+        *cex == vec![0, 2, 4] || *cex == vec![1, 3, 4],
+        "{}",
+        r.to_text("t")
+    );
+}
+
+#[test]
+fn concurrent_read_may_see_either_value() {
+    let r = verdict(
+        Model::Register,
+        &h(&[
+            inv(0, "write", "1"),
+            done(0, "ok", "write", "1"),
+            inv(0, "write", "2"),
+            inv(1, "read", "null"),
+            done(1, "ok", "read", "1"),
+            done(0, "ok", "write", "2"),
+        ]),
+    );
+    assert_eq!(r.verdict, Verdict::Linearizable);
+}
+
+#[test]
+fn concurrent_writes_of_equal_values() {
+    // Two concurrent writes of 7, a write of 8 in between; a later read of 7 is fine
+    // because the second write of 7 may be linearized after the 8.
+    let ok = verdict(
+        Model::Register,
+        &h(&[
+            inv(0, "write", "7"),
+            inv(1, "write", "7"),
+            inv(2, "write", "8"),
+            done(0, "ok", "write", "7"),
+            done(2, "ok", "write", "8"),
+            done(1, "ok", "write", "7"),
+            inv(3, "read", "null"),
+            done(3, "ok", "read", "7"),
+        ]),
+    );
+    assert_eq!(ok.verdict, Verdict::Linearizable);
+    // Reading 7, then 8, then 7 again needs three writes; with both 7s finished before the
+    // first read only one order is possible: 7 7 8, so the second read of 7 is impossible.
+    let bad = verdict(
+        Model::Register,
+        &h(&[
+            inv(0, "write", "7"),
+            inv(1, "write", "7"),
+            done(0, "ok", "write", "7"),
+            done(1, "ok", "write", "7"),
+            inv(2, "write", "8"),
+            done(2, "ok", "write", "8"),
+            inv(3, "read", "null"),
+            done(3, "ok", "read", "7"),
+        ]),
+    );
+    assert_eq!(bad.verdict, Verdict::NotLinearizable);
+}
+
+#[test]
+fn info_write_may_take_effect_late_or_never() {
+    // The info write of 2 may take effect after the read of 1 and before the read of 2.
+    let late = verdict(
+        Model::Register,
+        &h(&[
+            inv(0, "write", "1"),
+            done(0, "ok", "write", "1"),
+            inv(1, "write", "2"),
+            done(1, "info", "write", "2"),
+            inv(2, "read", "null"),
+            done(2, "ok", "read", "1"),
+            inv(2, "read", "null"),
+            done(2, "ok", "read", "2"),
+        ]),
+    );
+    assert_eq!(late.verdict, Verdict::Linearizable);
+    let never = verdict(
+        Model::Register,
+        &h(&[
+            inv(1, "write", "2"),
+            done(1, "info", "write", "2"),
+            inv(2, "read", "null"),
+            done(2, "ok", "read", "null"),
+        ]),
+    );
+    assert_eq!(never.verdict, Verdict::Linearizable);
+    // An unfinished invoke counts as info.
+    let open = verdict(
+        Model::Register,
+        &h(&[
+            inv(1, "write", "2"),
+            inv(2, "read", "null"),
+            done(2, "ok", "read", "2"),
+        ]),
+    );
+    assert_eq!(open.verdict, Verdict::Linearizable);
+    // But an info write cannot take effect before its invoke.
+    let early = verdict(
+        Model::Register,
+        &h(&[
+            inv(2, "read", "null"),
+            done(2, "ok", "read", "2"),
+            inv(1, "write", "2"),
+            done(1, "info", "write", "2"),
+        ]),
+    );
+    assert_eq!(early.verdict, Verdict::NotLinearizable);
+}
+
+#[test]
+fn failed_write_never_took_effect() {
+    let r = verdict(
+        Model::Register,
+        &h(&[
+            inv(1, "write", "2"),
+            done(1, "fail", "write", "2"),
+            inv(2, "read", "null"),
+            done(2, "ok", "read", "2"),
+        ]),
+    );
+    assert_eq!(r.verdict, Verdict::NotLinearizable);
+}
+
+#[test]
+fn cas_register_semantics() {
+    let ok = verdict(
+        Model::CasRegister,
+        &h(&[
+            inv(0, "write", "1"),
+            done(0, "ok", "write", "1"),
+            inv(0, "cas", "[1,2]"),
+            done(0, "ok", "cas", "[1,2]"),
+            inv(1, "read", "null"),
+            done(1, "ok", "read", "2"),
+        ]),
+    );
+    assert_eq!(ok.verdict, Verdict::Linearizable);
+    // A cas that succeeded from a value the register never had.
+    let bad = verdict(
+        Model::CasRegister,
+        &h(&[
+            inv(0, "write", "1"),
+            done(0, "ok", "write", "1"),
+            inv(0, "cas", "[3,2]"),
+            done(0, "ok", "cas", "[3,2]"),
+        ]),
+    );
+    assert_eq!(bad.verdict, Verdict::NotLinearizable);
+    // result:false means it ran and did not match: a constraint on the state.
+    let mismatch_bad = verdict(
+        Model::CasRegister,
+        &h(&[
+            inv(0, "write", "1"),
+            done(0, "ok", "write", "1"),
+            inv(0, "cas", "[1,2]"),
+            r#"{"process":0,"type":"ok","f":"cas","value":[1,2],"result":false}"#.into(),
+        ]),
+    );
+    assert_eq!(mismatch_bad.verdict, Verdict::NotLinearizable);
+    let mismatch_ok = verdict(
+        Model::CasRegister,
+        &h(&[
+            inv(0, "write", "1"),
+            done(0, "ok", "write", "1"),
+            inv(0, "cas", "[5,2]"),
+            r#"{"process":0,"type":"ok","f":"cas","value":[5,2],"result":false}"#.into(),
+            inv(0, "read", "null"),
+            done(0, "ok", "read", "1"),
+        ]),
+    );
+    assert_eq!(mismatch_ok.verdict, Verdict::Linearizable);
+    // cas is not an operation of the plain register model.
+    let wrong = verdict(
+        Model::Register,
+        &h(&[inv(0, "cas", "[1,2]"), done(0, "ok", "cas", "[1,2]")]),
+    );
+    assert_eq!(wrong.verdict, Verdict::Unknown);
+    assert!(wrong.error.is_some());
+}
+
+#[test]
+fn kv_splits_by_key_and_appends() {
+    let lines = [
+        r#"{"process":0,"type":"invoke","f":"append","key":"x","value":"a"}"#,
+        r#"{"process":0,"type":"ok","f":"append","key":"x","value":"a"}"#,
+        r#"{"process":1,"type":"invoke","f":"append","key":"x","value":"b"}"#,
+        r#"{"process":2,"type":"invoke","f":"write","key":"y","value":1}"#,
+        r#"{"process":1,"type":"ok","f":"append","key":"x","value":"b"}"#,
+        r#"{"process":2,"type":"ok","f":"write","key":"y","value":1}"#,
+        r#"{"process":0,"type":"invoke","f":"read","key":"x","value":null}"#,
+        r#"{"process":0,"type":"ok","f":"read","key":"x","value":"ab"}"#,
+        r#"{"process":0,"type":"invoke","f":"read","key":"y","value":null}"#,
+        r#"{"process":0,"type":"ok","f":"read","key":"y","value":1}"#,
+    ];
+    let r = verdict(Model::Kv, &lines.join("\n"));
+    assert_eq!(r.verdict, Verdict::Linearizable, "{}", r.to_text("t"));
+    assert_eq!(r.parts.len(), 2);
+    let bad = lines
+        .join("\n")
+        .replace(r#""value":"ab"}"#, r#""value":"ba"}"#);
+    let r = verdict(Model::Kv, &bad);
+    assert_eq!(r.verdict, Verdict::NotLinearizable);
+    assert_eq!(r.violations[0].part.as_deref(), Some("key x"));
+    let y = r.parts.iter().find(|p| p.name == "key y").unwrap();
+    assert_eq!(y.verdict, Verdict::Linearizable);
+}
+
+#[test]
+fn budget_exhaustion_is_unknown() {
+    let g = zabkeeper_check::gen::GenConfig {
+        ops: 400,
+        processes: 20,
+        seed: 3,
+        values: 1000,
+        ..Default::default()
+    };
+    let events = zabkeeper_check::gen::generate(&g);
+    let opts = CheckOptions {
+        max_configs: 10,
+        ..CheckOptions::default()
+    };
+    let r = check_history(&events, Model::CasRegister, &opts);
+    assert_eq!(r.verdict, Verdict::Unknown);
+    assert!(r.parts[0].reason.as_deref().unwrap().contains("limit"));
+}
+
+#[test]
+fn malformed_histories_are_unknown_not_panics() {
+    let r = verdict(Model::Register, &h(&[done(0, "ok", "read", "1")]));
+    assert_eq!(r.verdict, Verdict::Unknown);
+    let r = verdict(
+        Model::Register,
+        &h(&[inv(0, "read", "null"), inv(0, "read", "null")]),
+    );
+    assert_eq!(r.verdict, Verdict::Unknown);
+    assert!(parse_jsonl("{not json".as_bytes()).is_err());
+}
+
+#[test]
+fn impossible_read_deep_in_a_long_history_is_found_at_once() {
+    use zabkeeper_check::gen::{corrupt_read, generate, GenConfig};
+    let g = GenConfig {
+        ops: 20_000,
+        processes: 10,
+        seed: 11,
+        values: 1000,
+        ..Default::default()
+    };
+    let mut events = generate(&g);
+    let reads = events
+        .iter()
+        .filter(|e| e.kind == zabkeeper_check::EventType::Ok && e.f == "read")
+        .count();
+    assert!(corrupt_read(&mut events, reads / 2));
+    let r = check_history(&events, Model::CasRegister, &CheckOptions::default());
+    assert_eq!(r.verdict, Verdict::NotLinearizable, "{}", r.to_text("t"));
+    let bad = events
+        .iter()
+        .position(|e| e.value == serde_json::json!("#impossible#"))
+        .unwrap();
+    let ops = zabkeeper_check::pair_ops(&events).unwrap();
+    let bad_op = ops.iter().find(|o| o.complete == Some(bad)).unwrap().index;
+    assert!(r.violations[0].ops.contains(&bad_op));
+    assert_eq!(r.violations[0].ops, vec![bad_op], "{}", r.to_text("t"));
+}
