@@ -275,14 +275,18 @@ def test_torn_tail_is_repaired_and_acknowledged_writes_survive(make_server, dama
 
 # --- snapshots -------------------------------------------------------------------------
 
-def test_truncated_newest_snapshot_falls_back_when_the_log_covers_it(make_server):
+@pytest.mark.parametrize("damage", ["truncate", "bit-rot"])
+def test_damaged_newest_snapshot_falls_back_when_the_log_covers_it(make_server, damage):
     s = make_server(config_lines=SNAP_CONFIG).start()
     paths = write_nodes(s, "/snap", 40)
     s.stop()
     snaps = snapshots(s)
     assert len(snaps) >= 3, snaps
     newest = snaps[-1]
-    os.truncate(newest, os.path.getsize(newest) // 2)
+    if damage == "truncate":
+        os.truncate(newest, os.path.getsize(newest) // 2)
+    else:
+        flip_byte(newest, os.path.getsize(newest) // 2)
 
     s.start()
     out = full_log(s)
@@ -368,6 +372,19 @@ def test_snapshot_newer_than_current_epoch_refuses(make_server):
     # removing the forged snapshot restores a startable data dir
     os.remove(forged_path)
     s.start()
+
+
+def test_garbage_epoch_file_refuses_naming_it(make_server):
+    s = make_server().start()
+    write_nodes(s, "/ep", 3)
+    s.stop()
+    path = os.path.join(version2(s), "currentEpoch")
+    with open(path, "w") as f:
+        f.write("not a number")
+
+    rc, out = start_expecting_refusal(s)
+    assert rc != 0
+    assert f"cannot parse epoch file {path}: \"not a number\"" in out, out
 
 
 # --- operator tools --------------------------------------------------------------------
