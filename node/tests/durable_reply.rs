@@ -329,3 +329,41 @@ async fn a_failed_fsync_stops_the_server_without_a_success_reply() {
     drop(client);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_is_granted_only_after_its_create_session_txn_is_durable() {
+    let dir = temp_dir("durable-reply-session");
+    let shared = Arc::new(Shared::default());
+    let server = start(&dir, &shared).await;
+    let _open_on_exit = OpenGateOnDrop(shared.clone());
+    shared.set_gate(true, false);
+
+    let addr = server.local_addr().to_string();
+    let connect = tokio::spawn(async move { zookeeper_client::Client::connect(&addr).await });
+    wait_for("the createSession txn to reach sync", || {
+        let j = shared.journal();
+        j.iter().any(|e| matches!(e, Event::Append(_))) && j.contains(&Event::SyncStart)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !connect.is_finished(),
+        "the session was granted before its createSession txn was durable"
+    );
+
+    shared.set_gate(false, false);
+    let client = tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .expect("the session is granted once the fsync completes")
+        .unwrap()
+        .unwrap();
+    let journal = shared.journal();
+    assert!(matches!(
+        journal[..],
+        [Event::Append(1), Event::SyncStart, Event::SyncDone(1), ..]
+    ));
+    client.create("/after", b"", &persistent()).await.unwrap();
+    drop(client);
+    server.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -435,3 +435,36 @@ def test_dump_log_and_dump_snapshot_print_contents(make_server):
     assert res.returncode != 0
     assert f"offset {records[3].offset}" in res.stdout + res.stderr
     assert res.stdout.count("\nzxid ") == 3
+
+
+# --- kill -9 with frequent snapshots and purges -------------------------------------------
+
+def test_kill9_mid_load_with_frequent_snapshots_and_purges_loses_no_ack(make_server):
+    """test_durability's kill -9 rounds with snapCount=10 and autopurge on: crashes land
+    during snapshot writes and purges, and every restart starts a new log."""
+    import random
+    import threading
+    import time
+
+    from test_durability import Writer, check_all_acked
+
+    rng = random.Random(int(os.environ.get("DURABILITY_SEED", "11")))
+    s = make_server(config_lines=PURGE_CONFIG).start()
+    all_writers = []
+    for _ in range(4):
+        stop = threading.Event()
+        writers = [Writer(s.hosts(), len(all_writers) + i, stop) for i in range(3)]
+        for w in writers:
+            w.start()
+        time.sleep(0.3 + rng.random())
+        s.kill9()
+        stop.set()
+        for w in writers:
+            w.join(20)
+        all_writers.extend(writers)
+        assert sum(w.acked_version for w in writers) > 0
+        s.start()
+        check_all_acked(s, all_writers)
+    assert len(snapshots(s)) <= 3 + 1  # retained ones, plus at most one taken since a purge
+    assert "snapshot taken" in full_log(s)
+    assert "purging" in full_log(s)
