@@ -208,6 +208,36 @@ def test_flipped_byte_mid_log_refuses_naming_file_and_offset(make_server):
     assert_nodes(s, paths)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known gap: a zeroed record header followed by data is taken for out-of-order "
+    "writeback of unsynced pages and truncated, dropping the acknowledged txns after it. "
+    "Real writeback leaves whole zero sectors/pages, so a 16-byte hole ending mid-sector "
+    "cannot be one; SimFs reorders whole write calls, so the rule needs both changed"))
+def test_zeroed_record_header_mid_log_refuses(make_server):
+    s = make_server().start()
+    paths = write_nodes(s, "/zero", 20)
+    s.stop()
+    [log] = logs(s)
+    bad = parse_log(log)[10]
+    with open(log, "r+b") as f:
+        f.seek(bad.offset)
+        f.write(bytes(RECORD_HEADER_LEN))  # bit rot at rest: one header reads as zeros
+
+    server_started = True
+    try:
+        s.start()
+    except RuntimeError:
+        server_started = False
+    if server_started:
+        zk = client(s)
+        try:
+            lost = [p for p in paths if zk.exists(p) is None]
+        finally:
+            close(zk)
+        assert not lost, f"started and lost {len(lost)} acknowledged writes"
+    assert f"corrupt {log} at offset {bad.offset}" in full_log(s)
+
+
 def test_bad_tail_of_an_older_log_is_not_a_torn_tail(make_server):
     s = make_server().start()
     write_nodes(s, "/old", 5)
@@ -229,7 +259,7 @@ def test_bad_tail_of_an_older_log_is_not_a_torn_tail(make_server):
 # --- torn tail of the last log ----------------------------------------------------------
 
 @pytest.mark.parametrize("damage", ["flip-payload", "flip-header", "truncate-mid-record",
-                                    "truncate-mid-header"])
+                                    "truncate-mid-header", "zero-header"])
 def test_torn_tail_is_repaired_and_acknowledged_writes_survive(make_server, damage):
     s = make_server().start()
     acked = write_nodes(s, "/torn", 10)
@@ -245,6 +275,10 @@ def test_torn_tail_is_repaired_and_acknowledged_writes_survive(make_server, dama
         flip_byte(log, last.end - 1)
     elif damage == "flip-header":
         flip_byte(log, last.offset + 1)  # the length field
+    elif damage == "zero-header":  # the header's sector never written back, the rest was
+        with open(log, "r+b") as f:
+            f.seek(last.offset)
+            f.write(bytes(RECORD_HEADER_LEN))
     elif damage == "truncate-mid-record":
         os.truncate(log, last.offset + RECORD_HEADER_LEN + last.length // 2)
     else:
@@ -439,9 +473,12 @@ def test_dump_log_and_dump_snapshot_print_contents(make_server):
 
 # --- kill -9 with frequent snapshots and purges -------------------------------------------
 
-def test_kill9_mid_load_with_frequent_snapshots_and_purges_loses_no_ack(make_server):
+@pytest.mark.parametrize("force_sync", ["yes", "no"])
+def test_kill9_mid_load_with_frequent_snapshots_and_purges_loses_no_ack(make_server, force_sync):
     """test_durability's kill -9 rounds with snapCount=10 and autopurge on: crashes land
-    during snapshot writes and purges, and every restart starts a new log."""
+    during snapshot writes and purges, and every restart starts a new log. A process crash
+    keeps the page cache, so forceSync=no must lose nothing here either (a power loss
+    would)."""
     import random
     import threading
     import time
@@ -449,7 +486,7 @@ def test_kill9_mid_load_with_frequent_snapshots_and_purges_loses_no_ack(make_ser
     from test_durability import Writer, check_all_acked
 
     rng = random.Random(int(os.environ.get("DURABILITY_SEED", "11")))
-    s = make_server(config_lines=PURGE_CONFIG).start()
+    s = make_server(config_lines=PURGE_CONFIG + [f"forceSync={force_sync}"]).start()
     all_writers = []
     for _ in range(4):
         stop = threading.Event()
