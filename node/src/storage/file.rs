@@ -11,7 +11,9 @@
 //! Recovery rules (checked by [`FileStorage::open`] and [`Storage::recover`]):
 //! - a torn or garbage tail of the LAST log (a crash mid-append) is truncated, with a warning;
 //!   a zero-filled tail is the preallocated space and is simply the end; a record header
-//!   of zeros followed by data is unsynced writes persisted out of order, also a tail;
+//!   of zeros followed by data is unsynced writes persisted out of order, also a tail, when
+//!   its zeros reach a sector boundary or the next valid record (16 zeros mid-sector are
+//!   bit rot, refused like any corruption);
 //!   with forceSync on, a log is fsynced before the next one is created, so only the last
 //!   log can have a tail to repair;
 //! - corruption anywhere else (a bad record followed by valid ones, a bad record in a

@@ -187,8 +187,9 @@ pub enum LogTail {
         /// Why they are not a record.
         reason: String,
         /// Offset of a valid record (with a zxid above the last good one) found after the
-        /// garbage: then this is corruption, not a torn tail. Not searched for when the
-        /// garbage starts with a zero (never written) record header.
+        /// garbage: then this is corruption, not a torn tail. Left out when the garbage is
+        /// space never written back (a zero record header whose zeros reach a sector
+        /// boundary or the next valid record).
         valid_record_after: Option<u64>,
     },
 }
@@ -245,19 +246,21 @@ pub fn scan_log(data: &[u8]) -> LogScan {
             }
             Err(reason) => {
                 let head = &data[offset..(offset + RECORD_HEADER_LEN).min(data.len())];
-                let (reason, valid_record_after) = if head.iter().all(|&b| b == 0) {
-                    // A record header that was never written: the page cache wrote later
-                    // pages back before this one, which no fsync can have covered (an fsync
-                    // persists every earlier write too). Whatever follows was never synced.
-                    (
-                        "zero bytes where a record should start, then data: unsynced writes \
+                let next = find_valid_record(data, offset + 1, last_zxid);
+                let (reason, valid_record_after) =
+                    if head.iter().all(|&b| b == 0) && unwritten_hole(data, offset, next) {
+                        // A record header that was never written: the page cache wrote later
+                        // pages back before this one, which no fsync can have covered (an fsync
+                        // persists every earlier write too). Whatever follows was never synced.
+                        (
+                            "zero bytes where a record should start, then data: unsynced writes \
                          persisted out of order"
-                            .to_string(),
-                        None,
-                    )
-                } else {
-                    (reason, find_valid_record(data, offset + 1, last_zxid))
-                };
+                                .to_string(),
+                            None,
+                        )
+                    } else {
+                        (reason, next)
+                    };
                 return LogScan {
                     records,
                     end: offset as u64,
@@ -270,6 +273,25 @@ pub fn scan_log(data: &[u8]) -> LogScan {
             }
         }
     }
+}
+
+/// The smallest unit a disk writes back: a region the page cache never wrote is made of
+/// whole sectors (of at least this size).
+const SECTOR_LEN: usize = 512;
+
+/// Whether the zeros at `offset` (a record header reading as zeros) can be space that was
+/// never written back, rather than bytes zeroed at rest. Unwritten space is whole sectors,
+/// so its zeros reach a sector boundary; or (as `SimFs` models a crash) whole writes, so
+/// only zeros lie between it and the next valid record `next`. Sixteen zeros in the middle
+/// of a written sector, followed by data, are neither: corruption.
+fn unwritten_hole(data: &[u8], offset: usize, next: Option<u64>) -> bool {
+    let end = next.map_or(data.len(), |n| n as usize).min(data.len());
+    let zeros_end = data[offset..end]
+        .iter()
+        .position(|&b| b != 0)
+        .map_or(end, |p| offset + p);
+    let sector_end = (offset / SECTOR_LEN + 1) * SECTOR_LEN;
+    zeros_end == end || zeros_end >= sector_end
 }
 
 fn increases(last: Option<Zxid>, zxid: Zxid) -> bool {
@@ -475,6 +497,40 @@ mod tests {
         let mut data = log_with(&[(1, b"aaaa"), (2, b"bbbb"), (3, b"cccc")], 10);
         let second = LOG_HEADER_LEN + RECORD_HEADER_LEN + 4;
         data[second..second + RECORD_HEADER_LEN + 4].fill(0);
+        let scan = scan_log(&data);
+        assert_eq!(scan.records.len(), 1);
+        assert!(matches!(
+            scan.tail,
+            LogTail::Garbage { offset, valid_record_after: None, .. } if offset == second as u64
+        ));
+    }
+
+    #[test]
+    fn zeroed_header_inside_written_data_is_corruption() {
+        // Bit rot at rest: record 2's header reads as zeros, its payload and record 3 are
+        // intact. No writeback order leaves 16 zeros mid-sector, so record 3 (which may
+        // have been acknowledged) must not be dropped as a torn tail.
+        let mut data = log_with(&[(1, b"aaaa"), (2, b"bbbbbbbb"), (3, b"cccc")], 10);
+        let second = LOG_HEADER_LEN + RECORD_HEADER_LEN + 4;
+        let third = second + RECORD_HEADER_LEN + 8;
+        data[second..second + RECORD_HEADER_LEN].fill(0);
+        let scan = scan_log(&data);
+        assert_eq!(scan.records.len(), 1);
+        assert!(matches!(
+            scan.tail,
+            LogTail::Garbage { offset, valid_record_after: Some(after), .. }
+                if offset == second as u64 && after == third as u64
+        ));
+    }
+
+    #[test]
+    fn unwritten_sector_then_records_is_an_unsynced_tail() {
+        // Page-cache writeback out of order: the sector holding record 2's header was
+        // never written (zeros to the sector's end), a later sector holding the rest of
+        // record 2 and record 3 was.
+        let mut data = log_with(&[(1, b"aaaa"), (2, &[7u8; 600]), (3, b"cccc")], 10);
+        let second = LOG_HEADER_LEN + RECORD_HEADER_LEN + 4;
+        data[second..SECTOR_LEN].fill(0);
         let scan = scan_log(&data);
         assert_eq!(scan.records.len(), 1);
         assert!(matches!(
