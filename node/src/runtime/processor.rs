@@ -301,6 +301,7 @@ impl Processor {
     /// One tick: expire sessions and reap containers/TTL nodes.
     fn on_tick(&mut self) -> Result<(), Fatal> {
         self.ticks += 1;
+        self.maybe_purge();
         let mut work = Vec::new();
         for session in self.sessions.tick() {
             tracing::info!("expiring session 0x{session:x}");
@@ -1129,6 +1130,26 @@ impl Processor {
         }
     }
 
+    /// `autopurge`: as ZooKeeper's DatadirCleanupManager, once at start-up (the
+    /// first tick) and then every `autopurge.purgeInterval` hours, keep the
+    /// newest `autopurge.snapRetainCount` snapshots and the logs they need.
+    pub(crate) fn maybe_purge(&mut self) {
+        let hours = self.config.purge_interval_hours;
+        if hours == 0 {
+            return;
+        }
+        let every = (hours * 3_600_000 / self.config.tick_time_ms).max(1);
+        if self.ticks == 1 || self.ticks.is_multiple_of(every) {
+            match self.storage.purge(self.config.snap_retain_count) {
+                Ok(()) => tracing::info!(
+                    "autopurge: kept the newest {} snapshots",
+                    self.config.snap_retain_count
+                ),
+                Err(e) => tracing::warn!("autopurge of old snapshots and logs failed: {e}"),
+            }
+        }
+    }
+
     /// Takes a snapshot when enough txns have been applied since the last one.
     fn maybe_snapshot(&mut self) -> Result<(), Fatal> {
         if self.txns_since_snapshot < self.snapshot_threshold {
@@ -1141,11 +1162,6 @@ impl Processor {
         sync_blocking(|| storage.write_snapshot(zxid, &bytes))
             .map_err(|e| Fatal(format!("cannot write snapshot 0x{zxid:x}: {e}")))?;
         tracing::info!("snapshot taken at zxid 0x{zxid:x} ({} bytes)", bytes.len());
-        if self.config.purge_interval_hours > 0 {
-            if let Err(e) = self.storage.purge(self.config.snap_retain_count) {
-                tracing::warn!("purge of old snapshots and logs failed: {e}");
-            }
-        }
         Ok(())
     }
 }

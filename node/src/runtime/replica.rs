@@ -156,6 +156,7 @@ impl Processor {
     /// One tick in replicated mode.
     pub(super) fn replica_tick(&mut self) -> Result<(), Fatal> {
         self.ticks += 1;
+        self.maybe_purge();
         let leader_serving = {
             let r = self.replica();
             r.zab.tick();
