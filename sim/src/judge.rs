@@ -1,0 +1,504 @@
+//! Judging a run: the client history (linearizability of register operations per key) and
+//! the global checks over node observations (one leader per epoch, no two servers
+//! committing different txns at one zxid, committed zxid never going backwards).
+//!
+//! [`judge`] is the single entry point the runner calls. Until the `zabkeeper-check`
+//! library lands it uses [`simple_register_check`], a small Wing-Gong/Lowe search with
+//! memoisation over `read`/`write`/`cas` per key; the interface stays when it is swapped.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::history::{EventType, HistoryEvent};
+
+/// The outcome of judging one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Every check passed.
+    Pass,
+    /// A safety property was violated.
+    Violation {
+        /// Which check (e.g. `linearizable`, `one-leader-per-epoch`).
+        check: String,
+        /// What went wrong, naming the operations or servers involved.
+        detail: String,
+    },
+    /// The check ran out of budget; never a guess.
+    Unknown {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// An observation a node reports to the harness (the sim's global checks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    /// Virtual ms since the start.
+    pub at_ms: u64,
+    /// Server index.
+    pub server: usize,
+    /// What was observed.
+    #[serde(flatten)]
+    pub what: Observed,
+}
+
+/// Node observations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "obs", rename_all = "kebab-case")]
+pub enum Observed {
+    /// The server established itself as leader of `epoch`.
+    Leading {
+        /// The epoch.
+        epoch: u32,
+    },
+    /// The server committed (applied) the txn with this zxid and payload hash.
+    Committed {
+        /// The zxid.
+        zxid: i64,
+        /// Hash of the txn payload.
+        txn_hash: u64,
+    },
+    /// The server (re)started; its committed zxid after recovery.
+    Recovered {
+        /// Last committed zxid after recovery.
+        zxid: i64,
+    },
+    /// Final state digest at a zxid (liveness phase convergence).
+    Digest {
+        /// The zxid.
+        zxid: i64,
+        /// Digest of the tree.
+        digest: u64,
+    },
+}
+
+/// Per-key register operations budget: beyond this many search steps the verdict is
+/// `Unknown`.
+pub const SEARCH_BUDGET: usize = 2_000_000;
+
+/// Judge a run's history and observations. Checks, in order: global observation
+/// invariants, then linearizability of register operations per key.
+pub fn judge(history: &[HistoryEvent], observations: &[Observation]) -> Verdict {
+    let v = check_observations(observations);
+    if v != Verdict::Pass {
+        return v;
+    }
+    simple_register_check(history)
+}
+
+/// Global invariants over node observations.
+pub fn check_observations(obs: &[Observation]) -> Verdict {
+    let mut leaders: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut txns: BTreeMap<i64, (u64, usize)> = BTreeMap::new();
+    let mut last: BTreeMap<usize, i64> = BTreeMap::new();
+    let mut digests: BTreeMap<i64, (u64, usize)> = BTreeMap::new();
+    for o in obs {
+        match &o.what {
+            Observed::Leading { epoch } => {
+                if let Some(&other) = leaders.get(epoch) {
+                    if other != o.server {
+                        return violation(
+                            "one-leader-per-epoch",
+                            format!("s{other} and s{} both lead epoch {epoch}", o.server),
+                        );
+                    }
+                }
+                leaders.insert(*epoch, o.server);
+            }
+            Observed::Committed { zxid, txn_hash } => {
+                if let Some(&(h, other)) = txns.get(zxid) {
+                    if h != *txn_hash {
+                        return violation(
+                            "same-txn-per-zxid",
+                            format!(
+                                "s{other} and s{} committed different txns at zxid {zxid:#x}",
+                                o.server
+                            ),
+                        );
+                    }
+                }
+                txns.insert(*zxid, (*txn_hash, o.server));
+                if let Some(&prev) = last.get(&o.server) {
+                    if *zxid <= prev {
+                        return violation(
+                            "committed-zxid-monotonic",
+                            format!(
+                                "s{} committed {zxid:#x} after {prev:#x} at {}ms",
+                                o.server, o.at_ms
+                            ),
+                        );
+                    }
+                }
+                last.insert(o.server, *zxid);
+            }
+            Observed::Recovered { zxid } => {
+                if let Some(&prev) = last.get(&o.server) {
+                    if *zxid < prev {
+                        return violation(
+                            "committed-zxid-monotonic",
+                            format!(
+                                "s{} recovered to {zxid:#x} after committing {prev:#x} at {}ms",
+                                o.server, o.at_ms
+                            ),
+                        );
+                    }
+                }
+                last.insert(o.server, *zxid);
+            }
+            Observed::Digest { zxid, digest } => {
+                if let Some(&(d, other)) = digests.get(zxid) {
+                    if d != *digest {
+                        return violation(
+                            "same-digest-per-zxid",
+                            format!("s{other} and s{} differ at zxid {zxid:#x}", o.server),
+                        );
+                    }
+                }
+                digests.insert(*zxid, (*digest, o.server));
+            }
+        }
+    }
+    Verdict::Pass
+}
+
+fn violation(check: &str, detail: String) -> Verdict {
+    Verdict::Violation {
+        check: check.to_string(),
+        detail,
+    }
+}
+
+/// One register operation, paired invoke + completion.
+#[derive(Debug, Clone)]
+struct Op {
+    index: usize,
+    f: String,
+    value: Value,
+    /// `Some(false)`: a cas that ran and did not match.
+    cas_matched: Option<bool>,
+    read_value: Value,
+    inv: usize,
+    /// Position of the completion; `usize::MAX` for info / pending.
+    ret: usize,
+    must: bool,
+}
+
+/// Linearizability of `read`/`write`/`cas` per key under the cas-register model (initial
+/// value `null`). Operations with other `f` names are ignored by this check.
+pub fn simple_register_check(history: &[HistoryEvent]) -> Verdict {
+    let mut open: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut by_key: BTreeMap<String, Vec<Op>> = BTreeMap::new();
+    let mut pending: BTreeMap<usize, Op> = BTreeMap::new();
+    for (pos, e) in history.iter().enumerate() {
+        if !matches!(e.f.as_str(), "read" | "write" | "cas") {
+            continue;
+        }
+        match e.kind {
+            EventType::Invoke => {
+                if open.insert(e.process, pos).is_some() {
+                    return violation(
+                        "well-formed",
+                        format!("process {} invoked twice without completion", e.process),
+                    );
+                }
+                pending.insert(
+                    pos,
+                    Op {
+                        index: pos,
+                        f: e.f.clone(),
+                        value: e.value.clone(),
+                        cas_matched: None,
+                        read_value: Value::Null,
+                        inv: pos,
+                        ret: usize::MAX,
+                        must: false,
+                    },
+                );
+            }
+            kind => {
+                let Some(inv) = open.remove(&e.process) else {
+                    return violation(
+                        "well-formed",
+                        format!("completion at line {pos} without invoke"),
+                    );
+                };
+                let mut op = pending.remove(&inv).expect("pending op for open invoke");
+                let key = e.key.clone().unwrap_or_default();
+                match kind {
+                    EventType::Fail => continue,
+                    EventType::Info => {
+                        if op.f == "read" {
+                            continue;
+                        }
+                    }
+                    _ => {
+                        op.ret = pos;
+                        op.must = true;
+                        op.read_value = e.value.clone();
+                        if op.f == "cas" {
+                            op.cas_matched = Some(e.result != Some(Value::Bool(false)));
+                        }
+                    }
+                }
+                by_key.entry(key).or_default().push(op);
+            }
+        }
+    }
+    // Pending invokes: info (reads dropped).
+    for (_, op) in pending {
+        if op.f != "read" {
+            let key = history[op.index].key.clone().unwrap_or_default();
+            by_key.entry(key).or_default().push(op);
+        }
+    }
+    for (key, mut ops) in by_key {
+        ops.sort_by_key(|o| o.inv);
+        match search(&ops) {
+            Some(true) => {}
+            Some(false) => return violation(
+                "linearizable",
+                format!(
+                    "key {key:?}: {} register operations cannot be linearized (cas-register model)",
+                    ops.len()
+                ),
+            ),
+            None => {
+                return Verdict::Unknown {
+                    reason: format!("key {key:?}: search budget exhausted"),
+                }
+            }
+        }
+    }
+    Verdict::Pass
+}
+
+/// Apply `op` to `state`; `None` if not allowed.
+fn step(state: &Value, op: &Op) -> Option<Value> {
+    match op.f.as_str() {
+        "read" => (op.read_value == *state).then(|| state.clone()),
+        "write" => Some(op.value.clone()),
+        "cas" => {
+            let expected = op.value.get(0).cloned().unwrap_or(Value::Null);
+            let new = op.value.get(1).cloned().unwrap_or(Value::Null);
+            match op.cas_matched {
+                Some(false) => (expected != *state).then(|| state.clone()),
+                _ => (expected == *state).then_some(new),
+            }
+        }
+        _ => Some(state.clone()),
+    }
+}
+
+/// Depth-first WGL search with memoisation of (linearized set, state).
+fn search(ops: &[Op]) -> Option<bool> {
+    let n = ops.len();
+    let words = n.div_ceil(64).max(1);
+    let mut seen: HashSet<(Vec<u64>, String)> = HashSet::new();
+    let mut stack: Vec<(Vec<u64>, Value)> = vec![(vec![0; words], Value::Null)];
+    let mut steps = 0usize;
+    let must_total = ops.iter().filter(|o| o.must).count();
+    while let Some((done, state)) = stack.pop() {
+        steps += 1;
+        if steps > SEARCH_BUDGET {
+            return None;
+        }
+        let is_done = |i: usize| done[i / 64] >> (i % 64) & 1 == 1;
+        let musts_done = (0..n).filter(|&i| ops[i].must && is_done(i)).count();
+        if musts_done == must_total {
+            return Some(true);
+        }
+        // Earliest return among un-linearized ops that must take effect.
+        let horizon = (0..n)
+            .filter(|&i| ops[i].must && !is_done(i))
+            .map(|i| ops[i].ret)
+            .min()
+            .unwrap_or(usize::MAX);
+        for i in 0..n {
+            if is_done(i) || ops[i].inv > horizon {
+                continue;
+            }
+            if let Some(next) = step(&state, &ops[i]) {
+                let mut d = done.clone();
+                d[i / 64] |= 1 << (i % 64);
+                let key = (d.clone(), next.to_string());
+                if seen.insert(key) {
+                    stack.push((d, next));
+                }
+            }
+        }
+    }
+    Some(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ev(p: u64, kind: EventType, f: &str, value: Value) -> HistoryEvent {
+        HistoryEvent::new(p, kind, f, Some("k"), value)
+    }
+    use EventType::*;
+
+    #[test]
+    fn sequential_history_passes() {
+        let h = vec![
+            ev(0, Invoke, "write", json!(1)),
+            ev(0, Ok, "write", json!(1)),
+            ev(1, Invoke, "read", Value::Null),
+            ev(1, Ok, "read", json!(1)),
+            ev(0, Invoke, "cas", json!([1, 2])),
+            ev(0, Ok, "cas", json!([1, 2])),
+            ev(1, Invoke, "read", Value::Null),
+            ev(1, Ok, "read", json!(2)),
+        ];
+        assert_eq!(simple_register_check(&h), Verdict::Pass);
+    }
+
+    #[test]
+    fn stale_read_after_completed_write_fails() {
+        let h = vec![
+            ev(0, Invoke, "write", json!(1)),
+            ev(0, Ok, "write", json!(1)),
+            ev(0, Invoke, "write", json!(2)),
+            ev(0, Ok, "write", json!(2)),
+            ev(1, Invoke, "read", Value::Null),
+            ev(1, Ok, "read", json!(1)),
+        ];
+        assert!(matches!(
+            simple_register_check(&h),
+            Verdict::Violation { check, .. } if check == "linearizable"
+        ));
+    }
+
+    #[test]
+    fn concurrent_write_and_info_may_take_effect_late() {
+        let h = vec![
+            ev(0, Invoke, "write", json!(1)),
+            ev(1, Invoke, "read", Value::Null),
+            ev(1, Ok, "read", json!(1)),
+            ev(0, Ok, "write", json!(1)),
+            ev(2, Invoke, "write", json!(3)),
+            ev(2, Info, "write", json!(3)),
+            ev(1, Invoke, "read", Value::Null),
+            ev(1, Ok, "read", json!(1)),
+            ev(1, Invoke, "read", Value::Null),
+            ev(1, Ok, "read", json!(3)),
+        ];
+        assert_eq!(simple_register_check(&h), Verdict::Pass);
+    }
+
+    #[test]
+    fn failed_write_must_not_be_seen_and_cas_false_constrains() {
+        let h = vec![
+            ev(0, Invoke, "write", json!(1)),
+            ev(0, Fail, "write", json!(1)),
+            ev(1, Invoke, "read", Value::Null),
+            ev(1, Ok, "read", json!(1)),
+        ];
+        assert!(matches!(
+            simple_register_check(&h),
+            Verdict::Violation { .. }
+        ));
+        let mut cas_false = ev(0, Ok, "cas", json!([null, 5]));
+        cas_false.result = Some(json!(false));
+        let h = vec![ev(0, Invoke, "cas", json!([null, 5])), cas_false];
+        // Initial value is null, so a non-matching cas on null is impossible.
+        assert!(matches!(
+            simple_register_check(&h),
+            Verdict::Violation { .. }
+        ));
+    }
+
+    #[test]
+    fn lost_acknowledged_write_is_a_violation() {
+        let h = vec![
+            ev(0, Invoke, "write", json!("a")),
+            ev(0, Ok, "write", json!("a")),
+            ev(0, Invoke, "cas", json!(["a", "b"])),
+            ev(0, Ok, "cas", json!(["a", "b"])),
+            ev(1, Invoke, "read", Value::Null),
+            ev(1, Ok, "read", json!("a")),
+        ];
+        assert!(matches!(
+            simple_register_check(&h),
+            Verdict::Violation { .. }
+        ));
+    }
+
+    fn obs(at_ms: u64, server: usize, what: Observed) -> Observation {
+        Observation {
+            at_ms,
+            server,
+            what,
+        }
+    }
+
+    #[test]
+    fn observation_checks() {
+        let ok = vec![
+            obs(1, 0, Observed::Leading { epoch: 1 }),
+            obs(
+                2,
+                0,
+                Observed::Committed {
+                    zxid: 1,
+                    txn_hash: 9,
+                },
+            ),
+            obs(
+                3,
+                1,
+                Observed::Committed {
+                    zxid: 1,
+                    txn_hash: 9,
+                },
+            ),
+            obs(4, 1, Observed::Recovered { zxid: 1 }),
+            obs(5, 1, Observed::Leading { epoch: 2 }),
+        ];
+        assert_eq!(check_observations(&ok), Verdict::Pass);
+        let two_leaders = vec![
+            obs(1, 0, Observed::Leading { epoch: 1 }),
+            obs(2, 1, Observed::Leading { epoch: 1 }),
+        ];
+        assert!(matches!(check_observations(&two_leaders),
+            Verdict::Violation { check, .. } if check == "one-leader-per-epoch"));
+        let diverged = vec![
+            obs(
+                2,
+                0,
+                Observed::Committed {
+                    zxid: 1,
+                    txn_hash: 9,
+                },
+            ),
+            obs(
+                3,
+                1,
+                Observed::Committed {
+                    zxid: 1,
+                    txn_hash: 8,
+                },
+            ),
+        ];
+        assert!(matches!(check_observations(&diverged),
+            Verdict::Violation { check, .. } if check == "same-txn-per-zxid"));
+        let backwards = vec![
+            obs(
+                2,
+                0,
+                Observed::Committed {
+                    zxid: 5,
+                    txn_hash: 9,
+                },
+            ),
+            obs(3, 0, Observed::Recovered { zxid: 4 }),
+        ];
+        assert!(matches!(check_observations(&backwards),
+            Verdict::Violation { check, .. } if check == "committed-zxid-monotonic"));
+    }
+}
