@@ -1,9 +1,8 @@
 //! Per-node wall clocks with offset, drift and jumps, fed to each simulated node's clock
 //! input (madsim has one global clock, so skew must come from here).
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 /// Clock state of one server: `now = true_now + offset + drift_ppm * (true_now - since) / 1e6`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,13 +27,13 @@ impl Skew {
 /// The skews of every server of a run, shared between the fault executor and the nodes.
 #[derive(Debug, Clone, Default)]
 pub struct Clocks {
-    skews: Rc<RefCell<BTreeMap<usize, Skew>>>,
+    skews: Arc<Mutex<BTreeMap<usize, Skew>>>,
 }
 
 impl Clocks {
     /// Set server `i`'s skew from true time `now_ms`.
     pub fn skew(&self, i: usize, offset_ms: i64, drift_ppm: i64, now_ms: u64) {
-        self.skews.borrow_mut().insert(
+        self.skews.lock().expect("clock lock").insert(
             i,
             Skew {
                 offset_ms,
@@ -46,18 +45,24 @@ impl Clocks {
 
     /// Jump server `i`'s clock by `delta_ms`.
     pub fn jump(&self, i: usize, delta_ms: i64) {
-        self.skews.borrow_mut().entry(i).or_default().offset_ms += delta_ms;
+        self.skews
+            .lock()
+            .expect("clock lock")
+            .entry(i)
+            .or_default()
+            .offset_ms += delta_ms;
     }
 
     /// Back to true time.
     pub fn reset(&self, i: usize) {
-        self.skews.borrow_mut().remove(&i);
+        self.skews.lock().expect("clock lock").remove(&i);
     }
 
     /// Server `i`'s reading at true time `true_ms`.
     pub fn read(&self, i: usize, true_ms: u64) -> u64 {
         self.skews
-            .borrow()
+            .lock()
+            .expect("clock lock")
             .get(&i)
             .map_or(true_ms, |s| s.apply(true_ms))
     }

@@ -1,8 +1,7 @@
 //! Recording client operations as invoke/ok/fail/info events in the history format of
 //! `shared/spec/history-format.md` (JSON Lines), with ZooKeeper's extra fields.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -75,32 +74,32 @@ impl HistoryEvent {
     }
 }
 
-/// A shared, append-only history for the tasks of one simulated run (single-threaded
-/// under madsim, hence `Rc<RefCell>`).
+/// A shared, append-only history for the tasks of one simulated run (`Arc<Mutex>` because
+/// madsim's node init closures must be `Send + Sync`; the sim itself is single-threaded).
 #[derive(Debug, Clone, Default)]
 pub struct Recorder {
-    events: Rc<RefCell<Vec<HistoryEvent>>>,
+    events: Arc<Mutex<Vec<HistoryEvent>>>,
 }
 
 impl Recorder {
     /// Append an event.
     pub fn record(&self, event: HistoryEvent) {
-        self.events.borrow_mut().push(event);
+        self.events.lock().expect("history lock").push(event);
     }
 
     /// A copy of every event so far.
     pub fn snapshot(&self) -> Vec<HistoryEvent> {
-        self.events.borrow().clone()
+        self.events.lock().expect("history lock").clone()
     }
 
     /// Number of events so far.
     pub fn len(&self) -> usize {
-        self.events.borrow().len()
+        self.events.lock().expect("history lock").len()
     }
 
     /// True if nothing was recorded.
     pub fn is_empty(&self) -> bool {
-        self.events.borrow().is_empty()
+        self.events.lock().expect("history lock").is_empty()
     }
 }
 

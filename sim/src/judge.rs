@@ -75,6 +75,41 @@ pub enum Observed {
     },
 }
 
+/// Shared sink of node observations for one run.
+#[derive(Debug, Clone, Default)]
+pub struct Observer {
+    events: std::sync::Arc<std::sync::Mutex<Vec<Observation>>>,
+}
+
+impl Observer {
+    /// Record an observation.
+    pub fn observe(&self, at_ms: u64, server: usize, what: Observed) {
+        self.events
+            .lock()
+            .expect("observer lock")
+            .push(Observation {
+                at_ms,
+                server,
+                what,
+            });
+    }
+
+    /// Every observation so far.
+    pub fn snapshot(&self) -> Vec<Observation> {
+        self.events.lock().expect("observer lock").clone()
+    }
+
+    /// The server that most recently announced leadership, if any.
+    pub fn current_leader(&self) -> Option<usize> {
+        self.events
+            .lock()
+            .expect("observer lock")
+            .iter()
+            .rev()
+            .find_map(|o| matches!(o.what, Observed::Leading { .. }).then_some(o.server))
+    }
+}
+
 /// Per-key register operations budget: beyond this many search steps the verdict is
 /// `Unknown`.
 pub const SEARCH_BUDGET: usize = 2_000_000;
@@ -258,13 +293,15 @@ pub fn simple_register_check(history: &[HistoryEvent]) -> Verdict {
         ops.sort_by_key(|o| o.inv);
         match search(&ops) {
             Some(true) => {}
-            Some(false) => return violation(
-                "linearizable",
-                format!(
+            Some(false) => {
+                return violation(
+                    "linearizable",
+                    format!(
                     "key {key:?}: {} register operations cannot be linearized (cas-register model)",
                     ops.len()
                 ),
-            ),
+                )
+            }
             None => {
                 return Verdict::Unknown {
                     reason: format!("key {key:?}: search budget exhausted"),

@@ -1,1 +1,686 @@
-//! One simulated run (madsim only).
+//! One simulated run (madsim builds only): derive nothing here (options come in), start the
+//! servers and clients as simulated nodes, execute the fault plan during the safety phase,
+//! heal everything, run the liveness phase, and judge.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, NodeHandle, Runtime};
+use madsim::time::Instant;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use sha1::{Digest, Sha1};
+
+use crate::campaign::{Class, RunRecord};
+use crate::clock::Clocks;
+use crate::history::{EventType, HistoryEvent, Recorder};
+use crate::judge::{judge, Observation, Observer, Verdict};
+use crate::options::RunOptions;
+use crate::plan::{Fault, FaultPlan};
+use crate::sut::toy::{ToyConn, ToyDisk};
+use crate::sut::{client_ip, server_ip, OpError, SetReply, CLIENT_PORT};
+
+/// Phases of a run, shared with the client tasks.
+const PHASE_SETUP: u8 = 0;
+const PHASE_SAFETY: u8 = 1;
+const PHASE_LIVENESS: u8 = 2;
+const PHASE_DONE: u8 = 3;
+
+/// Everything a run produces.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    /// The record (class, check, hash, ...).
+    pub record: RunRecord,
+    /// The client history.
+    pub history: Vec<HistoryEvent>,
+    /// Node observations.
+    pub observations: Vec<Observation>,
+    /// Notes from the fault executor (what it did, in order).
+    pub notes: Vec<String>,
+}
+
+/// State shared by the supervisor, the servers and the clients of one run.
+#[derive(Clone)]
+struct Shared {
+    opts: Arc<RunOptions>,
+    recorder: Recorder,
+    observer: Observer,
+    clocks: Clocks,
+    disks: Vec<ToyDisk>,
+    phase: Arc<AtomicU8>,
+    setup_done: Arc<AtomicU8>,
+    live_done: Arc<Mutex<BTreeSet<usize>>>,
+    ops: Arc<AtomicU64>,
+    start: Instant,
+}
+
+impl Shared {
+    fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+    fn phase(&self) -> u8 {
+        self.phase.load(Ordering::SeqCst)
+    }
+}
+
+/// Run one seed's options to completion and judge it. Panics inside the simulation are
+/// caught and classed as crashes.
+pub fn run_one(opts: &RunOptions) -> RunOutput {
+    let mut rt = Runtime::with_seed_and_config(opts.seed, madsim::Config::default());
+    rt.set_time_limit(Duration::from_millis(opts.virtual_limit_ms));
+    let o = opts.clone();
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(simulate(o))));
+    match result {
+        Ok(out) => out,
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into());
+            let class = if msg.contains("time limit") {
+                Class::Liveness
+            } else {
+                Class::Crash
+            };
+            RunOutput {
+                record: RunRecord {
+                    scenario: opts.scenario.clone(),
+                    seed: opts.seed,
+                    class,
+                    check: Some(if class == Class::Liveness {
+                        "virtual-time-limit".into()
+                    } else {
+                        "panic".into()
+                    }),
+                    detail: msg,
+                    virtual_ms: opts.virtual_limit_ms,
+                    wall_ms: 0,
+                    ops: 0,
+                    trace_hash: String::new(),
+                },
+                history: Vec::new(),
+                observations: Vec::new(),
+                notes: Vec::new(),
+            }
+        }
+    }
+}
+
+fn server_addr(i: usize) -> SocketAddr {
+    SocketAddr::new(server_ip(i), CLIENT_PORT)
+}
+
+async fn simulate(opts: RunOptions) -> RunOutput {
+    let handle = Handle::current();
+    let net = NetSim::current();
+    let n = opts.total_servers();
+    let shared = Shared {
+        opts: Arc::new(opts.clone()),
+        recorder: Recorder::default(),
+        observer: Observer::default(),
+        clocks: Clocks::default(),
+        disks: (0..n)
+            .map(|i| ToyDisk::new(opts.seed ^ (0x5eed_0000 + i as u64)))
+            .collect(),
+        phase: Arc::new(AtomicU8::new(PHASE_SETUP)),
+        setup_done: Arc::new(AtomicU8::new(0)),
+        live_done: Arc::default(),
+        ops: Arc::default(),
+        start: Instant::now(),
+    };
+    let servers: Vec<NodeHandle> = (0..n)
+        .map(|i| {
+            let sh = shared.clone();
+            handle
+                .create_node()
+                .name(format!("s{i}"))
+                .ip(server_ip(i))
+                .init(move || {
+                    let sh = sh.clone();
+                    async move {
+                        crate::sut::toy::serve(
+                            i,
+                            sh.disks[i].clone(),
+                            sh.observer.clone(),
+                            sh.start,
+                        )
+                        .await
+                    }
+                })
+                .build()
+        })
+        .collect();
+    let clients: Vec<NodeHandle> = (0..opts.clients)
+        .map(|j| {
+            let sh = shared.clone();
+            handle
+                .create_node()
+                .name(format!("c{j}"))
+                .ip(client_ip(j))
+                .init(move || client_main(j, sh.clone()))
+                .build()
+        })
+        .collect();
+    let node_id = |name: &str| -> Option<madsim::task::NodeId> {
+        let i: usize = name.get(1..)?.parse().ok()?;
+        match name.as_bytes().first()? {
+            b's' => servers.get(i).map(|h| h.id()),
+            b'c' => clients.get(i).map(|h| h.id()),
+            _ => None,
+        }
+    };
+
+    // Setup: client 0 creates the registers; wait for it (bounded).
+    let setup_deadline = Duration::from_millis(opts.liveness_ms);
+    let t0 = Instant::now();
+    while shared.setup_done.load(Ordering::SeqCst) == 0 && t0.elapsed() < setup_deadline {
+        madsim::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut notes = Vec::new();
+    if shared.setup_done.load(Ordering::SeqCst) == 0 {
+        return finish(
+            &shared,
+            Verdict::Pass,
+            Some((
+                Class::Liveness,
+                "setup".into(),
+                "registers not created in time".into(),
+            )),
+            notes,
+        );
+    }
+
+    // Safety phase: workload + fault plan.
+    shared.phase.store(PHASE_SAFETY, Ordering::SeqCst);
+    let safety_start = Instant::now();
+    let mut crashed: BTreeSet<usize> = BTreeSet::new();
+    let mut paused: BTreeSet<usize> = BTreeSet::new();
+    let mut paused_clients: BTreeSet<usize> = BTreeSet::new();
+    let mut clogged: Vec<(madsim::task::NodeId, madsim::task::NodeId)> = Vec::new();
+    for ev in &opts.plan.events {
+        let at = Duration::from_millis(ev.at_ms);
+        let elapsed = safety_start.elapsed();
+        if at > elapsed {
+            madsim::time::sleep(at - elapsed).await;
+        }
+        let now_ms = shared.start.elapsed().as_millis() as u64;
+        let note = match &ev.fault {
+            Fault::Partition { cut, .. } => {
+                for [a, b] in cut {
+                    if let (Some(x), Some(y)) = (node_id(a), node_id(b)) {
+                        net.clog_link(x, y);
+                        clogged.push((x, y));
+                    }
+                }
+                format!("clogged {} links", cut.len())
+            }
+            Fault::IsolateLeader { minority } => {
+                match shared.observer.current_leader().filter(|_| n > 1) {
+                    None => "no leader known (or standalone): skipped".to_string(),
+                    Some(leader) => {
+                        let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ ev.at_ms);
+                        let mut others: Vec<usize> = (0..n).filter(|&i| i != leader).collect();
+                        let mut side = vec![leader];
+                        for _ in 0..*minority {
+                            if others.is_empty() {
+                                break;
+                            }
+                            side.push(others.remove(rng.gen_range(0..others.len())));
+                        }
+                        for &a in &side {
+                            for &b in &others {
+                                let (x, y) = (servers[a].id(), servers[b].id());
+                                net.clog_link(x, y);
+                                net.clog_link(y, x);
+                                clogged.push((x, y));
+                                clogged.push((y, x));
+                            }
+                        }
+                        format!("isolated leader s{leader} with {side:?}")
+                    }
+                }
+            }
+            Fault::Heal => {
+                for (x, y) in clogged.drain(..) {
+                    net.unclog_link(x, y);
+                }
+                "healed".into()
+            }
+            Fault::Crash { server, torn_tail } => {
+                if crashed.insert(*server) {
+                    handle.kill(servers[*server].id());
+                    shared.disks[*server].crash();
+                    paused.remove(server);
+                    format!("crashed s{server} (torn_tail={torn_tail})")
+                } else {
+                    format!("s{server} already down")
+                }
+            }
+            Fault::Restart { server } => {
+                if crashed.remove(server) {
+                    handle.restart(servers[*server].id());
+                    format!("restarted s{server}")
+                } else {
+                    format!("s{server} not crashed")
+                }
+            }
+            Fault::Pause { server } => {
+                if !crashed.contains(server) && paused.insert(*server) {
+                    handle.pause(servers[*server].id());
+                }
+                format!("paused s{server}")
+            }
+            Fault::Resume { server } => {
+                if paused.remove(server) {
+                    handle.resume(servers[*server].id());
+                }
+                format!("resumed s{server}")
+            }
+            Fault::ClockSkew {
+                server,
+                offset_ms,
+                drift_ppm,
+            } => {
+                shared.clocks.skew(*server, *offset_ms, *drift_ppm, now_ms);
+                format!("skewed s{server}")
+            }
+            Fault::ClockJump { server, delta_ms } => {
+                shared.clocks.jump(*server, *delta_ms);
+                format!("jumped s{server} clock")
+            }
+            Fault::ClockReset { server } => {
+                shared.clocks.reset(*server);
+                format!("reset s{server} clock")
+            }
+            Fault::NetDelay { min_ms, max_ms } => {
+                let (lo, hi) = (*min_ms, (*max_ms).max(*min_ms + 1));
+                net.update_config(|c| {
+                    c.send_latency = Duration::from_millis(lo)..Duration::from_millis(hi)
+                });
+                "delay".into()
+            }
+            Fault::NetLoss { rate } => {
+                let r = rate.clamp(0.0, 0.9);
+                net.update_config(|c| c.packet_loss_rate = r);
+                "loss".into()
+            }
+            Fault::NetNormal => {
+                net.update_config(|c| *c = madsim::net::Config::default());
+                "net normal".into()
+            }
+            Fault::Disk { server, fault } => {
+                shared.disks[*server].arm(fault);
+                format!("armed {fault:?} on s{server}")
+            }
+            Fault::DiskHeal { server } => {
+                shared.disks[*server].heal();
+                format!("disk healed s{server}")
+            }
+            Fault::BitRot { server } => {
+                if n == 1 {
+                    "bit rot skipped: a standalone server cannot survive it".into()
+                } else {
+                    shared.disks[*server].rot();
+                    format!("bit rot on s{server}")
+                }
+            }
+            Fault::ClientPause { client } => {
+                if *client < clients.len() && paused_clients.insert(*client) {
+                    handle.pause(clients[*client].id());
+                }
+                format!("paused c{client}")
+            }
+            Fault::ClientResume { client } => {
+                if paused_clients.remove(client) {
+                    handle.resume(clients[*client].id());
+                }
+                format!("resumed c{client}")
+            }
+        };
+        notes.push(format!("{}ms {}", ev.at_ms, note));
+    }
+    let safety = Duration::from_millis(opts.safety_ms);
+    let elapsed = safety_start.elapsed();
+    if safety > elapsed {
+        madsim::time::sleep(safety - elapsed).await;
+    }
+
+    // Heal everything.
+    for (x, y) in clogged.drain(..) {
+        net.unclog_link(x, y);
+    }
+    net.update_config(|c| *c = madsim::net::Config::default());
+    for (i, server) in servers.iter().enumerate() {
+        shared.clocks.reset(i);
+        shared.disks[i].heal();
+        if paused.remove(&i) {
+            handle.resume(server.id());
+        }
+        if crashed.remove(&i) || handle.is_exit(server.id()) {
+            handle.restart(server.id());
+            notes.push(format!("heal: restarted s{i}"));
+        }
+    }
+    for j in std::mem::take(&mut paused_clients) {
+        handle.resume(clients[j].id());
+    }
+    notes.push("heal: everything".into());
+
+    // Liveness phase: every client must complete a sync + read of every key.
+    shared.phase.store(PHASE_LIVENESS, Ordering::SeqCst);
+    let live_start = Instant::now();
+    let bound = Duration::from_millis(opts.liveness_ms);
+    while shared.live_done.lock().expect("live").len() < opts.clients
+        && live_start.elapsed() < bound
+    {
+        madsim::time::sleep(Duration::from_millis(20)).await;
+    }
+    shared.phase.store(PHASE_DONE, Ordering::SeqCst);
+    let done = shared.live_done.lock().expect("live").clone();
+    let liveness = (done.len() < opts.clients).then(|| {
+        let missing: Vec<String> = (0..opts.clients)
+            .filter(|j| !done.contains(j))
+            .map(|j| format!("c{j}"))
+            .collect();
+        (
+            Class::Liveness,
+            "clients-served".to_string(),
+            format!(
+                "{} did not get answers within {}ms after healing",
+                missing.join(","),
+                opts.liveness_ms
+            ),
+        )
+    });
+    let history = shared.recorder.snapshot();
+    let observations = shared.observer.snapshot();
+    let verdict = judge(&history, &observations);
+    finish(&shared, verdict, liveness, notes)
+}
+
+fn finish(
+    shared: &Shared,
+    verdict: Verdict,
+    liveness: Option<(Class, String, String)>,
+    notes: Vec<String>,
+) -> RunOutput {
+    let history = shared.recorder.snapshot();
+    let observations = shared.observer.snapshot();
+    let (class, check, detail) = match verdict {
+        Verdict::Violation { check, detail } => (Class::Safety, Some(check), detail),
+        Verdict::Unknown { reason } => (Class::Pass, Some("unknown".into()), reason),
+        Verdict::Pass => match liveness {
+            Some((c, check, detail)) => (c, Some(check), detail),
+            None => (Class::Pass, None, String::new()),
+        },
+    };
+    let record = RunRecord {
+        scenario: shared.opts.scenario.clone(),
+        seed: shared.opts.seed,
+        class,
+        check,
+        detail,
+        virtual_ms: shared.start.elapsed().as_millis() as u64,
+        wall_ms: 0,
+        ops: shared.ops.load(Ordering::SeqCst),
+        trace_hash: trace_hash(&shared.opts.plan, &history, &observations, &notes),
+    };
+    RunOutput {
+        record,
+        history,
+        observations,
+        notes,
+    }
+}
+
+/// SHA-1 over the plan, the history, the observations and the executor's notes.
+pub fn trace_hash(
+    plan: &FaultPlan,
+    history: &[HistoryEvent],
+    observations: &[Observation],
+    notes: &[String],
+) -> String {
+    let mut h = Sha1::new();
+    h.update(serde_json::to_vec(plan).expect("plan serialises"));
+    h.update(crate::history::to_jsonl(history).as_bytes());
+    h.update(serde_json::to_vec(observations).expect("observations serialise"));
+    h.update(notes.join("\n").as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A client's view of the registers it last read: key -> (value, version).
+type Known = std::collections::BTreeMap<String, (Value, i32)>;
+
+/// Names of the register keys.
+fn keys(opts: &RunOptions) -> Vec<String> {
+    (0..opts.workload.keys).map(|k| format!("/r{k}")).collect()
+}
+
+struct ClientCtx {
+    j: usize,
+    sh: Shared,
+    rng: ChaCha8Rng,
+    conn: Option<ToyConn>,
+    server: usize,
+    process: u64,
+    generation: u64,
+    counter: u64,
+    known: Known,
+}
+
+impl ClientCtx {
+    fn event(&self, kind: EventType, f: &str, key: &str, value: Value) -> HistoryEvent {
+        let mut e = HistoryEvent::new(self.process, kind, f, Some(key), value);
+        e.time = self.sh.now_ns();
+        e.node = Some(format!("s{}", self.server));
+        e
+    }
+
+    async fn conn(&mut self) -> Result<&mut ToyConn, OpError> {
+        if self.conn.is_none() {
+            let n = self.sh.opts.total_servers();
+            self.server = self.rng.gen_range(0..n);
+            let timeout = Duration::from_millis(self.sh.opts.workload.op_timeout_ms);
+            self.conn = Some(ToyConn::connect(server_addr(self.server), timeout).await?);
+        }
+        Ok(self.conn.as_mut().expect("connected"))
+    }
+
+    /// After an indeterminate result, the process is "crashed" (Jepsen): continue with a
+    /// fresh process id so one operation is in flight per process.
+    fn lost(&mut self) {
+        self.conn = None;
+        self.generation += 1;
+        self.process = self.j as u64 + self.sh.opts.clients as u64 * self.generation;
+    }
+
+    fn complete(&mut self, mut ev: HistoryEvent, res: Result<(), OpError>) {
+        match res {
+            Ok(()) => {
+                self.sh.ops.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(OpError::Definite(e)) => {
+                ev.kind = EventType::Fail;
+                ev.error = Some(e);
+                self.conn = None;
+            }
+            Err(OpError::Indeterminate(e)) => {
+                ev.kind = EventType::Info;
+                ev.error = Some(e);
+            }
+        }
+        let lost = ev.kind == EventType::Info;
+        self.sh.recorder.record(ev);
+        if lost {
+            self.lost();
+        }
+    }
+
+    async fn read(&mut self, key: &str, sync_first: bool) -> bool {
+        let f = "read";
+        let inv = self.event(EventType::Invoke, f, key, Value::Null);
+        self.sh.recorder.record(inv);
+        let res = async {
+            let c = self.conn().await?;
+            if sync_first {
+                c.sync(key).await?;
+            }
+            c.get_data(key).await
+        }
+        .await;
+        let mut ev = self.event(EventType::Ok, f, key, Value::Null);
+        let ok = res.is_ok();
+        let res = res.map(|r| {
+            let v = r.data.map_or(Value::Null, Value::String);
+            self.known.insert(key.to_string(), (v.clone(), r.version));
+            ev.value = v;
+            ev.zxid = Some(r.zxid);
+        });
+        self.complete(ev, res);
+        ok
+    }
+
+    async fn write(&mut self, key: &str, cas: bool) {
+        self.counter += 1;
+        let new = Value::String(format!("c{}-{}", self.j, self.counter));
+        let (f, arg, version) = match (cas, self.known.get(key).cloned()) {
+            (true, Some((old, version))) => ("cas", json!([old, new]), version),
+            _ => ("write", new.clone(), -1),
+        };
+        self.sh
+            .recorder
+            .record(self.event(EventType::Invoke, f, key, arg.clone()));
+        let data = new.as_str().unwrap_or_default().to_string();
+        let res = async {
+            let c = self.conn().await?;
+            c.set_data(key, &data, version).await
+        }
+        .await;
+        let mut ev = self.event(EventType::Ok, f, key, arg);
+        let res = res.and_then(|r| match r {
+            SetReply::Ok { version, zxid } => {
+                self.known.insert(key.to_string(), (new.clone(), version));
+                ev.zxid = Some(zxid);
+                Ok(())
+            }
+            SetReply::BadVersion if cas => {
+                self.known.remove(key);
+                ev.result = Some(Value::Bool(false));
+                Ok(())
+            }
+            SetReply::BadVersion => Err(OpError::Definite("BadVersion".into())),
+            SetReply::NoNode => Err(OpError::Definite("NoNode".into())),
+        });
+        self.complete(ev, res);
+    }
+}
+
+async fn client_main(j: usize, sh: Shared) {
+    let opts = Arc::clone(&sh.opts);
+    let mut cx = ClientCtx {
+        j,
+        rng: ChaCha8Rng::seed_from_u64(opts.seed.wrapping_mul(31).wrapping_add(j as u64 + 1)),
+        sh: sh.clone(),
+        conn: None,
+        server: 0,
+        process: j as u64,
+        generation: 0,
+        counter: 0,
+        known: Known::new(),
+    };
+    let keys = keys(&opts);
+    if j == 0 {
+        // Setup: create every register with an initial value (recorded as writes).
+        for key in &keys {
+            loop {
+                cx.sh
+                    .recorder
+                    .record(cx.event(EventType::Invoke, "write", key, json!("init")));
+                let res = async {
+                    let c = cx.conn().await?;
+                    c.create(key, "init").await
+                }
+                .await;
+                let mut ev = cx.event(EventType::Ok, "write", key, json!("init"));
+                match res {
+                    Ok((true, zxid)) => {
+                        ev.zxid = Some(zxid);
+                        cx.complete(ev, Ok(()));
+                        break;
+                    }
+                    Ok((false, _)) => {
+                        // Created by an earlier attempt whose reply was lost: keep the
+                        // earlier invoke as the write; this one did nothing.
+                        cx.complete(ev, Err(OpError::Definite("NodeExists".into())));
+                        break;
+                    }
+                    Err(e) => {
+                        cx.complete(ev, Err(e));
+                        madsim::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+        sh.setup_done.store(1, Ordering::SeqCst);
+    }
+    while sh.phase() == PHASE_SETUP {
+        madsim::time::sleep(Duration::from_millis(5)).await;
+    }
+    let w = opts.workload.clone();
+    let weights = [w.register.max(1) * 2, w.register, w.sync_read];
+    let total: u32 = weights.iter().sum();
+    while sh.phase() == PHASE_SAFETY {
+        if sh.ops.load(Ordering::SeqCst) as usize >= opts.max_ops {
+            madsim::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        let key = keys[cx.rng.gen_range(0..keys.len())].clone();
+        let mut pick = cx.rng.gen_range(0..total);
+        let choice = weights
+            .iter()
+            .position(|&wt| {
+                if pick < wt {
+                    true
+                } else {
+                    pick -= wt;
+                    false
+                }
+            })
+            .unwrap_or(0);
+        match choice {
+            0 => {
+                let cas = cx.rng.gen_bool(0.7);
+                cx.write(&key, cas).await
+            }
+            1 => {
+                cx.read(&key, false).await;
+            }
+            _ => {
+                cx.read(&key, true).await;
+            }
+        }
+        let think = cx.rng.gen_range(w.think_ms[0]..=w.think_ms[1]);
+        madsim::time::sleep(Duration::from_millis(think)).await;
+    }
+    // Liveness: sync + read every key, retrying until all succeed or the run ends.
+    let mut pending: Vec<String> = keys.clone();
+    while sh.phase() == PHASE_LIVENESS && !pending.is_empty() {
+        let key = pending[0].clone();
+        if cx.read(&key, true).await {
+            pending.remove(0);
+        } else {
+            madsim::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    if pending.is_empty() {
+        sh.live_done.lock().expect("live").insert(j);
+    }
+    std::future::pending::<()>().await;
+}
