@@ -112,7 +112,7 @@ impl Observer {
 
 /// Per-key register operations budget: beyond this many search steps the verdict is
 /// `Unknown`.
-pub const SEARCH_BUDGET: usize = 2_000_000;
+pub const SEARCH_BUDGET: usize = 300_000;
 
 /// Judge a run's history and observations. Checks, in order: global observation
 /// invariants, then linearizability of register operations per key.
@@ -329,40 +329,51 @@ fn step(state: &Value, op: &Op) -> Option<Value> {
     }
 }
 
-/// Depth-first WGL search with memoisation of (linearized set, state).
+/// Depth-first WGL search with memoisation of (linearized set, state). `ops` are sorted by
+/// invocation position.
 fn search(ops: &[Op]) -> Option<bool> {
     let n = ops.len();
     let words = n.div_ceil(64).max(1);
-    let mut seen: HashSet<(Vec<u64>, String)> = HashSet::new();
-    let mut stack: Vec<(Vec<u64>, Value)> = vec![(vec![0; words], Value::Null)];
-    let mut steps = 0usize;
     let must_total = ops.iter().filter(|o| o.must).count();
-    while let Some((done, state)) = stack.pop() {
-        steps += 1;
-        if steps > SEARCH_BUDGET {
-            return None;
-        }
-        let is_done = |i: usize| done[i / 64] >> (i % 64) & 1 == 1;
-        let musts_done = (0..n).filter(|&i| ops[i].must && is_done(i)).count();
-        if musts_done == must_total {
+    let mut seen: HashSet<(Vec<u64>, String)> = HashSet::new();
+    // (linearized set, state, musts linearized, first index not yet linearized)
+    let mut stack: Vec<(Vec<u64>, Value, usize, usize)> = vec![(vec![0; words], Value::Null, 0, 0)];
+    let mut steps = 0usize;
+    while let Some((done, state, musts, mut lo)) = stack.pop() {
+        if musts == must_total {
             return Some(true);
         }
-        // Earliest return among un-linearized ops that must take effect.
-        let horizon = (0..n)
-            .filter(|&i| ops[i].must && !is_done(i))
-            .map(|i| ops[i].ret)
-            .min()
-            .unwrap_or(usize::MAX);
-        for i in 0..n {
-            if is_done(i) || ops[i].inv > horizon {
+        let is_done = |i: usize| done[i / 64] >> (i % 64) & 1 == 1;
+        while lo < n && is_done(lo) {
+            lo += 1;
+        }
+        // Earliest return among un-linearized ops that must take effect; only ops invoked
+        // before it can be linearized next.
+        let mut horizon = usize::MAX;
+        for (i, op) in ops.iter().enumerate().skip(lo) {
+            if op.inv > horizon {
+                break;
+            }
+            if op.must && !is_done(i) {
+                horizon = horizon.min(op.ret);
+            }
+        }
+        for (i, op) in ops.iter().enumerate().skip(lo) {
+            if op.inv > horizon {
+                break;
+            }
+            if is_done(i) {
                 continue;
             }
-            if let Some(next) = step(&state, &ops[i]) {
+            steps += 1;
+            if steps > SEARCH_BUDGET {
+                return None;
+            }
+            if let Some(next) = step(&state, op) {
                 let mut d = done.clone();
                 d[i / 64] |= 1 << (i % 64);
-                let key = (d.clone(), next.to_string());
-                if seen.insert(key) {
-                    stack.push((d, next));
+                if seen.insert((d.clone(), next.to_string())) {
+                    stack.push((d, next, musts + usize::from(op.must), lo));
                 }
             }
         }

@@ -200,7 +200,34 @@ async fn simulate(opts: RunOptions) -> RunOutput {
     // Safety phase: workload + fault plan.
     shared.phase.store(PHASE_SAFETY, Ordering::SeqCst);
     let safety_start = Instant::now();
-    let mut crashed: BTreeSet<usize> = BTreeSet::new();
+    // Servers that are down: crashed by the plan, or stopped by themselves (a failed fsync
+    // stops the node) and reaped: madsim leaves an exited node's sockets bound, a real
+    // process exit closes them, so the reaper kills exited nodes (and their unsynced
+    // writes) like a crash.
+    let down: Arc<Mutex<BTreeSet<usize>>> = Arc::default();
+    let shared_notes: Arc<Mutex<Vec<String>>> = Arc::default();
+    {
+        let (down, notes, sh) = (Arc::clone(&down), Arc::clone(&shared_notes), shared.clone());
+        let ids: Vec<madsim::task::NodeId> = servers.iter().map(|s| s.id()).collect();
+        let handle = handle.clone();
+        madsim::task::spawn(async move {
+            loop {
+                madsim::time::sleep(Duration::from_millis(20)).await;
+                for (i, id) in ids.iter().enumerate() {
+                    let mut d = down.lock().expect("down");
+                    if !d.contains(&i) && handle.is_exit(*id) {
+                        handle.kill(*id);
+                        sh.disks[i].crash();
+                        d.insert(i);
+                        notes.lock().expect("notes").push(format!(
+                            "{}ms s{i} stopped by itself (reaped)",
+                            sh.start.elapsed().as_millis()
+                        ));
+                    }
+                }
+            }
+        });
+    }
     let mut paused: BTreeSet<usize> = BTreeSet::new();
     let mut paused_clients: BTreeSet<usize> = BTreeSet::new();
     let mut clogged: Vec<(madsim::task::NodeId, madsim::task::NodeId)> = Vec::new();
@@ -254,7 +281,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                 "healed".into()
             }
             Fault::Crash { server, torn_tail } => {
-                if crashed.insert(*server) {
+                if down.lock().expect("down").insert(*server) {
                     handle.kill(servers[*server].id());
                     shared.disks[*server].crash();
                     paused.remove(server);
@@ -264,7 +291,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                 }
             }
             Fault::Restart { server } => {
-                if crashed.remove(server) {
+                if down.lock().expect("down").remove(server) {
                     handle.restart(servers[*server].id());
                     format!("restarted s{server}")
                 } else {
@@ -272,7 +299,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                 }
             }
             Fault::Pause { server } => {
-                if !crashed.contains(server) && paused.insert(*server) {
+                if !down.lock().expect("down").contains(server) && paused.insert(*server) {
                     handle.pause(servers[*server].id());
                 }
                 format!("paused s{server}")
@@ -363,7 +390,12 @@ async fn simulate(opts: RunOptions) -> RunOutput {
         if paused.remove(&i) {
             handle.resume(server.id());
         }
-        if crashed.remove(&i) || handle.is_exit(server.id()) {
+        let was_down = down.lock().expect("down").remove(&i);
+        if was_down || handle.is_exit(server.id()) {
+            if !was_down {
+                handle.kill(server.id());
+                shared.disks[i].crash();
+            }
             handle.restart(server.id());
             notes.push(format!("heal: restarted s{i}"));
         }
@@ -372,6 +404,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
         handle.resume(clients[j].id());
     }
     notes.push("heal: everything".into());
+    notes.extend(shared_notes.lock().expect("notes").drain(..));
 
     // Liveness phase: every client must complete a sync + read of every key.
     shared.phase.store(PHASE_LIVENESS, Ordering::SeqCst);
