@@ -27,7 +27,9 @@ pub fn make_zxid(epoch: u32, counter: u32) -> Zxid {
 }
 
 /// A znode's metadata, field for field ZooKeeper's `Stat` record.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Stat {
     pub czxid: Zxid,
     pub mzxid: Zxid,
@@ -43,7 +45,9 @@ pub struct Stat {
 }
 
 /// An ACL identity: `scheme:id`, e.g. `world:anyone`, `digest:bob:base64hash`, `ip:127.0.0.1`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Id {
     pub scheme: String,
     pub id: String,
@@ -51,7 +55,10 @@ pub struct Id {
 
 impl Id {
     pub fn new(scheme: &str, id: &str) -> Id {
-        Id { scheme: scheme.to_string(), id: id.to_string() }
+        Id {
+            scheme: scheme.to_string(),
+            id: id.to_string(),
+        }
     }
     /// `world:anyone`.
     pub fn anyone() -> Id {
@@ -60,7 +67,9 @@ impl Id {
 }
 
 /// One ACL entry: permissions granted to an identity.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Acl {
     pub perms: i32,
     pub id: Id,
@@ -69,7 +78,10 @@ pub struct Acl {
 impl Acl {
     /// `world:anyone` with every permission: ZooKeeper's `OPEN_ACL_UNSAFE`.
     pub fn open_unsafe() -> Vec<Acl> {
-        vec![Acl { perms: perms::ALL, id: Id::anyone() }]
+        vec![Acl {
+            perms: perms::ALL,
+            id: Id::anyone(),
+        }]
     }
 }
 
@@ -258,7 +270,10 @@ impl CreateMode {
         }
     }
     pub fn is_ephemeral(self) -> bool {
-        matches!(self, CreateMode::Ephemeral | CreateMode::EphemeralSequential)
+        matches!(
+            self,
+            CreateMode::Ephemeral | CreateMode::EphemeralSequential
+        )
     }
     pub fn is_sequential(self) -> bool {
         matches!(
@@ -272,7 +287,10 @@ impl CreateMode {
         matches!(self, CreateMode::Container)
     }
     pub fn is_ttl(self) -> bool {
-        matches!(self, CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl)
+        matches!(
+            self,
+            CreateMode::PersistentWithTtl | CreateMode::PersistentSequentialWithTtl
+        )
     }
 }
 

@@ -1,3 +1,147 @@
-fn main() {
-    println!("zabkeeper");
+//! `zabkeeper`: the server, the command-line client, and operator tools.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use zabkeeper::runtime::{self, ServerConfig, SystemClock};
+
+#[derive(Parser)]
+#[command(
+    name = "zabkeeper",
+    version,
+    about = "A ZooKeeper-compatible coordination service"
+)]
+struct Cli {
+    /// Log output format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a server, from a zoo.cfg or from the quick flags.
+    Server(ServerArgs),
+    /// Print the txns of a transaction log file.
+    DumpLog { file: PathBuf },
+    /// Print the contents of a snapshot file.
+    DumpSnapshot { file: PathBuf },
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// ZooKeeper's zoo.cfg.
+    #[arg(long, conflicts_with_all = ["port", "data_dir"])]
+    config: Option<PathBuf>,
+    /// Client port (quick form).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Data directory for snapshots, logs and epochs (quick form).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (quick form).
+    #[arg(long, default_value = "127.0.0.1")]
+    address: std::net::IpAddr,
+    /// tickTime in milliseconds (quick form).
+    #[arg(long)]
+    tick_time: Option<u64>,
+    /// Four-letter words to allow, comma separated, or * (quick form).
+    #[arg(long)]
+    four_letter_words: Option<String>,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn server_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
+    if let Some(path) = &args.config {
+        return Ok(ServerConfig::from_file(path)?);
+    }
+    let (Some(port), Some(dir)) = (args.port, args.data_dir.clone()) else {
+        anyhow::bail!("give either --config zoo.cfg, or both --port and --data-dir");
+    };
+    let mut cfg = ServerConfig::standalone(port, dir);
+    cfg.client_port_address = args.address;
+    if let Some(t) = args.tick_time {
+        anyhow::ensure!(t > 0, "--tick-time must be positive");
+        cfg.tick_time_ms = t;
+        cfg.min_session_timeout_ms = (2 * t) as i32;
+        cfg.max_session_timeout_ms = (20 * t) as i32;
+    }
+    if let Some(w) = &args.four_letter_words {
+        cfg.four_letter_words = w.split(',').map(|s| s.trim().to_string()).collect();
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let config = server_config(&args)?;
+    if !config.servers.is_empty() {
+        tracing::warn!(
+            "server.N entries found: replication is not available yet; running as a standalone \
+             server with myid {}",
+            config.my_id
+        );
+    }
+    let storage = runtime::open_file_storage(&config)?;
+    let handle = runtime::start(config, storage, Arc::new(SystemClock)).await?;
+    let stop = handle.stopper();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("interrupted: shutting down");
+            stop.stop();
+        }
+    });
+    handle.wait().await?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result: anyhow::Result<i32> = rt.block_on(async move {
+        match cli.command {
+            Command::Server(args) => run_server(args).await.map(|_| 0),
+            Command::DumpLog { file } => runtime::tools::dump_log_file(&file).map(|_| 0),
+            Command::DumpSnapshot { file } => runtime::tools::dump_snapshot_file(&file).map(|_| 0),
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("zabkeeper: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }

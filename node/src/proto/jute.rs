@@ -53,7 +53,10 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], JuteError> {
         if self.remaining() < n {
-            return Err(JuteError::Truncated { offset: self.pos, needed: n - self.remaining() });
+            return Err(JuteError::Truncated {
+                offset: self.pos,
+                needed: n - self.remaining(),
+            });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -153,11 +156,17 @@ impl<'a> Reader<'a> {
     }
 
     pub fn read_id(&mut self) -> Result<Id, JuteError> {
-        Ok(Id { scheme: self.read_string()?, id: self.read_string()? })
+        Ok(Id {
+            scheme: self.read_string()?,
+            id: self.read_string()?,
+        })
     }
 
     pub fn read_acl(&mut self) -> Result<Acl, JuteError> {
-        Ok(Acl { perms: self.read_int()?, id: self.read_id()? })
+        Ok(Acl {
+            perms: self.read_int()?,
+            id: self.read_id()?,
+        })
     }
 
     pub fn read_acl_vec(&mut self) -> Result<Vec<Acl>, JuteError> {
@@ -196,11 +205,15 @@ pub struct Writer {
 
 impl Writer {
     pub fn new() -> Writer {
-        Writer { buf: BytesMut::new() }
+        Writer {
+            buf: BytesMut::new(),
+        }
     }
 
     pub fn with_capacity(n: usize) -> Writer {
-        Writer { buf: BytesMut::with_capacity(n) }
+        Writer {
+            buf: BytesMut::with_capacity(n),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -313,7 +326,13 @@ mod tests {
         w.write_string("héllo");
         w.write_buffer_opt(None);
         w.write_string_vec(&["a".into(), "bc".into()]);
-        let stat = Stat { czxid: 1, mzxid: 2, pzxid: 3, version: 4, ..Stat::default() };
+        let stat = Stat {
+            czxid: 1,
+            mzxid: 2,
+            pzxid: 3,
+            version: 4,
+            ..Stat::default()
+        };
         w.write_stat(&stat);
         w.write_acl_vec(&Acl::open_unsafe());
         let b = w.into_bytes();
@@ -323,7 +342,10 @@ mod tests {
         assert!(r.read_bool().unwrap());
         assert_eq!(r.read_string().unwrap(), "héllo");
         assert_eq!(r.read_buffer_opt().unwrap(), None);
-        assert_eq!(r.read_string_vec().unwrap(), vec!["a".to_string(), "bc".to_string()]);
+        assert_eq!(
+            r.read_string_vec().unwrap(),
+            vec!["a".to_string(), "bc".to_string()]
+        );
         assert_eq!(r.read_stat().unwrap(), stat);
         assert_eq!(r.read_acl_vec().unwrap(), Acl::open_unsafe());
         assert!(r.is_empty());
@@ -332,7 +354,10 @@ mod tests {
     #[test]
     fn stat_is_68_bytes_big_endian() {
         let mut w = Writer::new();
-        w.write_stat(&Stat { czxid: 0x0102, ..Stat::default() });
+        w.write_stat(&Stat {
+            czxid: 0x0102,
+            ..Stat::default()
+        });
         assert_eq!(w.len(), 68);
         assert_eq!(&w.as_slice()[..8], &[0, 0, 0, 0, 0, 0, 1, 2]);
     }
@@ -341,15 +366,27 @@ mod tests {
     fn hostile_lengths_are_errors_not_allocations() {
         // A vector claiming 2^31-1 elements in a 4-byte input.
         let b = i32::MAX.to_be_bytes();
-        assert!(matches!(Reader::new(&b).read_string_vec(), Err(JuteError::BadLength { .. })));
+        assert!(matches!(
+            Reader::new(&b).read_string_vec(),
+            Err(JuteError::BadLength { .. })
+        ));
         // A negative length other than -1.
         let b = (-7i32).to_be_bytes();
-        assert!(matches!(Reader::new(&b).read_buffer(), Err(JuteError::BadLength { .. })));
+        assert!(matches!(
+            Reader::new(&b).read_buffer(),
+            Err(JuteError::BadLength { .. })
+        ));
         // Truncated input.
-        assert!(matches!(Reader::new(&[0, 0]).read_int(), Err(JuteError::Truncated { .. })));
+        assert!(matches!(
+            Reader::new(&[0, 0]).read_int(),
+            Err(JuteError::Truncated { .. })
+        ));
         // Invalid UTF-8.
         let mut w = Writer::new();
         w.write_buffer(&[0xff, 0xfe]);
-        assert!(matches!(Reader::new(w.as_slice()).read_string(), Err(JuteError::BadUtf8 { .. })));
+        assert!(matches!(
+            Reader::new(w.as_slice()).read_string(),
+            Err(JuteError::BadUtf8 { .. })
+        ));
     }
 }

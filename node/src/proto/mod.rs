@@ -1,3 +1,4 @@
 //! Wire codecs: ZooKeeper's client protocol (jute) and peer messages. Pure.
 
+pub mod client;
 pub mod jute;

@@ -1,1 +1,278 @@
-//! See ARCHITECTURE.md.
+//! Durability: the transaction log, snapshots and the ZAB epoch files.
+//!
+//! The [`Storage`] trait is what the runtime drives; [`FileStorage`] implements it over a
+//! small file-system trait [`Fs`], which has a real implementation ([`RealFs`]) and an
+//! in-memory disk with crash semantics and seeded faults for the simulator ([`SimFs`]).
+//!
+//! Txns and snapshots are opaque bytes here: a txn is `(zxid, bytes)`, a snapshot is
+//! `(zxid, bytes)`. The tree's codec lives in `state`.
+//!
+//! On-disk layout follows ZooKeeper so operators recognise the files:
+//! `<dataLogDir>/version-2/log.<hex zxid>`, `<dataDir>/version-2/snapshot.<hex zxid>`,
+//! `<dataDir>/version-2/acceptedEpoch` and `currentEpoch`. The record framing is our own
+//! (length + CRC32C + zxid + payload); see [`format`].
+//!
+//! ```
+//! use zabkeeper::storage::{FileStorage, FileStorageOptions, SimFs, Storage};
+//! use zabkeeper::types::make_zxid;
+//!
+//! let disk = SimFs::new(7); // or RealFs on a real server
+//! let mut st = FileStorage::open(disk.clone(), FileStorageOptions::small("/data", "/data"))?;
+//! let recovered = st.recover()?; // newest valid snapshot + every txn after it
+//! assert_eq!(recovered.last_zxid(), 0);
+//! st.append(make_zxid(1, 1), b"txn bytes")?;
+//! assert_eq!(st.sync()?, make_zxid(1, 1)); // durable: now the ACK may go out
+//! drop(st);
+//! disk.crash_lose_all(); // power loss
+//! let mut st = FileStorage::open(disk, FileStorageOptions::small("/data", "/data"))?;
+//! assert_eq!(st.recover()?.txns, vec![(make_zxid(1, 1), b"txn bytes".to_vec())]);
+//! # Ok::<(), zabkeeper::storage::StorageError>(())
+//! ```
+
+pub mod dump;
+pub mod file;
+pub mod format;
+pub mod fs;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::types::{zxid_counter, zxid_epoch, Zxid};
+
+pub use file::{FileStorage, FileStorageOptions};
+pub use fs::{Fs, FsFile, RealFs, SimFs, SimFsFaults};
+
+/// The two epochs ZAB keeps on disk (ZooKeeper's `acceptedEpoch` and `currentEpoch` files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Epochs {
+    /// The last epoch this peer accepted in a NEWEPOCH (discovery phase).
+    pub accepted_epoch: u32,
+    /// The last epoch this peer acknowledged with a NEWLEADER (synchronisation phase).
+    pub current_epoch: u32,
+}
+
+/// What a node restarts from: the newest valid snapshot and every txn logged after it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Recovered {
+    /// The newest valid snapshot, if any: `(zxid, bytes)`.
+    pub snapshot: Option<(Zxid, Vec<u8>)>,
+    /// Every logged txn with a zxid greater than the snapshot's, in zxid order.
+    pub txns: Vec<(Zxid, Vec<u8>)>,
+}
+
+impl Recovered {
+    /// The zxid of the last txn, or of the snapshot, or 0 for an empty history.
+    pub fn last_zxid(&self) -> Zxid {
+        self.txns
+            .last()
+            .map(|(z, _)| *z)
+            .or(self.snapshot.as_ref().map(|(z, _)| *z))
+            .unwrap_or(0)
+    }
+}
+
+/// The durable state of one ZooKeeper server: txn log, snapshots and epochs.
+///
+/// Synchronous: the runtime decides which thread or task runs it. Every error is final
+/// for log and epoch operations (a failed fsync is never retried: see [`StorageError::Failed`]).
+pub trait Storage {
+    /// Appends a txn. Buffered, not durable until [`Storage::sync`] returns.
+    ///
+    /// `zxid` must follow the last logged zxid (or the newest snapshot's): the same epoch
+    /// with counter + 1, or a newer epoch with counter 1.
+    fn append(&mut self, zxid: Zxid, txn: &[u8]) -> Result<(), StorageError>;
+    /// Makes every appended txn durable (fsync, unless `forceSync=no`); returns the zxid
+    /// durable up to.
+    fn sync(&mut self) -> Result<Zxid, StorageError>;
+    /// The newest zxid this storage holds: the last appended txn, or the newest snapshot
+    /// if that is newer, or 0 when empty.
+    fn last_logged_zxid(&self) -> Zxid;
+    /// Every logged txn with a zxid greater than `zxid`, in order (includes txns appended but
+    /// not yet synced).
+    fn read_txns_after(&mut self, zxid: Zxid) -> Result<Vec<(Zxid, Vec<u8>)>, StorageError>;
+    /// ZAB's TRUNC: durably drops every txn (and snapshot) with a zxid greater than `zxid`.
+    fn truncate_after(&mut self, zxid: Zxid) -> Result<(), StorageError>;
+    /// Durably writes a snapshot: temporary name, fsync, rename, fsync of the directory.
+    fn write_snapshot(&mut self, zxid: Zxid, bytes: &[u8]) -> Result<(), StorageError>;
+    /// The newest snapshot whose header, CRC and trailer are valid.
+    fn load_newest_snapshot(&mut self) -> Result<Option<(Zxid, Vec<u8>)>, StorageError>;
+    /// Deletes old snapshots and the logs only they need, keeping the newest
+    /// `max(retain_snapshots, 3)` valid snapshots (`autopurge.snapRetainCount`).
+    fn purge(&mut self, retain_snapshots: usize) -> Result<(), StorageError>;
+    /// The epochs as last durably written.
+    fn epochs(&self) -> Epochs;
+    /// Durably sets `acceptedEpoch` (temporary file, fsync, rename, fsync of the directory).
+    fn set_accepted_epoch(&mut self, epoch: u32) -> Result<(), StorageError>;
+    /// Durably sets `currentEpoch` (temporary file, fsync, rename, fsync of the directory).
+    fn set_current_epoch(&mut self, epoch: u32) -> Result<(), StorageError>;
+    /// The newest valid snapshot plus every txn after it, after checking that they form one
+    /// gapless history; refuses (with an error naming the file) otherwise.
+    fn recover(&mut self) -> Result<Recovered, StorageError>;
+}
+
+/// Why a storage operation failed. Messages name the file and offset involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// An I/O call failed.
+    #[error("I/O error during {op} on {path}: {source}")]
+    Io {
+        /// The operation, e.g. "fsync".
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A file's content is corrupt where it cannot be a torn tail.
+    #[error("corrupt {path} at offset {offset}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the bad data.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The zxids do not form a gapless ZAB history.
+    #[error("zxid gap in {path} at offset {offset}: {next} does not follow {prev}")]
+    ZxidGap {
+        /// The file holding `next`.
+        path: PathBuf,
+        /// Byte offset of the record holding `next`.
+        offset: u64,
+        /// The previous zxid (last txn or snapshot).
+        prev: ZxidHex,
+        /// The zxid that should follow it but does not.
+        next: ZxidHex,
+    },
+    /// `append` was given a zxid that does not follow the last one.
+    #[error("cannot append txn {next}: it does not follow the last logged zxid {prev}")]
+    OutOfSequence {
+        /// The last logged zxid (or the newest snapshot's).
+        prev: ZxidHex,
+        /// The rejected zxid.
+        next: ZxidHex,
+    },
+    /// Logs exist but no valid snapshot, and the logs do not start the history
+    /// (ZOOKEEPER-2325: starting from an empty tree would lose data).
+    #[error("no valid snapshot in {snap_dir}, but {first_log} starts at {first_zxid} rather than at the beginning of history; refusing to start from an empty tree")]
+    MissingSnapshot {
+        /// The snapshot directory.
+        snap_dir: PathBuf,
+        /// The oldest log file.
+        first_log: PathBuf,
+        /// Its first txn.
+        first_zxid: ZxidHex,
+    },
+    /// The newest snapshot is invalid and the log does not cover the span from an older
+    /// valid snapshot (or the empty tree) up to it.
+    #[error("snapshot {path} is invalid ({reason}) and the log does not cover {from}..={to} to fall back on an older state")]
+    SnapshotNotCovered {
+        /// The invalid snapshot.
+        path: PathBuf,
+        /// Why it is invalid.
+        reason: String,
+        /// The zxid of the state we could fall back on.
+        from: ZxidHex,
+        /// The zxid the invalid snapshot held.
+        to: ZxidHex,
+    },
+    /// The snapshot's zxid has an epoch newer than `currentEpoch` (ZOOKEEPER-2354).
+    #[error("snapshot {path} has zxid {zxid} of epoch {zxid_epoch}, newer than currentEpoch {current_epoch}")]
+    EpochBehindSnapshot {
+        /// The snapshot file.
+        path: PathBuf,
+        /// Its zxid.
+        zxid: ZxidHex,
+        /// The epoch of that zxid.
+        zxid_epoch: u32,
+        /// The `currentEpoch` on disk.
+        current_epoch: u32,
+    },
+    /// TRUNC to a zxid below every snapshot, when the log does not start the history: the
+    /// state at that zxid cannot be rebuilt. Nothing was changed.
+    #[error("cannot truncate to {zxid}: no snapshot in {snap_dir} at or before it, and the log does not start the history")]
+    CannotTruncate {
+        /// The requested truncation point.
+        zxid: ZxidHex,
+        /// The snapshot directory.
+        snap_dir: PathBuf,
+    },
+    /// An epoch file does not hold a number.
+    #[error("cannot parse epoch file {path}: {content:?}")]
+    BadEpochFile {
+        /// The file.
+        path: PathBuf,
+        /// What it holds (truncated).
+        content: String,
+    },
+    /// A txn or snapshot is larger than the format allows.
+    #[error("record of {len} bytes exceeds the maximum of {max} bytes")]
+    TooLarge {
+        /// The size given.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An earlier log or epoch write failed (for example an fsync): the storage refuses
+    /// every further operation and the node must stop. A failed fsync is never retried.
+    #[error("storage failed earlier and refuses further operations ({0}); the node must stop")]
+    Failed(String),
+}
+
+impl StorageError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        StorageError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// A zxid displayed as ZooKeeper does: `0x<hex>` (epoch in the high 32 bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZxidHex(pub Zxid);
+
+impl fmt::Display for ZxidHex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x{:x}", self.0)
+    }
+}
+
+/// Whether `next` may directly follow `prev` in a ZAB history: the same epoch with the
+/// next counter, or a newer epoch starting at counter 1. `prev == 0` is the empty history.
+pub fn zxid_follows(prev: Zxid, next: Zxid) -> bool {
+    let (pe, pc) = (zxid_epoch(prev), zxid_counter(prev));
+    let (ne, nc) = (zxid_epoch(next), zxid_counter(next));
+    (ne == pe && pc.checked_add(1) == Some(nc)) || (ne > pe && nc == 1)
+}
+
+#[cfg(test)]
+mod zxid_tests {
+    use super::*;
+    use crate::types::make_zxid;
+
+    #[test]
+    fn follows_rules() {
+        assert!(zxid_follows(0, make_zxid(1, 1)));
+        assert!(zxid_follows(0, 1));
+        assert!(zxid_follows(make_zxid(1, 5), make_zxid(1, 6)));
+        assert!(zxid_follows(make_zxid(1, 5), make_zxid(3, 1)));
+        assert!(!zxid_follows(make_zxid(1, 5), make_zxid(1, 7)));
+        assert!(!zxid_follows(make_zxid(1, 5), make_zxid(1, 5)));
+        assert!(!zxid_follows(make_zxid(1, 5), make_zxid(2, 2)));
+        assert!(!zxid_follows(make_zxid(2, 1), make_zxid(1, 2)));
+        assert!(!zxid_follows(make_zxid(1, u32::MAX), make_zxid(2, 0)));
+    }
+
+    #[test]
+    fn zxid_hex_display() {
+        assert_eq!(ZxidHex(make_zxid(1, 10)).to_string(), "0x10000000a");
+    }
+}

@@ -1,0 +1,462 @@
+//! Server configuration: ZooKeeper's `zoo.cfg` keys, validated.
+//!
+//! `zoo.cfg` is a Java properties file: `key=value` (or `key: value`) lines,
+//! `#` / `!` comments. Keys zabkeeper does not know are logged and ignored,
+//! as ZooKeeper turns them into system properties; a known key with an
+//! invalid value refuses the start with a message naming the key.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+/// ZooKeeper's default `tickTime` in milliseconds.
+pub const DEFAULT_TICK_TIME_MS: u64 = 3000;
+/// ZooKeeper's default `jute.maxbuffer`: 0xfffff bytes.
+pub const DEFAULT_JUTE_MAX_BUFFER: usize = 0xfffff;
+
+/// A member of the ensemble: `server.N=host:quorumPort:electionPort[:participant|observer][;clientAddr]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerSpec {
+    pub id: u64,
+    pub host: String,
+    pub quorum_port: u16,
+    pub election_port: u16,
+    pub observer: bool,
+    /// The client address given after `;`, if any.
+    pub client_addr: Option<String>,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: malformed line (expected key=value): {text:?}")]
+    Syntax {
+        file: String,
+        line: usize,
+        text: String,
+    },
+    #[error("invalid value for {key}: {value:?}: {why}")]
+    Invalid {
+        key: String,
+        value: String,
+        why: String,
+    },
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+fn invalid(key: &str, value: &str, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        why: why.into(),
+    }
+}
+
+/// Everything a server needs to start, validated.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub tick_time_ms: u64,
+    pub data_dir: PathBuf,
+    pub data_log_dir: PathBuf,
+    pub client_port: u16,
+    pub client_port_address: IpAddr,
+    /// Connections allowed per client IP; 0 = unlimited.
+    pub max_client_cnxns: usize,
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    /// The largest znode payload and (plus headroom) the largest frame.
+    pub jute_max_buffer: usize,
+    /// Four-letter words allowed; contains "*" for all.
+    pub four_letter_words: Vec<String>,
+    /// `forceSync`: fsync the log before acknowledging (default yes).
+    pub force_sync: bool,
+    /// Txns between snapshots (`snapCount`).
+    pub snap_count: u64,
+    /// `autopurge.snapRetainCount` (at least 3).
+    pub snap_retain_count: usize,
+    /// `autopurge.purgeInterval` in hours; 0 disables purging.
+    pub purge_interval_hours: u64,
+    /// Requests queued in the server before it stops reading from clients.
+    pub global_outstanding_limit: usize,
+    pub init_limit: u32,
+    pub sync_limit: u32,
+    /// The ensemble; empty for a standalone server.
+    pub servers: Vec<ServerSpec>,
+    /// This server's id (`myid` in dataDir); 0 when standalone.
+    pub my_id: u64,
+    /// How often containers and TTL nodes are checked for expiry
+    /// (`znode.container.checkIntervalMs`, default one minute).
+    pub container_check_interval_ms: u64,
+    /// zabkeeper's own option: reads confirmed by a quorum (linearizable reads).
+    pub quorum_reads: bool,
+    /// Keys present in the file that zabkeeper does not use.
+    pub ignored_keys: Vec<String>,
+}
+
+impl ServerConfig {
+    /// A standalone server's defaults, for `--port P --data-dir D`.
+    pub fn standalone(client_port: u16, data_dir: impl Into<PathBuf>) -> ServerConfig {
+        let data_dir = data_dir.into();
+        let tick = DEFAULT_TICK_TIME_MS;
+        ServerConfig {
+            tick_time_ms: tick,
+            data_log_dir: data_dir.clone(),
+            data_dir,
+            client_port,
+            client_port_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            max_client_cnxns: 60,
+            min_session_timeout_ms: (2 * tick) as i32,
+            max_session_timeout_ms: (20 * tick) as i32,
+            jute_max_buffer: DEFAULT_JUTE_MAX_BUFFER,
+            four_letter_words: vec!["srvr".to_string()],
+            force_sync: true,
+            snap_count: 100_000,
+            snap_retain_count: 3,
+            purge_interval_hours: 0,
+            global_outstanding_limit: 1000,
+            init_limit: 10,
+            sync_limit: 5,
+            servers: Vec::new(),
+            my_id: 0,
+            container_check_interval_ms: 60_000,
+            quorum_reads: false,
+            ignored_keys: Vec::new(),
+        }
+    }
+
+    /// The largest frame accepted from a client: jute.maxbuffer plus room for
+    /// the request's header and path, as ZooKeeper allows.
+    pub fn max_frame_len(&self) -> usize {
+        self.jute_max_buffer + 1024 * 64
+    }
+
+    /// Whether the four-letter word `cmd` is allowed.
+    pub fn four_letter_word_allowed(&self, cmd: &str) -> bool {
+        self.four_letter_words.iter().any(|w| w == "*" || w == cmd)
+    }
+
+    /// Negotiates a client's requested session timeout into the allowed range.
+    pub fn negotiate_session_timeout(&self, requested_ms: i32) -> i32 {
+        requested_ms.clamp(self.min_session_timeout_ms, self.max_session_timeout_ms)
+    }
+
+    /// Reads and validates a zoo.cfg file (and `myid` for an ensemble).
+    pub fn from_file(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let props = parse_properties(&path.display().to_string(), &text)?;
+        let mut cfg = ServerConfig::from_properties(&props)?;
+        if !cfg.servers.is_empty() {
+            let myid_path = cfg.data_dir.join("myid");
+            let myid = std::fs::read_to_string(&myid_path).map_err(|source| ConfigError::Io {
+                path: myid_path.clone(),
+                source,
+            })?;
+            cfg.my_id = myid
+                .trim()
+                .parse()
+                .map_err(|_| invalid("myid", myid.trim(), "expected a server id number"))?;
+            if !cfg.servers.iter().any(|s| s.id == cfg.my_id) {
+                return Err(ConfigError::Inconsistent(format!(
+                    "myid {} is not among the configured server.N entries",
+                    cfg.my_id
+                )));
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Builds a configuration from parsed properties.
+    pub fn from_properties(props: &BTreeMap<String, String>) -> Result<ServerConfig, ConfigError> {
+        let data_dir = props
+            .get("dataDir")
+            .ok_or_else(|| ConfigError::Inconsistent("dataDir is not set".to_string()))?;
+        let mut cfg = ServerConfig::standalone(2181, PathBuf::from(data_dir));
+        cfg.client_port_address = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let mut min_set = false;
+        let mut max_set = false;
+        for (key, value) in props {
+            let v = value.as_str();
+            match key.as_str() {
+                "dataDir" => {}
+                "dataLogDir" => cfg.data_log_dir = PathBuf::from(v),
+                "tickTime" => cfg.tick_time_ms = parse_num(key, v, 1, 3_600_000)?,
+                "clientPort" => cfg.client_port = parse_num(key, v, 0, 65535)? as u16,
+                "clientPortAddress" => {
+                    cfg.client_port_address = v
+                        .parse()
+                        .map_err(|_| invalid(key, v, "expected an IP address"))?
+                }
+                "maxClientCnxns" => cfg.max_client_cnxns = parse_num(key, v, 0, 1 << 20)? as usize,
+                "minSessionTimeout" => {
+                    cfg.min_session_timeout_ms = parse_num(key, v, 0, i32::MAX as u64)? as i32;
+                    min_set = true;
+                }
+                "maxSessionTimeout" => {
+                    cfg.max_session_timeout_ms = parse_num(key, v, 0, i32::MAX as u64)? as i32;
+                    max_set = true;
+                }
+                "jute.maxbuffer" => {
+                    cfg.jute_max_buffer = parse_num(key, v, 1024, 256 << 20)? as usize
+                }
+                "4lw.commands.whitelist" => {
+                    cfg.four_letter_words = v
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                }
+                "forceSync" => cfg.force_sync = parse_yes_no(key, v)?,
+                "snapCount" => cfg.snap_count = parse_num(key, v, 2, u32::MAX as u64)?,
+                "autopurge.snapRetainCount" => {
+                    cfg.snap_retain_count = (parse_num(key, v, 1, 1 << 20)? as usize).max(3)
+                }
+                "autopurge.purgeInterval" => {
+                    cfg.purge_interval_hours = parse_num(key, v, 0, 1 << 20)?
+                }
+                "globalOutstandingLimit" => {
+                    cfg.global_outstanding_limit = parse_num(key, v, 1, 1 << 24)? as usize
+                }
+                "znode.container.checkIntervalMs" => {
+                    cfg.container_check_interval_ms = parse_num(key, v, 1, 1 << 40)?
+                }
+                "initLimit" => cfg.init_limit = parse_num(key, v, 1, 1 << 20)? as u32,
+                "syncLimit" => cfg.sync_limit = parse_num(key, v, 1, 1 << 20)? as u32,
+                "zabkeeper.quorumReads" | "quorumReads" => cfg.quorum_reads = parse_yes_no(key, v)?,
+                k if k.starts_with("server.") => {
+                    let id: u64 = k["server.".len()..]
+                        .parse()
+                        .map_err(|_| invalid(key, v, "server.N needs a numeric N"))?;
+                    cfg.servers.push(parse_server_spec(key, id, v)?);
+                }
+                "standaloneEnabled"
+                | "reconfigEnabled"
+                | "admin.enableServer"
+                | "admin.serverPort"
+                | "peerType"
+                | "electionAlg"
+                | "maxCnxns"
+                | "preAllocSize"
+                | "syncEnabled"
+                | "quorumListenOnAllIPs"
+                | "metricsProvider.className" => cfg.ignored_keys.push(key.clone()),
+                _ => cfg.ignored_keys.push(key.clone()),
+            }
+        }
+        if !min_set {
+            cfg.min_session_timeout_ms = (2 * cfg.tick_time_ms) as i32;
+        }
+        if !max_set {
+            cfg.max_session_timeout_ms = (20 * cfg.tick_time_ms) as i32;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks the cross-key rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.min_session_timeout_ms > self.max_session_timeout_ms {
+            return Err(ConfigError::Inconsistent(format!(
+                "minSessionTimeout ({}) must not be larger than maxSessionTimeout ({})",
+                self.min_session_timeout_ms, self.max_session_timeout_ms
+            )));
+        }
+        let mut ids: Vec<u64> = self.servers.iter().map(|s| s.id).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err(ConfigError::Inconsistent(
+                "a server.N id appears twice".to_string(),
+            ));
+        }
+        if !self.servers.is_empty() && self.servers.iter().all(|s| s.observer) {
+            return Err(ConfigError::Inconsistent(
+                "an ensemble needs at least one participant".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn parse_num(key: &str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let n: u64 = v
+        .trim()
+        .parse()
+        .map_err(|_| invalid(key, v, "expected a whole number"))?;
+    if n < min || n > max {
+        return Err(invalid(key, v, format!("must be between {min} and {max}")));
+    }
+    Ok(n)
+}
+
+fn parse_yes_no(key: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
+        _ => Err(invalid(key, v, "expected yes or no")),
+    }
+}
+
+fn parse_server_spec(key: &str, id: u64, v: &str) -> Result<ServerSpec, ConfigError> {
+    let (addr, client) = match v.split_once(';') {
+        Some((a, c)) => (a.trim(), Some(c.trim().to_string())),
+        None => (v.trim(), None),
+    };
+    let parts: Vec<&str> = addr.split(':').collect();
+    if parts.len() < 3 || parts.len() > 4 {
+        return Err(invalid(
+            key,
+            v,
+            "expected host:quorumPort:electionPort[:participant|observer]",
+        ));
+    }
+    let port = |s: &str| -> Result<u16, ConfigError> {
+        s.parse()
+            .map_err(|_| invalid(key, v, format!("bad port {s:?}")))
+    };
+    let observer = match parts.get(3).copied() {
+        None | Some("participant") => false,
+        Some("observer") => true,
+        Some(other) => return Err(invalid(key, v, format!("unknown role {other:?}"))),
+    };
+    Ok(ServerSpec {
+        id,
+        host: parts[0].to_string(),
+        quorum_port: port(parts[1])?,
+        election_port: port(parts[2])?,
+        observer,
+        client_addr: client,
+    })
+}
+
+/// Parses Java-properties text into key -> value (last one wins).
+pub fn parse_properties(file: &str, text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    let mut pending = String::new();
+    let mut start_line = 0;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim_start();
+        if pending.is_empty() {
+            start_line = i + 1;
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+        }
+        // A trailing backslash continues the line.
+        if let Some(stripped) = line.strip_suffix('\\') {
+            pending.push_str(stripped);
+            continue;
+        }
+        pending.push_str(line);
+        let full = std::mem::take(&mut pending);
+        let sep = full.find(['=', ':']);
+        let Some(pos) = sep else {
+            return Err(ConfigError::Syntax {
+                file: file.to_string(),
+                line: start_line,
+                text: full,
+            });
+        };
+        let key = full[..pos].trim();
+        if key.is_empty() {
+            return Err(ConfigError::Syntax {
+                file: file.to_string(),
+                line: start_line,
+                text: full,
+            });
+        }
+        out.insert(key.to_string(), full[pos + 1..].trim().to_string());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+# The number of milliseconds of each tick
+tickTime=2000
+initLimit=10
+syncLimit=5
+dataDir=/var/lib/zookeeper
+clientPort=2181
+maxClientCnxns=60
+4lw.commands.whitelist=ruok, srvr,mntr
+autopurge.snapRetainCount=3
+autopurge.purgeInterval=1
+server.1=127.0.0.1:2888:3888
+server.2=127.0.0.1:2889:3889:participant
+server.3=127.0.0.1:2890:3890:observer;127.0.0.1:2183
+someUnknownKey=1
+";
+
+    #[test]
+    fn parses_a_debian_style_zoo_cfg() {
+        let props = parse_properties("zoo.cfg", SAMPLE).unwrap();
+        let cfg = ServerConfig::from_properties(&props).unwrap();
+        assert_eq!(cfg.tick_time_ms, 2000);
+        assert_eq!(cfg.min_session_timeout_ms, 4000);
+        assert_eq!(cfg.max_session_timeout_ms, 40000);
+        assert_eq!(cfg.data_log_dir, PathBuf::from("/var/lib/zookeeper"));
+        assert_eq!(cfg.four_letter_words, vec!["ruok", "srvr", "mntr"]);
+        assert!(cfg.four_letter_word_allowed("mntr"));
+        assert!(!cfg.four_letter_word_allowed("dump"));
+        assert_eq!(cfg.servers.len(), 3);
+        assert!(cfg.servers[2].observer);
+        assert_eq!(
+            cfg.servers[2].client_addr.as_deref(),
+            Some("127.0.0.1:2183")
+        );
+        assert_eq!(cfg.servers[1].quorum_port, 2889);
+        assert_eq!(cfg.ignored_keys, vec!["someUnknownKey".to_string()]);
+        assert_eq!(cfg.negotiate_session_timeout(100), 4000);
+        assert_eq!(cfg.negotiate_session_timeout(10_000), 10_000);
+        assert_eq!(cfg.negotiate_session_timeout(1_000_000), 40000);
+    }
+
+    #[test]
+    fn refuses_bad_values_naming_the_key() {
+        let mut props = parse_properties("zoo.cfg", "dataDir=/tmp/x\ntickTime=soon\n").unwrap();
+        let err = ServerConfig::from_properties(&props)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tickTime"), "{err}");
+        props.insert("tickTime".into(), "100".into());
+        props.insert("minSessionTimeout".into(), "9000".into());
+        props.insert("maxSessionTimeout".into(), "1000".into());
+        let err = ServerConfig::from_properties(&props)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("minSessionTimeout"), "{err}");
+        let err = parse_properties("zoo.cfg", "justakey\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("zoo.cfg:1"), "{err}");
+        let props = parse_properties("zoo.cfg", "clientPort=2181\n").unwrap();
+        assert!(ServerConfig::from_properties(&props)
+            .unwrap_err()
+            .to_string()
+            .contains("dataDir"));
+        let props =
+            parse_properties("zoo.cfg", "dataDir=/x\nserver.1=host:12:34:leader\n").unwrap();
+        assert!(ServerConfig::from_properties(&props)
+            .unwrap_err()
+            .to_string()
+            .contains("role"));
+    }
+
+    #[test]
+    fn continuation_lines_and_colon_separators() {
+        let p = parse_properties("f", "a: 1\nb=x\\\n  y\n! comment\n").unwrap();
+        assert_eq!(p["a"], "1");
+        assert_eq!(p["b"], "xy");
+    }
+}

@@ -1,0 +1,1221 @@
+//! The request processor: ZooKeeper's Prep -> Sync -> Final pipeline in one task.
+//!
+//! Every write takes the single txn path: request -> `Prepper` (checks and
+//! turns it into a txn with a zxid and the leader's time) -> appended to the
+//! log -> one fsync for the whole batch (group commit) -> applied to the
+//! tree -> watches fired -> reply. Reads are answered at their place in the
+//! batch, after the writes that arrived before them were applied, so each
+//! session's requests are answered in FIFO order and a watch event always
+//! precedes any reply that shows its change. Standalone is an ensemble of one:
+//! the replicated ensemble reuses `prepare_write` and `apply_committed`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::core::session::SessionTracker;
+use crate::proto::client::{
+    encode_event, encode_reply, ClientInfo, ConnectRequest, ConnectResponse, CreateRequest,
+    MultiOp, MultiResult, ReplyHeader, Request, Response, WatcherEvent,
+};
+use crate::state::acl::{check_acl, digest_auth_ids};
+use crate::state::prep::{Prepper, WriteOp};
+use crate::state::tree::{ApplyOutcome, DataTree, OpResult};
+use crate::state::txn::{Txn, TxnBody};
+use crate::state::watch::{SetWatches, WatchManager};
+use crate::storage::Storage;
+use crate::types::{
+    keeper_state, opcode, perms, xid, CreateMode, ErrorCode, EventType, Id, SessionId, Zxid,
+};
+
+use super::clock::SharedClock;
+use super::config::ServerConfig;
+use super::connection::OUTBOUND_BYTES;
+use super::stats::ServerStats;
+
+/// A connection's id, unique for the server's lifetime.
+pub type ConnId = u64;
+
+/// Messages from connections to the processor.
+pub enum Inbound {
+    /// A handshake arrived.
+    Connect {
+        conn: ConnId,
+        request: ConnectRequest,
+        remote: SocketAddr,
+        out: mpsc::Sender<Outgoing>,
+        /// Bytes queued on `out` and not yet written.
+        queued: Arc<AtomicUsize>,
+        closed: watch::Sender<bool>,
+    },
+    /// A decoded request on an established connection.
+    Request {
+        conn: ConnId,
+        xid: i32,
+        opcode: i32,
+        req: Request,
+    },
+    /// The connection has ended.
+    Closed { conn: ConnId },
+    /// A four-letter word; the answer goes back on `reply`.
+    FourLetter {
+        cmd: String,
+        reply: oneshot::Sender<String>,
+    },
+}
+
+/// Messages from the processor to a connection's writer.
+pub enum Outgoing {
+    Frame(Bytes),
+    Close,
+}
+
+/// What the processor knows about one connection.
+pub(crate) struct Conn {
+    pub out: mpsc::Sender<Outgoing>,
+    pub queued: Arc<AtomicUsize>,
+    pub closed: watch::Sender<bool>,
+    pub remote: SocketAddr,
+    /// 0 until the session is established.
+    pub session: SessionId,
+    pub timeout_ms: i32,
+    pub auth: Vec<Id>,
+    pub received: u64,
+    pub sent: u64,
+    pub last_zxid: Zxid,
+    pub last_op: &'static str,
+    /// Whether the client sent the readOnly byte (and so expects it back).
+    pub read_only_present: bool,
+}
+
+/// Where a write came from and how to answer it.
+#[derive(Clone, Debug)]
+enum Origin {
+    /// A client request on a connection.
+    /// `ops` holds a multi's sub-op opcodes (their result records differ).
+    Client {
+        conn: ConnId,
+        xid: i32,
+        opcode: i32,
+        ops: Vec<i32>,
+    },
+    /// A new session's handshake.
+    NewSession {
+        conn: ConnId,
+        timeout_ms: i32,
+        passwd: Vec<u8>,
+    },
+    /// The server itself (session expiry, container/TTL reaping).
+    Internal,
+}
+
+/// One step of a batch, executed in order once the batch's txns are durable.
+enum Work {
+    Apply {
+        origin: Origin,
+        txn: Txn,
+    },
+    Reply {
+        conn: ConnId,
+        frame: Bytes,
+        then_close: bool,
+    },
+    Read {
+        conn: ConnId,
+        xid: i32,
+        opcode: i32,
+        req: Request,
+    },
+    Reconnect {
+        conn: ConnId,
+        request: ConnectRequest,
+    },
+    Closed {
+        conn: ConnId,
+    },
+    FourLetter {
+        cmd: String,
+        reply: oneshot::Sender<String>,
+    },
+}
+
+/// Derives a session's password from its id, as ZooKeeper does, so any
+/// server of the ensemble can check it.
+pub fn session_password(session: SessionId) -> Vec<u8> {
+    use sha1::{Digest, Sha1};
+    let mut h = Sha1::new();
+    h.update(b"zabkeeper-session-secret");
+    h.update(session.to_be_bytes());
+    h.finalize()[..16].to_vec()
+}
+
+/// The processor's state: the tree, pending changes, sessions, watches, connections.
+pub struct Processor {
+    pub(crate) config: ServerConfig,
+    clock: SharedClock,
+    pub(crate) tree: DataTree,
+    prepper: Prepper,
+    pub(crate) watches: WatchManager,
+    pub(crate) sessions: SessionTracker,
+    pub(crate) conns: BTreeMap<ConnId, Conn>,
+    session_conn: BTreeMap<SessionId, ConnId>,
+    storage: Box<dyn Storage + Send>,
+    /// The zxid of the last txn handed to storage.
+    last_logged: Zxid,
+    next_session: SessionId,
+    txns_since_snapshot: u64,
+    snapshot_threshold: u64,
+    ticks: u64,
+    pub(crate) stats: ServerStats,
+}
+
+/// A fatal condition: the node must stop (a failed fsync is never retried).
+#[derive(Debug, thiserror::Error)]
+#[error("fatal: {0}")]
+pub struct Fatal(pub String);
+
+impl Processor {
+    /// Builds the processor from recovered state.
+    pub fn new(
+        config: ServerConfig,
+        clock: SharedClock,
+        tree: DataTree,
+        sessions: Vec<(SessionId, i32)>,
+        storage: Box<dyn Storage + Send>,
+    ) -> Processor {
+        let mut tracker = SessionTracker::new(config.tick_time_ms);
+        for (id, timeout) in &sessions {
+            tracker.add(*id, *timeout);
+        }
+        // ZooKeeper's initial session id: the time in the middle bits, the server id on top.
+        let now = clock.now_ms();
+        let base = ((now << 24) as u64 >> 8) as i64 | ((config.my_id as i64 & 0xff) << 56);
+        let max_known = sessions.iter().map(|s| s.0).max().unwrap_or(0);
+        let last_logged = tree.last_processed_zxid();
+        let snap_count = config.snap_count.max(2);
+        Processor {
+            clock,
+            tree,
+            prepper: Prepper::new(),
+            watches: WatchManager::new(),
+            sessions: tracker,
+            conns: BTreeMap::new(),
+            session_conn: BTreeMap::new(),
+            storage,
+            last_logged,
+            next_session: base.max(max_known + 1),
+            txns_since_snapshot: 0,
+            snapshot_threshold: snap_count / 2 + (now as u64 % (snap_count / 2).max(1)),
+            ticks: 0,
+            stats: ServerStats::default(),
+            config,
+        }
+    }
+
+    /// The server's role as the 4lw report it.
+    pub fn mode_name(&self) -> &'static str {
+        "standalone"
+    }
+
+    /// Runs until every connection sender is gone or `shutdown` fires.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Inbound>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), Fatal> {
+        let tick = std::time::Duration::from_millis(self.config.tick_time_ms);
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let max_batch = self.config.global_outstanding_limit.max(1);
+        loop {
+            let batch = tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                _ = ticker.tick() => {
+                    self.on_tick()?;
+                    continue;
+                }
+                m = rx.recv() => match m {
+                    None => break,
+                    Some(m) => {
+                        let mut batch = vec![m];
+                        while batch.len() < max_batch {
+                            match rx.try_recv() {
+                                Ok(m) => batch.push(m),
+                                Err(_) => break,
+                            }
+                        }
+                        batch
+                    }
+                },
+            };
+            self.process_batch(batch)?;
+        }
+        for (_, c) in std::mem::take(&mut self.conns) {
+            let _ = c.out.try_send(Outgoing::Close);
+            let _ = c.closed.send(true);
+        }
+        Ok(())
+    }
+
+    /// One tick: expire sessions and reap containers/TTL nodes.
+    fn on_tick(&mut self) -> Result<(), Fatal> {
+        self.ticks += 1;
+        let mut work = Vec::new();
+        for session in self.sessions.tick() {
+            tracing::info!("expiring session 0x{session:x}");
+            let body = self
+                .prepper
+                .close_session_txn(&self.tree, session, self.last_logged + 1);
+            self.log_write(Origin::Internal, session, 0, Ok(body), &mut work)?;
+        }
+        // Containers and TTLs are checked every `znode.container.checkIntervalMs`.
+        let every = (self.config.container_check_interval_ms / self.config.tick_time_ms).max(1);
+        if self.ticks.is_multiple_of(every) {
+            let now = self.clock.now_ms();
+            for path in self.tree.expired_containers_and_ttls(now) {
+                let op = WriteOp::DeleteContainer { path };
+                let res = self.prep(0, &[], &op);
+                if res.is_ok() {
+                    self.log_write(Origin::Internal, 0, 0, res, &mut work)?;
+                }
+            }
+        }
+        self.finish(work)
+    }
+
+    fn prep(
+        &mut self,
+        session: SessionId,
+        auth: &[Id],
+        op: &WriteOp,
+    ) -> Result<TxnBody, ErrorCode> {
+        let zxid = self.last_logged + 1;
+        let time = self.clock.now_ms();
+        self.prepper
+            .prepare(&self.tree, session, auth, op, zxid, time)
+    }
+
+    /// Logs a prepared write (or queues its error reply).
+    fn log_write(
+        &mut self,
+        origin: Origin,
+        session: SessionId,
+        cxid: i32,
+        body: Result<TxnBody, ErrorCode>,
+        work: &mut Vec<Work>,
+    ) -> Result<(), Fatal> {
+        match body {
+            Err(err) => {
+                if let Origin::Client { conn, xid, .. } = origin {
+                    let header = ReplyHeader {
+                        xid,
+                        zxid: self.tree.last_processed_zxid(),
+                        err: err.code(),
+                    };
+                    work.push(Work::Reply {
+                        conn,
+                        frame: encode_reply(&header, &Response::Empty),
+                        then_close: false,
+                    });
+                }
+                Ok(())
+            }
+            Ok(body) => {
+                let zxid = self.last_logged + 1;
+                let txn = Txn {
+                    zxid,
+                    time: self.clock.now_ms(),
+                    session,
+                    cxid,
+                    body,
+                };
+                self.storage
+                    .append(zxid, &txn.encode())
+                    .map_err(|e| Fatal(format!("cannot append txn 0x{zxid:x} to the log: {e}")))?;
+                self.last_logged = zxid;
+                if let TxnBody::CloseSession { .. } = txn.body {
+                    self.sessions.set_closing(session);
+                }
+                work.push(Work::Apply { origin, txn });
+                Ok(())
+            }
+        }
+    }
+
+    /// Phase 1 for a batch: prepare and log writes, queue everything else.
+    fn process_batch(&mut self, batch: Vec<Inbound>) -> Result<(), Fatal> {
+        let mut work = Vec::with_capacity(batch.len());
+        for msg in batch {
+            match msg {
+                Inbound::Connect {
+                    conn,
+                    request,
+                    remote,
+                    out,
+                    queued,
+                    closed,
+                } => {
+                    self.conns.insert(
+                        conn,
+                        Conn {
+                            out,
+                            queued,
+                            closed,
+                            remote,
+                            session: 0,
+                            timeout_ms: 0,
+                            auth: vec![Id::new("ip", &remote.ip().to_string())],
+                            received: 1,
+                            sent: 0,
+                            last_zxid: 0,
+                            last_op: "NA",
+                            read_only_present: request.read_only_present,
+                        },
+                    );
+                    self.stats.received += 1;
+                    self.on_connect(conn, request, &mut work)?;
+                }
+                Inbound::Request {
+                    conn,
+                    xid,
+                    opcode,
+                    req,
+                } => {
+                    self.stats.received += 1;
+                    let Some(c) = self.conns.get_mut(&conn) else {
+                        continue;
+                    };
+                    c.received += 1;
+                    let session = c.session;
+                    if session == 0 {
+                        continue;
+                    }
+                    self.sessions.touch(session);
+                    self.on_request(conn, session, xid, opcode, req, &mut work)?;
+                }
+                Inbound::Closed { conn } => work.push(Work::Closed { conn }),
+                Inbound::FourLetter { cmd, reply } => work.push(Work::FourLetter { cmd, reply }),
+            }
+        }
+        self.finish(work)
+    }
+
+    /// Phases 2 and 3: one fsync for everything logged, then apply and answer in order.
+    fn finish(&mut self, work: Vec<Work>) -> Result<(), Fatal> {
+        if work.iter().any(|w| matches!(w, Work::Apply { .. })) {
+            let storage = &mut self.storage;
+            let synced = sync_blocking(|| storage.sync())
+                .map_err(|e| Fatal(format!("fsync of the transaction log failed: {e}")))?;
+            if synced < self.last_logged {
+                return Err(Fatal(format!(
+                    "storage reports durable up to 0x{synced:x}, expected 0x{:x}",
+                    self.last_logged
+                )));
+            }
+        }
+        for w in work {
+            match w {
+                Work::Apply { origin, txn } => self.apply(origin, txn)?,
+                Work::Reply {
+                    conn,
+                    frame,
+                    then_close,
+                } => {
+                    self.send(conn, frame);
+                    if then_close {
+                        self.close_conn(conn);
+                    }
+                }
+                Work::Read {
+                    conn,
+                    xid,
+                    opcode,
+                    req,
+                } => self.read(conn, xid, opcode, req),
+                Work::Reconnect { conn, request } => self.reconnect(conn, request),
+                Work::Closed { conn } => self.drop_conn(conn),
+                Work::FourLetter { cmd, reply } => {
+                    let _ = reply.send(super::fourlw::answer(self, &cmd));
+                }
+            }
+        }
+        self.maybe_snapshot()
+    }
+
+    fn on_connect(
+        &mut self,
+        conn: ConnId,
+        request: ConnectRequest,
+        work: &mut Vec<Work>,
+    ) -> Result<(), Fatal> {
+        let last = self.tree.last_processed_zxid().max(self.last_logged);
+        if request.last_zxid_seen > last {
+            tracing::info!(
+                "refusing session request: client has seen zxid 0x{:x}, our last zxid is 0x{:x}; \
+                 the client must try another server",
+                request.last_zxid_seen,
+                last
+            );
+            self.close_conn(conn);
+            return Ok(());
+        }
+        if request.session_id == 0 {
+            let timeout_ms = self.config.negotiate_session_timeout(request.timeout);
+            let session = self.next_session;
+            self.next_session += 1;
+            let passwd = session_password(session);
+            let body = Ok(TxnBody::CreateSession { timeout_ms });
+            self.log_write(
+                Origin::NewSession {
+                    conn,
+                    timeout_ms,
+                    passwd,
+                },
+                session,
+                0,
+                body,
+                work,
+            )
+        } else {
+            work.push(Work::Reconnect { conn, request });
+            Ok(())
+        }
+    }
+
+    fn reconnect(&mut self, conn: ConnId, request: ConnectRequest) {
+        let session = request.session_id;
+        let valid = self.sessions.contains(session) && request.passwd == session_password(session);
+        if !valid {
+            tracing::info!("invalid session 0x{session:x} for client: expired or wrong password");
+            self.send_connect_response(conn, 0, 0, vec![0; 16]);
+            self.close_conn(conn);
+            return;
+        }
+        // The session moves to this connection: drop the old one.
+        if let Some(old) = self.session_conn.insert(session, conn) {
+            if old != conn {
+                tracing::info!("session 0x{session:x} moved to a new connection");
+                self.close_conn(old);
+                self.drop_conn(old);
+                self.session_conn.insert(session, conn);
+            }
+        }
+        self.sessions.touch(session);
+        let timeout = self
+            .sessions
+            .get(session)
+            .map(|s| s.timeout_ms)
+            .unwrap_or(0);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session = session;
+            c.timeout_ms = timeout;
+        }
+        self.send_connect_response(conn, timeout, session, session_password(session));
+    }
+
+    fn on_request(
+        &mut self,
+        conn: ConnId,
+        session: SessionId,
+        xid: i32,
+        op: i32,
+        req: Request,
+        work: &mut Vec<Work>,
+    ) -> Result<(), Fatal> {
+        let ops = match &req {
+            Request::Multi(ops) => ops.iter().map(|o| o.opcode()).collect(),
+            _ => Vec::new(),
+        };
+        let origin = Origin::Client {
+            conn,
+            xid,
+            opcode: op,
+            ops,
+        };
+        let auth = self
+            .conns
+            .get(&conn)
+            .map(|c| c.auth.clone())
+            .unwrap_or_default();
+        let create = |c: &CreateRequest, mode: Option<CreateMode>, ttl: i64| match mode {
+            Some(mode) => Ok(WriteOp::Create {
+                path: c.path.clone(),
+                data: c.data.clone(),
+                acl: c.acl.clone(),
+                mode,
+                ttl,
+            }),
+            None => Err(ErrorCode::BadArguments),
+        };
+        let plain_mode = |flags: i32| CreateMode::from_flag(flags).filter(|m| !m.is_ttl());
+        let write = match &req {
+            Request::Create(c) | Request::Create2(c) => Some(create(c, plain_mode(c.flags), -1)),
+            Request::CreateContainer(c) => Some(create(c, Some(CreateMode::Container), -1)),
+            Request::CreateTtl(t) => {
+                let c = CreateRequest {
+                    path: t.path.clone(),
+                    data: t.data.clone(),
+                    acl: t.acl.clone(),
+                    flags: t.flags,
+                };
+                Some(create(&c, CreateMode::from_flag(t.flags), t.ttl))
+            }
+            Request::Delete { path, version } => Some(Ok(WriteOp::Delete {
+                path: path.clone(),
+                version: *version,
+            })),
+            Request::SetData {
+                path,
+                data,
+                version,
+            } => Some(Ok(WriteOp::SetData {
+                path: path.clone(),
+                data: data.clone(),
+                version: *version,
+            })),
+            Request::SetAcl { path, acl, version } => Some(Ok(WriteOp::SetAcl {
+                path: path.clone(),
+                acl: acl.clone(),
+                version: *version,
+            })),
+            Request::Check { path, version } => Some(Ok(WriteOp::Check {
+                path: path.clone(),
+                version: *version,
+            })),
+            Request::Multi(ops) => Some(multi_to_write_ops(ops)),
+            _ => None,
+        };
+        if let Some(write) = write {
+            if let Ok(WriteOp::Create { data, .. } | WriteOp::SetData { data, .. }) = &write {
+                if data.len() > self.config.jute_max_buffer {
+                    return self.log_write(
+                        origin,
+                        session,
+                        xid,
+                        Err(ErrorCode::BadArguments),
+                        work,
+                    );
+                }
+            }
+            let body = write.and_then(|w| self.prep(session, &auth, &w));
+            return self.log_write(origin, session, xid, body, work);
+        }
+        match req {
+            Request::CloseSession => {
+                let body =
+                    self.prepper
+                        .close_session_txn(&self.tree, session, self.last_logged + 1);
+                self.log_write(origin, session, xid, Ok(body), work)
+            }
+            Request::Auth {
+                scheme,
+                auth: secret,
+                ..
+            } => {
+                let ids = if scheme == "digest" {
+                    digest_auth_ids(&secret, None)
+                } else {
+                    Vec::new()
+                };
+                let reply = |err: ErrorCode| {
+                    let header = ReplyHeader {
+                        xid: xid::AUTH,
+                        zxid: 0,
+                        err: err.code(),
+                    };
+                    encode_reply(&header, &Response::Empty)
+                };
+                if ids.is_empty() {
+                    // ZooKeeper answers AuthFailed, sends an AuthFailed event, and closes.
+                    tracing::info!("authentication failed for scheme {scheme:?}");
+                    let ev = WatcherEvent {
+                        event_type: EventType::None.code(),
+                        state: keeper_state::AUTH_FAILED,
+                        path: String::new(),
+                    };
+                    let frame = reply(ErrorCode::AuthFailed);
+                    work.push(Work::Reply {
+                        conn,
+                        frame,
+                        then_close: false,
+                    });
+                    let frame = encode_event(&ev);
+                    work.push(Work::Reply {
+                        conn,
+                        frame,
+                        then_close: true,
+                    });
+                    return Ok(());
+                }
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    for id in ids {
+                        if !c.auth.contains(&id) {
+                            c.auth.push(id);
+                        }
+                    }
+                }
+                let frame = reply(ErrorCode::Ok);
+                work.push(Work::Reply {
+                    conn,
+                    frame,
+                    then_close: false,
+                });
+                Ok(())
+            }
+            req => {
+                work.push(Work::Read {
+                    conn,
+                    xid,
+                    opcode: op,
+                    req,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies a durable txn and answers its origin.
+    fn apply(&mut self, origin: Origin, txn: Txn) -> Result<(), Fatal> {
+        let zxid = txn.zxid;
+        let outcome = self.tree.apply(&txn);
+        self.prepper.applied(zxid);
+        self.txns_since_snapshot += 1;
+        match &txn.body {
+            TxnBody::CreateSession { timeout_ms } => self.sessions.add(txn.session, *timeout_ms),
+            TxnBody::CloseSession { .. } => {
+                self.sessions.remove(txn.session);
+            }
+            _ => {}
+        }
+        self.fire_watches(&outcome);
+        match origin {
+            Origin::Internal => {
+                if let TxnBody::CloseSession { .. } = txn.body {
+                    // An expired session's connection is closed; the client learns of the
+                    // expiry when it reconnects.
+                    if let Some(conn) = self.session_conn.get(&txn.session).copied() {
+                        self.close_conn(conn);
+                    }
+                }
+            }
+            Origin::NewSession {
+                conn,
+                timeout_ms,
+                passwd,
+            } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.session = txn.session;
+                    c.timeout_ms = timeout_ms;
+                    self.session_conn.insert(txn.session, conn);
+                    self.send_connect_response(conn, timeout_ms, txn.session, passwd);
+                } else {
+                    // The client went away before its session was made: close it again.
+                    self.sessions.set_closing(txn.session);
+                    let body = self.prepper.close_session_txn(
+                        &self.tree,
+                        txn.session,
+                        self.last_logged + 1,
+                    );
+                    let mut work = Vec::new();
+                    self.log_write(Origin::Internal, txn.session, 0, Ok(body), &mut work)?;
+                    self.finish(work)?;
+                }
+            }
+            Origin::Client {
+                conn,
+                xid,
+                opcode: op,
+                ops,
+            } => {
+                let header = |err: ErrorCode| ReplyHeader {
+                    xid,
+                    zxid,
+                    err: err.code(),
+                };
+                let (h, resp) = match outcome.result {
+                    Err(e) => (header(e), Response::Empty),
+                    Ok(r) => (header(ErrorCode::Ok), write_response(op, &ops, r)),
+                };
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.last_zxid = zxid;
+                    c.last_op = op_name(op);
+                }
+                self.send(conn, encode_reply(&h, &resp));
+                if matches!(txn.body, TxnBody::CloseSession { .. }) {
+                    self.session_conn.remove(&txn.session);
+                    self.close_conn(conn);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues the watch events of an applied txn. As in ZooKeeper 3.8, a
+    /// watcher only hears about a node it may READ.
+    fn fire_watches(&mut self, outcome: &ApplyOutcome) {
+        for (i, (path, ty)) in outcome.triggers.iter().enumerate() {
+            let acl = outcome.trigger_acls.get(i);
+            for (watcher, ev) in self.watches.trigger(path, *ty) {
+                let allowed = match (acl, self.conns.get(&watcher)) {
+                    (Some(acl), Some(c)) => check_acl(acl, perms::READ, &c.auth),
+                    (None, Some(_)) => true,
+                    (_, None) => false,
+                };
+                if !allowed {
+                    continue;
+                }
+                let frame = encode_event(&WatcherEvent {
+                    event_type: ev.event_type.code(),
+                    state: keeper_state::SYNC_CONNECTED,
+                    path: ev.path.clone(),
+                });
+                self.send(watcher, frame);
+            }
+        }
+    }
+
+    fn can(&self, conn: ConnId, path: &str, perm: i32) -> Result<(), ErrorCode> {
+        let auth = self
+            .conns
+            .get(&conn)
+            .map(|c| c.auth.as_slice())
+            .unwrap_or(&[]);
+        let (acl, _) = self.tree.get_acl(path)?;
+        if check_acl(&acl, perm, auth) {
+            Ok(())
+        } else {
+            Err(ErrorCode::NoAuth)
+        }
+    }
+
+    /// Answers a read (or a session-local request) against the current tree.
+    fn read(&mut self, conn: ConnId, xid_: i32, op: i32, req: Request) {
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        let zxid = self.tree.last_processed_zxid();
+        let session = self.conns.get(&conn).map(|c| c.session).unwrap_or(0);
+        let mut reply_xid = xid_;
+        let result: Result<Response, ErrorCode> = match req {
+            Request::Ping => {
+                reply_xid = xid::PING;
+                Ok(Response::Empty)
+            }
+            Request::Exists { path, watch } => match self.tree.stat(&path) {
+                Some(stat) => {
+                    if watch {
+                        self.watches.add_data_watch(&path, conn);
+                    }
+                    Ok(Response::Stat { stat })
+                }
+                None => {
+                    if watch {
+                        self.watches.add_exist_watch(&path, conn);
+                    }
+                    Err(ErrorCode::NoNode)
+                }
+            },
+            Request::GetData { path, watch } => self
+                .can(conn, &path, perms::READ)
+                .and_then(|_| self.tree.get_data(&path))
+                .map(|(data, stat)| {
+                    if watch {
+                        self.watches.add_data_watch(&path, conn);
+                    }
+                    Response::GetData {
+                        data: data.to_vec(),
+                        stat,
+                    }
+                }),
+            Request::GetChildren { path, watch } => self
+                .can(conn, &path, perms::READ)
+                .and_then(|_| self.tree.get_children(&path))
+                .map(|(children, _)| {
+                    if watch {
+                        self.watches.add_child_watch(&path, conn);
+                    }
+                    Response::GetChildren { children }
+                }),
+            Request::GetChildren2 { path, watch } => self
+                .can(conn, &path, perms::READ)
+                .and_then(|_| self.tree.get_children(&path))
+                .map(|(children, stat)| {
+                    if watch {
+                        self.watches.add_child_watch(&path, conn);
+                    }
+                    Response::GetChildren2 { children, stat }
+                }),
+            Request::GetAcl { path } => self
+                .can(conn, &path, perms::READ | perms::ADMIN)
+                .and_then(|_| self.tree.get_acl(&path))
+                .map(|(acl, stat)| Response::GetAcl { acl, stat }),
+            Request::Sync { path } => Ok(Response::Sync { path }),
+            Request::GetAllChildrenNumber { path } => self
+                .can(conn, &path, perms::READ)
+                .and_then(|_| self.tree.count_all_children(&path))
+                .map(|total| Response::GetAllChildrenNumber { total }),
+            Request::GetEphemerals { prefix_path } => {
+                let mut eph: Vec<String> = self
+                    .tree
+                    .ephemerals(session)
+                    .into_iter()
+                    .filter(|p| p.starts_with(&prefix_path))
+                    .collect();
+                eph.sort();
+                Ok(Response::GetEphemerals { ephemerals: eph })
+            }
+            Request::WhoAmI => {
+                let info = self
+                    .conns
+                    .get(&conn)
+                    .map(|c| {
+                        c.auth
+                            .iter()
+                            .map(|id| ClientInfo {
+                                auth_scheme: id.scheme.clone(),
+                                user: id.id.clone(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok(Response::WhoAmI { client_info: info })
+            }
+            Request::MultiRead(ops) => {
+                let mut results = Vec::with_capacity(ops.len());
+                for op in ops {
+                    results.push(match op {
+                        MultiOp::GetData { path, .. } => match self
+                            .can(conn, &path, perms::READ)
+                            .and_then(|_| self.tree.get_data(&path))
+                        {
+                            Ok((data, stat)) => MultiResult::GetData {
+                                data: data.to_vec(),
+                                stat,
+                            },
+                            Err(e) => MultiResult::Error { err: e.code() },
+                        },
+                        MultiOp::GetChildren { path, .. } => match self
+                            .can(conn, &path, perms::READ)
+                            .and_then(|_| self.tree.get_children(&path))
+                        {
+                            Ok((children, _)) => MultiResult::GetChildren { children },
+                            Err(e) => MultiResult::Error { err: e.code() },
+                        },
+                        _ => MultiResult::Error {
+                            err: ErrorCode::BadArguments.code(),
+                        },
+                    });
+                }
+                Ok(Response::MultiRead(results))
+            }
+            Request::SetWatches {
+                relative_zxid,
+                data,
+                exist,
+                child,
+            } => {
+                reply_xid = xid::SET_WATCHES;
+                let req = SetWatches {
+                    relative_zxid,
+                    data,
+                    exist,
+                    child,
+                    persistent: vec![],
+                    persistent_recursive: vec![],
+                };
+                self.set_watches(conn, req);
+                Ok(Response::Empty)
+            }
+            Request::SetWatches2 {
+                relative_zxid,
+                data,
+                exist,
+                child,
+                persistent,
+                persistent_recursive,
+            } => {
+                reply_xid = xid::SET_WATCHES;
+                let req = SetWatches {
+                    relative_zxid,
+                    data,
+                    exist,
+                    child,
+                    persistent,
+                    persistent_recursive,
+                };
+                self.set_watches(conn, req);
+                Ok(Response::Empty)
+            }
+            Request::AddWatch { path, mode } => match mode {
+                crate::types::watch_mode::PERSISTENT => {
+                    self.watches.add_persistent(&path, conn, false);
+                    Ok(Response::Empty)
+                }
+                crate::types::watch_mode::PERSISTENT_RECURSIVE => {
+                    self.watches.add_persistent(&path, conn, true);
+                    Ok(Response::Empty)
+                }
+                _ => Err(ErrorCode::BadArguments),
+            },
+            Request::RemoveWatches { path, watcher_type } => {
+                if self.watches.remove_watches(&path, watcher_type, conn) {
+                    Ok(Response::Empty)
+                } else {
+                    Err(ErrorCode::NoWatcher)
+                }
+            }
+            Request::CheckWatches { path, watcher_type } => {
+                if self.watches.check_watches(&path, watcher_type, conn) {
+                    Ok(Response::Empty)
+                } else {
+                    Err(ErrorCode::NoWatcher)
+                }
+            }
+            Request::Reconfig { .. } => Err(ErrorCode::ReconfigDisabled),
+            _ => Err(ErrorCode::Unimplemented),
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.last_op = op_name(op);
+        }
+        let (err, resp) = match result {
+            Ok(r) => (0, r),
+            Err(e) => (e.code(), Response::Empty),
+        };
+        let frame = encode_reply(
+            &ReplyHeader {
+                xid: reply_xid,
+                zxid,
+                err,
+            },
+            &resp,
+        );
+        self.send(conn, frame);
+    }
+
+    fn set_watches(&mut self, conn: ConnId, req: SetWatches) {
+        let fired = self.watches.set_watches(&self.tree, &req, conn);
+        for ev in fired {
+            let frame = encode_event(&WatcherEvent {
+                event_type: ev.event_type.code(),
+                state: keeper_state::SYNC_CONNECTED,
+                path: ev.path,
+            });
+            self.send(conn, frame);
+        }
+    }
+
+    fn send_connect_response(
+        &mut self,
+        conn: ConnId,
+        timeout: i32,
+        session: SessionId,
+        passwd: Vec<u8>,
+    ) {
+        let read_only_present = self.conns.get(&conn).is_some_and(|c| c.read_only_present);
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout,
+            session_id: session,
+            passwd,
+            read_only: false,
+            read_only_present,
+        };
+        self.send(conn, resp.encode());
+    }
+
+    /// Queues a frame for a connection; a client whose queue is full is not
+    /// reading and gets disconnected.
+    fn send(&mut self, conn: ConnId, frame: Bytes) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let len = frame.len();
+        if c.queued.load(Ordering::Relaxed) + len > OUTBOUND_BYTES {
+            tracing::info!(remote = %c.remote, "closing connection: client is not reading its replies");
+            self.close_conn(conn);
+            return;
+        }
+        c.queued.fetch_add(len, Ordering::Relaxed);
+        match c.out.try_send(Outgoing::Frame(frame)) {
+            Ok(()) => {
+                c.sent += 1;
+                self.stats.sent += 1;
+            }
+            Err(_) => {
+                c.queued.fetch_sub(len, Ordering::Relaxed);
+                tracing::info!(remote = %c.remote, "closing connection: outbound queue full");
+                self.close_conn(conn);
+            }
+        }
+    }
+
+    /// Asks a connection to close (its reader will report `Closed`).
+    fn close_conn(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get(&conn) {
+            let _ = c.out.try_send(Outgoing::Close);
+            let _ = c.closed.send(true);
+        }
+    }
+
+    /// Forgets a connection: its watches go; its session lives on until it
+    /// expires or the client reconnects.
+    fn drop_conn(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            self.watches.remove_watcher(conn);
+            if self.session_conn.get(&c.session) == Some(&conn) {
+                self.session_conn.remove(&c.session);
+            }
+        }
+    }
+
+    /// Takes a snapshot when enough txns have been applied since the last one.
+    fn maybe_snapshot(&mut self) -> Result<(), Fatal> {
+        if self.txns_since_snapshot < self.snapshot_threshold {
+            return Ok(());
+        }
+        self.txns_since_snapshot = 0;
+        let zxid = self.tree.last_processed_zxid();
+        let bytes = super::recovery::encode_snapshot(&self.tree, &self.sessions);
+        let storage = &mut self.storage;
+        sync_blocking(|| storage.write_snapshot(zxid, &bytes))
+            .map_err(|e| Fatal(format!("cannot write snapshot 0x{zxid:x}: {e}")))?;
+        tracing::info!("snapshot taken at zxid 0x{zxid:x} ({} bytes)", bytes.len());
+        if self.config.purge_interval_hours > 0 {
+            if let Err(e) = self.storage.purge(self.config.snap_retain_count) {
+                tracing::warn!("purge of old snapshots and logs failed: {e}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs blocking storage work without stalling the other tasks of a
+/// multi-threaded runtime (the simulator's disk is in memory and never blocks).
+fn sync_blocking<T>(f: impl FnOnce() -> T) -> T {
+    #[cfg(not(madsim))]
+    {
+        if tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            return tokio::task::block_in_place(f);
+        }
+    }
+    f()
+}
+
+fn multi_to_write_ops(ops: &[MultiOp]) -> Result<WriteOp, ErrorCode> {
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        let create = |c: &CreateRequest, mode: Option<CreateMode>, ttl: i64| {
+            Ok::<_, ErrorCode>(WriteOp::Create {
+                path: c.path.clone(),
+                data: c.data.clone(),
+                acl: c.acl.clone(),
+                mode: mode.ok_or(ErrorCode::BadArguments)?,
+                ttl,
+            })
+        };
+        out.push(match op {
+            MultiOp::Create(c) | MultiOp::Create2(c) => create(
+                c,
+                CreateMode::from_flag(c.flags).filter(|m| !m.is_ttl()),
+                -1,
+            )?,
+            MultiOp::CreateContainer(c) => create(c, Some(CreateMode::Container), -1)?,
+            MultiOp::CreateTtl(t) => WriteOp::Create {
+                path: t.path.clone(),
+                data: t.data.clone(),
+                acl: t.acl.clone(),
+                mode: CreateMode::from_flag(t.flags).ok_or(ErrorCode::BadArguments)?,
+                ttl: t.ttl,
+            },
+            MultiOp::Delete { path, version } => WriteOp::Delete {
+                path: path.clone(),
+                version: *version,
+            },
+            MultiOp::SetData {
+                path,
+                data,
+                version,
+            } => WriteOp::SetData {
+                path: path.clone(),
+                data: data.clone(),
+                version: *version,
+            },
+            MultiOp::Check { path, version } => WriteOp::Check {
+                path: path.clone(),
+                version: *version,
+            },
+            // Reads belong in multiRead (22).
+            MultiOp::GetData { .. } | MultiOp::GetChildren { .. } => {
+                return Err(ErrorCode::BadArguments)
+            }
+        });
+    }
+    Ok(WriteOp::Multi(out))
+}
+
+/// The reply record for an applied write.
+fn write_response(op: i32, ops: &[i32], result: OpResult) -> Response {
+    match result {
+        OpResult::Create { path, stat } => {
+            if op == opcode::CREATE {
+                Response::Create { path }
+            } else {
+                Response::Create2 { path, stat }
+            }
+        }
+        OpResult::SetData { stat } | OpResult::SetAcl { stat } => Response::Stat { stat },
+        OpResult::Multi(results) => Response::Multi(
+            results
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| match r {
+                    Ok(OpResult::Create { path, stat }) => {
+                        if ops.get(i) == Some(&opcode::CREATE) {
+                            MultiResult::Create { path }
+                        } else {
+                            MultiResult::Create2 { path, stat }
+                        }
+                    }
+                    Ok(OpResult::Delete) => MultiResult::Delete,
+                    Ok(OpResult::SetData { stat }) => MultiResult::SetData { stat },
+                    Ok(OpResult::Check) => MultiResult::Check,
+                    Ok(_) => MultiResult::Error {
+                        err: ErrorCode::RuntimeInconsistency.code(),
+                    },
+                    Err(e) => MultiResult::Error { err: e.code() },
+                })
+                .collect(),
+        ),
+        _ => Response::Empty,
+    }
+}
+
+/// ZooKeeper's short names for the `cons` listing.
+fn op_name(op: i32) -> &'static str {
+    match op {
+        opcode::CREATE | opcode::CREATE2 | opcode::CREATE_CONTAINER | opcode::CREATE_TTL => "CREA",
+        opcode::DELETE => "DELE",
+        opcode::EXISTS => "EXIS",
+        opcode::GET_DATA => "GETD",
+        opcode::SET_DATA => "SETD",
+        opcode::GET_ACL => "GETA",
+        opcode::SET_ACL => "SETA",
+        opcode::GET_CHILDREN => "GETC",
+        opcode::GET_CHILDREN2 => "GETC",
+        opcode::SYNC => "SYNC",
+        opcode::PING => "PING",
+        opcode::MULTI => "MULT",
+        opcode::MULTI_READ => "MLTR",
+        opcode::SET_WATCHES | opcode::SET_WATCHES2 => "SETW",
+        opcode::ADD_WATCH => "ADDW",
+        opcode::CLOSE_SESSION => "CLOS",
+        _ => "NA",
+    }
+}

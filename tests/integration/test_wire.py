@@ -1,0 +1,234 @@
+"""Hostile and broken input at the wire level: each bad connection is closed,
+and the server keeps serving everyone else."""
+
+import socket
+import struct
+import time
+
+import pytest
+from kazoo.client import KazooClient
+
+from conftest import four_letter
+from zkwire import RawSession, buffer, connect_request, frame, recv_frame, ustring
+
+
+def closed_by_server(sock, timeout=5.0):
+    """True if the server closes the connection (EOF or reset) within timeout."""
+    sock.settimeout(timeout)
+    try:
+        while True:
+            b = sock.recv(65536)
+            if not b:
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+def still_serves(server):
+    zk = KazooClient(hosts=server.hosts(), timeout=10)
+    zk.start(timeout=10)
+    p = zk.create("/alive-", b"ok", sequence=True)
+    assert zk.get(p)[0] == b"ok"
+    zk.stop()
+    zk.close()
+
+
+@pytest.fixture
+def bystander(server):
+    """A session opened before the attack that must survive it."""
+    zk = KazooClient(hosts=server.hosts(), timeout=10)
+    zk.start(timeout=10)
+    p = zk.create("/bystander-", b"v", ephemeral=True, sequence=True)
+    yield zk, p
+    assert zk.get(p)[0] == b"v", "a bystander session was affected"
+    zk.stop()
+    zk.close()
+
+
+def test_garbage_bytes_before_handshake(server, bystander):
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(b"\x00\x00\x00\x10" + b"\xff" * 16)  # a 16-byte frame that is not a ConnectRequest
+    assert closed_by_server(s)
+    still_serves(server)
+
+
+def test_oversized_frame_is_refused(server, bystander):
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(connect_request())
+    recv_frame(s)
+    s.sendall(struct.pack(">i", 512 * 1024 * 1024) + b"\x00" * 64)
+    assert closed_by_server(s)
+    still_serves(server)
+
+
+def test_negative_length_frame(server, bystander):
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(struct.pack(">i", -5))
+    assert closed_by_server(s)
+    still_serves(server)
+
+
+def test_truncated_request_body(server, bystander):
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(connect_request())
+    recv_frame(s)
+    # a getData frame whose path length claims more bytes than the frame has
+    body = struct.pack(">ii", 1, 4) + struct.pack(">i", 1000) + b"/abc"
+    s.sendall(frame(body))
+    assert closed_by_server(s)
+    still_serves(server)
+
+
+def test_unknown_opcode(server, bystander):
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(connect_request())
+    recv_frame(s)
+    s.sendall(frame(struct.pack(">ii", 1, 9999) + b"junk"))
+    assert closed_by_server(s)
+    still_serves(server)
+
+
+def test_half_sent_frame_then_close(server, bystander):
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(connect_request())
+    recv_frame(s)
+    s.sendall(struct.pack(">i", 100) + b"\x00" * 10)
+    s.close()
+    still_serves(server)
+
+
+def test_reconfig_gets_a_clean_error(server):
+    raw = RawSession(server.port)
+    body = ustring("") + ustring("") + ustring("") + struct.pack(">q", -1)
+    _, _, err, _ = raw.request(16, body)
+    assert err == -123  # ReconfigDisabled
+    _, _, err, _ = raw.exists("/")
+    assert err == 0, "the session still works after the refused reconfig"
+    raw.close()
+
+
+def test_client_ahead_of_server_is_refused(server):
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(connect_request(last_zxid=1 << 60))
+    assert closed_by_server(s)
+    still_serves(server)
+
+
+def test_client_that_never_reads_is_dropped(server, bystander):
+    raw = RawSession(server.port)
+    p = "/flood"
+    # many getData requests for a 900 KB node, never reading replies
+    zk = KazooClient(hosts=server.hosts(), timeout=10)
+    zk.start(timeout=10)
+    if not zk.exists(p):
+        zk.create(p, b"x" * 900_000)
+    zk.stop()
+    zk.close()
+    raw.sock.setblocking(False)
+    req = frame(struct.pack(">ii", 7, 4) + ustring(p) + b"\x00")
+    sent = 0
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            raw.sock.send(req)
+            sent += 1
+        except BlockingIOError:
+            time.sleep(0.01)
+        except (BrokenPipeError, ConnectionResetError):
+            break
+    assert time.time() < deadline, "the server kept a connection that never reads"
+    still_serves(server)
+
+
+def test_max_client_cnxns(tmp_path):
+    from conftest import Server
+
+    s = Server(config_lines=["maxClientCnxns=3"]).start()
+    try:
+        socks = []
+        for _ in range(3):
+            c = socket.create_connection(("127.0.0.1", s.port))
+            c.sendall(connect_request())
+            recv_frame(c)
+            socks.append(c)
+        extra = socket.create_connection(("127.0.0.1", s.port))
+        extra.sendall(connect_request())
+        assert closed_by_server(extra)
+        socks.pop().close()
+        time.sleep(0.3)
+        ok = socket.create_connection(("127.0.0.1", s.port))
+        ok.sendall(connect_request())
+        assert len(recv_frame(ok)) > 16
+        for c in socks:
+            c.close()
+        ok.close()
+    finally:
+        s.cleanup()
+
+
+def test_four_letter_words_respect_the_whitelist(tmp_path):
+    from conftest import Server
+
+    s = Server(config_lines=[])
+    s.config_lines = ["4lw.commands.whitelist=ruok"]
+    # the whitelist line written last wins over the fixture's default "*"
+    s.start()
+    try:
+        assert four_letter(s.port, "ruok") == "imok"
+        assert "not executed because it is not in the whitelist" in four_letter(s.port, "mntr")
+    finally:
+        s.cleanup()
+
+
+def _create_mode_body(path, flags, ttl=None):
+    acl = struct.pack(">i", 1) + struct.pack(">i", 31) + ustring("world") + ustring("anyone")
+    body = ustring(path) + buffer(b"") + acl + struct.pack(">i", flags)
+    if ttl is not None:
+        body += struct.pack(">q", ttl)
+    return body
+
+
+def test_containers_and_ttl_nodes_expire():
+    from conftest import Server
+    from zkwire import WireClient
+
+    s = Server(config_lines=["znode.container.checkIntervalMs=200"]).start()
+    try:
+        c = WireClient(s.port)
+        # createContainer (19): removed once it had children and the last one went
+        _, _, err, _ = c.call(19, _create_mode_body("/box", 4))
+        assert err == 0
+        assert c.call(1, _create_mode_body("/box/item", 0))[2] == 0
+        time.sleep(0.6)
+        assert c.exists("/box")[2] == 0, "a container with a child must stay"
+        assert c.call(2, ustring("/box/item") + struct.pack(">i", -1))[2] == 0
+        deadline = time.time() + 10
+        while c.exists("/box")[2] == 0 and time.time() < deadline:
+            time.sleep(0.1)
+        assert c.exists("/box")[2] == -101, "the empty container was not reaped"
+        # createTTL (21): a childless TTL node goes after its ttl
+        assert c.call(21, _create_mode_body("/ttl", 5, ttl=300))[2] == 0
+        assert c.call(21, _create_mode_body("/ttl-bad", 0, ttl=300))[2] == -8  # TTL needs a TTL mode
+        deadline = time.time() + 10
+        while c.exists("/ttl")[2] == 0 and time.time() < deadline:
+            time.sleep(0.1)
+        assert c.exists("/ttl")[2] == -101, "the TTL node did not expire"
+        c.close()
+    finally:
+        s.cleanup()
+
+
+def test_bad_auth_fails_and_closes(server, bystander):
+    from zkwire import WireClient
+
+    c = WireClient(server.port)
+    c.sock.sendall(frame(struct.pack(">ii", -4, 100) + struct.pack(">i", 0) + ustring("kerberos") + buffer(b"x")))
+    reply = recv_frame(c.sock)
+    xid, _, err = struct.unpack(">iqi", reply[:16])
+    assert (xid, err) == (-4, -115)  # AuthFailed
+    event = recv_frame(c.sock)
+    assert struct.unpack(">iqi", event[:16])[0] == -1
+    assert struct.unpack(">ii", event[16:24]) == (-1, 4)  # type None, state AuthFailed
+    assert closed_by_server(c.sock)
