@@ -38,6 +38,9 @@ pub struct RunOptions {
     pub max_ops: usize,
     /// Virtual time limit for the whole run.
     pub virtual_limit_ms: u64,
+    /// The system under test.
+    #[serde(default)]
+    pub sut: crate::sut::SutKind,
     /// The fault plan.
     pub plan: FaultPlan,
 }
@@ -103,6 +106,7 @@ impl RunOptions {
                 .budgets
                 .virtual_limit_ms
                 .max(safety_ms + p.liveness_ms + 10_000),
+            sut: scenario.sut,
             plan,
         }
     }
@@ -115,7 +119,8 @@ impl RunOptions {
     /// A short human summary printed at the start of every run.
     pub fn describe(&self) -> String {
         format!(
-            "scenario={} seed={} servers={}{} observers={} clients={} tick={}ms session_timeout={}ms safety={}ms liveness={}ms faults={}\n{}",
+            "sut={:?} scenario={} seed={} servers={}{} observers={} clients={} tick={}ms session_timeout={}ms safety={}ms liveness={}ms faults={}\n{}",
+            self.sut,
             self.scenario,
             self.seed,
             self.servers,

@@ -23,8 +23,9 @@ use crate::history::{EventType, HistoryEvent, Recorder};
 use crate::judge::{judge, Observation, Observer, Verdict};
 use crate::options::RunOptions;
 use crate::plan::{Fault, FaultPlan};
-use crate::sut::toy::{ToyConn, ToyDisk};
-use crate::sut::{client_ip, server_ip, OpError, SetReply, CLIENT_PORT};
+use crate::sut::node::{NodeConn, NodeTiming};
+use crate::sut::toy::ToyConn;
+use crate::sut::{client_ip, server_ip, Conn, Disk, OpError, SetReply, SutKind, CLIENT_PORT};
 
 /// Phases of a run, shared with the client tasks.
 const PHASE_SETUP: u8 = 0;
@@ -52,7 +53,7 @@ struct Shared {
     recorder: Recorder,
     observer: Observer,
     clocks: Clocks,
-    disks: Vec<ToyDisk>,
+    disks: Vec<Disk>,
     phase: Arc<AtomicU8>,
     setup_done: Arc<AtomicU8>,
     live_done: Arc<Mutex<BTreeSet<usize>>>,
@@ -127,7 +128,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
         observer: Observer::default(),
         clocks: Clocks::default(),
         disks: (0..n)
-            .map(|i| ToyDisk::new(opts.seed ^ (0x5eed_0000 + i as u64)))
+            .map(|i| Disk::new(opts.sut, opts.seed ^ (0x5eed_0000 + i as u64)))
             .collect(),
         phase: Arc::new(AtomicU8::new(PHASE_SETUP)),
         setup_done: Arc::new(AtomicU8::new(0)),
@@ -145,13 +146,18 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                 .init(move || {
                     let sh = sh.clone();
                     async move {
-                        crate::sut::toy::serve(
-                            i,
-                            sh.disks[i].clone(),
-                            sh.observer.clone(),
-                            sh.start,
-                        )
-                        .await
+                        match sh.disks[i].clone() {
+                            Disk::Toy(d) => {
+                                crate::sut::toy::serve(i, d, sh.observer.clone(), sh.start).await
+                            }
+                            Disk::Node(fs) => {
+                                let timing = NodeTiming {
+                                    tick_ms: sh.opts.tick_ms,
+                                };
+                                crate::sut::node::serve(i, fs, sh.clocks.clone(), sh.start, timing)
+                                    .await
+                            }
+                        }
                     }
                 })
                 .build()
@@ -217,7 +223,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                     let mut d = down.lock().expect("down");
                     if !d.contains(&i) && handle.is_exit(*id) {
                         handle.kill(*id);
-                        sh.disks[i].crash();
+                        sh.disks[i].crash(false, sh.opts.seed ^ sh.start.elapsed().as_millis() as u64);
                         d.insert(i);
                         notes.lock().expect("notes").push(format!(
                             "{}ms s{i} stopped by itself (reaped)",
@@ -283,7 +289,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
             Fault::Crash { server, torn_tail } => {
                 if down.lock().expect("down").insert(*server) {
                     handle.kill(servers[*server].id());
-                    shared.disks[*server].crash();
+                    shared.disks[*server].crash(*torn_tail, opts.seed ^ now_ms);
                     paused.remove(server);
                     format!("crashed s{server} (torn_tail={torn_tail})")
                 } else {
@@ -354,7 +360,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                 if n == 1 {
                     "bit rot skipped: a standalone server cannot survive it".into()
                 } else {
-                    shared.disks[*server].rot();
+                    shared.disks[*server].rot(opts.seed ^ now_ms);
                     format!("bit rot on s{server}")
                 }
             }
@@ -394,7 +400,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
         if was_down || handle.is_exit(server.id()) {
             if !was_down {
                 handle.kill(server.id());
-                shared.disks[i].crash();
+                shared.disks[i].crash(false, opts.seed ^ i as u64);
             }
             handle.restart(server.id());
             notes.push(format!("heal: restarted s{i}"));
@@ -500,7 +506,7 @@ struct ClientCtx {
     j: usize,
     sh: Shared,
     rng: ChaCha8Rng,
-    conn: Option<ToyConn>,
+    conn: Option<Conn>,
     server: usize,
     process: u64,
     generation: u64,
@@ -512,24 +518,59 @@ impl ClientCtx {
     fn event(&self, kind: EventType, f: &str, key: &str, value: Value) -> HistoryEvent {
         let mut e = HistoryEvent::new(self.process, kind, f, Some(key), value);
         e.time = self.sh.now_ns();
+        e.session = self.conn.as_ref().and_then(Conn::session);
         e.node = Some(format!("s{}", self.server));
         e
     }
 
-    async fn conn(&mut self) -> Result<&mut ToyConn, OpError> {
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.sh.opts.workload.op_timeout_ms)
+    }
+
+    async fn conn(&mut self) -> Result<&mut Conn, OpError> {
         if self.conn.is_none() {
             let n = self.sh.opts.total_servers();
-            self.server = self.rng.gen_range(0..n);
-            let timeout = Duration::from_millis(self.sh.opts.workload.op_timeout_ms);
-            self.conn = Some(ToyConn::connect(server_addr(self.server), timeout).await?);
+            let timeout = self.timeout();
+            let conn = match self.sh.opts.sut {
+                SutKind::Toy => {
+                    self.server = self.rng.gen_range(0..n);
+                    Conn::Toy(ToyConn::connect(server_addr(self.server), timeout).await?)
+                }
+                SutKind::Node => {
+                    let connect: Vec<String> =
+                        (0..n).map(|i| server_addr(i).to_string()).collect();
+                    let session = Duration::from_millis(self.sh.opts.session_timeout_ms);
+                    let seed = self.rng.gen();
+                    Conn::Node(
+                        NodeConn::connect(&connect.join(","), session, seed, timeout.max(session))
+                            .await?,
+                    )
+                }
+            };
+            self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("connected"))
+    }
+
+    /// After a lost connection, wait (bounded by the session timeout) until the session is
+    /// connected again before issuing more operations, as a well-behaved client does.
+    async fn await_connected(&mut self) {
+        let deadline = Duration::from_millis(self.sh.opts.session_timeout_ms);
+        let t0 = Instant::now();
+        while self.conn.as_ref().is_some_and(|c| !c.is_connected())
+            && t0.elapsed() < deadline
+            && self.sh.phase() < PHASE_DONE
+        {
+            madsim::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// After an indeterminate result, the process is "crashed" (Jepsen): continue with a
     /// fresh process id so one operation is in flight per process.
     fn lost(&mut self) {
-        self.conn = None;
+        if self.conn.as_ref().is_none_or(Conn::replace_after_loss) {
+            self.conn = None;
+        }
         self.generation += 1;
         self.process = self.j as u64 + self.sh.opts.clients as u64 * self.generation;
     }
@@ -542,7 +583,9 @@ impl ClientCtx {
             Err(OpError::Definite(e)) => {
                 ev.kind = EventType::Fail;
                 ev.error = Some(e);
-                self.conn = None;
+                if self.conn.as_ref().is_none_or(Conn::replace_after_loss) {
+                    self.conn = None;
+                }
             }
             Err(OpError::Indeterminate(e)) => {
                 ev.kind = EventType::Info;
@@ -560,12 +603,13 @@ impl ClientCtx {
         let f = "read";
         let inv = self.event(EventType::Invoke, f, key, Value::Null);
         self.sh.recorder.record(inv);
+        let t = self.timeout();
         let res = async {
             let c = self.conn().await?;
             if sync_first {
-                c.sync(key).await?;
+                c.sync(key, t).await?;
             }
-            c.get_data(key).await
+            c.get_data(key, t).await
         }
         .await;
         let mut ev = self.event(EventType::Ok, f, key, Value::Null);
@@ -591,9 +635,10 @@ impl ClientCtx {
             .recorder
             .record(self.event(EventType::Invoke, f, key, arg.clone()));
         let data = new.as_str().unwrap_or_default().to_string();
+        let t = self.timeout();
         let res = async {
             let c = self.conn().await?;
-            c.set_data(key, &data, version).await
+            c.set_data(key, &data, version, t).await
         }
         .await;
         let mut ev = self.event(EventType::Ok, f, key, arg);
@@ -636,9 +681,10 @@ async fn client_main(j: usize, sh: Shared) {
                 cx.sh
                     .recorder
                     .record(cx.event(EventType::Invoke, "write", key, json!("init")));
+                let t = cx.timeout();
                 let res = async {
                     let c = cx.conn().await?;
-                    c.create(key, "init").await
+                    c.create(key, "init", t).await
                 }
                 .await;
                 let mut ev = cx.event(EventType::Ok, "write", key, json!("init"));
@@ -674,6 +720,7 @@ async fn client_main(j: usize, sh: Shared) {
             madsim::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
+        cx.await_connected().await;
         let key = keys[cx.rng.gen_range(0..keys.len())].clone();
         let mut pick = cx.rng.gen_range(0..total);
         let choice = weights
@@ -705,6 +752,7 @@ async fn client_main(j: usize, sh: Shared) {
     // Liveness: sync + read every key, retrying until all succeed or the run ends.
     let mut pending: Vec<String> = keys.clone();
     while sh.phase() == PHASE_LIVENESS && !pending.is_empty() {
+        cx.await_connected().await;
         let key = pending[0].clone();
         if cx.read(&key, true).await {
             pending.remove(0);

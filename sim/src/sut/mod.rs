@@ -8,7 +8,22 @@
 //! [`Conn`] operations once it lands on main.
 
 #[cfg(madsim)]
+pub mod node;
+#[cfg(madsim)]
 pub mod toy;
+
+use serde::{Deserialize, Serialize};
+
+/// Which system runs on the simulated servers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SutKind {
+    /// The real node (`zabkeeper::runtime` + `FileStorage<SimFs>` + `zabkeeper::client`).
+    #[default]
+    Node,
+    /// The reference toy server (harness self-test and the `broken-*` builds).
+    Toy,
+}
 
 /// Whether the node replicates yet. While false, scenarios that need replication derive a
 /// single standalone server (and say so in their printed options).
@@ -61,4 +76,199 @@ pub enum SetReply {
     BadVersion,
     /// The node does not exist.
     NoNode,
+}
+
+#[cfg(madsim)]
+pub use sim_only::*;
+
+#[cfg(madsim)]
+mod sim_only {
+    use std::time::Duration;
+
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use zabkeeper::storage::{SimFs, SimFsFaults};
+
+    use super::node::NodeConn;
+    use super::toy::{ToyConn, ToyDisk};
+    use super::{DataReply, OpError, SetReply};
+    use crate::plan::DiskFault;
+
+    /// A server's disk, surviving restarts within a run.
+    #[derive(Clone)]
+    pub enum Disk {
+        /// The toy server's record log.
+        Toy(ToyDisk),
+        /// The node's simulated file system.
+        Node(SimFs),
+    }
+
+    impl Disk {
+        /// A fresh disk of the given kind.
+        pub fn new(kind: super::SutKind, seed: u64) -> Disk {
+            match kind {
+                super::SutKind::Toy => Disk::Toy(ToyDisk::new(seed)),
+                super::SutKind::Node => Disk::Node(SimFs::new(seed)),
+            }
+        }
+
+        /// Power loss: unsynced writes are lost (`torn`: the first lost write may leave
+        /// a torn prefix).
+        pub fn crash(&self, torn: bool, seed: u64) {
+            match self {
+                Disk::Toy(d) => d.crash(),
+                Disk::Node(fs) => {
+                    let mut faults = fs.faults();
+                    faults.torn_write_probability = if torn { 1.0 } else { 0.0 };
+                    fs.set_faults(faults);
+                    fs.crash(&mut ChaCha8Rng::seed_from_u64(seed));
+                }
+            }
+        }
+
+        /// Arm a disk fault.
+        pub fn arm(&self, fault: &DiskFault) {
+            match self {
+                Disk::Toy(d) => d.arm(fault),
+                Disk::Node(fs) => {
+                    let mut f = fs.faults();
+                    match fault {
+                        DiskFault::Eio { probability } => {
+                            f.write_error_probability = *probability;
+                            f.sync_error_probability = *probability;
+                        }
+                        DiskFault::FsyncFail => f.fail_next_syncs = 1,
+                        DiskFault::Full { bytes_left } => {
+                            f.capacity_bytes = Some(used_bytes(fs) + bytes_left)
+                        }
+                    }
+                    fs.set_faults(f);
+                }
+            }
+        }
+
+        /// Disarm every fault.
+        pub fn heal(&self) {
+            match self {
+                Disk::Toy(d) => d.heal(),
+                Disk::Node(fs) => fs.set_faults(SimFsFaults::default()),
+            }
+        }
+
+        /// Bit rot at rest.
+        pub fn rot(&self, seed: u64) {
+            match self {
+                Disk::Toy(d) => d.rot(),
+                Disk::Node(fs) => {
+                    let _ = fs.rot(&mut ChaCha8Rng::seed_from_u64(seed));
+                }
+            }
+        }
+    }
+
+    /// Sum of file lengths on a SimFs (for disk-full faults).
+    fn used_bytes(fs: &SimFs) -> u64 {
+        use zabkeeper::storage::Fs;
+        fn walk(fs: &SimFs, dir: &std::path::Path) -> u64 {
+            let Ok(names) = fs.list_dir(dir) else {
+                return 0;
+            };
+            names
+                .iter()
+                .map(|n| {
+                    let p = dir.join(n);
+                    fs.len(&p).unwrap_or_else(|_| walk(fs, &p))
+                })
+                .sum()
+        }
+        walk(fs, std::path::Path::new("/"))
+    }
+
+    /// A client connection to either SUT.
+    pub enum Conn {
+        /// Toy protocol.
+        Toy(ToyConn),
+        /// ZooKeeper protocol via `zabkeeper::client`.
+        Node(NodeConn),
+    }
+
+    async fn bounded<T>(
+        timeout: Duration,
+        f: impl std::future::Future<Output = Result<T, OpError>>,
+    ) -> Result<T, OpError> {
+        madsim::time::timeout(timeout, f)
+            .await
+            .unwrap_or_else(|_| Err(OpError::Indeterminate("Timeout".into())))
+    }
+
+    impl Conn {
+        /// getData.
+        pub async fn get_data(&mut self, path: &str, t: Duration) -> Result<DataReply, OpError> {
+            match self {
+                Conn::Toy(c) => c.get_data(path).await,
+                Conn::Node(c) => bounded(t, c.get_data(path)).await,
+            }
+        }
+
+        /// setData with an expected version.
+        pub async fn set_data(
+            &mut self,
+            path: &str,
+            data: &str,
+            version: i32,
+            t: Duration,
+        ) -> Result<SetReply, OpError> {
+            match self {
+                Conn::Toy(c) => c.set_data(path, data, version).await,
+                Conn::Node(c) => bounded(t, c.set_data(path, data, version)).await,
+            }
+        }
+
+        /// create.
+        pub async fn create(
+            &mut self,
+            path: &str,
+            data: &str,
+            t: Duration,
+        ) -> Result<(bool, i64), OpError> {
+            match self {
+                Conn::Toy(c) => c.create(path, data).await,
+                Conn::Node(c) => bounded(t, c.create(path, data)).await,
+            }
+        }
+
+        /// sync.
+        pub async fn sync(&mut self, path: &str, t: Duration) -> Result<i64, OpError> {
+            match self {
+                Conn::Toy(c) => c.sync(path).await,
+                Conn::Node(c) => bounded(t, c.sync(path)).await,
+            }
+        }
+
+        /// Whether the connection must be replaced after an indeterminate result (the toy
+        /// protocol cannot resynchronise; a ZooKeeper session reconnects by itself unless
+        /// it expired).
+        pub fn replace_after_loss(&self) -> bool {
+            match self {
+                Conn::Toy(_) => true,
+                Conn::Node(c) => c.is_dead(),
+            }
+        }
+
+        /// Whether the session is connected to a server right now.
+        pub fn is_connected(&self) -> bool {
+            match self {
+                Conn::Toy(_) => true,
+                Conn::Node(c) => c.is_connected(),
+            }
+        }
+
+        /// The session id, where there is one.
+        pub fn session(&self) -> Option<String> {
+            match self {
+                Conn::Toy(_) => None,
+                Conn::Node(c) => Some(c.session()),
+            }
+        }
+    }
 }
