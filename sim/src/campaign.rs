@@ -292,6 +292,9 @@ pub struct ScenarioSummary {
     pub liveness: u64,
     /// Crashes / panics.
     pub crash: u64,
+    /// Passing runs whose history check ran out of budget (`unknown`, never a guess).
+    #[serde(default)]
+    pub unknown: u64,
     /// Sum of virtual time, ms.
     pub virtual_ms: u64,
     /// Sum of per-run wall time, ms.
@@ -323,7 +326,12 @@ impl Summary {
             let e = s.scenarios.entry(r.scenario.clone()).or_default();
             e.runs += 1;
             match r.class {
-                Class::Pass => e.pass += 1,
+                Class::Pass => {
+                    e.pass += 1;
+                    if r.check.as_deref() == Some("unknown") {
+                        e.unknown += 1;
+                    }
+                }
                 Class::Safety => e.safety += 1,
                 Class::Liveness => e.liveness += 1,
                 Class::Crash => e.crash += 1,
@@ -348,6 +356,7 @@ impl Summary {
                 e.safety += x.safety;
                 e.liveness += x.liveness;
                 e.crash += x.crash;
+                e.unknown += x.unknown;
                 e.virtual_ms += x.virtual_ms;
                 e.wall_ms += x.wall_ms;
             }
@@ -378,8 +387,16 @@ impl Summary {
     /// failing seed with its repro command.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{:<18} {:>6} {:>6} {:>7} {:>9} {:>6} {:>9} {:>11}\n",
-            "scenario", "runs", "pass", "safety", "liveness", "crash", "seeds/s", "virt/wall"
+            "{:<18} {:>6} {:>6} {:>7} {:>9} {:>6} {:>8} {:>9} {:>11}\n",
+            "scenario",
+            "runs",
+            "pass",
+            "safety",
+            "liveness",
+            "crash",
+            "unknown",
+            "seeds/s",
+            "virt/wall"
         );
         let mut total = ScenarioSummary::default();
         for (name, s) in &self.scenarios {
@@ -389,6 +406,7 @@ impl Summary {
             total.safety += s.safety;
             total.liveness += s.liveness;
             total.crash += s.crash;
+            total.unknown += s.unknown;
             total.virtual_ms += s.virtual_ms;
             total.wall_ms += s.wall_ms;
         }
@@ -428,13 +446,14 @@ fn row(name: &str, s: &ScenarioSummary, elapsed_s: f64, all_runs: u64) -> String
         elapsed_s * s.runs as f64 / all_runs as f64
     };
     format!(
-        "{:<18} {:>6} {:>6} {:>7} {:>9} {:>6} {:>9.1} {:>10.0}x\n",
+        "{:<18} {:>6} {:>6} {:>7} {:>9} {:>6} {:>8} {:>9.1} {:>10.0}x\n",
         name,
         s.runs,
         s.pass,
         s.safety,
         s.liveness,
         s.crash,
+        s.unknown,
         s.runs as f64 / share.max(1e-9),
         s.virtual_ms as f64 / (s.wall_ms as f64).max(1.0)
     )

@@ -223,7 +223,8 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                     let mut d = down.lock().expect("down");
                     if !d.contains(&i) && handle.is_exit(*id) {
                         handle.kill(*id);
-                        sh.disks[i].crash(false, sh.opts.seed ^ sh.start.elapsed().as_millis() as u64);
+                        sh.disks[i]
+                            .crash(false, sh.opts.seed ^ sh.start.elapsed().as_millis() as u64);
                         d.insert(i);
                         notes.lock().expect("notes").push(format!(
                             "{}ms s{i} stopped by itself (reaped)",
@@ -537,8 +538,7 @@ impl ClientCtx {
                     Conn::Toy(ToyConn::connect(server_addr(self.server), timeout).await?)
                 }
                 SutKind::Node => {
-                    let connect: Vec<String> =
-                        (0..n).map(|i| server_addr(i).to_string()).collect();
+                    let connect: Vec<String> = (0..n).map(|i| server_addr(i).to_string()).collect();
                     let session = Duration::from_millis(self.sh.opts.session_timeout_ms);
                     let seed = self.rng.gen();
                     Conn::Node(

@@ -13,15 +13,26 @@ use zabkeeper_sim::options::RunOptions;
 use zabkeeper_sim::run::run_one;
 use zabkeeper_sim::scenario;
 use zabkeeper_sim::shrink::shrink_run;
-use zabkeeper_sim::sut::REPLICATION_AVAILABLE;
+use zabkeeper_sim::sut::{SutKind, REPLICATION_AVAILABLE};
 
 /// Every broken build must be caught within this many seeds of `mixed`.
 const WITHIN: u64 = 5;
 
+/// The broken builds are variants of the toy SUT, so these runs use it.
 fn options(name: &str, seed: u64) -> RunOptions {
     let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios"));
     let s = scenario::find(&dir, name).expect("scenario");
-    RunOptions::derive(&s, seed, REPLICATION_AVAILABLE)
+    let mut o = RunOptions::derive(&s, seed, REPLICATION_AVAILABLE);
+    o.sut = SutKind::Toy;
+    o
+}
+
+/// The same seed on the real node.
+#[allow(dead_code)]
+fn node_options(name: &str, seed: u64) -> RunOptions {
+    let mut o = options(name, seed);
+    o.sut = SutKind::Node;
+    o
 }
 
 #[allow(dead_code)]
@@ -73,11 +84,19 @@ fn catches_stale_reads() {
     feature = "broken-stale-read"
 )))]
 #[test]
-fn correct_build_passes_the_same_seeds() {
+fn correct_builds_pass_the_same_seeds() {
     for seed in 0..WITHIN {
-        let out = run_one(&options("mixed", seed));
-        assert_eq!(out.record.class, Class::Pass, "{:?}", out.record);
-        assert!(out.record.ops > 50, "the workload ran: {:?}", out.record);
+        for o in [options("mixed", seed), node_options("mixed", seed)] {
+            let out = run_one(&o);
+            assert_eq!(
+                out.record.class,
+                Class::Pass,
+                "{:?} {:?}",
+                o.sut,
+                out.record
+            );
+            assert!(out.record.ops > 50, "the workload ran: {:?}", out.record);
+        }
     }
 }
 
@@ -88,9 +107,9 @@ fn correct_build_passes_the_same_seeds() {
 )))]
 #[test]
 fn same_seed_same_trace_in_process() {
-    let a = run_one(&options("crash-restart", 3)).record;
-    let b = run_one(&options("crash-restart", 3)).record;
+    let a = run_one(&node_options("crash-restart", 3)).record;
+    let b = run_one(&node_options("crash-restart", 3)).record;
     assert_eq!(a.trace_hash, b.trace_hash);
-    let c = run_one(&options("crash-restart", 4)).record;
+    let c = run_one(&node_options("crash-restart", 4)).record;
     assert_ne!(a.trace_hash, c.trace_hash);
 }
