@@ -6,7 +6,7 @@
 //! library lands it uses [`simple_register_check`], a small Wing-Gong/Lowe search with
 //! memoisation over `read`/`write`/`cas` per key; the interface stays when it is swapped.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -121,7 +121,129 @@ pub fn judge(history: &[HistoryEvent], observations: &[Observation]) -> Verdict 
     if v != Verdict::Pass {
         return v;
     }
+    for check in [queue_check, lock_check] {
+        let v = check(history);
+        if v != Verdict::Pass {
+            return v;
+        }
+    }
     simple_register_check(history)
+}
+
+/// Pair each completion with its invoke: (invoke position, completion position).
+fn completed<'a>(history: &'a [HistoryEvent], f: &str) -> Vec<(usize, usize, &'a HistoryEvent)> {
+    let mut open: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (pos, e) in history.iter().enumerate() {
+        if e.f != f {
+            continue;
+        }
+        if e.kind == EventType::Invoke {
+            open.insert(e.process, pos);
+        } else if let Some(inv) = open.remove(&e.process) {
+            if e.kind == EventType::Ok {
+                out.push((inv, pos, e));
+            }
+        }
+    }
+    out
+}
+
+/// Sequential-queue checks: every acknowledged `enqueue` (PERSISTENT_SEQUENTIAL create) got
+/// a unique name; enqueues that did not overlap got increasing sequence numbers; and every
+/// acknowledged item is in every `list` (sync + getChildren) invoked after the last
+/// acknowledged enqueue completed.
+pub fn queue_check(history: &[HistoryEvent]) -> Verdict {
+    let enq: Vec<(usize, usize, String)> = completed(history, "enqueue")
+        .into_iter()
+        .filter_map(|(i, o, e)| {
+            e.result
+                .as_ref()
+                .and_then(Value::as_str)
+                .map(|p| (i, o, p.to_string()))
+        })
+        .collect();
+    let seq = |p: &str| -> Option<u64> { p.rsplit('-').next().and_then(|d| d.parse().ok()) };
+    let mut names = BTreeMap::new();
+    for (_, o, p) in &enq {
+        if let Some(prev) = names.insert(p.clone(), *o) {
+            return violation(
+                "queue-unique-names",
+                format!("{p} returned twice (events {prev} and {o})"),
+            );
+        }
+    }
+    for a in &enq {
+        for b in &enq {
+            if a.1 < b.0 {
+                if let (Some(x), Some(y)) = (seq(&a.2), seq(&b.2)) {
+                    if x >= y {
+                        return violation(
+                            "queue-order",
+                            format!("{} completed before {} was created, yet has a larger sequence number", a.2, b.2),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let last_ack = enq.iter().map(|e| e.1).max().unwrap_or(0);
+    for (inv, _, e) in completed(history, "list") {
+        if inv < last_ack {
+            continue;
+        }
+        let children: BTreeSet<String> = e
+            .value
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (_, _, p) in &enq {
+            let name = p.rsplit('/').next().unwrap_or(p);
+            if !children.contains(name) {
+                return violation(
+                    "acked-write-lost",
+                    format!("acknowledged {p} missing from a later listing of its queue"),
+                );
+            }
+        }
+    }
+    Verdict::Pass
+}
+
+/// Ephemeral-lock check: a hold runs from its `acquire` (create EPHEMERAL) acknowledgement
+/// to the invoke of its `release` (delete); holds whose release was acknowledged prove
+/// the node existed throughout, so no two of them may overlap.
+pub fn lock_check(history: &[HistoryEvent]) -> Verdict {
+    let acquires = completed(history, "acquire");
+    let releases = completed(history, "release");
+    let mut holds: Vec<(usize, usize, u64)> = Vec::new();
+    for (_, a_ok, a) in &acquires {
+        // The same process's next release.
+        if let Some((r_inv, _, _)) = releases
+            .iter()
+            .filter(|(r_inv, _, r)| r.process == a.process && r_inv > a_ok)
+            .min_by_key(|(r_inv, _, _)| *r_inv)
+        {
+            holds.push((*a_ok, *r_inv, a.process));
+        }
+    }
+    holds.sort();
+    for w in holds.windows(2) {
+        if w[1].0 < w[0].1 {
+            return violation(
+                "lock-mutual-exclusion",
+                format!(
+                    "process {} acquired the lock (event {}) while process {} held it (events {}..{})",
+                    w[1].2, w[1].0, w[0].2, w[0].0, w[0].1
+                ),
+            );
+        }
+    }
+    Verdict::Pass
 }
 
 /// Global invariants over node observations.
@@ -475,6 +597,82 @@ mod tests {
             simple_register_check(&h),
             Verdict::Violation { .. }
         ));
+    }
+
+    fn with_result(mut e: HistoryEvent, r: Value) -> HistoryEvent {
+        e.result = Some(r);
+        e
+    }
+
+    #[test]
+    fn queue_checks() {
+        let good = vec![
+            ev(0, Invoke, "enqueue", json!("a")),
+            with_result(
+                ev(0, Ok, "enqueue", json!("a")),
+                json!("/q/item-0000000000"),
+            ),
+            ev(1, Invoke, "enqueue", json!("b")),
+            with_result(
+                ev(1, Ok, "enqueue", json!("b")),
+                json!("/q/item-0000000001"),
+            ),
+            ev(2, Invoke, "list", Value::Null),
+            ev(2, Ok, "list", json!(["item-0000000000", "item-0000000001"])),
+        ];
+        assert_eq!(queue_check(&good), Verdict::Pass);
+        let mut lost = good.clone();
+        lost[5] = ev(2, Ok, "list", json!(["item-0000000001"]));
+        assert!(
+            matches!(queue_check(&lost), Verdict::Violation { check, .. } if check == "acked-write-lost")
+        );
+        let mut order = good.clone();
+        order[3] = with_result(
+            ev(1, Ok, "enqueue", json!("b")),
+            json!("/q/item-0000000000"),
+        );
+        assert!(
+            matches!(queue_check(&order), Verdict::Violation { check, .. } if check == "queue-unique-names")
+        );
+        let mut order = good.clone();
+        order[1] = with_result(
+            ev(0, Ok, "enqueue", json!("a")),
+            json!("/q/item-0000000005"),
+        );
+        order[5] = ev(2, Ok, "list", json!(["item-0000000005", "item-0000000001"]));
+        assert!(
+            matches!(queue_check(&order), Verdict::Violation { check, .. } if check == "queue-order")
+        );
+    }
+
+    #[test]
+    fn lock_checks() {
+        let good = vec![
+            ev(0, Invoke, "acquire", json!("c0")),
+            ev(0, Ok, "acquire", json!("c0")),
+            ev(1, Invoke, "acquire", json!("c1")),
+            ev(1, Fail, "acquire", json!("c1")),
+            ev(0, Invoke, "release", Value::Null),
+            ev(0, Ok, "release", Value::Null),
+            ev(1, Invoke, "acquire", json!("c1")),
+            ev(1, Ok, "acquire", json!("c1")),
+            ev(1, Invoke, "release", Value::Null),
+            ev(1, Ok, "release", Value::Null),
+        ];
+        assert_eq!(lock_check(&good), Verdict::Pass);
+        let bad = vec![
+            ev(0, Invoke, "acquire", json!("c0")),
+            ev(0, Ok, "acquire", json!("c0")),
+            ev(1, Invoke, "acquire", json!("c1")),
+            ev(1, Ok, "acquire", json!("c1")),
+            ev(0, Invoke, "release", Value::Null),
+            ev(0, Ok, "release", Value::Null),
+            ev(1, Invoke, "release", Value::Null),
+            ev(1, Ok, "release", Value::Null),
+        ];
+        assert!(
+            matches!(lock_check(&bad), Verdict::Violation { check, .. } if check == "lock-mutual-exclusion")
+        );
     }
 
     fn obs(at_ms: u64, server: usize, what: Observed) -> Observation {

@@ -660,6 +660,118 @@ impl ClientCtx {
     }
 }
 
+/// Parent of the sequential queue.
+const QUEUE: &str = "/q";
+/// The ephemeral lock node.
+const LOCK: &str = "/lock";
+
+impl ClientCtx {
+    /// Run one operation recorded as invoke + completion; `op` returns the ok event's
+    /// value and result, or an error.
+    async fn recorded<F>(&mut self, f: &str, key: &str, arg: Value, op: F) -> Result<Value, OpError>
+    where
+        F: for<'a> FnOnce(
+            &'a mut Conn,
+            Duration,
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = Result<(Value, Option<Value>, Option<i64>), OpError>,
+                    > + 'a,
+            >,
+        >,
+    {
+        self.sh
+            .recorder
+            .record(self.event(EventType::Invoke, f, key, arg.clone()));
+        let t = self.timeout();
+        let res = match self.conn().await {
+            Ok(c) => op(c, t).await,
+            Err(e) => Err(e),
+        };
+        let mut ev = self.event(EventType::Ok, f, key, arg);
+        let out = res.clone().map(|(v, _, _)| v);
+        let res = res.map(|(v, result, zxid)| {
+            ev.value = v;
+            ev.result = result;
+            ev.zxid = zxid;
+        });
+        self.complete(ev, res);
+        out
+    }
+
+    /// Enqueue: create a PERSISTENT_SEQUENTIAL child of the queue.
+    async fn enqueue(&mut self) {
+        self.counter += 1;
+        let payload = format!("c{}-{}", self.j, self.counter);
+        let _ = self
+            .recorded("enqueue", QUEUE, json!(payload.clone()), move |c, t| {
+                Box::pin(async move {
+                    match c
+                        .create_mode(
+                            &format!("{QUEUE}/item-"),
+                            &payload,
+                            zabkeeper::types::CreateMode::PersistentSequential,
+                            t,
+                        )
+                        .await?
+                    {
+                        Ok((path, zxid)) => Ok((json!(payload), Some(json!(path)), Some(zxid))),
+                        Err(code) => Err(OpError::Definite(code)),
+                    }
+                })
+            })
+            .await;
+    }
+
+    /// List the queue (sync first).
+    async fn list_queue(&mut self) -> bool {
+        self.recorded("list", QUEUE, Value::Null, |c, t| {
+            Box::pin(async move {
+                let zxid = c.sync(QUEUE, t).await?;
+                let children = c.get_children(QUEUE, t).await?;
+                Ok((json!(children), None, Some(zxid)))
+            })
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Try to take the ephemeral lock, hold it a while, release it.
+    async fn lock_cycle(&mut self) {
+        let owner = format!("c{}", self.j);
+        let acquired = self
+            .recorded("acquire", LOCK, json!(owner.clone()), move |c, t| {
+                Box::pin(async move {
+                    match c
+                        .create_mode(LOCK, &owner, zabkeeper::types::CreateMode::Ephemeral, t)
+                        .await?
+                    {
+                        Ok((_, zxid)) => Ok((json!(owner), None, Some(zxid))),
+                        Err(code) => Err(OpError::Definite(code)),
+                    }
+                })
+            })
+            .await
+            .is_ok();
+        if !acquired {
+            return;
+        }
+        let hold = self.rng.gen_range(10..300);
+        madsim::time::sleep(Duration::from_millis(hold)).await;
+        let _ = self
+            .recorded("release", LOCK, Value::Null, |c, t| {
+                Box::pin(async move {
+                    match c.delete(LOCK, -1, t).await? {
+                        None => Ok((Value::Null, None, None)),
+                        Some(code) => Err(OpError::Definite(code)),
+                    }
+                })
+            })
+            .await;
+    }
+}
+
 async fn client_main(j: usize, sh: Shared) {
     let opts = Arc::clone(&sh.opts);
     let mut cx = ClientCtx {
@@ -707,13 +819,38 @@ async fn client_main(j: usize, sh: Shared) {
                 }
             }
         }
+        if opts.sut == SutKind::Node {
+            loop {
+                let r = cx
+                    .recorded("create", QUEUE, Value::Null, |c, t| {
+                        Box::pin(async move {
+                            match c.create(QUEUE, "", t).await? {
+                                (true, zxid) => Ok((Value::Null, None, Some(zxid))),
+                                (false, _) => Ok((Value::Null, Some(json!("exists")), None)),
+                            }
+                        })
+                    })
+                    .await;
+                if r.is_ok() {
+                    break;
+                }
+                madsim::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         sh.setup_done.store(1, Ordering::SeqCst);
     }
     while sh.phase() == PHASE_SETUP {
         madsim::time::sleep(Duration::from_millis(5)).await;
     }
     let w = opts.workload.clone();
-    let weights = [w.register.max(1) * 2, w.register, w.sync_read];
+    let node = opts.sut == SutKind::Node;
+    let weights = [
+        w.register.max(1) * 2,
+        w.register,
+        w.sync_read,
+        if node { w.queue } else { 0 },
+        if node { w.lock } else { 0 },
+    ];
     let total: u32 = weights.iter().sum();
     while sh.phase() == PHASE_SAFETY {
         if sh.ops.load(Ordering::SeqCst) as usize >= opts.max_ops {
@@ -742,9 +879,11 @@ async fn client_main(j: usize, sh: Shared) {
             1 => {
                 cx.read(&key, false).await;
             }
-            _ => {
+            2 => {
                 cx.read(&key, true).await;
             }
+            3 => cx.enqueue().await,
+            _ => cx.lock_cycle().await,
         }
         let think = cx.rng.gen_range(w.think_ms[0]..=w.think_ms[1]);
         madsim::time::sleep(Duration::from_millis(think)).await;
@@ -760,7 +899,15 @@ async fn client_main(j: usize, sh: Shared) {
             madsim::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    if pending.is_empty() {
+    let mut listed = !node;
+    while sh.phase() == PHASE_LIVENESS && !listed {
+        cx.await_connected().await;
+        listed = cx.list_queue().await;
+        if !listed {
+            madsim::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    if pending.is_empty() && listed {
         sh.live_done.lock().expect("live").insert(j);
     }
     std::future::pending::<()>().await;

@@ -245,6 +245,45 @@ mod sim_only {
             }
         }
 
+        /// create with a mode (node SUT only): `Ok(Ok((path, zxid)))` or `Ok(Err(code))`.
+        pub async fn create_mode(
+            &mut self,
+            path: &str,
+            data: &str,
+            mode: zabkeeper::types::CreateMode,
+            t: Duration,
+        ) -> Result<Result<(String, i64), String>, OpError> {
+            match self {
+                Conn::Toy(_) => Err(OpError::Definite("Unimplemented".into())),
+                Conn::Node(c) => bounded(t, c.create_mode(path, data, mode)).await,
+            }
+        }
+
+        /// delete (node SUT only): `Ok(None)` when deleted, else the error code name.
+        pub async fn delete(
+            &mut self,
+            path: &str,
+            version: i32,
+            t: Duration,
+        ) -> Result<Option<String>, OpError> {
+            match self {
+                Conn::Toy(_) => Err(OpError::Definite("Unimplemented".into())),
+                Conn::Node(c) => bounded(t, c.delete(path, version)).await,
+            }
+        }
+
+        /// getChildren (node SUT only), sorted.
+        pub async fn get_children(
+            &mut self,
+            path: &str,
+            t: Duration,
+        ) -> Result<Vec<String>, OpError> {
+            match self {
+                Conn::Toy(_) => Err(OpError::Definite("Unimplemented".into())),
+                Conn::Node(c) => bounded(t, c.get_children(path)).await,
+            }
+        }
+
         /// Whether the connection must be replaced after an indeterminate result (the toy
         /// protocol cannot resynchronise; a ZooKeeper session reconnects by itself unless
         /// it expired).

@@ -191,6 +191,48 @@ impl NodeConn {
         }
     }
 
+    /// create with a mode: the actual path (sequential suffix), or the error code name.
+    pub async fn create_mode(
+        &mut self,
+        path: &str,
+        data: &str,
+        mode: CreateMode,
+    ) -> Result<Result<(String, i64), String>, OpError> {
+        match self
+            .client
+            .create(path, data.as_bytes(), &Acl::open_unsafe(), mode)
+            .await
+        {
+            Ok((path, stat)) => Ok(Ok((path, stat.czxid))),
+            Err(Error::Keeper(code @ (ErrorCode::NodeExists | ErrorCode::NoNode))) => {
+                Ok(Err(format!("{code:?}")))
+            }
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    /// delete with an expected version: `Ok(None)` when deleted, else the error name.
+    pub async fn delete(&mut self, path: &str, version: i32) -> Result<Option<String>, OpError> {
+        match self.client.delete(path, version).await {
+            Ok(()) => Ok(None),
+            Err(Error::Keeper(code @ (ErrorCode::NoNode | ErrorCode::BadVersion))) => {
+                Ok(Some(format!("{code:?}")))
+            }
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    /// getChildren, sorted.
+    pub async fn get_children(&mut self, path: &str) -> Result<Vec<String>, OpError> {
+        let mut c = self
+            .client
+            .get_children(path, false)
+            .await
+            .map_err(map_err)?;
+        c.sort();
+        Ok(c)
+    }
+
     /// sync.
     pub async fn sync(&mut self, path: &str) -> Result<i64, OpError> {
         self.client.sync(path).await.map_err(map_err)?;
