@@ -18,7 +18,8 @@ build-madsim:
 	$(MADSIM_ENV) $(CARGO) build --release -p zabkeeper-sim
 
 SIM = $(MADSIM_TARGET)/release/zabkeeper-sim
-SIM_BROKEN = broken-ack-before-fsync broken-lost-cas-check broken-stale-read
+SIM_BROKEN = broken-ack-before-fsync broken-lost-cas-check broken-stale-read \
+             broken-node-lying-fsync broken-node-recovery-drops-tail
 
 # The main job: a seeded fault campaign over every scenario (and every pinned regression
 # seed), with a summary table. A failing seed prints its replay command.

@@ -65,12 +65,13 @@ pub async fn serve(
             return;
         }
     };
+    let storage = broken::wrap(storage);
     let clock = Arc::new(SkewedClock {
         index,
         clocks,
         start,
     });
-    match zabkeeper::runtime::start(config, Box::new(storage), clock).await {
+    match zabkeeper::runtime::start(config, storage, clock).await {
         Ok(handle) => {
             if let Err(e) = handle.wait().await {
                 tracing::warn!(server = index, "server stopped: {e:?}");
@@ -242,5 +243,93 @@ impl NodeConn {
     /// Close the session (best effort).
     pub async fn close(self) {
         let _ = self.client.close().await;
+    }
+}
+
+/// Deliberately broken storage behaviour for the node, behind cargo features, to prove the
+/// testbed catches these bug classes in the real server's pipeline:
+///
+/// - `broken-node-lying-fsync`: `sync` reports durability without fsyncing (only every
+///   8th call really syncs), so the server acknowledges writes before they are durable;
+/// - `broken-node-recovery-drops-tail`: recovery silently drops the last logged txn, as a
+///   too-eager torn-tail repair would.
+///
+/// Without those features [`wrap`] returns the storage unchanged.
+mod broken {
+    use zabkeeper::storage::{Epochs, Recovered, Storage, StorageError};
+    use zabkeeper::types::Zxid;
+
+    /// Box the storage, wrapped if a broken-node feature is on.
+    pub fn wrap<S: Storage + Send + 'static>(inner: S) -> Box<dyn Storage + Send> {
+        if cfg!(any(
+            feature = "broken-node-lying-fsync",
+            feature = "broken-node-recovery-drops-tail"
+        )) {
+            Box::new(Broken { inner, syncs: 0 })
+        } else {
+            Box::new(inner)
+        }
+    }
+
+    struct Broken<S> {
+        inner: S,
+        syncs: u64,
+    }
+
+    impl<S: Storage> Storage for Broken<S> {
+        fn append(&mut self, zxid: Zxid, txn: &[u8]) -> Result<(), StorageError> {
+            self.inner.append(zxid, txn)
+        }
+        fn sync(&mut self) -> Result<Zxid, StorageError> {
+            self.syncs += 1;
+            if cfg!(feature = "broken-node-lying-fsync") && !self.syncs.is_multiple_of(8) {
+                // BUG (deliberate): claim durability without an fsync.
+                return Ok(self.inner.last_logged_zxid());
+            }
+            self.inner.sync()
+        }
+        fn last_logged_zxid(&self) -> Zxid {
+            self.inner.last_logged_zxid()
+        }
+        fn read_txns_after(&mut self, zxid: Zxid) -> Result<Vec<(Zxid, Vec<u8>)>, StorageError> {
+            self.inner.read_txns_after(zxid)
+        }
+        fn truncate_after(&mut self, zxid: Zxid) -> Result<(), StorageError> {
+            self.inner.truncate_after(zxid)
+        }
+        fn write_snapshot(&mut self, zxid: Zxid, bytes: &[u8]) -> Result<(), StorageError> {
+            self.inner.write_snapshot(zxid, bytes)
+        }
+        fn load_newest_snapshot(&mut self) -> Result<Option<(Zxid, Vec<u8>)>, StorageError> {
+            self.inner.load_newest_snapshot()
+        }
+        fn purge(&mut self, retain_snapshots: usize) -> Result<(), StorageError> {
+            self.inner.purge(retain_snapshots)
+        }
+        fn epochs(&self) -> Epochs {
+            self.inner.epochs()
+        }
+        fn set_accepted_epoch(&mut self, epoch: u32) -> Result<(), StorageError> {
+            self.inner.set_accepted_epoch(epoch)
+        }
+        fn set_current_epoch(&mut self, epoch: u32) -> Result<(), StorageError> {
+            self.inner.set_current_epoch(epoch)
+        }
+        fn recover(&mut self) -> Result<Recovered, StorageError> {
+            let mut r = self.inner.recover()?;
+            if cfg!(feature = "broken-node-recovery-drops-tail") {
+                // BUG (deliberate): drop the last logged txn, and forget it on disk too.
+                if r.txns.pop().is_some() {
+                    let keep = r
+                        .txns
+                        .last()
+                        .map(|(z, _)| *z)
+                        .or(r.snapshot.as_ref().map(|(z, _)| *z))
+                        .unwrap_or(0);
+                    self.inner.truncate_after(keep)?;
+                }
+            }
+            Ok(r)
+        }
     }
 }
