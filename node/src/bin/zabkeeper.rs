@@ -32,6 +32,8 @@ enum LogFormat {
 enum Command {
     /// Run a server, from a zoo.cfg or from the quick flags.
     Server(ServerArgs),
+    /// A zkCli-style client: runs one command, or reads commands from stdin.
+    Cli(zabkeeper::client::cli::CliArgs),
     /// Print the txns of a transaction log file.
     DumpLog { file: PathBuf },
     /// Print the contents of a snapshot file.
@@ -132,6 +134,7 @@ fn main() -> ExitCode {
     let result: anyhow::Result<i32> = rt.block_on(async move {
         match cli.command {
             Command::Server(args) => run_server(args).await.map(|_| 0),
+            Command::Cli(args) => zabkeeper::client::cli::run(args).await,
             Command::DumpLog { file } => runtime::tools::dump_log_file(&file).map(|_| 0),
             Command::DumpSnapshot { file } => runtime::tools::dump_snapshot_file(&file).map(|_| 0),
         }

@@ -96,13 +96,7 @@ pub(crate) struct Conn {
 #[derive(Clone, Debug)]
 enum Origin {
     /// A client request on a connection.
-    /// `ops` holds a multi's sub-op opcodes (their result records differ).
-    Client {
-        conn: ConnId,
-        xid: i32,
-        opcode: i32,
-        ops: Vec<i32>,
-    },
+    Client { conn: ConnId, xid: i32, opcode: i32 },
     /// A new session's handshake.
     NewSession {
         conn: ConnId,
@@ -527,15 +521,10 @@ impl Processor {
         req: Request,
         work: &mut Vec<Work>,
     ) -> Result<(), Fatal> {
-        let ops = match &req {
-            Request::Multi(ops) => ops.iter().map(|o| o.opcode()).collect(),
-            _ => Vec::new(),
-        };
         let origin = Origin::Client {
             conn,
             xid,
             opcode: op,
-            ops,
         };
         let auth = self
             .conns
@@ -730,7 +719,6 @@ impl Processor {
                 conn,
                 xid,
                 opcode: op,
-                ops,
             } => {
                 let header = |err: ErrorCode| ReplyHeader {
                     xid,
@@ -739,7 +727,7 @@ impl Processor {
                 };
                 let (h, resp) = match outcome.result {
                     Err(e) => (header(e), Response::Empty),
-                    Ok(r) => (header(ErrorCode::Ok), write_response(op, &ops, r)),
+                    Ok(r) => (header(ErrorCode::Ok), write_response(op, r)),
                 };
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.last_zxid = zxid;
@@ -800,12 +788,8 @@ impl Processor {
         }
         let zxid = self.tree.last_processed_zxid();
         let session = self.conns.get(&conn).map(|c| c.session).unwrap_or(0);
-        let mut reply_xid = xid_;
         let result: Result<Response, ErrorCode> = match req {
-            Request::Ping => {
-                reply_xid = xid::PING;
-                Ok(Response::Empty)
-            }
+            Request::Ping => Ok(Response::Empty),
             Request::Exists { path, watch } => match self.tree.stat(&path) {
                 Some(stat) => {
                     if watch {
@@ -878,7 +862,12 @@ impl Processor {
                             .iter()
                             .map(|id| ClientInfo {
                                 auth_scheme: id.scheme.clone(),
-                                user: id.id.clone(),
+                                // As ZooKeeper's AuthenticationProvider.getUserName: a
+                                // digest id "user:hash" names the user only.
+                                user: match id.scheme.as_str() {
+                                    "digest" => id.id.split(':').next().unwrap_or("").to_string(),
+                                    _ => id.id.clone(),
+                                },
                             })
                             .collect()
                     })
@@ -919,7 +908,6 @@ impl Processor {
                 exist,
                 child,
             } => {
-                reply_xid = xid::SET_WATCHES;
                 let req = SetWatches {
                     relative_zxid,
                     data,
@@ -939,7 +927,6 @@ impl Processor {
                 persistent,
                 persistent_recursive,
             } => {
-                reply_xid = xid::SET_WATCHES;
                 let req = SetWatches {
                     relative_zxid,
                     data,
@@ -952,13 +939,15 @@ impl Processor {
                 Ok(Response::Empty)
             }
             Request::AddWatch { path, mode } => match mode {
+                // ZooKeeper answers addWatch with an ErrorResponse(0) body, which the
+                // Java client reads.
                 crate::types::watch_mode::PERSISTENT => {
                     self.watches.add_persistent(&path, conn, false);
-                    Ok(Response::Empty)
+                    Ok(Response::ErrorResponse { err: 0 })
                 }
                 crate::types::watch_mode::PERSISTENT_RECURSIVE => {
                     self.watches.add_persistent(&path, conn, true);
-                    Ok(Response::Empty)
+                    Ok(Response::ErrorResponse { err: 0 })
                 }
                 _ => Err(ErrorCode::BadArguments),
             },
@@ -988,7 +977,7 @@ impl Processor {
         };
         let frame = encode_reply(
             &ReplyHeader {
-                xid: reply_xid,
+                xid: xid_,
                 zxid,
                 err,
             },
@@ -1161,7 +1150,7 @@ fn multi_to_write_ops(ops: &[MultiOp]) -> Result<WriteOp, ErrorCode> {
 }
 
 /// The reply record for an applied write.
-fn write_response(op: i32, ops: &[i32], result: OpResult) -> Response {
+fn write_response(op: i32, result: OpResult) -> Response {
     match result {
         OpResult::Create { path, stat } => {
             if op == opcode::CREATE {
@@ -1174,15 +1163,10 @@ fn write_response(op: i32, ops: &[i32], result: OpResult) -> Response {
         OpResult::Multi(results) => Response::Multi(
             results
                 .into_iter()
-                .enumerate()
-                .map(|(i, r)| match r {
-                    Ok(OpResult::Create { path, stat }) => {
-                        if ops.get(i) == Some(&opcode::CREATE) {
-                            MultiResult::Create { path }
-                        } else {
-                            MultiResult::Create2 { path, stat }
-                        }
-                    }
+                .map(|r| match r {
+                    // ZooKeeper 3.8 answers every create inside a multi as a plain
+                    // create (path only), whatever its opcode.
+                    Ok(OpResult::Create { path, .. }) => MultiResult::Create { path },
                     Ok(OpResult::Delete) => MultiResult::Delete,
                     Ok(OpResult::SetData { stat }) => MultiResult::SetData { stat },
                     Ok(OpResult::Check) => MultiResult::Check,

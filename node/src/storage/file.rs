@@ -1,6 +1,13 @@
 //! [`FileStorage`]: the txn log, snapshots and epoch files over an [`Fs`], laid out as
 //! ZooKeeper lays them out.
 //!
+//! The history is a chain: every record's exact predecessor is the previous record in its
+//! file, or, for a file's first record, the zxid in the file's header (the last zxid the
+//! storage held when the file was created; 0 for the start of the history). A snapshot
+//! written ahead of the log (a learner taking its leader's snapshot) makes the next txn
+//! start a new file, so the jump is recorded. Appends must also follow ZAB's sequence
+//! (same epoch and counter + 1, or a newer epoch at counter 1).
+//!
 //! Recovery rules (checked by [`FileStorage::open`] and [`Storage::recover`]):
 //! - a torn or garbage tail of the LAST log (a crash mid-append) is truncated, with a warning;
 //!   a zero-filled tail is the preallocated space and is simply the end; a record header
@@ -9,10 +16,11 @@
 //!   log can have a tail to repair;
 //! - corruption anywhere else (a bad record followed by valid ones, a bad record in a
 //!   non-last log, a bad file header in a non-last log) is refused;
-//! - no valid snapshot while the logs do not start the history is refused (ZOOKEEPER-2325);
+//! - no valid snapshot while the oldest log does not start the history is refused
+//!   (ZOOKEEPER-2325);
 //! - a snapshot whose zxid's epoch is newer than `currentEpoch` is refused unless the
 //!   `updatingEpoch` marker says we crashed between the two writes (ZOOKEEPER-2354);
-//! - a gap in the zxid sequence after the snapshot is refused;
+//! - a break in the chain after the snapshot is refused;
 //! - an invalid newest snapshot falls back to an older valid one only if the log covers the
 //!   span up to the invalid one's zxid.
 //!
@@ -124,6 +132,9 @@ pub struct FileStorage<F: Fs> {
     writer: Option<Writer<F::File>>,
     /// The log directory has a new entry not yet made durable.
     log_dir_dirty: bool,
+    /// A snapshot ahead of the log was written: the next txn starts a new log file, whose
+    /// header records that it follows the snapshot (records in one file are consecutive).
+    roll_pending: bool,
     /// The last appended txn (0 if none).
     last_log_zxid: Zxid,
     /// The newest snapshot file's zxid (by name), if any.
@@ -131,6 +142,22 @@ pub struct FileStorage<F: Fs> {
     epochs: Epochs,
     /// Set by a failed log or epoch write; every later call fails with it.
     failed: Option<String>,
+    stats: StorageStats,
+}
+
+/// Counters of what a [`FileStorage`] did since it was opened, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    /// Txns appended.
+    pub txns_appended: u64,
+    /// Bytes of records appended (framing included).
+    pub bytes_appended: u64,
+    /// Log fsyncs (group commits).
+    pub log_syncs: u64,
+    /// Log files started.
+    pub log_files_started: u64,
+    /// Snapshots written.
+    pub snapshots_written: u64,
 }
 
 impl<F: Fs> std::fmt::Debug for FileStorage<F> {
@@ -185,10 +212,12 @@ impl<F: Fs> FileStorage<F> {
             logs: Vec::new(),
             writer: None,
             log_dir_dirty: false,
+            roll_pending: false,
             last_log_zxid: 0,
             newest_snapshot: None,
             epochs: Epochs::default(),
             failed: None,
+            stats: StorageStats::default(),
         };
         storage.remove_temporaries()?;
         storage.epochs = Epochs {
@@ -222,6 +251,11 @@ impl<F: Fs> FileStorage<F> {
             .into_iter()
             .map(|z| self.snapshot_path(z))
             .collect())
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> StorageStats {
+        self.stats
     }
 
     /// The file system this storage runs on.
@@ -308,11 +342,13 @@ impl<F: Fs> FileStorage<F> {
                 Err(reason) => {
                     // A crash right after creating the file can leave a torn header, and then
                     // no record after it can have been synced; nor can any if the header was
-                    // never written at all (an fsync would have persisted it first).
+                    // never written at all (an fsync would have persisted it first). Anything
+                    // else (a foreign file, rot) is refused, never deleted.
                     let unwritten = data.len() >= format::LOG_HEADER_LEN
                         && data[..format::LOG_HEADER_LEN].iter().all(|&b| b == 0);
-                    let has_record = format::find_valid_record(&data, 0, None).is_some();
-                    if is_last && (unwritten || !has_record) {
+                    let torn = format::is_torn_log_header(&data)
+                        && format::find_valid_record(&data, 0, None).is_none();
+                    if is_last && (unwritten || torn) {
                         warn!(
                             "removing {}: {reason} (torn creation of the last log)",
                             path.display()
@@ -480,6 +516,7 @@ impl<F: Fs> FileStorage<F> {
             if let Err(e) = w.file.sync().map_err(io_err("fsync", path)) {
                 return self.fail(e);
             }
+            self.stats.log_syncs += 1;
         }
         if self.log_dir_dirty {
             if let Err(e) = self
@@ -520,6 +557,7 @@ impl<F: Fs> FileStorage<F> {
             Err(e) => return self.fail(StorageError::io("create", &path, e)),
         };
         self.log_dir_dirty = true;
+        self.stats.log_files_started += 1;
         self.logs.push(LogFile {
             path,
             prev_zxid,
@@ -672,6 +710,16 @@ impl<F: Fs> FileStorage<F> {
         })
     }
 
+    /// Whether a record at `zxid`, whose exact predecessor is `pred` (the previous record
+    /// in its file, or its file's header), continues a history that reached `prev`.
+    fn continues(&self, prev: Zxid, pred: Zxid, zxid: Zxid) -> bool {
+        if self.opts.strict_zxid_sequence {
+            pred == prev
+        } else {
+            zxid > prev
+        }
+    }
+
     fn follows(&self, prev: Zxid, next: Zxid) -> bool {
         if self.opts.strict_zxid_sequence {
             zxid_follows(prev, next)
@@ -699,16 +747,23 @@ impl<F: Fs> Storage for FileStorage<F> {
         }
         if let Some(w) = &self.writer {
             let size = w.pos + w.buf.len() as u64;
-            if w.txns >= self.opts.log_roll_txns || size >= self.opts.log_roll_bytes {
+            if self.roll_pending
+                || w.txns >= self.opts.log_roll_txns
+                || size >= self.opts.log_roll_bytes
+            {
                 self.close_log()?;
             }
         }
+        self.roll_pending = false;
         if self.writer.is_none() {
             self.start_log(zxid)?;
         }
         let w = self.writer.as_mut().expect("started above");
+        let before = w.buf.len();
         format::encode_record(&mut w.buf, zxid, txn);
         w.txns += 1;
+        self.stats.txns_appended += 1;
+        self.stats.bytes_appended += (w.buf.len() - before) as u64;
         let buffered = w.buf.len();
         self.logs
             .last_mut()
@@ -735,17 +790,41 @@ impl<F: Fs> Storage for FileStorage<F> {
         self.check()?;
         self.flush_buffer()?;
         let mut txns = Vec::new();
+        let mut prev = zxid;
         for (i, log) in self.logs.iter().enumerate() {
             if !may_hold_after(&self.logs, i, zxid) {
                 continue;
             }
             let (data, records) = self.read_log(log)?;
-            txns.extend(
-                records
-                    .iter()
-                    .filter(|r| r.zxid > zxid)
-                    .map(|r| (r.zxid, r.payload(&data).to_vec())),
-            );
+            for (j, r) in records.iter().enumerate().filter(|(_, r)| r.zxid > zxid) {
+                let pred = if j == 0 {
+                    log.prev_zxid
+                } else {
+                    records[j - 1].zxid
+                };
+                if !self.continues(prev, pred, r.zxid) {
+                    // Purged, or known here only through a snapshot: a leader must send a
+                    // snapshot rather than a DIFF with a hole in it.
+                    return Err(StorageError::LogDoesNotCover {
+                        after: ZxidHex(zxid),
+                        prev: ZxidHex(prev),
+                        next: ZxidHex(r.zxid),
+                        path: log.path.clone(),
+                    });
+                }
+                prev = r.zxid;
+                txns.push((r.zxid, r.payload(&data).to_vec()));
+            }
+        }
+        let newest = self.last_logged_zxid();
+        if prev < newest {
+            // The history goes on past the log, in a snapshot.
+            return Err(StorageError::LogDoesNotCover {
+                after: ZxidHex(zxid),
+                prev: ZxidHex(prev),
+                next: ZxidHex(newest),
+                path: self.snapshot_path(newest),
+            });
         }
         Ok(txns)
     }
@@ -830,6 +909,10 @@ impl<F: Fs> Storage for FileStorage<F> {
         let dir = self.snap_dir.clone();
         let name = format::snapshot_name(zxid);
         self.write_atomic(&dir, &name, &format::encode_snapshot(zxid, bytes))?;
+        self.stats.snapshots_written += 1;
+        if zxid > self.last_log_zxid {
+            self.roll_pending = true;
+        }
         self.newest_snapshot = Some(self.newest_snapshot.map_or(zxid, |s| s.max(zxid)));
         Ok(())
     }
@@ -968,19 +1051,21 @@ impl<F: Fs> Storage for FileStorage<F> {
                 continue;
             }
             let (data, records) = self.read_log(log)?;
-            for r in records.iter().filter(|r| r.zxid > base) {
-                if !self.follows(prev, r.zxid) {
-                    let first_after_base = txns.is_empty();
+            for (j, r) in records.iter().enumerate().filter(|(_, r)| r.zxid > base) {
+                let pred = if j == 0 {
+                    log.prev_zxid
+                } else {
+                    records[j - 1].zxid
+                };
+                if !self.continues(prev, pred, r.zxid) {
                     return Err(match (&newest_invalid, &snapshot) {
-                        (Some((bad, reason)), _) if first_after_base => {
-                            StorageError::SnapshotNotCovered {
-                                path: self.snapshot_path(*bad),
-                                reason: reason.clone(),
-                                from: ZxidHex(base),
-                                to: ZxidHex(*bad),
-                            }
-                        }
-                        (None, None) if first_after_base => StorageError::MissingSnapshot {
+                        (Some((bad, reason)), _) => StorageError::SnapshotNotCovered {
+                            path: self.snapshot_path(*bad),
+                            reason: reason.clone(),
+                            from: ZxidHex(base),
+                            to: ZxidHex(*bad),
+                        },
+                        (None, None) if txns.is_empty() => StorageError::MissingSnapshot {
                             snap_dir: self.snap_dir.clone(),
                             first_log: log.path.clone(),
                             first_zxid: ZxidHex(r.zxid),

@@ -88,6 +88,20 @@ pub fn check_log_header(data: &[u8]) -> Result<LogHeader, String> {
     })
 }
 
+/// Whether a log file's first bytes are what a crash while writing its header leaves: a
+/// prefix of the magic and version, then zeros (preallocation) or the end of the file.
+/// A foreign file (another magic, e.g. a ZooKeeper log) is not torn.
+pub fn is_torn_log_header(data: &[u8]) -> bool {
+    let head = &data[..data.len().min(LOG_HEADER_LEN)];
+    let expected = log_header(0);
+    let matching = head
+        .iter()
+        .zip(&expected[..8])
+        .take_while(|(a, b)| a == b)
+        .count();
+    head[matching..].iter().all(|&b| b == 0)
+}
+
 fn record_crc(len: u32, zxid: Zxid, payload: &[u8]) -> u32 {
     let mut c = crc32c::crc32c(&len.to_be_bytes());
     c = crc32c::crc32c_append(c, &zxid.to_be_bytes());
@@ -521,6 +535,17 @@ mod tests {
     }
 
     #[test]
+    fn torn_log_headers() {
+        let h = log_header(0x1_0000_0003);
+        assert!(is_torn_log_header(&[]));
+        assert!(is_torn_log_header(&h[..3]));
+        assert!(is_torn_log_header(&[&h[..6], &[0u8; 30][..]].concat()));
+        assert!(is_torn_log_header(&[0u8; 64]));
+        assert!(!is_torn_log_header(b"ZKLG\0\0\0\x02\0\0\0\0\0\0\0\0"));
+        assert!(!is_torn_log_header(&[&h[..2], b"x"].concat()));
+    }
+
+    #[test]
     fn names() {
         assert_eq!(log_name(0x1_0000_0001), "log.100000001");
         assert_eq!(snapshot_name(0), "snapshot.0");
@@ -532,6 +557,16 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = check_log_header(&data);
+            let _ = is_torn_log_header(&data);
+            let scan = scan_log(&[&log_header(0)[..], &data].concat());
+            prop_assert!(scan.end as usize <= data.len() + LOG_HEADER_LEN);
+            let _ = decode_snapshot(&data);
+            let _ = decode_epoch(&data);
+        }
+
         #[test]
         fn any_single_bit_flip_in_records_is_detected(
             payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..6),

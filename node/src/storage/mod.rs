@@ -10,7 +10,7 @@
 //! On-disk layout follows ZooKeeper so operators recognise the files:
 //! `<dataLogDir>/version-2/log.<hex zxid>`, `<dataDir>/version-2/snapshot.<hex zxid>`,
 //! `<dataDir>/version-2/acceptedEpoch` and `currentEpoch`. The record framing is our own
-//! (length + CRC32C + zxid + payload); see [`format`].
+//! (length + CRC32C + zxid + payload); see [`mod@format`].
 //!
 //! ```
 //! use zabkeeper::storage::{FileStorage, FileStorageOptions, SimFs, Storage};
@@ -43,8 +43,8 @@ use std::path::PathBuf;
 
 use crate::types::{zxid_counter, zxid_epoch, Zxid};
 
-pub use file::{FileStorage, FileStorageOptions};
-pub use fs::{Fs, FsFile, RealFs, SimFs, SimFsFaults};
+pub use file::{FileStorage, FileStorageOptions, StorageStats};
+pub use fs::{Fs, FsFile, RealFs, SimFs, SimFsFaults, SimFsStats};
 
 /// The two epochs ZAB keeps on disk (ZooKeeper's `acceptedEpoch` and `currentEpoch` files).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,11 +92,21 @@ pub trait Storage {
     /// if that is newer, or 0 when empty.
     fn last_logged_zxid(&self) -> Zxid;
     /// Every logged txn with a zxid greater than `zxid`, in order (includes txns appended but
-    /// not yet synced).
+    /// not yet synced). Fails with [`StorageError::LogDoesNotCover`] unless they form a
+    /// gapless continuation of `zxid` (the leader's DIFF-or-SNAP decision).
     fn read_txns_after(&mut self, zxid: Zxid) -> Result<Vec<(Zxid, Vec<u8>)>, StorageError>;
     /// ZAB's TRUNC: durably drops every txn (and snapshot) with a zxid greater than `zxid`.
+    /// Later appends go to a new log file. If `zxid` itself was known only through a newer
+    /// snapshot, the history ends below it: check [`Storage::last_logged_zxid`]. Refused with
+    /// [`StorageError::CannotTruncate`] (changing nothing) if no snapshot at or before `zxid`
+    /// remains and the log does not start the history.
     fn truncate_after(&mut self, zxid: Zxid) -> Result<(), StorageError>;
     /// Durably writes a snapshot: temporary name, fsync, rename, fsync of the directory.
+    ///
+    /// A snapshot ahead of the log (a learner taking its leader's snapshot) becomes the
+    /// point the next txn follows. A snapshot behind a divergent suffix of the log does not
+    /// drop that suffix: TRUNC it with [`Storage::truncate_after`] first. A failure here is
+    /// not fatal (the log is untouched).
     fn write_snapshot(&mut self, zxid: Zxid, bytes: &[u8]) -> Result<(), StorageError>;
     /// The newest snapshot whose header, CRC and trailer are valid.
     fn load_newest_snapshot(&mut self) -> Result<Option<(Zxid, Vec<u8>)>, StorageError>;
@@ -202,6 +212,22 @@ pub enum StorageError {
         zxid: ZxidHex,
         /// The snapshot directory.
         snap_dir: PathBuf,
+    },
+    /// `read_txns_after` cannot return every txn after the zxid asked for: older logs were
+    /// purged, or the history jumps over txns known here only through a snapshot. A leader
+    /// then sends a snapshot instead of a DIFF.
+    #[error(
+        "the log does not hold every txn after {after}: {next} in {path} does not follow {prev}"
+    )]
+    LogDoesNotCover {
+        /// The zxid asked for.
+        after: ZxidHex,
+        /// The last zxid that could be returned in sequence (or `after`).
+        prev: ZxidHex,
+        /// The next txn the log holds (or the snapshot the history continues in).
+        next: ZxidHex,
+        /// The log file (or snapshot) holding `next`.
+        path: PathBuf,
     },
     /// An epoch file does not hold a number.
     #[error("cannot parse epoch file {path}: {content:?}")]

@@ -183,6 +183,24 @@ fn append_sync_read_recover<H: Harness>(h: &H) {
     assert_eq!(h.open().recover().unwrap().txns, expected(1, 1..=12));
 }
 
+fn stats_count_group_commits<H: Harness>(h: &H) {
+    let mut st = h.open_with(|o| o.log_roll_txns = 4);
+    for batch in 0..3u32 {
+        append_range(&mut st, 1, batch * 2 + 1..=batch * 2 + 2);
+        st.sync().unwrap();
+    }
+    st.set_current_epoch(1).unwrap();
+    st.write_snapshot(z(6), b"s").unwrap();
+    let stats = st.stats();
+    assert_eq!(stats.txns_appended, 6);
+    assert_eq!(stats.log_files_started, 2);
+    // Three group commits, plus the fsync that closes the first log at the roll.
+    assert_eq!(stats.log_syncs, 4);
+    assert_eq!(stats.snapshots_written, 1);
+    let record = (format::RECORD_HEADER_LEN + txn(z(1)).len()) as u64;
+    assert_eq!(stats.bytes_appended, 6 * record);
+}
+
 fn append_enforces_zab_sequence<H: Harness>(h: &H) {
     let mut st = h.open();
     for bad in [z(2), make_zxid(1, 0), make_zxid(2, 2)] {
@@ -211,6 +229,15 @@ fn append_enforces_zab_sequence<H: Harness>(h: &H) {
     assert_eq!(st.last_logged_zxid(), make_zxid(4, 7));
     st.append(make_zxid(4, 8), b"next").unwrap();
     st.sync().unwrap();
+    // The log jumps over (3, 2)..(4, 7): no DIFF across it, but one after the snapshot.
+    assert!(matches!(
+        st.read_txns_after(make_zxid(3, 1)),
+        Err(StorageError::LogDoesNotCover { .. })
+    ));
+    assert_eq!(
+        st.read_txns_after(make_zxid(4, 7)).unwrap(),
+        vec![(make_zxid(4, 8), b"next".to_vec())]
+    );
     drop(st);
     let rec = h.open().recover().unwrap();
     assert_eq!(
@@ -218,6 +245,32 @@ fn append_enforces_zab_sequence<H: Harness>(h: &H) {
         Some((make_zxid(4, 7), b"leader state".to_vec()))
     );
     assert_eq!(rec.txns, vec![(make_zxid(4, 8), b"next".to_vec())]);
+}
+
+fn snapshot_ahead_of_the_log_starts_a_new_log_file<H: Harness>(h: &H) {
+    // A learner logs (1, 1..3), then takes the leader's snapshot at (1, 5), then logs the
+    // new epoch: (2, 1) follows (1, 5), not (1, 3), though both look like "new epoch".
+    let mut st = h.open();
+    st.set_current_epoch(2).unwrap();
+    append_range(&mut st, 1, 1..=3);
+    st.write_snapshot(z(5), b"leader state").unwrap();
+    append_range(&mut st, 2, 1..=2);
+    st.sync().unwrap();
+    assert_eq!(st.log_files().len(), 2);
+    assert!(matches!(
+        st.read_txns_after(z(3)),
+        Err(StorageError::LogDoesNotCover { .. })
+    ));
+    assert_eq!(st.read_txns_after(z(5)).unwrap(), expected(2, 1..=2));
+    let snap = st.snapshot_files().unwrap().pop().unwrap();
+    drop(st);
+    assert_eq!(h.open().recover().unwrap().txns, expected(2, 1..=2));
+    // Without that snapshot, the history cannot be rebuilt.
+    remove_durably(&h.fs(), &snap);
+    assert!(matches!(
+        h.open().recover(),
+        Err(StorageError::ZxidGap { .. })
+    ));
 }
 
 fn logs_roll_by_txn_count_and_size<H: Harness>(h: &H) {
@@ -364,6 +417,11 @@ fn snapshots_newest_valid_and_purge<H: Harness>(h: &H) {
     let first_log = &st.log_files()[0];
     assert!(first_log.ends_with("log.100000007"), "{first_log:?}");
     assert_eq!(st.read_txns_after(z(8)).unwrap(), expected(1, 9..=18));
+    // Purged: a DIFF from zxid 3 is impossible.
+    assert!(matches!(
+        st.read_txns_after(z(3)),
+        Err(StorageError::LogDoesNotCover { .. })
+    ));
     drop(st);
 
     let rec = h.open().recover().unwrap();
@@ -481,6 +539,43 @@ fn log_starting_a_new_epoch_is_not_the_start_of_history<H: Harness>(h: &H) {
         h.open().recover(),
         Err(StorageError::MissingSnapshot { .. })
     ));
+}
+
+fn foreign_or_rotted_log_header_is_refused_not_deleted<H: Harness>(h: &H) {
+    let mut st = h.open();
+    append_range(&mut st, 1, 1..=3);
+    st.sync().unwrap();
+    let log = st.log_files()[0].clone();
+    drop(st);
+    let fs = h.fs();
+    flip(&fs, &log, 1); // the magic
+    assert!(matches!(
+        h.try_open(),
+        Err(StorageError::Corrupt { offset: 0, .. })
+    ));
+    assert!(
+        fs.exists(&log),
+        "a log that is not ours must never be deleted"
+    );
+}
+
+fn torn_log_creation_is_removed<H: Harness>(h: &H) {
+    let mut st = h.open();
+    append_range(&mut st, 1, 1..=3);
+    st.sync().unwrap();
+    let log_dir = st.log_dir().to_path_buf();
+    drop(st);
+    // A crash while writing the header of the next log: 5 bytes of it, then zeros.
+    let fs = h.fs();
+    let torn = log_dir.join("log.100000004");
+    let mut f = fs.create(&torn).unwrap();
+    f.write_at(0, &format::log_header(z(3))[..5]).unwrap();
+    f.set_len(4096).unwrap();
+    f.sync().unwrap();
+    fs.sync_dir(&log_dir).unwrap();
+    let mut st = h.open();
+    assert!(!fs.exists(&torn));
+    assert_eq!(st.recover().unwrap().txns, expected(1, 1..=3));
 }
 
 fn no_snapshot_with_complete_log_recovers<H: Harness>(h: &H) {
@@ -699,7 +794,9 @@ macro_rules! conformance {
 conformance!(
     append_sync_read_recover,
     append_enforces_zab_sequence,
+    stats_count_group_commits,
     logs_roll_by_txn_count_and_size,
+    snapshot_ahead_of_the_log_starts_a_new_log_file,
     truncate_drops_later_txns_durably,
     truncate_unsynced_tail_and_everything,
     epochs_persist,
@@ -709,6 +806,8 @@ conformance!(
     truncated_snapshot_refuses_when_log_does_not_cover,
     deleted_snapshots_refuse,
     no_snapshot_with_complete_log_recovers,
+    foreign_or_rotted_log_header_is_refused_not_deleted,
+    torn_log_creation_is_removed,
     log_starting_a_new_epoch_is_not_the_start_of_history,
     flipped_byte_mid_log_refuses,
     flipped_length_mid_log_refuses,
@@ -1238,6 +1337,8 @@ enum Op {
     Crash(u64),
     /// The next fsync fails with EIO.
     FailSync,
+    /// Read the txns after the entry this many back (a leader preparing a DIFF).
+    ReadAfter(u8),
 }
 
 fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
@@ -1254,6 +1355,7 @@ fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
         1 => Just(Op::Restart),
         2 => any::<u64>().prop_map(Op::Crash),
         1 => Just(Op::FailSync),
+        1 => (0u8..10).prop_map(Op::ReadAfter),
     ]
 }
 
@@ -1415,6 +1517,26 @@ proptest::proptest! {
                     }
                 }
                 Op::Purge(retain) => st.purge(retain),
+                Op::ReadAfter(back) => {
+                    let idx = m.history.len().saturating_sub(usize::from(back) + 1);
+                    let (from, zxid) = match m.history.len() {
+                        0 => (0, 0),
+                        _ if usize::from(back) >= m.history.len() => (0, 0),
+                        _ => (idx + 1, m.history[idx].0),
+                    };
+                    match st.read_txns_after(zxid) {
+                        Ok(txns) => {
+                            let want: Vec<(Zxid, Vec<u8>)> = m.history[from..]
+                                .iter()
+                                .map(|(z, b)| (*z, b.clone().expect("a DIFF over a snapshot-only txn")))
+                                .collect();
+                            prop_assert_eq!(txns, want);
+                            Ok(())
+                        }
+                        Err(StorageError::LogDoesNotCover { .. }) => Ok(()),
+                        Err(e) => Err(e),
+                    }
+                }
                 Op::FailSync => {
                     let mut faults = fs.faults();
                     faults.fail_next_syncs = 1;
