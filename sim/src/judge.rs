@@ -121,7 +121,7 @@ pub fn judge(history: &[HistoryEvent], observations: &[Observation]) -> Verdict 
     if v != Verdict::Pass {
         return v;
     }
-    for check in [queue_check, lock_check] {
+    for check in [queue_check, lock_check, membership_check] {
         let v = check(history);
         if v != Verdict::Pass {
             return v;
@@ -208,6 +208,48 @@ pub fn queue_check(history: &[HistoryEvent]) -> Verdict {
                     "acked-write-lost",
                     format!("acknowledged {p} missing from a later listing of its queue"),
                 );
+            }
+        }
+    }
+    Verdict::Pass
+}
+
+/// Ephemeral-membership check: once a client has observed its session expire
+/// (`SessionExpired`), the member node it created in that session must be absent from
+/// every `members` listing (sync + getChildren) invoked afterwards.
+pub fn membership_check(history: &[HistoryEvent]) -> Verdict {
+    let mut expired_at: BTreeMap<&str, usize> = BTreeMap::new();
+    for (pos, e) in history.iter().enumerate() {
+        if e.error.as_deref() == Some("SessionExpired") {
+            if let Some(s) = e.session.as_deref() {
+                expired_at.entry(s).or_insert(pos);
+            }
+        }
+    }
+    let joins: Vec<(&str, String)> = completed(history, "join")
+        .into_iter()
+        .filter_map(|(_, _, e)| {
+            let session = e.session.as_deref()?;
+            let path = e.result.as_ref()?.as_str()?;
+            Some((session, path.rsplit('/').next().unwrap_or(path).to_string()))
+        })
+        .collect();
+    for (inv, _, listing) in completed(history, "members") {
+        let children: BTreeSet<&str> = listing
+            .value
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        for (session, name) in &joins {
+            if let Some(&exp) = expired_at.get(session) {
+                if exp < inv && children.contains(name.as_str()) {
+                    return violation(
+                        "ephemeral-outlived-session",
+                        format!(
+                            "{name} of session {session} still listed (event {inv}) after the session expired (event {exp})"
+                        ),
+                    );
+                }
             }
         }
     }
@@ -673,6 +715,28 @@ mod tests {
         assert!(
             matches!(lock_check(&bad), Verdict::Violation { check, .. } if check == "lock-mutual-exclusion")
         );
+    }
+
+    #[test]
+    fn membership_checks() {
+        let mut join = with_result(ev(0, Ok, "join", json!("c0-1")), json!("/members/c0-1"));
+        join.session = Some("0x1".into());
+        let mut expired = ev(0, Info, "read", Value::Null);
+        expired.session = Some("0x1".into());
+        expired.error = Some("SessionExpired".into());
+        let h = |listed: Value| {
+            vec![
+                ev(0, Invoke, "join", json!("c0-1")),
+                join.clone(),
+                ev(0, Invoke, "read", Value::Null),
+                expired.clone(),
+                ev(1, Invoke, "members", Value::Null),
+                ev(1, Ok, "members", listed),
+            ]
+        };
+        assert_eq!(membership_check(&h(json!([]))), Verdict::Pass);
+        assert!(matches!(membership_check(&h(json!(["c0-1"]))),
+            Verdict::Violation { check, .. } if check == "ephemeral-outlived-session"));
     }
 
     fn obs(at_ms: u64, server: usize, what: Observed) -> Observation {

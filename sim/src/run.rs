@@ -513,6 +513,8 @@ struct ClientCtx {
     generation: u64,
     counter: u64,
     known: Known,
+    /// The session for which this client's ephemeral member node was created.
+    joined: Option<String>,
 }
 
 impl ClientCtx {
@@ -664,6 +666,8 @@ impl ClientCtx {
 const QUEUE: &str = "/q";
 /// The ephemeral lock node.
 const LOCK: &str = "/lock";
+/// Parent of the ephemeral membership nodes.
+const MEMBERS: &str = "/members";
 
 impl ClientCtx {
     /// Run one operation recorded as invoke + completion; `op` returns the ok event's
@@ -724,17 +728,47 @@ impl ClientCtx {
             .await;
     }
 
-    /// List the queue (sync first).
-    async fn list_queue(&mut self) -> bool {
-        self.recorded("list", QUEUE, Value::Null, |c, t| {
+    /// List a parent's children (sync first), recorded as `f`.
+    async fn list(&mut self, f: &str, parent: &'static str) -> bool {
+        self.recorded(f, parent, Value::Null, move |c, t| {
             Box::pin(async move {
-                let zxid = c.sync(QUEUE, t).await?;
-                let children = c.get_children(QUEUE, t).await?;
+                let zxid = c.sync(parent, t).await?;
+                let children = c.get_children(parent, t).await?;
                 Ok((json!(children), None, Some(zxid)))
             })
         })
         .await
         .is_ok()
+    }
+
+    /// Once per session: create this client's ephemeral member node (`join`).
+    async fn ensure_member(&mut self) {
+        let Some(session) = self.conn.as_ref().and_then(Conn::session) else {
+            return;
+        };
+        if self.joined.as_deref() == Some(session.as_str()) {
+            return;
+        }
+        self.counter += 1;
+        let name = format!("c{}-{}", self.j, self.counter);
+        let joined = self
+            .recorded("join", MEMBERS, json!(name.clone()), move |c, t| {
+                Box::pin(async move {
+                    let path = format!("{MEMBERS}/{name}");
+                    match c
+                        .create_mode(&path, "", zabkeeper::types::CreateMode::Ephemeral, t)
+                        .await?
+                    {
+                        Ok((path, zxid)) => Ok((json!(name), Some(json!(path)), Some(zxid))),
+                        Err(code) => Err(OpError::Definite(code)),
+                    }
+                })
+            })
+            .await
+            .is_ok();
+        if joined {
+            self.joined = Some(session);
+        }
     }
 
     /// Try to take the ephemeral lock, hold it a while, release it.
@@ -784,6 +818,7 @@ async fn client_main(j: usize, sh: Shared) {
         generation: 0,
         counter: 0,
         known: Known::new(),
+        joined: None,
     };
     let keys = keys(&opts);
     if j == 0 {
@@ -819,12 +854,15 @@ async fn client_main(j: usize, sh: Shared) {
                 }
             }
         }
-        if opts.sut == SutKind::Node {
+        for parent in [QUEUE, MEMBERS]
+            .into_iter()
+            .filter(|_| opts.sut == SutKind::Node)
+        {
             loop {
                 let r = cx
-                    .recorded("create", QUEUE, Value::Null, |c, t| {
+                    .recorded("create", parent, Value::Null, move |c, t| {
                         Box::pin(async move {
-                            match c.create(QUEUE, "", t).await? {
+                            match c.create(parent, "", t).await? {
                                 (true, zxid) => Ok((Value::Null, None, Some(zxid))),
                                 (false, _) => Ok((Value::Null, Some(json!("exists")), None)),
                             }
@@ -858,6 +896,9 @@ async fn client_main(j: usize, sh: Shared) {
             continue;
         }
         cx.await_connected().await;
+        if node {
+            cx.ensure_member().await;
+        }
         let key = keys[cx.rng.gen_range(0..keys.len())].clone();
         let mut pick = cx.rng.gen_range(0..total);
         let choice = weights
@@ -902,7 +943,7 @@ async fn client_main(j: usize, sh: Shared) {
     let mut listed = !node;
     while sh.phase() == PHASE_LIVENESS && !listed {
         cx.await_connected().await;
-        listed = cx.list_queue().await;
+        listed = cx.list("list", QUEUE).await && cx.list("members", MEMBERS).await;
         if !listed {
             madsim::time::sleep(Duration::from_millis(50)).await;
         }
