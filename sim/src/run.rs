@@ -771,6 +771,93 @@ impl ClientCtx {
         }
     }
 
+    /// A multi setting two registers with their last-read versions, recorded as two `cas`
+    /// operations (one per key, each under its own fresh pseudo-process) that share one
+    /// invocation and one completion: all or nothing, so a failed multi is a `fail` of
+    /// both, and a partially applied one shows up in the per-key checks.
+    async fn multi(&mut self, keys: &[String]) {
+        let (a, b) = (keys[0].clone(), keys[1].clone());
+        let (Some((old_a, ver_a)), Some((old_b, ver_b))) =
+            (self.known.get(&a).cloned(), self.known.get(&b).cloned())
+        else {
+            self.read(&a, false).await;
+            return;
+        };
+        self.counter += 1;
+        let new_a = format!("c{}-{}a", self.j, self.counter);
+        let new_b = format!("c{}-{}b", self.j, self.counter);
+        let base = 1_000_000 + 2 * (self.j as u64 * 1_000_000 + self.counter);
+        let mut invokes = Vec::new();
+        for (i, (key, old, new)) in [(&a, &old_a, &new_a), (&b, &old_b, &new_b)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut e = self.event(EventType::Invoke, "cas", key, json!([old, new]));
+            e.process = base + i as u64;
+            self.sh.recorder.record(e.clone());
+            invokes.push(e);
+        }
+        let ops = vec![
+            (a.clone(), new_a.clone(), ver_a),
+            (b.clone(), new_b.clone(), ver_b),
+        ];
+        let t = self.timeout();
+        let res = match self.conn().await {
+            Ok(c) => c.multi_set(&ops, t).await,
+            Err(e) => Err(e),
+        };
+        let now = self.sh.now_ns();
+        let versions: Option<Vec<i32>> = match &res {
+            Ok(Ok(r)) => Some(r.iter().map(|(v, _)| *v).collect()),
+            _ => None,
+        };
+        let done = |inv: &HistoryEvent, kind: EventType, zxid: Option<i64>, err: Option<String>| {
+            let mut e = inv.clone();
+            e.kind = kind;
+            e.time = now;
+            e.zxid = zxid;
+            e.error = err;
+            e.f = "cas".into();
+            self.sh.recorder.record(e);
+        };
+        let mut lost = false;
+        match res {
+            Ok(Ok(results)) => {
+                for (inv, (_, zxid)) in invokes.iter().zip(&results) {
+                    done(inv, EventType::Ok, Some(*zxid), None);
+                }
+                self.sh.ops.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(Err(code)) => {
+                for inv in &invokes {
+                    done(inv, EventType::Fail, None, Some(code.clone()));
+                }
+            }
+            Err(OpError::Definite(e)) => {
+                for inv in &invokes {
+                    done(inv, EventType::Fail, None, Some(e.clone()));
+                }
+            }
+            Err(OpError::Indeterminate(e)) => {
+                for inv in &invokes {
+                    done(inv, EventType::Info, None, Some(e.clone()));
+                }
+                lost = true;
+            }
+        }
+        if let Some(versions) = versions {
+            for ((key, new, _), version) in ops.iter().zip(versions) {
+                self.known.insert(key.clone(), (json!(new), version));
+            }
+        } else {
+            self.known.remove(&a);
+            self.known.remove(&b);
+        }
+        if lost && self.conn.as_ref().is_none_or(Conn::replace_after_loss) {
+            self.conn = None;
+        }
+    }
+
     /// Try to take the ephemeral lock, hold it a while, release it.
     async fn lock_cycle(&mut self) {
         let owner = format!("c{}", self.j);
@@ -888,6 +975,7 @@ async fn client_main(j: usize, sh: Shared) {
         w.sync_read,
         if node { w.queue } else { 0 },
         if node { w.lock } else { 0 },
+        if node && keys.len() >= 2 { w.multi } else { 0 },
     ];
     let total: u32 = weights.iter().sum();
     while sh.phase() == PHASE_SAFETY {
@@ -924,7 +1012,15 @@ async fn client_main(j: usize, sh: Shared) {
                 cx.read(&key, true).await;
             }
             3 => cx.enqueue().await,
-            _ => cx.lock_cycle().await,
+            4 => cx.lock_cycle().await,
+            _ => {
+                let mut two = keys.clone();
+                let first = cx.rng.gen_range(0..two.len());
+                two.swap(0, first);
+                let second = cx.rng.gen_range(1..two.len());
+                two.swap(1, second);
+                cx.multi(&two).await
+            }
         }
         let think = cx.rng.gen_range(w.think_ms[0]..=w.think_ms[1]);
         madsim::time::sleep(Duration::from_millis(think)).await;

@@ -272,6 +272,18 @@ mod sim_only {
             }
         }
 
+        /// A multi of setData ops (node SUT only); see `NodeConn::multi_set`.
+        pub async fn multi_set(
+            &mut self,
+            ops: &[(String, String, i32)],
+            t: Duration,
+        ) -> Result<Result<Vec<(i32, i64)>, String>, OpError> {
+            match self {
+                Conn::Toy(_) => Err(OpError::Definite("Unimplemented".into())),
+                Conn::Node(c) => bounded(t, c.multi_set(ops)).await,
+            }
+        }
+
         /// getChildren (node SUT only), sorted.
         pub async fn get_children(
             &mut self,

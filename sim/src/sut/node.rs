@@ -223,6 +223,46 @@ impl NodeConn {
         }
     }
 
+    /// A multi of setData ops `(path, data, expected version)`: the new (version, zxid) of
+    /// each, or the error code name when the whole multi failed (nothing applied).
+    pub async fn multi_set(
+        &mut self,
+        ops: &[(String, String, i32)],
+    ) -> Result<Result<Vec<(i32, i64)>, String>, OpError> {
+        use zabkeeper::proto::client::{MultiOp, MultiResult};
+        let ops = ops
+            .iter()
+            .map(|(path, data, version)| MultiOp::SetData {
+                path: path.clone(),
+                data: data.as_bytes().to_vec(),
+                version: *version,
+            })
+            .collect();
+        match self.client.multi(ops).await {
+            Ok(results) => {
+                // A failed multi answers an error per op (the failing op's code, then
+                // RuntimeInconsistency): all or nothing, so any error fails the whole.
+                if let Some(err) = results.iter().find_map(|r| match r {
+                    MultiResult::Error { err } => Some(*err),
+                    _ => None,
+                }) {
+                    return Ok(Err(format!("multi failed: {}", Error::from_code(err))));
+                }
+                results
+                    .into_iter()
+                    .map(|r| match r {
+                        MultiResult::SetData { stat } => Ok((stat.version, stat.mzxid)),
+                        other => Err(OpError::Indeterminate(format!("unexpected {other:?}"))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Ok)
+            }
+            Err(e) if e.is_outcome_unknown() || matches!(e, Error::Closed) => Err(map_err(e)),
+            Err(e @ Error::Keeper(ErrorCode::SessionExpired)) => Err(map_err(e)),
+            Err(e) => Ok(Err(format!("{e}"))),
+        }
+    }
+
     /// getChildren, sorted.
     pub async fn get_children(&mut self, path: &str) -> Result<Vec<String>, OpError> {
         let mut c = self
