@@ -217,6 +217,18 @@ fn real_main() -> Result<ExitCode> {
             let opts = load_options(&dir(&common), &scenario, seed, options.as_deref())?;
             println!("{}", opts.describe());
             let rec = execute(&opts, None)?;
+            if rec.class != Class::Pass {
+                println!(
+                    "FAIL {:?} {}: {}\nreplay: {}",
+                    rec.class,
+                    rec.check.clone().unwrap_or_default(),
+                    rec.detail,
+                    match &options {
+                        Some(f) => format!("zabkeeper-sim replay --options {}", f.display()),
+                        None => rec.repro(),
+                    }
+                );
+            }
             println!("{RESULT_PREFIX}{}", serde_json::to_string(&rec)?);
             Ok(exit(rec.class))
         }
