@@ -121,7 +121,7 @@ pub fn judge(history: &[HistoryEvent], observations: &[Observation]) -> Verdict 
     if v != Verdict::Pass {
         return v;
     }
-    for check in [queue_check, lock_check, membership_check] {
+    for check in [queue_check, lock_check, membership_check, watch_check] {
         let v = check(history);
         if v != Verdict::Pass {
             return v;
@@ -251,6 +251,78 @@ pub fn membership_check(history: &[HistoryEvent]) -> Verdict {
                     );
                 }
             }
+        }
+    }
+    Verdict::Pass
+}
+
+/// Data-watch check, per session: a `notify` for a key needs a watch set on it (by a
+/// `read` invoked with `result.watch`) and not yet fired, so each watch fires at most
+/// once; and while a watch set at data version `v` has not fired, no `read` of that key by
+/// the session may return a version above `v` (the event comes before the change can be
+/// read).
+pub fn watch_check(history: &[HistoryEvent]) -> Verdict {
+    // (session, key) -> armed: Some(version known from the ok reply) / None (unknown)
+    let mut armed: BTreeMap<(String, String), Option<i64>> = BTreeMap::new();
+    let mut open: BTreeMap<u64, usize> = BTreeMap::new();
+    for (pos, e) in history.iter().enumerate() {
+        let (Some(session), Some(key)) = (e.session.clone(), e.key.clone()) else {
+            continue;
+        };
+        let watch_flag = |e: &HistoryEvent| {
+            e.result
+                .as_ref()
+                .and_then(|r| r.get("watch"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
+        };
+        let version = |e: &HistoryEvent| {
+            e.result
+                .as_ref()
+                .and_then(|r| r.get("version"))
+                .and_then(Value::as_i64)
+        };
+        match (e.f.as_str(), e.kind) {
+            ("read", EventType::Invoke) => {
+                open.insert(e.process, pos);
+                if watch_flag(e) {
+                    armed.entry((session, key)).or_insert(None);
+                }
+            }
+            ("read", EventType::Ok) => {
+                open.remove(&e.process);
+                let k = (session, key);
+                if let (Some(Some(v)), Some(seen)) = (armed.get(&k), version(e)) {
+                    if seen > *v {
+                        return violation(
+                            "watch-before-read",
+                            format!(
+                                "session {} read version {seen} of {} (event {pos}) while its watch set at version {v} had not fired",
+                                k.0, k.1
+                            ),
+                        );
+                    }
+                }
+                if watch_flag(e) {
+                    // Armed at the invoke when the session was known then (a first
+                    // operation opens the session); the first ok reply pins the version.
+                    let slot = armed.entry(k).or_insert(None);
+                    if slot.is_none() {
+                        *slot = version(e);
+                    }
+                }
+            }
+            ("notify", EventType::Invoke)
+                if armed.remove(&(session.clone(), key.clone())).is_none() =>
+            {
+                return violation(
+                    "watch-fires-once",
+                    format!(
+                        "session {session} notified for {key} (event {pos}) without a pending watch"
+                    ),
+                );
+            }
+            _ => {}
         }
     }
     Verdict::Pass
@@ -737,6 +809,49 @@ mod tests {
         assert_eq!(membership_check(&h(json!([]))), Verdict::Pass);
         assert!(matches!(membership_check(&h(json!(["c0-1"]))),
             Verdict::Violation { check, .. } if check == "ephemeral-outlived-session"));
+    }
+
+    #[test]
+    fn watch_checks() {
+        let s = |mut e: HistoryEvent, r: Option<Value>| {
+            e.session = Some("0x1".into());
+            e.result = r;
+            e
+        };
+        let set = vec![
+            s(
+                ev(0, Invoke, "read", Value::Null),
+                Some(json!({"watch": true})),
+            ),
+            s(
+                ev(0, Ok, "read", json!("a")),
+                Some(json!({"version": 1, "watch": true})),
+            ),
+        ];
+        let notify = vec![
+            s(ev(9, Invoke, "notify", json!("NodeDataChanged")), None),
+            s(ev(9, Ok, "notify", json!("NodeDataChanged")), None),
+        ];
+        let read2 = vec![
+            s(
+                ev(0, Invoke, "read", Value::Null),
+                Some(json!({"watch": false})),
+            ),
+            s(
+                ev(0, Ok, "read", json!("b")),
+                Some(json!({"version": 2, "watch": false})),
+            ),
+        ];
+        let good = [set.clone(), notify.clone(), read2.clone()].concat();
+        assert_eq!(watch_check(&good), Verdict::Pass);
+        let late = [set.clone(), read2.clone(), notify.clone()].concat();
+        assert!(
+            matches!(watch_check(&late), Verdict::Violation { check, .. } if check == "watch-before-read")
+        );
+        let twice = [set, notify.clone(), notify].concat();
+        assert!(
+            matches!(watch_check(&twice), Verdict::Violation { check, .. } if check == "watch-fires-once")
+        );
     }
 
     fn obs(at_ms: u64, server: usize, what: Observed) -> Observation {

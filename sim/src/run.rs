@@ -595,15 +595,43 @@ impl ClientCtx {
             }
         }
         let lost = ev.kind == EventType::Info;
+        self.record_notifications();
         self.sh.recorder.record(ev);
         if lost {
             self.lost();
         }
     }
 
+    /// Record the watch notifications delivered so far, each as an instantaneous `notify`
+    /// operation of a per-client pseudo-process, before the completion being recorded (the
+    /// client library queues an event before it completes any later reply).
+    fn record_notifications(&mut self) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let events = conn.drain_events();
+        let process = 2_000_000 + self.j as u64;
+        for (kind, path) in events {
+            for t in [EventType::Invoke, EventType::Ok] {
+                let mut e = self.event(t, "notify", &path, json!(kind.clone()));
+                e.process = process;
+                self.sh.recorder.record(e);
+            }
+        }
+    }
+
     async fn read(&mut self, key: &str, sync_first: bool) -> bool {
+        self.read_watch(key, sync_first, false).await
+    }
+
+    /// getData (after `sync` if asked), leaving a data watch if asked; the ok event's
+    /// `result` carries the data version and whether a watch was set.
+    async fn read_watch(&mut self, key: &str, sync_first: bool, watch: bool) -> bool {
         let f = "read";
-        let inv = self.event(EventType::Invoke, f, key, Value::Null);
+        let mut inv = self.event(EventType::Invoke, f, key, Value::Null);
+        if watch {
+            inv.result = Some(json!({ "watch": true }));
+        }
         self.sh.recorder.record(inv);
         let t = self.timeout();
         let res = async {
@@ -611,7 +639,7 @@ impl ClientCtx {
             if sync_first {
                 c.sync(key, t).await?;
             }
-            c.get_data(key, t).await
+            c.get_data(key, watch, t).await
         }
         .await;
         let mut ev = self.event(EventType::Ok, f, key, Value::Null);
@@ -621,6 +649,7 @@ impl ClientCtx {
             self.known.insert(key.to_string(), (v.clone(), r.version));
             ev.value = v;
             ev.zxid = Some(r.zxid);
+            ev.result = Some(json!({ "version": r.version, "watch": watch }));
         });
         self.complete(ev, res);
         ok
@@ -976,6 +1005,7 @@ async fn client_main(j: usize, sh: Shared) {
         if node { w.queue } else { 0 },
         if node { w.lock } else { 0 },
         if node && keys.len() >= 2 { w.multi } else { 0 },
+        if node { w.watch } else { 0 },
     ];
     let total: u32 = weights.iter().sum();
     while sh.phase() == PHASE_SAFETY {
@@ -1013,6 +1043,9 @@ async fn client_main(j: usize, sh: Shared) {
             }
             3 => cx.enqueue().await,
             4 => cx.lock_cycle().await,
+            6 => {
+                cx.read_watch(&key, false, true).await;
+            }
             _ => {
                 let mut two = keys.clone();
                 let first = cx.rng.gen_range(0..two.len());

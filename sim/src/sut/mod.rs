@@ -202,11 +202,24 @@ mod sim_only {
     }
 
     impl Conn {
-        /// getData.
-        pub async fn get_data(&mut self, path: &str, t: Duration) -> Result<DataReply, OpError> {
+        /// getData, optionally leaving a data watch (node SUT only).
+        pub async fn get_data(
+            &mut self,
+            path: &str,
+            watch: bool,
+            t: Duration,
+        ) -> Result<DataReply, OpError> {
             match self {
                 Conn::Toy(c) => c.get_data(path).await,
-                Conn::Node(c) => bounded(t, c.get_data(path)).await,
+                Conn::Node(c) => bounded(t, c.get_data(path, watch)).await,
+            }
+        }
+
+        /// Watch notifications received so far: `(event type, path)`.
+        pub fn drain_events(&mut self) -> Vec<(String, String)> {
+            match self {
+                Conn::Toy(_) => Vec::new(),
+                Conn::Node(c) => c.drain_events(),
             }
         }
 

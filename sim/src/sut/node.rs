@@ -84,6 +84,7 @@ pub async fn serve(
 /// A client session on the real node.
 pub struct NodeConn {
     client: Client,
+    events: Option<tokio::sync::mpsc::UnboundedReceiver<zabkeeper::client::WatchedEvent>>,
 }
 
 fn map_err(e: Error) -> OpError {
@@ -109,7 +110,10 @@ impl NodeConn {
         match madsim::time::timeout(timeout, Client::connect(connect_string, options)).await {
             Err(_) => Err(OpError::Definite("ConnectTimeout".into())),
             Ok(Err(e)) => Err(OpError::Definite(format!("Connect: {e}"))),
-            Ok(Ok(client)) => Ok(NodeConn { client }),
+            Ok(Ok(client)) => {
+                let events = client.take_events();
+                Ok(NodeConn { client, events })
+            }
         }
     }
 
@@ -128,13 +132,27 @@ impl NodeConn {
         format!("{:#x}", self.client.session_id())
     }
 
-    /// getData.
-    pub async fn get_data(&mut self, path: &str) -> Result<DataReply, OpError> {
+    /// Watch notifications received so far, as `(event type name, path)`; session state
+    /// changes are left out.
+    pub fn drain_events(&mut self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(rx) = self.events.as_mut() {
+            while let Ok(e) = rx.try_recv() {
+                if e.event_type != zabkeeper::types::EventType::None {
+                    out.push((format!("{:?}", e.event_type), e.path));
+                }
+            }
+        }
+        out
+    }
+
+    /// getData, optionally leaving a data watch.
+    pub async fn get_data(&mut self, path: &str, watch: bool) -> Result<DataReply, OpError> {
         let reply = self
             .client
             .submit(Request::GetData {
                 path: path.into(),
-                watch: false,
+                watch,
             })
             .await
             .map_err(map_err)?;
