@@ -142,3 +142,72 @@ def kazoo_client(server):
     yield c
     c.stop()
     c.close()
+
+
+class Ensemble:
+    """n participants and m observers on 127.0.0.1, each configured by its own zoo.cfg."""
+
+    def __init__(self, participants=3, observers=0, tick_time=100):
+        self.root = tempfile.mkdtemp(prefix="zabkeeper-ensemble-")
+        total = participants + observers
+        self.ids = list(range(1, total + 1))
+        self.observers = set(range(participants + 1, total + 1))
+        self.ports = {i: (free_port(), free_port(), free_port()) for i in self.ids}
+        lines = []
+        for i in self.ids:
+            client, quorum, election = self.ports[i]
+            role = ":observer" if i in self.observers else ""
+            lines.append(f"server.{i}=127.0.0.1:{quorum}:{election}{role};127.0.0.1:{client}")
+        self.servers = {}
+        for i in self.ids:
+            d = os.path.join(self.root, f"s{i}")
+            os.makedirs(d)
+            with open(os.path.join(d, "myid"), "w") as f:
+                f.write(f"{i}\n")
+            extra = ["initLimit=20", "syncLimit=10"] + lines
+            if i in self.observers:
+                extra.append("peerType=observer")
+            self.servers[i] = Server(data_dir=d, port=self.ports[i][0], tick_time=tick_time,
+                                     config_lines=extra, log_name=f"server{i}")
+
+    def start(self, timeout=60):
+        for s in self.servers.values():
+            s.start(wait=False)
+        self.wait_serving(timeout)
+        return self
+
+    def mode(self, i):
+        try:
+            out = four_letter(self.ports[i][0], "srvr", timeout=1.0)
+        except OSError:
+            return None
+        for line in out.splitlines():
+            if line.startswith("Mode: "):
+                return line[len("Mode: "):].strip()
+        return None
+
+    def wait_serving(self, timeout=60, ids=None):
+        ids = ids or [i for i in self.ids if self.servers[i].proc and self.servers[i].proc.poll() is None]
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            modes = {i: self.mode(i) for i in ids}
+            if all(m in ("leader", "follower", "observer") for m in modes.values()) and \
+                    list(modes.values()).count("leader") == 1:
+                return modes
+            time.sleep(0.1)
+        raise RuntimeError(f"ensemble not serving: {modes}\n" +
+                           "\n".join(f"--- server {i}\n{self.servers[i].log()}" for i in ids))
+
+    def leader(self):
+        for i in self.ids:
+            if self.mode(i) == "leader":
+                return i
+        return None
+
+    def hosts(self, ids=None):
+        return ",".join(f"127.0.0.1:{self.ports[i][0]}" for i in (ids or self.ids))
+
+    def cleanup(self):
+        for s in self.servers.values():
+            s.stop()
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -474,6 +474,41 @@ impl Zab {
         r
     }
 
+    /// Leader only: (learners connected, voting followers in broadcast,
+    /// observers in broadcast), as ZooKeeper's `zk_followers`,
+    /// `zk_synced_followers` and `zk_synced_observers`.
+    pub fn learner_counts(&self) -> Option<(usize, usize, usize)> {
+        match &self.role {
+            RoleState::Leading(ld) => {
+                let active = |obs: bool| {
+                    ld.peers
+                        .values()
+                        .filter(|p| p.observer == obs && p.phase == discovery::PeerPhase::Active)
+                        .count()
+                };
+                Some((ld.peers.len(), active(false), active(true)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Leader only: the zxid the next [`Zab::propose`] will assign, if it would
+    /// be accepted now. The runtime preps a txn for exactly this zxid.
+    pub fn next_zxid(&self) -> Option<Zxid> {
+        match &self.role {
+            RoleState::Leading(ld) if ld.is_serving() => {
+                let counter = crate::types::zxid_counter(ld.last_proposed);
+                if counter >= self.cfg.zxid_counter_limit
+                    || ld.outstanding.len() >= self.cfg.max_outstanding_proposals
+                {
+                    return None;
+                }
+                Some(crate::types::make_zxid(ld.epoch, counter + 1))
+            }
+            _ => None,
+        }
+    }
+
     /// Learner only: forwards a client write to the leader, which hands it
     /// to its runtime as [`Event::Request`].
     pub fn forward(

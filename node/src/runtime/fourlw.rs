@@ -20,6 +20,11 @@ pub fn answer(p: &Processor, cmd: &str) -> String {
     }
     let mode = p.mode_name();
     let mut out = String::new();
+    let serving = p.zab().is_none_or(|z| z.is_serving());
+    if !serving && !matches!(cmd, "ruok" | "conf" | "envi" | "isro" | "dirs") {
+        // ZooKeeper's answer while it has no quorum (or is still syncing).
+        return "This ZooKeeper instance is not currently serving requests\n".to_string();
+    }
     match cmd {
         "ruok" => out.push_str("imok"),
         "isro" => out.push_str("rw"),
@@ -44,6 +49,10 @@ pub fn answer(p: &Processor, cmd: &str) -> String {
             let _ = writeln!(out, "Zxid: 0x{:x}", p.tree.last_processed_zxid());
             let _ = writeln!(out, "Mode: {mode}");
             let _ = writeln!(out, "Node count: {}", p.tree.node_count());
+            if let Some((followers, _, _)) = p.zab().and_then(|z| z.learner_counts()) {
+                let _ = writeln!(out, "Proposal sizes last/min/max: -1/-1/-1");
+                let _ = writeln!(out, "Followers: {followers}");
+            }
         }
         "mntr" => {
             let kv: Vec<(&str, String)> = vec![
@@ -77,6 +86,24 @@ pub fn answer(p: &Processor, cmd: &str) -> String {
                     format!("0x{:x}", p.tree.last_processed_zxid()),
                 ),
             ];
+            let mut kv = kv;
+            if let Some((followers, synced, observers)) = p.zab().and_then(|z| z.learner_counts()) {
+                kv.push(("zk_followers", followers.to_string()));
+                kv.push(("zk_synced_followers", synced.to_string()));
+                kv.push(("zk_synced_observers", observers.to_string()));
+                kv.push(("zk_pending_syncs", "0".into()));
+            }
+            if let Some(z) = p.zab() {
+                // Only a serving ensemble member gets here: it is in broadcast.
+                let state = match mode {
+                    "leader" => "leading",
+                    "follower" => "following",
+                    _ => "observing",
+                };
+                kv.push(("zk_peer_state", format!("{state} - broadcast")));
+                kv.push(("zk_current_epoch", z.current_epoch().to_string()));
+                kv.push(("zk_accepted_epoch", z.accepted_epoch().to_string()));
+            }
             for (k, v) in kv {
                 let _ = writeln!(out, "{k}\t{v}");
             }

@@ -35,7 +35,13 @@ use crate::types::{
 use super::clock::SharedClock;
 use super::config::ServerConfig;
 use super::connection::OUTBOUND_BYTES;
+use super::peer::PeerEvent;
 use super::stats::ServerStats;
+
+#[path = "replica.rs"]
+pub mod replica;
+
+use replica::Replica;
 
 /// A connection's id, unique for the server's lifetime.
 pub type ConnId = u64;
@@ -97,6 +103,12 @@ pub(crate) struct Conn {
 enum Origin {
     /// A client request on a connection.
     Client { conn: ConnId, xid: i32, opcode: i32 },
+    /// A client's `sync`, answered when ZAB reports it done (replicated mode).
+    Sync {
+        conn: ConnId,
+        xid: i32,
+        path: String,
+    },
     /// A new session's handshake.
     NewSession {
         conn: ConnId,
@@ -165,6 +177,8 @@ pub struct Processor {
     snapshot_threshold: u64,
     ticks: u64,
     pub(crate) stats: ServerStats,
+    /// ZAB and its peers; `None` for a standalone server.
+    replica: Option<Replica>,
 }
 
 /// A fatal condition: the node must stop (a failed fsync is never retried).
@@ -180,6 +194,7 @@ impl Processor {
         tree: DataTree,
         sessions: Vec<(SessionId, i32)>,
         storage: Box<dyn Storage + Send>,
+        replica: Option<Replica>,
     ) -> Processor {
         let mut tracker = SessionTracker::new(config.tick_time_ms);
         for (id, timeout) in &sessions {
@@ -206,19 +221,35 @@ impl Processor {
             snapshot_threshold: snap_count / 2 + (now as u64 % (snap_count / 2).max(1)),
             ticks: 0,
             stats: ServerStats::default(),
+            replica,
             config,
         }
     }
 
     /// The server's role as the 4lw report it.
     pub fn mode_name(&self) -> &'static str {
-        "standalone"
+        use crate::core::Role;
+        match &self.replica {
+            None => "standalone",
+            Some(r) => match r.zab.role() {
+                Role::Leading => "leader",
+                Role::Following { .. } => "follower",
+                Role::Observing { .. } => "observer",
+                Role::Looking => "looking",
+            },
+        }
+    }
+
+    /// The replicated mode's ZAB state, if any (for 4lw).
+    pub fn zab(&self) -> Option<&crate::core::Zab> {
+        self.replica.as_ref().map(|r| &r.zab)
     }
 
     /// Runs until every connection sender is gone or `shutdown` fires.
     pub async fn run(
         mut self,
         mut rx: mpsc::Receiver<Inbound>,
+        mut peer_rx: Option<mpsc::Receiver<PeerEvent>>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), Fatal> {
         let tick = std::time::Duration::from_millis(self.config.tick_time_ms);
@@ -230,9 +261,20 @@ impl Processor {
                 biased;
                 _ = shutdown.changed() => break,
                 _ = ticker.tick() => {
-                    self.on_tick()?;
+                    if self.replica.is_some() {
+                        self.replica_tick()?;
+                    } else {
+                        self.on_tick()?;
+                    }
                     continue;
                 }
+                ev = recv_opt(&mut peer_rx) => match ev {
+                    Some(ev) => {
+                        self.on_peer_event(ev)?;
+                        continue;
+                    }
+                    None => return Err(Fatal("the peer transport stopped".into())),
+                },
                 m = rx.recv() => match m {
                     None => break,
                     Some(m) => {
@@ -390,10 +432,19 @@ impl Processor {
                         continue;
                     }
                     self.sessions.touch(session);
-                    self.on_request(conn, session, xid, opcode, req, &mut work)?;
+                    if self.replica.is_some() && !matches!(req, Request::Auth { .. }) {
+                        self.replica_request(conn, session, xid, opcode, req)?;
+                    } else {
+                        self.on_request(conn, session, xid, opcode, req, &mut work)?;
+                    }
                 }
                 Inbound::Closed { conn } => work.push(Work::Closed { conn }),
                 Inbound::FourLetter { cmd, reply } => work.push(Work::FourLetter { cmd, reply }),
+            }
+            // Replicated mode answers as it goes: replies queued here must not
+            // overtake what the next message answers directly.
+            if self.replica.is_some() {
+                self.finish(std::mem::take(&mut work))?;
             }
         }
         self.finish(work)
@@ -458,11 +509,19 @@ impl Processor {
             self.close_conn(conn);
             return Ok(());
         }
+        if self.replica.as_ref().is_some_and(|r| !r.serving()) {
+            tracing::debug!("refusing a client connection: not serving (no quorum yet)");
+            self.close_conn(conn);
+            return Ok(());
+        }
         if request.session_id == 0 {
             let timeout_ms = self.config.negotiate_session_timeout(request.timeout);
             let session = self.next_session;
             self.next_session += 1;
             let passwd = session_password(session);
+            if self.replica.is_some() {
+                return self.replica_new_session(conn, session, timeout_ms, passwd);
+            }
             let body = Ok(TxnBody::CreateSession { timeout_ms });
             self.log_write(
                 Origin::NewSession {
@@ -512,6 +571,68 @@ impl Processor {
         self.send_connect_response(conn, timeout, session, session_password(session));
     }
 
+    /// The tree's write operation for a client write request, with
+    /// ZooKeeper's argument checks (create modes, TTLs, jute.maxbuffer).
+    pub(crate) fn write_op_for(&self, op: i32, req: &Request) -> Result<WriteOp, ErrorCode> {
+        let create = |c: &CreateRequest, mode: Option<CreateMode>, ttl: i64| match mode {
+            Some(mode) => Ok(WriteOp::Create {
+                path: c.path.clone(),
+                data: c.data.clone(),
+                acl: c.acl.clone(),
+                mode,
+                ttl,
+            }),
+            None => Err(ErrorCode::BadArguments),
+        };
+        let plain_mode = |flags: i32| CreateMode::from_flag(flags).filter(|m| !m.is_ttl());
+        let write = match req {
+            Request::Create(c) | Request::Create2(c) => create(c, plain_mode(c.flags), -1),
+            Request::CreateContainer(c) => create(c, Some(CreateMode::Container), -1),
+            Request::CreateTtl(t) => {
+                let c = CreateRequest {
+                    path: t.path.clone(),
+                    data: t.data.clone(),
+                    acl: t.acl.clone(),
+                    flags: t.flags,
+                };
+                create(&c, CreateMode::from_flag(t.flags), t.ttl)
+            }
+            Request::Delete { path, version } => Ok(WriteOp::Delete {
+                path: path.clone(),
+                version: *version,
+            }),
+            Request::SetData {
+                path,
+                data,
+                version,
+            } => Ok(WriteOp::SetData {
+                path: path.clone(),
+                data: data.clone(),
+                version: *version,
+            }),
+            Request::SetAcl { path, acl, version } => Ok(WriteOp::SetAcl {
+                path: path.clone(),
+                acl: acl.clone(),
+                version: *version,
+            }),
+            Request::Check { path, version } => Ok(WriteOp::Check {
+                path: path.clone(),
+                version: *version,
+            }),
+            Request::Multi(ops) => multi_to_write_ops(ops),
+            _ => {
+                tracing::debug!("opcode {op} is not a write");
+                Err(ErrorCode::BadArguments)
+            }
+        }?;
+        if let WriteOp::Create { data, .. } | WriteOp::SetData { data, .. } = &write {
+            if data.len() > self.config.jute_max_buffer {
+                return Err(ErrorCode::BadArguments);
+            }
+        }
+        Ok(write)
+    }
+
     fn on_request(
         &mut self,
         conn: ConnId,
@@ -531,67 +652,10 @@ impl Processor {
             .get(&conn)
             .map(|c| c.auth.clone())
             .unwrap_or_default();
-        let create = |c: &CreateRequest, mode: Option<CreateMode>, ttl: i64| match mode {
-            Some(mode) => Ok(WriteOp::Create {
-                path: c.path.clone(),
-                data: c.data.clone(),
-                acl: c.acl.clone(),
-                mode,
-                ttl,
-            }),
-            None => Err(ErrorCode::BadArguments),
-        };
-        let plain_mode = |flags: i32| CreateMode::from_flag(flags).filter(|m| !m.is_ttl());
-        let write = match &req {
-            Request::Create(c) | Request::Create2(c) => Some(create(c, plain_mode(c.flags), -1)),
-            Request::CreateContainer(c) => Some(create(c, Some(CreateMode::Container), -1)),
-            Request::CreateTtl(t) => {
-                let c = CreateRequest {
-                    path: t.path.clone(),
-                    data: t.data.clone(),
-                    acl: t.acl.clone(),
-                    flags: t.flags,
-                };
-                Some(create(&c, CreateMode::from_flag(t.flags), t.ttl))
-            }
-            Request::Delete { path, version } => Some(Ok(WriteOp::Delete {
-                path: path.clone(),
-                version: *version,
-            })),
-            Request::SetData {
-                path,
-                data,
-                version,
-            } => Some(Ok(WriteOp::SetData {
-                path: path.clone(),
-                data: data.clone(),
-                version: *version,
-            })),
-            Request::SetAcl { path, acl, version } => Some(Ok(WriteOp::SetAcl {
-                path: path.clone(),
-                acl: acl.clone(),
-                version: *version,
-            })),
-            Request::Check { path, version } => Some(Ok(WriteOp::Check {
-                path: path.clone(),
-                version: *version,
-            })),
-            Request::Multi(ops) => Some(multi_to_write_ops(ops)),
-            _ => None,
-        };
-        if let Some(write) = write {
-            if let Ok(WriteOp::Create { data, .. } | WriteOp::SetData { data, .. }) = &write {
-                if data.len() > self.config.jute_max_buffer {
-                    return self.log_write(
-                        origin,
-                        session,
-                        xid,
-                        Err(ErrorCode::BadArguments),
-                        work,
-                    );
-                }
-            }
-            let body = write.and_then(|w| self.prep(session, &auth, &w));
+        if replica::is_write(op) && op != opcode::CLOSE_SESSION {
+            let body = self
+                .write_op_for(op, &req)
+                .and_then(|w| self.prep(session, &auth, &w));
             return self.log_write(origin, session, xid, body, work);
         }
         match req {
@@ -683,6 +747,7 @@ impl Processor {
         }
         self.fire_watches(&outcome);
         match origin {
+            Origin::Sync { .. } => {}
             Origin::Internal => {
                 if let TxnBody::CloseSession { .. } = txn.body {
                     // An expired session's connection is closed; the client learns of the
@@ -702,6 +767,8 @@ impl Processor {
                     c.timeout_ms = timeout_ms;
                     self.session_conn.insert(txn.session, conn);
                     self.send_connect_response(conn, timeout_ms, txn.session, passwd);
+                } else if self.replica.is_some() {
+                    self.replica_orphan_session(txn.session)?;
                 } else {
                     // The client went away before its session was made: close it again.
                     self.sessions.set_closing(txn.session);
@@ -1080,6 +1147,14 @@ impl Processor {
             }
         }
         Ok(())
+    }
+}
+
+/// Receives from an optional channel; never completes when there is none.
+async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -22,7 +22,14 @@ pub struct Recovered {
     pub sessions: Vec<(SessionId, i32)>,
     /// The last zxid in the log (>= the tree's).
     pub last_logged: Zxid,
+    /// The newest txns replayed (at most [`LOG_TAIL`]), in zxid order, for ZAB's DIFF.
+    pub log_tail: Vec<(Zxid, bytes::Bytes)>,
+    /// The zxid just before `log_tail[0]` (the last logged zxid if the tail is empty).
+    pub log_tail_base: Zxid,
 }
+
+/// How many of the newest txns recovery keeps for ZAB's committed-log window.
+pub const LOG_TAIL: usize = 500;
 
 /// Serializes the session table and the tree (both at the tree's zxid).
 pub fn encode_snapshot(tree: &DataTree, sessions: &SessionTracker) -> Vec<u8> {
@@ -77,6 +84,8 @@ pub fn recover(storage: &mut dyn Storage) -> Result<Recovered, String> {
     };
     let mut table: std::collections::BTreeMap<SessionId, i32> = sessions.into_iter().collect();
     let mut last = tree.last_processed_zxid();
+    let mut tail: std::collections::VecDeque<(Zxid, bytes::Bytes)> = Default::default();
+    let mut base = last;
     for (zxid, bytes) in rec.txns {
         if zxid <= tree.last_processed_zxid() {
             continue;
@@ -97,6 +106,12 @@ pub fn recover(storage: &mut dyn Storage) -> Result<Recovered, String> {
         }
         tree.apply(&txn);
         last = zxid;
+        tail.push_back((zxid, bytes::Bytes::from(bytes)));
+        if tail.len() > LOG_TAIL {
+            if let Some((z, _)) = tail.pop_front() {
+                base = z;
+            }
+        }
     }
     tracing::info!(
         "recovered zxid 0x{last:x}: {} znodes, {} sessions",
@@ -107,5 +122,7 @@ pub fn recover(storage: &mut dyn Storage) -> Result<Recovered, String> {
         tree,
         sessions: table.into_iter().collect(),
         last_logged: last,
+        log_tail_base: if tail.is_empty() { last } else { base },
+        log_tail: tail.into(),
     })
 }

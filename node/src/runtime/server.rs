@@ -14,8 +14,11 @@ use crate::storage::Storage;
 use super::clock::SharedClock;
 use super::config::ServerConfig;
 use super::connection::{serve_connection, ConnLimits};
+use super::peer::{PeerEvent, PeerLimits, PeerTransport};
+use super::processor::replica::Replica;
 use super::processor::{Fatal, Processor};
 use super::recovery::recover;
+use crate::core::{PersistedState, Zab, ZabConfig};
 
 /// A running server.
 pub struct ServerHandle {
@@ -93,6 +96,80 @@ impl IpCounts {
     }
 }
 
+/// Resolves `host:port` (an IP literal needs no resolver, as in the simulator).
+fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    use std::net::ToSocketAddrs;
+    (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("cannot resolve {host}"))
+}
+
+/// Builds ZAB from the ensemble's configuration and the recovered state, and
+/// starts the peer transport on this server's quorum port.
+async fn start_replica(
+    config: &ServerConfig,
+    storage: &(dyn Storage + Send),
+    recovered: &super::recovery::Recovered,
+) -> anyhow::Result<(Replica, mpsc::Receiver<PeerEvent>)> {
+    let me = config
+        .servers
+        .iter()
+        .find(|s| s.id == config.my_id)
+        .ok_or_else(|| anyhow::anyhow!("myid {} has no server.N line", config.my_id))?;
+    let voters: Vec<u64> = config
+        .servers
+        .iter()
+        .filter(|s| !s.observer)
+        .map(|s| s.id)
+        .collect();
+    let observers: Vec<u64> = config
+        .servers
+        .iter()
+        .filter(|s| s.observer)
+        .map(|s| s.id)
+        .collect();
+    let mut zc = ZabConfig::new(config.my_id, voters, observers);
+    zc.init_limit = config.init_limit;
+    zc.sync_limit = config.sync_limit;
+    zc.max_txn_bytes = config.max_frame_len() * 2;
+    zc.max_frame_bytes = MAX_PEER_FRAME;
+    zc.validate()
+        .map_err(|e| anyhow::anyhow!("invalid ensemble configuration: {e}"))?;
+    let epochs = storage.epochs();
+    let persisted = PersistedState {
+        accepted_epoch: epochs.accepted_epoch,
+        current_epoch: epochs.current_epoch,
+        last_logged_zxid: recovered.last_logged,
+        last_committed_zxid: recovered.tree.last_processed_zxid(),
+        log_tail_base: recovered.log_tail_base,
+        log_tail: recovered.log_tail.clone(),
+    };
+    let zab = Zab::new(zc, persisted).map_err(|e| anyhow::anyhow!("cannot start ZAB: {e}"))?;
+    let listen = resolve(&me.host, me.quorum_port)?;
+    let mut peers = Vec::new();
+    for s in config.servers.iter().filter(|s| s.id != config.my_id) {
+        peers.push((s.id, resolve(&s.host, s.quorum_port)?));
+    }
+    let limits = PeerLimits {
+        max_frame: MAX_PEER_FRAME,
+        ..PeerLimits::default()
+    };
+    let (handle, rx) = PeerTransport::start(config.my_id, listen, peers, limits).await?;
+    tracing::info!(
+        "server {} in an ensemble of {}: quorum traffic on {listen}",
+        config.my_id,
+        config.servers.len()
+    );
+    Ok((Replica::new(zab, handle), rx))
+}
+
+/// The largest peer frame: a SNAP carries the whole tree.
+const MAX_PEER_FRAME: usize = 1 << 30;
+
 /// Recovers state from `storage`, binds the client port, and starts serving.
 pub async fn start(
     config: ServerConfig,
@@ -113,8 +190,21 @@ pub async fn start(
         handshake_timeout: Duration::from_millis(config.max_session_timeout_ms.max(1000) as u64),
     };
     let max_cnxns = config.max_client_cnxns;
-    let processor = Processor::new(config, clock, recovered.tree, recovered.sessions, storage);
-    let processor = tokio::spawn(processor.run(rx, shutdown_rx));
+    let (replica, peer_rx) = if config.servers.is_empty() {
+        (None, None)
+    } else {
+        let (replica, peer_rx) = start_replica(&config, storage.as_ref(), &recovered).await?;
+        (Some(replica), Some(peer_rx))
+    };
+    let processor = Processor::new(
+        config,
+        clock,
+        recovered.tree,
+        recovered.sessions,
+        storage,
+        replica,
+    );
+    let processor = tokio::spawn(processor.run(rx, peer_rx, shutdown_rx));
 
     let counts = IpCounts::default();
     let acceptor = tokio::spawn(async move {

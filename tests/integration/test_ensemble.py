@@ -1,0 +1,191 @@
+"""Replicated ensembles of real zabkeeper processes on loopback, configured by zoo.cfg
+files with server.N lines and myid, driven by kazoo."""
+
+import threading
+import time
+
+import pytest
+from kazoo.client import KazooClient
+from kazoo.exceptions import ConnectionLoss, NodeExistsError, SessionExpiredError
+from kazoo.retry import KazooRetry
+
+from conftest import Ensemble, four_letter
+
+
+def client(hosts, timeout=10.0):
+    c = KazooClient(hosts=hosts, timeout=timeout,
+                    connection_retry=KazooRetry(max_tries=-1, max_delay=0.5))
+    c.start(timeout=30)
+    return c
+
+
+class Writer(threading.Thread):
+    """Creates /load/w{i}-N sequentially, recording which creates were acknowledged."""
+
+    def __init__(self, hosts, wid):
+        super().__init__(daemon=True)
+        self.hosts, self.wid = hosts, wid
+        self.stop = threading.Event()
+        self.acked = []
+        self.unknown = []
+        self.errors = 0
+
+    def run(self):
+        zk = client(self.hosts)
+        n = 0
+        while not self.stop.is_set():
+            path = f"/load/w{self.wid}-{n:06d}"
+            try:
+                zk.create(path, str(n).encode(), makepath=True)
+                self.acked.append(path)
+                n += 1
+            except NodeExistsError:
+                # an earlier attempt whose outcome was unknown did take effect
+                self.acked.append(path)
+                n += 1
+            except Exception:
+                self.errors += 1
+                self.unknown.append(path)
+                time.sleep(0.05)
+        zk.stop()
+        zk.close()
+
+
+def all_data(hosts_one):
+    """Every znode under / with data and version, read from one server."""
+    zk = KazooClient(hosts=hosts_one, timeout=10)
+    zk.start(timeout=30)
+    zk.sync("/")
+    out = {}
+
+    def walk(p):
+        for c in zk.get_children(p):
+            q = (p.rstrip("/") + "/" + c)
+            if q.startswith("/zookeeper"):
+                continue
+            data, stat = zk.get(q)
+            out[q] = (data, stat.version, stat.czxid, stat.mzxid)
+            walk(q)
+
+    walk("/")
+    zk.stop()
+    zk.close()
+    return out
+
+
+def converge(ens, ids, timeout=60):
+    """Waits until every listed server returns the same data for every znode."""
+    deadline = time.time() + timeout
+    while True:
+        views = {i: all_data(ens.hosts([i])) for i in ids}
+        first = views[ids[0]]
+        if all(v == first for v in views.values()):
+            return first
+        if time.time() > deadline:
+            diffs = {i: len(v) for i, v in views.items()}
+            raise AssertionError(f"servers did not converge: node counts {diffs}")
+        time.sleep(0.5)
+
+
+def run_failover(participants, observers):
+    ens = Ensemble(participants=participants, observers=observers).start()
+    try:
+        modes = ens.wait_serving()
+        assert list(modes.values()).count("leader") == 1
+        if observers:
+            assert all(modes[i] == "observer" for i in ens.observers)
+        leader = ens.leader()
+        srvr = four_letter(ens.ports[leader][0], "srvr")
+        assert "Mode: leader" in srvr
+        mntr = dict(l.split("\t", 1) for l in four_letter(ens.ports[leader][0], "mntr").splitlines())
+        assert mntr["zk_server_state"] == "leader"
+        assert int(mntr["zk_followers"]) == participants + observers - 1
+        assert int(mntr["zk_synced_followers"]) >= participants // 2
+
+        # a session on a follower with an ephemeral, which must survive the leader's death
+        follower = next(i for i in ens.ids if i != leader and i not in ens.observers)
+        others = [i for i in ens.ids if i != leader]
+        owner = client(ens.hosts([follower] + [i for i in others if i != follower]))
+        owner.create("/eph", b"mine", ephemeral=True)
+        sid = owner.client_id[0]
+
+        writers = [Writer(ens.hosts(), i) for i in range(3)]
+        for w in writers:
+            w.start()
+        time.sleep(1.5)
+        before_kill = sum(len(w.acked) for w in writers)
+        assert before_kill > 0, "no write was acknowledged before the kill"
+
+        ens.servers[leader].kill9()
+        modes = ens.wait_serving(ids=others, timeout=60)
+        new_leader = [i for i, m in modes.items() if m == "leader"][0]
+        assert new_leader != leader
+        time.sleep(2.0)
+        after = sum(len(w.acked) for w in writers)
+        assert after > before_kill, "writes did not resume after the leader was killed"
+
+        # the old leader restarts and catches up
+        ens.servers[leader].start(wait=False)
+        ens.wait_serving(timeout=60)
+        time.sleep(1.0)
+        for w in writers:
+            w.stop.set()
+        for w in writers:
+            w.join(30)
+
+        assert owner.client_id[0] == sid
+        assert owner.exists("/eph").ephemeralOwner == sid, "the session or its ephemeral was lost"
+
+        data = converge(ens, ens.ids)
+        for w in writers:
+            for path in w.acked:
+                assert path in data, f"acknowledged write {path} is missing"
+        assert data["/eph"][0] == b"mine"
+        owner.stop()
+        owner.close()
+        # the ephemeral goes everywhere once its session closed
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if all("/eph" not in all_data(ens.hosts([i])) for i in ens.ids):
+                break
+            time.sleep(0.3)
+        else:
+            raise AssertionError("the ephemeral survived its session's close on some server")
+    finally:
+        ens.cleanup()
+
+
+def test_three_servers_and_an_observer_survive_leader_kill():
+    run_failover(participants=3, observers=1)
+
+
+def test_five_servers_survive_leader_kill():
+    run_failover(participants=5, observers=0)
+
+
+def test_minority_never_accepts_a_write():
+    ens = Ensemble(participants=3).start()
+    try:
+        leader = ens.leader()
+        survivors = [i for i in ens.ids if i != leader]
+        # kill two of three: the last one must not accept writes
+        for i in [leader, survivors[0]]:
+            ens.servers[i].kill9()
+        lone = survivors[1]
+        zk = KazooClient(hosts=ens.hosts([lone]), timeout=3,
+                         connection_retry=KazooRetry(max_tries=2, max_delay=0.2))
+        with pytest.raises(Exception):
+            zk.start(timeout=5)
+            zk.create("/minority-write", b"x")
+        try:
+            zk.stop()
+            zk.close()
+        except Exception:
+            pass
+        assert ens.mode(lone) in (None, "looking")
+        # quorum back: the write never happened
+        ens.servers[leader].start(wait=False)
+        ens.wait_serving(ids=[leader, lone], timeout=60)
+        assert "/minority-write" not in all_data(ens.hosts([lone]))
+    finally:
+        ens.cleanup()
