@@ -5,7 +5,7 @@ MADSIM_TARGET ?= target/madsim
 MADSIM_ENV = RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=$(MADSIM_TARGET)
 PYTHON ?= python3
 
-.PHONY: all build build-madsim sim test test-rust test-madsim test-sim test-integration lint fmt \
+.PHONY: all build build-madsim sim sim-ensemble test test-rust test-madsim test-sim test-integration lint fmt \
         bench-storage bench-checker bench-sim clean
 
 all: build
@@ -25,6 +25,11 @@ SIM_BROKEN = broken-ack-before-fsync broken-lost-cas-check broken-stale-read \
 # seed), with a summary table. A failing seed prints its replay command.
 sim: build-madsim
 	$(SIM) run --scenario all --seeds 0..200 --regressions
+
+# The same campaign on ensembles (3/5/7 servers, observers) now that replication runs:
+# scenarios that ask for an ensemble get one. Failures here are findings for the node.
+sim-ensemble: build-madsim
+	$(SIM) run --scenario all --seeds 0..200 --replication
 
 # Everything CI checks.
 test: test-rust test-madsim test-sim test-integration

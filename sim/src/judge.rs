@@ -115,8 +115,11 @@ impl Observer {
 pub const SEARCH_BUDGET: usize = 300_000;
 
 /// Judge a run's history and observations. Checks, in order: global observation
-/// invariants, then linearizability of register operations per key.
-pub fn judge(history: &[HistoryEvent], observations: &[Observation]) -> Verdict {
+/// invariants, the queue, lock, membership and watch checks, then linearizability of
+/// register operations per key. With `replicated`, plain reads are served by the
+/// connected server and may be stale (ZooKeeper's contract), so only reads made after a
+/// `sync` (`result.sync`) take part in the linearizability check.
+pub fn judge(history: &[HistoryEvent], observations: &[Observation], replicated: bool) -> Verdict {
     let v = check_observations(observations);
     if v != Verdict::Pass {
         return v;
@@ -126,6 +129,45 @@ pub fn judge(history: &[HistoryEvent], observations: &[Observation]) -> Verdict 
         if v != Verdict::Pass {
             return v;
         }
+    }
+    if replicated {
+        let linearizable_reads = |e: &HistoryEvent| {
+            e.f != "read"
+                || e.kind == EventType::Invoke
+                || e.result
+                    .as_ref()
+                    .and_then(|r| r.get("sync"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+        };
+        // Drop stale-able reads whole (invoke and completion).
+
+        let mut keep = vec![true; history.len()];
+        let mut open: BTreeMap<u64, usize> = BTreeMap::new();
+        for (pos, e) in history.iter().enumerate() {
+            if e.f != "read" {
+                continue;
+            }
+            if e.kind == EventType::Invoke {
+                open.insert(e.process, pos);
+            } else if let Some(inv) = open.remove(&e.process) {
+                if !linearizable_reads(e) {
+                    keep[inv] = false;
+                    keep[pos] = false;
+                }
+            }
+        }
+        // Unfinished reads impose nothing either.
+        for (_, inv) in open {
+            keep[inv] = false;
+        }
+        let filtered: Vec<HistoryEvent> = history
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(e, _)| e.clone())
+            .collect();
+        return simple_register_check(&filtered);
     }
     simple_register_check(history)
 }
@@ -809,6 +851,31 @@ mod tests {
         assert_eq!(membership_check(&h(json!([]))), Verdict::Pass);
         assert!(matches!(membership_check(&h(json!(["c0-1"]))),
             Verdict::Violation { check, .. } if check == "ephemeral-outlived-session"));
+    }
+
+    #[test]
+    fn replicated_runs_judge_only_synced_reads_as_linearizable() {
+        let stale = |sync: bool| {
+            let mut r = ev(1, Ok, "read", json!(1));
+            r.result = Some(json!({"version": 1, "watch": false, "sync": sync}));
+            vec![
+                ev(0, Invoke, "write", json!(1)),
+                ev(0, Ok, "write", json!(1)),
+                ev(0, Invoke, "write", json!(2)),
+                ev(0, Ok, "write", json!(2)),
+                ev(1, Invoke, "read", Value::Null),
+                r,
+            ]
+        };
+        assert_eq!(judge(&stale(false), &[], true), Verdict::Pass);
+        assert!(matches!(
+            judge(&stale(false), &[], false),
+            Verdict::Violation { .. }
+        ));
+        assert!(matches!(
+            judge(&stale(true), &[], true),
+            Verdict::Violation { .. }
+        ));
     }
 
     #[test]

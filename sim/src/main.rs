@@ -31,6 +31,10 @@ struct Common {
     /// Directory holding the scenario files (default: ./scenarios found upwards).
     #[arg(long, global = true)]
     scenarios_dir: Option<PathBuf>,
+    /// Run ensembles (replication) where scenarios ask for them, instead of the standalone
+    /// server used while `sut::REPLICATION_AVAILABLE` is false.
+    #[arg(long, global = true)]
+    replication: bool,
 }
 
 #[derive(Subcommand)]
@@ -199,7 +203,8 @@ fn real_main() -> Result<ExitCode> {
                 shard.count,
                 jobs_default(jobs)
             );
-            let (records, elapsed) = run_jobs(&exe, &d, list, jobs_default(jobs), &[], !quiet)?;
+            let (records, elapsed) =
+                run_jobs(&exe, &d, list, jobs_default(jobs), &extra(&common), !quiet)?;
             let summary = Summary::from_records(&records, elapsed);
             print!("{}", summary.table());
             if let Some(path) = json {
@@ -214,7 +219,13 @@ fn real_main() -> Result<ExitCode> {
             options,
             common,
         } => {
-            let opts = load_options(&dir(&common), &scenario, seed, options.as_deref())?;
+            let opts = load_options(
+                &dir(&common),
+                &scenario,
+                seed,
+                options.as_deref(),
+                common.replication,
+            )?;
             println!("{}", opts.describe());
             let rec = execute(&opts, None)?;
             if rec.class != Class::Pass {
@@ -239,7 +250,13 @@ fn real_main() -> Result<ExitCode> {
             out,
             common,
         } => {
-            let opts = load_options(&dir(&common), &scenario, seed, options.as_deref())?;
+            let opts = load_options(
+                &dir(&common),
+                &scenario,
+                seed,
+                options.as_deref(),
+                common.replication,
+            )?;
             let out = out.unwrap_or_else(|| {
                 PathBuf::from(format!("sim-reports/{}-{}", opts.scenario, opts.seed))
             });
@@ -261,7 +278,7 @@ fn real_main() -> Result<ExitCode> {
             seed,
             budget,
             common,
-        } => shrink(&dir(&common), &scenario, seed, budget),
+        } => shrink(&dir(&common), &scenario, seed, budget, common.replication),
         Cmd::CheckDeterminism {
             scenario,
             seed,
@@ -275,8 +292,8 @@ fn real_main() -> Result<ExitCode> {
                     scenario: scenario.clone(),
                     seed: s,
                 };
-                let a = run_one_process(&exe, &d, &job, &[]);
-                let b = run_one_process(&exe, &d, &job, &[]);
+                let a = run_one_process(&exe, &d, &job, &extra(&common));
+                let b = run_one_process(&exe, &d, &job, &extra(&common));
                 let same = a.trace_hash == b.trace_hash && !a.trace_hash.is_empty();
                 println!(
                     "{scenario} seed {s}: {} ({} / {}, {:?})",
@@ -314,7 +331,8 @@ fn real_main() -> Result<ExitCode> {
                 })
                 .collect();
             let n = list.len();
-            let (records, elapsed) = run_jobs(&exe, &d, list, jobs_default(jobs), &[], false)?;
+            let (records, elapsed) =
+                run_jobs(&exe, &d, list, jobs_default(jobs), &extra(&common), false)?;
             let virt: u64 = records.iter().map(|r| r.virtual_ms).sum();
             let wall: u64 = records.iter().map(|r| r.wall_ms).sum();
             let ops: u64 = records.iter().map(|r| r.ops).sum();
@@ -334,6 +352,15 @@ fn real_main() -> Result<ExitCode> {
     }
 }
 
+/// Flags every child process needs.
+fn extra(c: &Common) -> Vec<String> {
+    if c.replication {
+        vec!["--replication".into()]
+    } else {
+        Vec::new()
+    }
+}
+
 fn scenario_names(d: &Path, which: &str) -> Result<Vec<String>> {
     if which == "all" {
         Ok(scenario::load_all(d)?.into_iter().map(|s| s.name).collect())
@@ -345,7 +372,13 @@ fn scenario_names(d: &Path, which: &str) -> Result<Vec<String>> {
     }
 }
 
-fn load_options(d: &Path, name: &str, seed: u64, file: Option<&Path>) -> Result<RunOptions> {
+fn load_options(
+    d: &Path,
+    name: &str,
+    seed: u64,
+    file: Option<&Path>,
+    replication: bool,
+) -> Result<RunOptions> {
     if let Some(f) = file {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
@@ -355,7 +388,7 @@ fn load_options(d: &Path, name: &str, seed: u64, file: Option<&Path>) -> Result<
     Ok(RunOptions::derive(
         &s,
         seed,
-        zabkeeper_sim::sut::REPLICATION_AVAILABLE,
+        replication || zabkeeper_sim::sut::REPLICATION_AVAILABLE,
     ))
 }
 
@@ -417,14 +450,25 @@ fn execute(_opts: &RunOptions, _report: Option<&Path>) -> Result<RunRecord> {
     )
 }
 
-fn shrink(d: &Path, scenario: &str, seed: u64, budget: usize) -> Result<ExitCode> {
+fn shrink(
+    d: &Path,
+    scenario: &str,
+    seed: u64,
+    budget: usize,
+    replication: bool,
+) -> Result<ExitCode> {
+    let flags: Vec<String> = if replication {
+        vec!["--replication".into()]
+    } else {
+        Vec::new()
+    };
     let exe = std::env::current_exe()?;
-    let original = load_options(d, scenario, seed, None)?;
+    let original = load_options(d, scenario, seed, None, replication)?;
     let job = Job {
         scenario: scenario.to_string(),
         seed,
     };
-    let first = run_one_process(&exe, d, &job, &[]);
+    let first = run_one_process(&exe, d, &job, &flags);
     if first.class == Class::Pass {
         bail!("{scenario} seed {seed} passes: nothing to shrink");
     }

@@ -153,6 +153,8 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                             Disk::Node(fs) => {
                                 let timing = NodeTiming {
                                     tick_ms: sh.opts.tick_ms,
+                                    voters: sh.opts.servers,
+                                    observers: sh.opts.observers,
                                 };
                                 crate::sut::node::serve(i, fs, sh.clocks.clone(), sh.start, timing)
                                     .await
@@ -441,7 +443,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
     });
     let history = shared.recorder.snapshot();
     let observations = shared.observer.snapshot();
-    let verdict = judge(&history, &observations);
+    let verdict = judge(&history, &observations, n > 1);
     finish(&shared, verdict, liveness, notes)
 }
 
@@ -649,7 +651,7 @@ impl ClientCtx {
             self.known.insert(key.to_string(), (v.clone(), r.version));
             ev.value = v;
             ev.zxid = Some(r.zxid);
-            ev.result = Some(json!({ "version": r.version, "watch": watch }));
+            ev.result = Some(json!({ "version": r.version, "watch": watch, "sync": sync_first }));
         });
         self.complete(ev, res);
         ok

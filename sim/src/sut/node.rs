@@ -36,7 +36,16 @@ impl Clock for SkewedClock {
 pub struct NodeTiming {
     /// tickTime.
     pub tick_ms: u64,
+    /// Voting servers of the ensemble (1: standalone).
+    pub voters: usize,
+    /// Observers of the ensemble.
+    pub observers: usize,
 }
+
+/// The ZAB quorum port of every simulated server.
+pub const QUORUM_PORT: u16 = 2888;
+/// The election port of every simulated server.
+pub const ELECTION_PORT: u16 = 3888;
 
 /// Run server `index` on the current simulated node until it is killed or stops (a fatal
 /// error such as a failed fsync, or a refused recovery).
@@ -54,6 +63,20 @@ pub async fn serve(
     config.min_session_timeout_ms = (2 * timing.tick_ms) as i32;
     config.max_session_timeout_ms = (20 * timing.tick_ms) as i32;
     config.max_client_cnxns = 0;
+    let total = timing.voters + timing.observers;
+    if total > 1 {
+        config.servers = (0..total)
+            .map(|k| zabkeeper::runtime::ServerSpec {
+                id: k as u64 + 1,
+                host: super::server_ip(k).to_string(),
+                quorum_port: QUORUM_PORT,
+                election_port: ELECTION_PORT,
+                observer: k >= timing.voters,
+                client_addr: None,
+            })
+            .collect();
+        config.my_id = index as u64 + 1;
+    }
     let mut opts = FileStorageOptions::new(&data_dir, &data_dir);
     opts.preallocate_bytes = 64 << 10;
     opts.log_roll_bytes = 1 << 20;
