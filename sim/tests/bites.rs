@@ -1,0 +1,132 @@
+//! Proof that the testbed bites: each deliberately broken build (cargo features
+//! `broken-*`: toy-SUT variants in `sut::toy`, real-node storage variants in
+//! `sut::node::broken`) is caught by the default scenario `mixed` within the first
+//! `WITHIN` seeds, and `shrink` reduces the failing plan while keeping the same failure.
+//! The correct builds pass the same seeds.
+//!
+//! Run (madsim only):
+//! `RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/madsim cargo test -p zabkeeper-sim
+//! --release --test bites [--features broken-node-lying-fsync]`.
+#![cfg(madsim)]
+
+use zabkeeper_sim::campaign::Class;
+use zabkeeper_sim::options::RunOptions;
+use zabkeeper_sim::run::run_one;
+use zabkeeper_sim::scenario;
+use zabkeeper_sim::shrink::shrink_run;
+use zabkeeper_sim::sut::{SutKind, REPLICATION_AVAILABLE};
+
+/// Every broken build must be caught within this many seeds of `mixed`.
+const WITHIN: u64 = 5;
+
+fn derive(name: &str, seed: u64, sut: SutKind) -> RunOptions {
+    let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios"));
+    let s = scenario::find(&dir, name).expect("scenario");
+    let mut o = RunOptions::derive(&s, seed, REPLICATION_AVAILABLE);
+    o.sut = sut;
+    o
+}
+
+/// The toy SUT (the `broken-*` toy variants).
+#[allow(dead_code)]
+fn toy_options(name: &str, seed: u64) -> RunOptions {
+    derive(name, seed, SutKind::Toy)
+}
+
+/// The real node (the `broken-node-*` variants).
+#[allow(dead_code)]
+fn node_options(name: &str, seed: u64) -> RunOptions {
+    derive(name, seed, SutKind::Node)
+}
+
+#[allow(dead_code)]
+fn caught_and_shrunk(name: &str, options: fn(&str, u64) -> RunOptions) {
+    let failing = (0..WITHIN)
+        .map(|seed| (seed, run_one(&options(name, seed))))
+        .find(|(_, out)| out.record.class == Class::Safety);
+    let (seed, out) =
+        failing.unwrap_or_else(|| panic!("not caught within {WITHIN} seeds of {name}"));
+    let original = options(name, seed);
+    let check = out.record.check.clone();
+    let shrunk = shrink_run(&original, 60, |cand| {
+        let r = run_one(cand).record;
+        r.class == Class::Safety && r.check == check
+    });
+    let again = run_one(&shrunk).record;
+    assert_eq!(again.class, Class::Safety, "shrunk run must still fail");
+    assert_eq!(again.check, check, "with the same check");
+    assert!(
+        shrunk.plan.events.len() < original.plan.events.len()
+            || shrunk.safety_ms < original.safety_ms
+            || shrunk.clients < original.clients,
+        "shrink reduced nothing"
+    );
+    assert!(shrunk.plan.events.len() <= original.plan.events.len());
+}
+
+#[cfg(feature = "broken-ack-before-fsync")]
+#[test]
+fn catches_ack_before_fsync() {
+    caught_and_shrunk("mixed", toy_options);
+}
+
+#[cfg(feature = "broken-lost-cas-check")]
+#[test]
+fn catches_setdata_ignoring_expected_version() {
+    caught_and_shrunk("mixed", toy_options);
+}
+
+#[cfg(feature = "broken-stale-read")]
+#[test]
+fn catches_stale_reads() {
+    caught_and_shrunk("mixed", toy_options);
+}
+
+#[cfg(feature = "broken-node-lying-fsync")]
+#[test]
+fn catches_node_acking_before_fsync() {
+    caught_and_shrunk("mixed", node_options);
+}
+
+#[cfg(feature = "broken-node-recovery-drops-tail")]
+#[test]
+fn catches_node_recovery_dropping_a_committed_txn() {
+    caught_and_shrunk("mixed", node_options);
+}
+
+#[cfg(not(any(
+    feature = "broken-ack-before-fsync",
+    feature = "broken-lost-cas-check",
+    feature = "broken-stale-read",
+    feature = "broken-node-lying-fsync",
+    feature = "broken-node-recovery-drops-tail"
+)))]
+mod correct {
+    use super::*;
+
+    #[test]
+    fn correct_builds_pass_the_same_seeds() {
+        for seed in 0..WITHIN {
+            for o in [toy_options("mixed", seed), node_options("mixed", seed)] {
+                let out = run_one(&o);
+                assert_eq!(
+                    out.record.class,
+                    Class::Pass,
+                    "{:?} {:?}",
+                    o.sut,
+                    out.record
+                );
+                assert!(out.record.ops > 50, "the workload ran: {:?}", out.record);
+            }
+        }
+    }
+
+    #[test]
+    fn same_seed_same_trace_in_process() {
+        let a = run_one(&node_options("crash-restart", 3)).record;
+        let b = run_one(&node_options("crash-restart", 3)).record;
+        assert_eq!(a.trace_hash, b.trace_hash);
+        let c = run_one(&node_options("crash-restart", 4)).record;
+        assert_ne!(a.trace_hash, c.trace_hash);
+    }
+}
