@@ -5,6 +5,7 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod fourlw;
+pub mod peer;
 pub mod processor;
 pub mod recovery;
 pub mod server;
