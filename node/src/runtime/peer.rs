@@ -1250,4 +1250,57 @@ mod sim_tests {
         // Server 2 shut down after the 20th message: 1 sees it go.
         assert_eq!(late, Some(PeerEvent::Disconnected(2)));
     }
+
+    /// A killed server is seen to go, and once restarted on the same address
+    /// it reconnects and both sides see the new connection.
+    #[madsim::test]
+    async fn a_killed_node_restarts_and_reconnects() {
+        let handle = madsim::runtime::Handle::current();
+        let a1: SocketAddr = "10.0.0.1:2888".parse().unwrap();
+        let a2: SocketAddr = "10.0.0.2:2888".parse().unwrap();
+        let (ev1_tx, mut ev1) = mpsc::unbounded_channel();
+        let (ev2_tx, mut ev2) = mpsc::unbounded_channel();
+        let n1 = handle.create_node().name("s1").ip(a1.ip()).build();
+        let n2 = handle
+            .create_node()
+            .name("s2")
+            .ip(a2.ip())
+            .init(move || {
+                let out = ev2_tx.clone();
+                async move {
+                    let (h, mut rx) =
+                        PeerTransport::start(2, a2, vec![(1, a1)], PeerLimits::default())
+                            .await
+                            .unwrap();
+                    while let Some(ev) = rx.recv().await {
+                        if ev == PeerEvent::Connected(1) {
+                            h.send(1, commit(7));
+                        }
+                        let _ = out.send(ev);
+                    }
+                }
+            })
+            .build();
+        n1.spawn(async move {
+            let (_h, mut rx) = PeerTransport::start(1, a1, vec![(2, a2)], PeerLimits::default())
+                .await
+                .unwrap();
+            while let Some(ev) = rx.recv().await {
+                let _ = ev1_tx.send(ev);
+            }
+        });
+        let connected = [PeerEvent::Connected(2), PeerEvent::Message(2, commit(7))];
+        for want in &connected {
+            assert_eq!(ev1.recv().await.as_ref(), Some(want));
+        }
+        assert_eq!(ev2.recv().await, Some(PeerEvent::Connected(1)));
+        handle.kill(n2.id());
+        assert_eq!(ev1.recv().await, Some(PeerEvent::Disconnected(2)));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        handle.restart(n2.id());
+        for want in &connected {
+            assert_eq!(ev1.recv().await.as_ref(), Some(want));
+        }
+        assert_eq!(ev2.recv().await, Some(PeerEvent::Connected(1)));
+    }
 }
