@@ -82,6 +82,9 @@ pub struct PeerLimits {
     pub max_frame: usize,
     /// Capacity of the event channel; a full channel stops reading sockets.
     pub max_queued_events: usize,
+    /// Inbound connections allowed to be in their handshake at once; more
+    /// are closed at once (and counted as invalid).
+    pub max_pending_handshakes: usize,
     /// Time allowed to exchange handshakes.
     pub handshake_timeout: Duration,
     /// Time allowed for a TCP connect.
@@ -98,6 +101,7 @@ impl Default for PeerLimits {
             max_queued_messages: 1000,
             max_frame: 64 << 20,
             max_queued_events: 4096,
+            max_pending_handshakes: 64,
             handshake_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             reconnect_initial: Duration::from_millis(50),
@@ -120,6 +124,9 @@ impl PeerLimits {
         }
         if self.max_queued_events == 0 {
             return bad("max_queued_events must be at least 1");
+        }
+        if self.max_pending_handshakes == 0 {
+            return bad("max_pending_handshakes must be at least 1");
         }
         if self.max_frame < 16 {
             return bad("max_frame must be at least 16 bytes");
@@ -218,6 +225,7 @@ struct Inner {
     next_conn_id: u64,
     shut_down: bool,
     tasks: Vec<JoinHandle<()>>,
+    pending_handshakes: usize,
 }
 
 struct Shared {
@@ -302,6 +310,7 @@ impl PeerTransport {
                 next_conn_id: 1,
                 shut_down: false,
                 tasks: Vec::new(),
+                pending_handshakes: 0,
             }),
             counters: Counters::default(),
             events,
@@ -496,7 +505,24 @@ async fn run_listener(shared: Arc<Shared>, listener: TcpListener) {
         };
         match accepted {
             Ok((stream, addr)) => {
-                tokio::spawn(handle_inbound(shared.clone(), stream, addr));
+                let admitted = {
+                    let mut inner = shared.lock();
+                    let ok = inner.pending_handshakes < shared.limits.max_pending_handshakes;
+                    if ok {
+                        inner.pending_handshakes += 1;
+                    }
+                    ok
+                };
+                if admitted {
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        handle_inbound(&shared, stream, addr).await;
+                        shared.lock().pending_handshakes -= 1;
+                    });
+                } else {
+                    warn!(%addr, "too many peer connections in their handshake, closed");
+                    bump(&shared.counters.dropped_invalid);
+                }
             }
             Err(e) => {
                 warn!(error = %e, "peer accept failed");
@@ -507,7 +533,7 @@ async fn run_listener(shared: Arc<Shared>, listener: TcpListener) {
     debug!(sid = shared.my_sid, "peer listener closed");
 }
 
-async fn handle_inbound(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
+async fn handle_inbound(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = tokio::io::split(stream);
     let limits = &shared.limits;
@@ -545,7 +571,7 @@ async fn handle_inbound(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr
     {
         return;
     }
-    install(&shared, sid, rd, wr);
+    install(shared, sid, rd, wr);
 }
 
 /// Keeps one peer connected while the transport lives.
@@ -1135,6 +1161,23 @@ mod tests {
         h1.shutdown().await;
         h2.shutdown().await;
         drop(fake3);
+    }
+
+    #[tokio::test]
+    async fn pending_handshakes_are_bounded() {
+        let limits = PeerLimits {
+            max_pending_handshakes: 1,
+            ..PeerLimits::default()
+        };
+        let (l1, a1) = bind().await;
+        let (_l2, a2) = bind().await;
+        let (h1, _rx1) = PeerTransport::start_with_listener(1, l1, vec![(2, a2)], limits).unwrap();
+        let _silent = TcpStream::connect(a1).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut second = TcpStream::connect(a1).await.unwrap();
+        expect_closed(&mut second).await;
+        assert_eq!(h1.stats().dropped_invalid, 1);
+        h1.shutdown().await;
     }
 
     #[tokio::test]
