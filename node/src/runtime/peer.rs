@@ -42,7 +42,9 @@
 //! ([`PeerStats::dropped_unconnected`]): queued messages do not outlive their
 //! connection, so a peer never receives, after a reconnection, messages the
 //! core sent before it learnt of the disconnection. The core re-sends what it
-//! needs on [`PeerEvent::Connected`].
+//! needs on [`PeerEvent::Connected`]. A frame that cannot be written within
+//! [`PeerLimits::write_timeout`] (the peer stopped reading) closes the
+//! connection.
 //!
 //! # madsim
 //!
@@ -89,6 +91,9 @@ pub struct PeerLimits {
     pub handshake_timeout: Duration,
     /// Time allowed for a TCP connect.
     pub connect_timeout: Duration,
+    /// Time allowed to write and flush one frame; a peer that stops reading
+    /// for longer loses its connection (it reconnects once it reads again).
+    pub write_timeout: Duration,
     /// First reconnection delay.
     pub reconnect_initial: Duration,
     /// Largest reconnection delay.
@@ -104,6 +109,7 @@ impl Default for PeerLimits {
             max_pending_handshakes: 64,
             handshake_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(20),
             reconnect_initial: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(2),
         }
@@ -131,8 +137,11 @@ impl PeerLimits {
         if self.max_frame < 16 {
             return bad("max_frame must be at least 16 bytes");
         }
-        if self.handshake_timeout.is_zero() || self.connect_timeout.is_zero() {
-            return bad("handshake_timeout and connect_timeout must be positive");
+        if self.handshake_timeout.is_zero()
+            || self.connect_timeout.is_zero()
+            || self.write_timeout.is_zero()
+        {
+            return bad("handshake_timeout, connect_timeout and write_timeout must be positive");
         }
         if self.reconnect_initial.is_zero() || self.reconnect_max < self.reconnect_initial {
             return bad("need 0 < reconnect_initial <= reconnect_max");
@@ -751,11 +760,16 @@ async fn run_writer(
         let written = tokio::select! {
             biased;
             _ = until_true(&mut closed) => break,
-            r = write_flush(&mut wr, &frame) => r,
+            r = tokio::time::timeout(shared.limits.write_timeout, write_flush(&mut wr, &frame)) => r,
         };
         match written {
-            Ok(()) => bump(&shared.counters.sent),
-            Err(e) => {
+            Ok(Ok(())) => bump(&shared.counters.sent),
+            Err(_) => {
+                warn!(sid, "peer stopped reading, closing the connection");
+                close.send_replace(true);
+                break;
+            }
+            Ok(Err(e)) => {
                 info!(sid, error = %e, "peer write failed, closing the connection");
                 close.send_replace(true);
                 break;
@@ -1161,6 +1175,34 @@ mod tests {
         h1.shutdown().await;
         h2.shutdown().await;
         drop(fake3);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_loses_its_connection() {
+        let limits = PeerLimits {
+            write_timeout: Duration::from_millis(300),
+            ..PeerLimits::default()
+        };
+        let (l1, a1) = bind().await;
+        let (_l2, a2) = bind().await;
+        let (h1, mut rx1) =
+            PeerTransport::start_with_listener(1, l1, vec![(2, a2)], limits).unwrap();
+        // Connected as sid 2, and then never reads.
+        let (_stalled, reply) = raw_handshake(a1, 2).await;
+        assert_eq!(reply, Some(1));
+        assert_eq!(next_event(&mut rx1).await, PeerEvent::Connected(2));
+        let big = PeerMessage::Proposal {
+            zxid: 1,
+            payload: Bytes::from(vec![7u8; 60 * 1024]),
+        };
+        // 60 MB: more than loopback socket buffers hold.
+        for _ in 0..1000 {
+            assert_eq!(h1.send(2, big.clone()), SendOutcome::Queued);
+        }
+        assert_eq!(next_event(&mut rx1).await, PeerEvent::Disconnected(2));
+        assert!(h1.stats().sent < 1000);
+        assert_eq!(h1.send(2, big), SendOutcome::NotConnected);
+        h1.shutdown().await;
     }
 
     #[tokio::test]
