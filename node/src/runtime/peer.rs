@@ -42,7 +42,9 @@
 //! ([`PeerStats::dropped_unconnected`]): queued messages do not outlive their
 //! connection, so a peer never receives, after a reconnection, messages the
 //! core sent before it learnt of the disconnection. The core re-sends what it
-//! needs on [`PeerEvent::Connected`].
+//! needs on [`PeerEvent::Connected`]. A frame that cannot be written within
+//! [`PeerLimits::write_timeout`] (the peer stopped reading) closes the
+//! connection.
 //!
 //! # madsim
 //!
@@ -82,10 +84,16 @@ pub struct PeerLimits {
     pub max_frame: usize,
     /// Capacity of the event channel; a full channel stops reading sockets.
     pub max_queued_events: usize,
+    /// Inbound connections allowed to be in their handshake at once; more
+    /// are closed at once (and counted as invalid).
+    pub max_pending_handshakes: usize,
     /// Time allowed to exchange handshakes.
     pub handshake_timeout: Duration,
     /// Time allowed for a TCP connect.
     pub connect_timeout: Duration,
+    /// Time allowed to write and flush one frame; a peer that stops reading
+    /// for longer loses its connection (it reconnects once it reads again).
+    pub write_timeout: Duration,
     /// First reconnection delay.
     pub reconnect_initial: Duration,
     /// Largest reconnection delay.
@@ -98,8 +106,10 @@ impl Default for PeerLimits {
             max_queued_messages: 1000,
             max_frame: 64 << 20,
             max_queued_events: 4096,
+            max_pending_handshakes: 64,
             handshake_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(20),
             reconnect_initial: Duration::from_millis(50),
             reconnect_max: Duration::from_secs(2),
         }
@@ -121,11 +131,17 @@ impl PeerLimits {
         if self.max_queued_events == 0 {
             return bad("max_queued_events must be at least 1");
         }
+        if self.max_pending_handshakes == 0 {
+            return bad("max_pending_handshakes must be at least 1");
+        }
         if self.max_frame < 16 {
             return bad("max_frame must be at least 16 bytes");
         }
-        if self.handshake_timeout.is_zero() || self.connect_timeout.is_zero() {
-            return bad("handshake_timeout and connect_timeout must be positive");
+        if self.handshake_timeout.is_zero()
+            || self.connect_timeout.is_zero()
+            || self.write_timeout.is_zero()
+        {
+            return bad("handshake_timeout, connect_timeout and write_timeout must be positive");
         }
         if self.reconnect_initial.is_zero() || self.reconnect_max < self.reconnect_initial {
             return bad("need 0 < reconnect_initial <= reconnect_max");
@@ -218,6 +234,7 @@ struct Inner {
     next_conn_id: u64,
     shut_down: bool,
     tasks: Vec<JoinHandle<()>>,
+    pending_handshakes: usize,
 }
 
 struct Shared {
@@ -302,6 +319,7 @@ impl PeerTransport {
                 next_conn_id: 1,
                 shut_down: false,
                 tasks: Vec::new(),
+                pending_handshakes: 0,
             }),
             counters: Counters::default(),
             events,
@@ -496,7 +514,24 @@ async fn run_listener(shared: Arc<Shared>, listener: TcpListener) {
         };
         match accepted {
             Ok((stream, addr)) => {
-                tokio::spawn(handle_inbound(shared.clone(), stream, addr));
+                let admitted = {
+                    let mut inner = shared.lock();
+                    let ok = inner.pending_handshakes < shared.limits.max_pending_handshakes;
+                    if ok {
+                        inner.pending_handshakes += 1;
+                    }
+                    ok
+                };
+                if admitted {
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        handle_inbound(&shared, stream, addr).await;
+                        shared.lock().pending_handshakes -= 1;
+                    });
+                } else {
+                    warn!(%addr, "too many peer connections in their handshake, closed");
+                    bump(&shared.counters.dropped_invalid);
+                }
             }
             Err(e) => {
                 warn!(error = %e, "peer accept failed");
@@ -507,7 +542,7 @@ async fn run_listener(shared: Arc<Shared>, listener: TcpListener) {
     debug!(sid = shared.my_sid, "peer listener closed");
 }
 
-async fn handle_inbound(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
+async fn handle_inbound(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = tokio::io::split(stream);
     let limits = &shared.limits;
@@ -545,7 +580,7 @@ async fn handle_inbound(shared: Arc<Shared>, stream: TcpStream, addr: SocketAddr
     {
         return;
     }
-    install(&shared, sid, rd, wr);
+    install(shared, sid, rd, wr);
 }
 
 /// Keeps one peer connected while the transport lives.
@@ -725,11 +760,16 @@ async fn run_writer(
         let written = tokio::select! {
             biased;
             _ = until_true(&mut closed) => break,
-            r = write_flush(&mut wr, &frame) => r,
+            r = tokio::time::timeout(shared.limits.write_timeout, write_flush(&mut wr, &frame)) => r,
         };
         match written {
-            Ok(()) => bump(&shared.counters.sent),
-            Err(e) => {
+            Ok(Ok(())) => bump(&shared.counters.sent),
+            Err(_) => {
+                warn!(sid, "peer stopped reading, closing the connection");
+                close.send_replace(true);
+                break;
+            }
+            Ok(Err(e)) => {
                 info!(sid, error = %e, "peer write failed, closing the connection");
                 close.send_replace(true);
                 break;
@@ -988,8 +1028,18 @@ mod tests {
             }
             assert_eq!(next.values().copied().collect::<Vec<_>>(), vec![50, 50]);
             assert_eq!(h.stats().received, 100);
-            assert_eq!(h.stats().sent, 100);
             assert_eq!(h.connected_peers().len(), 2);
+        }
+        // Every frame was received, so every frame was written and flushed.
+        for (h, _) in &ts {
+            let sent = tokio::time::timeout(WAIT, async {
+                while h.stats().sent < 100 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
+            assert!(sent.is_ok());
+            assert_eq!(h.stats().sent, 100);
         }
         for (h, _) in &ts {
             h.shutdown().await;
@@ -1128,6 +1178,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_peer_that_stops_reading_loses_its_connection() {
+        let limits = PeerLimits {
+            write_timeout: Duration::from_millis(300),
+            ..PeerLimits::default()
+        };
+        let (l1, a1) = bind().await;
+        let (_l2, a2) = bind().await;
+        let (h1, mut rx1) =
+            PeerTransport::start_with_listener(1, l1, vec![(2, a2)], limits).unwrap();
+        // Connected as sid 2, and then never reads.
+        let (_stalled, reply) = raw_handshake(a1, 2).await;
+        assert_eq!(reply, Some(1));
+        assert_eq!(next_event(&mut rx1).await, PeerEvent::Connected(2));
+        let big = PeerMessage::Proposal {
+            zxid: 1,
+            payload: Bytes::from(vec![7u8; 60 * 1024]),
+        };
+        // 60 MB: more than loopback socket buffers hold.
+        for _ in 0..1000 {
+            assert_eq!(h1.send(2, big.clone()), SendOutcome::Queued);
+        }
+        assert_eq!(next_event(&mut rx1).await, PeerEvent::Disconnected(2));
+        assert!(h1.stats().sent < 1000);
+        assert_eq!(h1.send(2, big), SendOutcome::NotConnected);
+        h1.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn pending_handshakes_are_bounded() {
+        let limits = PeerLimits {
+            max_pending_handshakes: 1,
+            ..PeerLimits::default()
+        };
+        let (l1, a1) = bind().await;
+        let (_l2, a2) = bind().await;
+        let (h1, _rx1) = PeerTransport::start_with_listener(1, l1, vec![(2, a2)], limits).unwrap();
+        let _silent = TcpStream::connect(a1).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut second = TcpStream::connect(a1).await.unwrap();
+        expect_closed(&mut second).await;
+        assert_eq!(h1.stats().dropped_invalid, 1);
+        h1.shutdown().await;
+    }
+
+    #[tokio::test]
     async fn a_full_queue_drops_and_counts() {
         let limits = PeerLimits {
             max_queued_messages: 4,
@@ -1158,5 +1253,139 @@ mod tests {
         for (h, _) in &ts {
             h.shutdown().await;
         }
+    }
+}
+
+#[cfg(all(test, madsim))]
+mod sim_tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn commit(zxid: i64) -> PeerMessage {
+        PeerMessage::Commit { zxid }
+    }
+
+    /// Two simulated servers exchange messages; a link clogged both ways
+    /// delays them but breaks nothing, and they arrive in order once unclogged.
+    #[madsim::test]
+    async fn two_nodes_survive_a_clogged_link() {
+        let handle = madsim::runtime::Handle::current();
+        let a1: SocketAddr = "10.0.0.1:2888".parse().unwrap();
+        let a2: SocketAddr = "10.0.0.2:2888".parse().unwrap();
+        let n1 = handle.create_node().name("s1").ip(a1.ip()).build();
+        let n2 = handle.create_node().name("s2").ip(a2.ip()).build();
+        let delivered = Arc::new(AtomicUsize::new(0));
+
+        let receiver = {
+            let delivered = delivered.clone();
+            n2.spawn(async move {
+                let (h, mut rx) = PeerTransport::start(2, a2, vec![(1, a1)], PeerLimits::default())
+                    .await
+                    .unwrap();
+                let mut events = Vec::new();
+                while events.len() < 21 {
+                    let ev = rx.recv().await.unwrap();
+                    if matches!(ev, PeerEvent::Message(..)) {
+                        delivered.fetch_add(1, Ordering::SeqCst);
+                    }
+                    events.push(ev);
+                }
+                h.shutdown().await;
+                events
+            })
+        };
+        let sender = n1.spawn(async move {
+            let (h, mut rx) = PeerTransport::start(1, a1, vec![(2, a2)], PeerLimits::default())
+                .await
+                .unwrap();
+            assert_eq!(rx.recv().await, Some(PeerEvent::Connected(2)));
+            for z in 0..10 {
+                assert_eq!(h.send(2, commit(z)), SendOutcome::Queued);
+            }
+            // The link is clogged from t=2s to t=6s.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            for z in 10..20 {
+                assert_eq!(h.send(2, commit(z)), SendOutcome::Queued);
+            }
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            (h.stats(), rx.try_recv().ok())
+        });
+
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(delivered.load(Ordering::SeqCst), 10);
+        let net = madsim::net::NetSim::current();
+        net.clog_link(n1.id(), n2.id());
+        net.clog_link(n2.id(), n1.id());
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(
+            delivered.load(Ordering::SeqCst),
+            10,
+            "clogged link delivered"
+        );
+        net.unclog_link(n1.id(), n2.id());
+        net.unclog_link(n2.id(), n1.id());
+
+        let events = receiver.await.unwrap();
+        assert_eq!(events[0], PeerEvent::Connected(1));
+        let expected: Vec<PeerEvent> = (0..20).map(|z| PeerEvent::Message(1, commit(z))).collect();
+        assert_eq!(&events[1..], &expected[..]);
+        let (stats, late) = sender.await.unwrap();
+        assert_eq!(stats.sent, 20);
+        assert_eq!(stats.connections, 1);
+        // Server 2 shut down after the 20th message: 1 sees it go.
+        assert_eq!(late, Some(PeerEvent::Disconnected(2)));
+    }
+
+    /// A killed server is seen to go, and once restarted on the same address
+    /// it reconnects and both sides see the new connection.
+    #[madsim::test]
+    async fn a_killed_node_restarts_and_reconnects() {
+        let handle = madsim::runtime::Handle::current();
+        let a1: SocketAddr = "10.0.0.1:2888".parse().unwrap();
+        let a2: SocketAddr = "10.0.0.2:2888".parse().unwrap();
+        let (ev1_tx, mut ev1) = mpsc::unbounded_channel();
+        let (ev2_tx, mut ev2) = mpsc::unbounded_channel();
+        let n1 = handle.create_node().name("s1").ip(a1.ip()).build();
+        let n2 = handle
+            .create_node()
+            .name("s2")
+            .ip(a2.ip())
+            .init(move || {
+                let out = ev2_tx.clone();
+                async move {
+                    let (h, mut rx) =
+                        PeerTransport::start(2, a2, vec![(1, a1)], PeerLimits::default())
+                            .await
+                            .unwrap();
+                    while let Some(ev) = rx.recv().await {
+                        if ev == PeerEvent::Connected(1) {
+                            h.send(1, commit(7));
+                        }
+                        let _ = out.send(ev);
+                    }
+                }
+            })
+            .build();
+        n1.spawn(async move {
+            let (_h, mut rx) = PeerTransport::start(1, a1, vec![(2, a2)], PeerLimits::default())
+                .await
+                .unwrap();
+            while let Some(ev) = rx.recv().await {
+                let _ = ev1_tx.send(ev);
+            }
+        });
+        let connected = [PeerEvent::Connected(2), PeerEvent::Message(2, commit(7))];
+        for want in &connected {
+            assert_eq!(ev1.recv().await.as_ref(), Some(want));
+        }
+        assert_eq!(ev2.recv().await, Some(PeerEvent::Connected(1)));
+        handle.kill(n2.id());
+        assert_eq!(ev1.recv().await, Some(PeerEvent::Disconnected(2)));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        handle.restart(n2.id());
+        for want in &connected {
+            assert_eq!(ev1.recv().await.as_ref(), Some(want));
+        }
+        assert_eq!(ev2.recv().await, Some(PeerEvent::Connected(1)));
     }
 }
