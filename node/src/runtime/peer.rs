@@ -1307,8 +1307,10 @@ mod sim_tests {
             for z in 10..20 {
                 assert_eq!(h.send(2, commit(z)), SendOutcome::Queued);
             }
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            (h.stats(), rx.try_recv().ok())
+            // Server 2 shuts down after the 20th message: 1 sees it go.
+            let late = rx.recv().await;
+            h.shutdown().await;
+            (h.stats(), late)
         });
 
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1332,7 +1334,6 @@ mod sim_tests {
         let (stats, late) = sender.await.unwrap();
         assert_eq!(stats.sent, 20);
         assert_eq!(stats.connections, 1);
-        // Server 2 shut down after the 20th message: 1 sees it go.
         assert_eq!(late, Some(PeerEvent::Disconnected(2)));
     }
 
