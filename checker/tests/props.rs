@@ -101,6 +101,14 @@ mod brute {
         match o.f.as_str() {
             "read" => (*s == o.out).then(|| s.clone()),
             "write" => Some(o.arg.clone()),
+            "append" => {
+                let cur = match s {
+                    Value::Null => "",
+                    Value::String(x) => x.as_str(),
+                    _ => return None,
+                };
+                Some(Value::String(format!("{cur}{}", o.arg.as_str()?)))
+            }
             _ => {
                 if o.mismatch {
                     (*s != o.arg[0]).then(|| s.clone())
@@ -170,7 +178,7 @@ mod brute {
     }
 }
 
-fn random_history(seed: u64, n: usize, procs: usize) -> Vec<zabkeeper_check::Event> {
+fn random_history(seed: u64, n: usize, procs: usize, appends: bool) -> Vec<zabkeeper_check::Event> {
     use rand::{Rng, SeedableRng};
     use serde_json::json;
     use zabkeeper_check::{Event, EventType};
@@ -181,6 +189,8 @@ fn random_history(seed: u64, n: usize, procs: usize) -> Vec<zabkeeper_check::Eve
     let val = |rng: &mut rand_chacha::ChaCha8Rng| {
         if rng.gen_bool(0.2) {
             serde_json::Value::Null
+        } else if appends {
+            json!(["x", "a", "xa", "ab", "xab", "ba", "xb"][rng.gen_range(0..7)])
         } else {
             json!(rng.gen_range(0..3))
         }
@@ -190,10 +200,14 @@ fn random_history(seed: u64, n: usize, procs: usize) -> Vec<zabkeeper_check::Eve
         match open[p].take() {
             None if started < n => {
                 started += 1;
-                let f = ["read", "write", "cas"][rng.gen_range(0..3)];
+                let f = ["read", "write", "cas", "append"]
+                    [rng.gen_range(0..if appends { 4 } else { 3 })];
                 let value = match f {
                     "read" => serde_json::Value::Null,
+                    "write" if appends => json!("x"),
                     "write" => json!(rng.gen_range(0..3)),
+                    "append" => json!(["a", "b"][rng.gen_range(0..2)]),
+                    _ if appends => json!([val(&mut rng), val(&mut rng)]),
                     _ => json!([val(&mut rng), rng.gen_range(0..3)]),
                 };
                 let e = Event {
@@ -236,10 +250,41 @@ proptest! {
     /// (most of them not linearizable), including unknown and failed ops.
     #[test]
     fn search_agrees_with_brute_force(seed in any::<u64>(), n in 1usize..8, procs in 1usize..4) {
-        let events = random_history(seed, n, procs);
+        let events = random_history(seed, n, procs, false);
         let expect = brute::linearizable(&events);
         let r = check_history(&events, Model::CasRegister, &CheckOptions::default());
         let want = if expect { Verdict::Linearizable } else { Verdict::NotLinearizable };
         prop_assert_eq!(r.verdict, want, "{}", r.to_text("random"));
+    }
+
+    /// The same with appends (state-dependent unknown ops, chains of them) in the kv model.
+    #[test]
+    fn search_with_appends_agrees_with_brute_force(seed in any::<u64>(), n in 1usize..8, procs in 1usize..4) {
+        let events = random_history(seed, n, procs, true);
+        let expect = brute::linearizable(&events);
+        let r = check_history(&events, Model::Kv, &CheckOptions::default());
+        let want = if expect { Verdict::Linearizable } else { Verdict::NotLinearizable };
+        prop_assert_eq!(r.verdict, want, "{}", r.to_text("random"));
+    }
+}
+
+/// The random tiny histories above cover both verdicts (so the agreement tests can fail).
+#[test]
+fn random_histories_cover_both_verdicts() {
+    for appends in [false, true] {
+        let lin = (0..600u64)
+            .filter(|&s| {
+                brute::linearizable(&random_history(
+                    s,
+                    1 + (s % 7) as usize,
+                    1 + (s % 3) as usize,
+                    appends,
+                ))
+            })
+            .count();
+        assert!(
+            lin > 60 && lin < 540,
+            "appends={appends}: {lin} of 600 linearizable"
+        );
     }
 }
