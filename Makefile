@@ -74,5 +74,10 @@ bench-storage:
 	$(CARGO) run -q --release -p zabkeeper --example bench_restart -- \
 	    --znodes 1000000 --log-txns 100000 $(if $(BENCH_DIR),--dir $(BENCH_DIR)/restart)
 
+# Checker speed and memory: generated kv and register histories of 10k, 100k and 1M
+# operations, 10 to 100 processes, a few percent info ops.
+bench-checker:
+	$(CARGO) run -q --release -p zabkeeper-check --example bench
+
 clean:
 	$(CARGO) clean
