@@ -189,3 +189,25 @@ def test_minority_never_accepts_a_write():
         assert "/minority-write" not in all_data(ens.hosts([lone]))
     finally:
         ens.cleanup()
+
+
+def test_quorum_reads_see_every_acknowledged_write():
+    ens = Ensemble(participants=3)
+    for s in ens.servers.values():
+        s.config_lines.append("zabkeeper.quorumReads=yes")
+    ens.start()
+    try:
+        leader = ens.leader()
+        followers = [i for i in ens.ids if i != leader]
+        writer = client(ens.hosts([followers[0]]))
+        reader = client(ens.hosts([followers[1]]))
+        writer.create("/qr", b"0")
+        for n in range(1, 30):
+            writer.set("/qr", str(n).encode())
+            # no sync: the server confirms with a quorum before it answers the read
+            assert reader.get("/qr")[0] == str(n).encode()
+        # a sync through a follower completes under quorumReads too
+        assert reader.sync("/") == "/"
+        writer.stop(); writer.close(); reader.stop(); reader.close()
+    finally:
+        ens.cleanup()

@@ -160,12 +160,17 @@ impl Zab {
             return;
         };
         let mut done = Vec::new();
-        while ld.syncs.front().is_some_and(|s| s.2 <= committed) {
+        let confirmed = ld.confirmed_round;
+        while ld
+            .syncs
+            .front()
+            .is_some_and(|s| s.2 <= committed && s.3 <= confirmed)
+        {
             if let Some(s) = ld.syncs.pop_front() {
                 done.push(s);
             }
         }
-        for (from, id, _) in done {
+        for (from, id, _, _) in done {
             match from {
                 None => self.ready.events.push(Event::SyncDone { id }),
                 Some(s) => self.send(s, PeerMessage::SyncDone { id }),
@@ -197,9 +202,7 @@ impl Zab {
         let Some(ld) = self.leader_state() else {
             return;
         };
-        let Some(&(_, needed)) = ld.confirms.front() else {
-            return;
-        };
+        let needed = ld.confirms.front().map(|c| c.1).unwrap_or(0);
         let synced: Vec<(Sid, u64)> = ld
             .peers
             .iter()
@@ -222,6 +225,7 @@ impl Zab {
         let Some(ld) = self.leader_state() else {
             return;
         };
+        ld.confirmed_round = ld.confirmed_round.max(confirmed);
         let mut done = Vec::new();
         while ld.confirms.front().is_some_and(|c| c.1 <= confirmed) {
             if let Some((id, _)) = ld.confirms.pop_front() {
@@ -231,11 +235,15 @@ impl Zab {
         for id in done {
             self.ready.events.push(Event::LeadershipConfirmed { id });
         }
+        if self.cfg.linearizable_sync {
+            self.complete_syncs();
+        }
     }
 
     /// Registers a `sync` from a learner (`Some`) or this server's client.
     pub(crate) fn leader_sync(&mut self, from: Option<Sid>, id: u64) -> Result<(), ProposeError> {
         let max = self.cfg.max_pending_syncs;
+        let linearizable = self.cfg.linearizable_sync;
         let Some(ld) = self.leader_state() else {
             return Err(ProposeError::NotServing);
         };
@@ -245,8 +253,21 @@ impl Zab {
         if ld.syncs.len() >= max {
             return Err(ProposeError::TooManyOutstanding);
         }
-        let upto = ld.last_proposed;
-        ld.syncs.push_back((from, id, upto));
+        // Counter 0 is the epoch's NEWLEADER point, not a txn: with nothing
+        // proposed yet in this epoch, everything before is already committed.
+        let upto = if zxid_counter(ld.last_proposed) == 0 {
+            0
+        } else {
+            ld.last_proposed
+        };
+        // quorumReads: the sync also waits until a quorum echoed a heartbeat
+        // sent after it, so a deposed leader cannot answer it (ZOOKEEPER-1675).
+        let round = if linearizable {
+            ld.heartbeat_round + 1
+        } else {
+            0
+        };
+        ld.syncs.push_back((from, id, upto, round));
         self.complete_syncs();
         Ok(())
     }

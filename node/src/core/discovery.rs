@@ -82,7 +82,11 @@ pub(crate) struct Leader {
     pub(crate) last_proposed: Zxid,
     pub(crate) ticks_leading: u32,
     /// Pending `sync`s: (learner or local, id, proposal they wait for).
-    pub(crate) syncs: VecDeque<(Option<Sid>, u64, Zxid)>,
+    /// Pending `sync`s: (learner or this server, id, last proposal before it,
+    /// heartbeat round a quorum must echo first; 0 unless syncs are linearizable).
+    pub(crate) syncs: VecDeque<(Option<Sid>, u64, Zxid, u64)>,
+    /// The highest heartbeat round a quorum of voters has echoed.
+    pub(crate) confirmed_round: u64,
     /// The heartbeat round of the last PINGs sent.
     pub(crate) heartbeat_round: u64,
     /// Pending leadership confirmations: (id, heartbeat round a quorum must echo).
@@ -165,6 +169,7 @@ impl Zab {
             last_proposed: 0,
             ticks_leading: 0,
             syncs: VecDeque::new(),
+            confirmed_round: 0,
             heartbeat_round: 0,
             confirms: VecDeque::new(),
         }));

@@ -131,6 +131,11 @@ pub struct ZabConfig {
     pub max_pending_syncs: usize,
     /// Session touches a learner buffers between PINGs.
     pub max_session_touches: usize,
+    /// `quorumReads`: a `sync` is answered only once a quorum of voters
+    /// echoed a heartbeat sent after it, so a read after `sync` is
+    /// linearizable even across a leader change (off by default, as in
+    /// ZooKeeper, where sync alone is not: ZOOKEEPER-1675).
+    pub linearizable_sync: bool,
     /// Highest zxid counter a leader assigns before forcing a new epoch
     /// (`0xffff_ffff` in ZooKeeper; smaller values exercise the rollover).
     pub zxid_counter_limit: u32,
@@ -159,6 +164,7 @@ impl ZabConfig {
             max_pending_syncs: 1000,
             max_session_touches: 100_000,
             zxid_counter_limit: u32::MAX,
+            linearizable_sync: false,
         }
     }
 

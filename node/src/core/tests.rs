@@ -513,6 +513,45 @@ fn leader_sync_waits_for_earlier_proposals() {
 }
 
 #[test]
+fn linearizable_sync_waits_for_a_quorum_heartbeat() {
+    // quorumReads: even with nothing in flight, a sync is done only after a
+    // quorum echoed a heartbeat sent after it (a deposed leader cannot answer).
+    let mut net = Net::new(&[1, 2, 3], &[], |c| c.linearizable_sync = true);
+    net.settle();
+    net.events.clear();
+    net.zabs.get_mut(&3).unwrap().sync(11).unwrap();
+    net.drain(3);
+    let done = |net: &Net| {
+        net.events
+            .get(&3)
+            .is_some_and(|e| e.contains(&Event::SyncDone { id: 11 }))
+    };
+    assert!(!done(&net), "answered before any heartbeat round");
+    // A heartbeat round (tick) and its echoes complete it.
+    for _ in 0..3 {
+        for sid in [1, 2, 3] {
+            net.zabs.get_mut(&sid).unwrap().tick();
+        }
+        net.settle();
+    }
+    assert!(done(&net), "not answered after quorum heartbeats");
+}
+
+#[test]
+fn sync_before_any_write_of_a_new_epoch_completes() {
+    // A new leader's last_proposed is epoch<<32 (no txn): a sync must not wait for it.
+    let mut net = Net::new(&[1, 2, 3], &[], |_| {});
+    net.settle();
+    net.events.clear();
+    net.zabs.get_mut(&3).unwrap().sync(12).unwrap();
+    net.drain(3);
+    assert_eq!(
+        net.events.get(&3).and_then(|e| e.last()),
+        Some(&Event::SyncDone { id: 12 })
+    );
+}
+
+#[test]
 fn config_validation() {
     let ok = ZabConfig::new(1, [1, 2, 3], [4]);
     assert_eq!(ok.validate(), Ok(()));

@@ -109,6 +109,13 @@ enum Origin {
         xid: i32,
         path: String,
     },
+    /// A read under `quorumReads`: answered after a linearizable sync.
+    QuorumRead {
+        conn: ConnId,
+        xid: i32,
+        opcode: i32,
+        req: Request,
+    },
     /// A new session's handshake.
     NewSession {
         conn: ConnId,
@@ -748,7 +755,7 @@ impl Processor {
         }
         self.fire_watches(&outcome);
         match origin {
-            Origin::Sync { .. } => {}
+            Origin::Sync { .. } | Origin::QuorumRead { .. } => {}
             Origin::Internal => {
                 if let TxnBody::CloseSession { .. } = txn.body {
                     // An expired session's connection is closed; the client learns of the

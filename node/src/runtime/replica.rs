@@ -234,10 +234,16 @@ impl Processor {
                 .push_back(Queued::InFlight { xid });
             return self.submit(fwd, session, xid, Some(origin));
         }
-        if op == opcode::SYNC {
-            let path = match &req {
-                Request::Sync { path } => path.clone(),
-                _ => String::new(),
+        let quorum_read = self.config.quorum_reads && is_quorum_read(op);
+        if op == opcode::SYNC || quorum_read {
+            let origin = match req {
+                Request::Sync { path } => Origin::Sync { conn, xid, path },
+                req => Origin::QuorumRead {
+                    conn,
+                    xid,
+                    opcode: op,
+                    req,
+                },
             };
             let r = self.replica();
             let id = r.next_sync;
@@ -247,8 +253,7 @@ impl Processor {
                 .entry(session)
                 .or_default()
                 .push_back(Queued::InFlight { xid });
-            r.pending
-                .insert((session, xid), Origin::Sync { conn, xid, path });
+            r.pending.insert((session, xid), origin);
             if r.zab.sync(id).is_err() {
                 r.syncs.remove(&id);
                 self.fail_pending(session, xid, ErrorCode::ConnectionLoss);
@@ -388,7 +393,9 @@ impl Processor {
             return;
         };
         match origin {
-            Origin::Client { conn, xid, .. } | Origin::Sync { conn, xid, .. } => {
+            Origin::Client { conn, xid, .. }
+            | Origin::Sync { conn, xid, .. }
+            | Origin::QuorumRead { conn, xid, .. } => {
                 let header = ReplyHeader {
                     xid,
                     zxid: self.tree.last_processed_zxid(),
@@ -598,17 +605,21 @@ impl Processor {
             },
             Event::SyncDone { id } => {
                 if let Some((session, xid)) = self.replica().syncs.remove(&id) {
-                    if let Some(Origin::Sync { conn, xid, path }) =
-                        self.replica().pending.remove(&(session, xid))
-                    {
-                        let header = ReplyHeader {
+                    match self.replica().pending.remove(&(session, xid)) {
+                        Some(Origin::Sync { conn, xid, path }) => {
+                            let zxid = self.tree.last_processed_zxid();
+                            let header = ReplyHeader { xid, zxid, err: 0 };
+                            self.send(conn, encode_reply(&header, &Response::Sync { path }));
+                        }
+                        Some(Origin::QuorumRead {
+                            conn,
                             xid,
-                            zxid: self.tree.last_processed_zxid(),
-                            err: 0,
-                        };
-                        self.send(conn, encode_reply(&header, &Response::Sync { path }));
-                        self.pop_in_flight(session, xid);
+                            opcode,
+                            req,
+                        }) => self.read(conn, xid, opcode, req),
+                        _ => {}
                     }
+                    self.pop_in_flight(session, xid);
                 }
             }
             Event::SessionTouches { touches, .. } => {
@@ -626,6 +637,21 @@ impl Processor {
     pub(super) fn replica_orphan_session(&mut self, session: SessionId) -> Result<(), Fatal> {
         self.submit(Forwarded::CloseSession, session, 0, None)
     }
+}
+
+/// Reads that `quorumReads` makes linearizable (each one waits for a sync
+/// that a quorum confirmed).
+pub fn is_quorum_read(op: i32) -> bool {
+    matches!(
+        op,
+        opcode::EXISTS
+            | opcode::GET_DATA
+            | opcode::GET_CHILDREN
+            | opcode::GET_CHILDREN2
+            | opcode::GET_ACL
+            | opcode::MULTI_READ
+            | opcode::GET_ALL_CHILDREN_NUMBER
+    )
 }
 
 /// Whether a client opcode is a write that goes through ZAB.

@@ -135,6 +135,7 @@ async fn start_replica(
     let mut zc = ZabConfig::new(config.my_id, voters, observers);
     zc.init_limit = config.init_limit;
     zc.sync_limit = config.sync_limit;
+    zc.linearizable_sync = config.quorum_reads;
     zc.max_txn_bytes = config.max_frame_len() * 2;
     zc.max_frame_bytes = MAX_PEER_FRAME;
     zc.validate()
