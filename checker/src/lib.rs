@@ -169,8 +169,9 @@ where
                 &failing,
                 minimize::MinimizeLimits {
                     max_ops: opts.max_minimize_ops,
-                    trial_configs: 200_000,
-                    total_configs: 5_000_000,
+                    trial_configs: 20_000,
+                    total_configs: 100_000,
+                    deadline,
                 },
             )
         } else {

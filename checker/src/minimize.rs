@@ -21,6 +21,8 @@ pub struct MinimizeLimits {
     /// Configurations allowed over all trials; past it the current (valid, possibly not
     /// minimal) counterexample is returned.
     pub total_configs: usize,
+    /// Wall-clock deadline of the whole check, if any.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// Cuts `ops` to the prefix of real time ending at position `cut`: later ops are dropped and

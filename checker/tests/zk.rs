@@ -476,3 +476,138 @@ fn independent_paths_are_separate_parts() {
     assert_eq!(r.verdict, Verdict::Linearizable);
     assert_eq!(r.parts.len(), 2, "{:?}", r.parts);
 }
+
+/// A real sequential execution of znode ops on a tiny tree, with random overlaps: each op
+/// takes effect (gets the next zxid) at a random point inside its interval.
+fn gen_zk(seed: u64, n: usize, procs: usize) -> Vec<Event> {
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let paths = ["/a", "/b", "/a/c"];
+    let mut tree: BTreeMap<String, (String, i32, i64)> = BTreeMap::new(); // data, version, mzxid
+    let mut zxid = 0i64;
+    // (time, phase, process); phase 0 invoke, 1 effect, 2 complete
+    let mut heap = std::collections::BinaryHeap::new();
+    let mut pending: Vec<Option<(Value, Value)>> = vec![None; procs];
+    let mut out = Vec::new();
+    let mut started = 0;
+    for p in 0..procs {
+        heap.push(std::cmp::Reverse((rng.gen_range(0..100u64), 0u8, p)));
+    }
+    while let Some(std::cmp::Reverse((t, phase, p))) = heap.pop() {
+        let s = p as i64 + 1;
+        match phase {
+            0 if started < n => {
+                started += 1;
+                let path = paths[rng.gen_range(0..paths.len())];
+                let inv = match rng.gen_range(0..5) {
+                    0 => json!({"f": "create", "path": path, "value": format!("d{t}")}),
+                    1 => json!({"f": "delete", "path": path}),
+                    2 => json!({"f": "setData", "path": path, "value": format!("d{t}")}),
+                    _ => json!({"f": "getData", "path": path, "quorum": rng.gen_bool(0.5)}),
+                };
+                let mut e = inv.clone();
+                e["process"] = json!(p);
+                e["type"] = json!("invoke");
+                e["session"] = json!(s);
+                out.push(e);
+                pending[p] = Some((inv, json!({})));
+                heap.push(std::cmp::Reverse((t + rng.gen_range(1..50), 1, p)));
+            }
+            0 => {}
+            1 => {
+                let (inv, res) = pending[p].as_mut().unwrap();
+                let path = inv["path"].as_str().unwrap().to_string();
+                let parent_ok = path != "/a/c" || tree.contains_key("/a");
+                match inv["f"].as_str().unwrap() {
+                    "create" if !parent_ok => *res = json!({"error": "NoNode", "zxid": zxid}),
+                    "create" if tree.contains_key(&path) => {
+                        *res = json!({"error": "NodeExists", "zxid": zxid})
+                    }
+                    "create" => {
+                        zxid += 1;
+                        tree.insert(path.clone(), (inv["value"].to_string(), 0, zxid));
+                        *res = json!({"zxid": zxid, "result": path});
+                    }
+                    "delete" if !tree.contains_key(&path) => {
+                        *res = json!({"error": "NoNode", "zxid": zxid})
+                    }
+                    "delete" if path == "/a" && tree.contains_key("/a/c") => {
+                        *res = json!({"error": "NotEmpty", "zxid": zxid})
+                    }
+                    "delete" => {
+                        zxid += 1;
+                        tree.remove(&path);
+                        *res = json!({"zxid": zxid});
+                    }
+                    "setData" => match tree.get_mut(&path) {
+                        None => *res = json!({"error": "NoNode", "zxid": zxid}),
+                        Some(n) => {
+                            zxid += 1;
+                            n.0 = inv["value"].to_string();
+                            n.1 += 1;
+                            n.2 = zxid;
+                            *res = json!({"zxid": zxid, "stat": {"version": n.1, "mzxid": zxid}});
+                        }
+                    },
+                    _ => match tree.get(&path) {
+                        None => *res = json!({"error": "NoNode", "zxid": zxid}),
+                        Some(n) => {
+                            let data: Value = serde_json::from_str(&n.0).unwrap();
+                            *res = json!({"zxid": zxid, "value": data, "stat": {"version": n.1, "mzxid": n.2, "czxid": 0}})
+                        }
+                    },
+                }
+                heap.push(std::cmp::Reverse((t + rng.gen_range(1..50), 2, p)));
+            }
+            _ => {
+                let (inv, res) = pending[p].take().unwrap();
+                let mut e = inv.clone();
+                for (k, v) in res.as_object().unwrap() {
+                    e[k] = v.clone();
+                }
+                e["process"] = json!(p);
+                e["type"] = json!("ok");
+                e["session"] = json!(s);
+                out.push(e);
+                heap.push(std::cmp::Reverse((t + rng.gen_range(1..30), 0, p)));
+            }
+        }
+    }
+    out.into_iter().map(ev).collect()
+}
+
+#[test]
+fn generated_zk_histories_pass_and_a_corrupted_quorum_read_fails() {
+    let mut caught = 0;
+    for seed in 0..20u64 {
+        let events = gen_zk(seed, 40, 3);
+        let r = check_history(&events, Model::Zk, &CheckOptions::default());
+        assert_eq!(
+            r.verdict,
+            Verdict::Linearizable,
+            "seed {seed}: {}",
+            r.to_text("gen")
+        );
+        // Alter one successful quorum read's data.
+        let mut bad = events.clone();
+        if let Some(i) = bad.iter().position(|e| {
+            e.kind == zabkeeper_check::EventType::Ok
+                && e.quorum
+                && e.f == "getData"
+                && e.error.is_none()
+        }) {
+            bad[i].value = json!("never written");
+            let r = check_history(&bad, Model::Zk, &CheckOptions::default());
+            assert_eq!(
+                r.verdict,
+                Verdict::NotLinearizable,
+                "seed {seed}: {}",
+                r.to_text("bad")
+            );
+            assert!(props(&r).contains(&"linearizable"));
+            caught += 1;
+        }
+    }
+    assert!(caught > 8, "{caught}");
+}
