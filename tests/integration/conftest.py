@@ -164,7 +164,8 @@ class Ensemble:
             os.makedirs(d)
             with open(os.path.join(d, "myid"), "w") as f:
                 f.write(f"{i}\n")
-            extra = ["initLimit=20", "syncLimit=10"] + lines
+            # clients ask for 10 s sessions: let them have it (tickTime*20 would be 2 s)
+            extra = ["initLimit=20", "syncLimit=10", "maxSessionTimeout=10000"] + lines
             if i in self.observers:
                 extra.append("peerType=observer")
             self.servers[i] = Server(data_dir=d, port=self.ports[i][0], tick_time=tick_time,
