@@ -295,6 +295,16 @@ impl Zab {
         let Some(ld) = self.leader_state() else {
             return;
         };
+        // Learners repeat FOLLOWERINFO until they hear from the leader (a lost one
+        // must not stall discovery); a repeat from a learner already past that
+        // step changes nothing. (A restarted learner was removed on disconnect.)
+        if ld
+            .peers
+            .get(&from)
+            .is_some_and(|p| p.phase != PeerPhase::Info)
+        {
+            return;
+        }
         ld.peers.insert(
             from,
             PeerHandler {
@@ -614,6 +624,25 @@ impl Zab {
         if !l.is_serving() && l.ticks > init_limit {
             tracing::info!(leader = l.leader, "sync did not finish within initLimit");
             return self.start_election();
+        }
+        // Until the leader answers, repeat FOLLOWERINFO/OBSERVERINFO each tick: the
+        // first one may have been lost while the connection was (re)established.
+        if l.phase == LearnerPhase::Discovery && !l.heard_from_leader {
+            let (leader, observer) = (l.leader, l.observer);
+            let (accepted_epoch, last_zxid) = (self.accepted_epoch, self.log.last_logged());
+            let msg = if observer {
+                PeerMessage::ObserverInfo {
+                    accepted_epoch,
+                    last_zxid,
+                }
+            } else {
+                PeerMessage::FollowerInfo {
+                    accepted_epoch,
+                    last_zxid,
+                }
+            };
+            self.send(leader, msg);
+            return;
         }
         // Our own heartbeat, on our own clock (never a reply, so that no two
         // servers can bounce PINGs forever), carrying session touches.

@@ -552,6 +552,37 @@ fn sync_before_any_write_of_a_new_epoch_completes() {
 }
 
 #[test]
+fn a_lost_followerinfo_is_repeated_and_discovery_completes_within_init_limit() {
+    // Seen with real processes: a FOLLOWERINFO lost while a connection was being
+    // replaced stalled discovery until initLimit, again and again.
+    let mut net = Net::new(&[1, 2, 3], &[], |c| c.init_limit = 20);
+    let mut dropped = BTreeSet::new();
+    for round in 0..8 {
+        for ((from, _), q) in net.links.iter_mut() {
+            let before = q.len();
+            if !dropped.contains(from) {
+                q.retain(|m| !matches!(m, PeerMessage::FollowerInfo { .. }));
+                if q.len() < before {
+                    dropped.insert(*from);
+                }
+            }
+        }
+        net.deliver_all();
+        for s in [1, 2, 3] {
+            net.persist(s);
+        }
+        net.deliver_all();
+        if net.leader().is_some() {
+            assert!(!dropped.is_empty(), "the test dropped nothing");
+            assert!(round < 8);
+            return;
+        }
+        net.tick_all();
+    }
+    panic!("no serving leader within 8 ticks (initLimit is 20): FOLLOWERINFO was not repeated");
+}
+
+#[test]
 fn config_validation() {
     let ok = ZabConfig::new(1, [1, 2, 3], [4]);
     assert_eq!(ok.validate(), Ok(()));
