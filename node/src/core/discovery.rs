@@ -485,6 +485,12 @@ impl Zab {
             ticks: 0,
             touches: BTreeMap::new(),
         }));
+        self.send_learner_info(leader, observer);
+    }
+
+    /// Sends FOLLOWERINFO (or OBSERVERINFO) with our accepted epoch and last
+    /// logged zxid to `leader`.
+    fn send_learner_info(&mut self, leader: Sid, observer: bool) {
         let (accepted_epoch, last_zxid) = (self.accepted_epoch, self.log.last_logged());
         let msg = if observer {
             PeerMessage::ObserverInfo {
@@ -609,6 +615,16 @@ impl Zab {
         if !l.is_serving() && l.ticks > init_limit {
             tracing::info!(leader = l.leader, "sync did not finish within initLimit");
             return self.start_election();
+        }
+        // Until LEADERINFO arrives, repeat FOLLOWERINFO/OBSERVERINFO each
+        // tick: the chosen leader may still have been looking (finishing its
+        // finalize wait) when the first one arrived and dropped it. This is
+        // ZooKeeper's `Learner.connectToLeader` retrying until the leader's
+        // LearnerCnxAcceptor is up; without it leader and learners time out
+        // in turn and re-elect the same leader forever.
+        if l.phase == LearnerPhase::Discovery {
+            let (leader, observer) = (l.leader, l.observer);
+            return self.send_learner_info(leader, observer);
         }
         // Our own heartbeat, on our own clock (never a reply, so that no two
         // servers can bounce PINGs forever), carrying session touches.

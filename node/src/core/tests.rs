@@ -843,3 +843,39 @@ fn a_zero_window_still_informs_observers_with_the_txn() {
     assert_eq!(net.zabs[&4].last_committed_zxid(), z);
     assert_eq!(net.committed.get(&z), Some(&Bytes::from_static(b"a")));
 }
+
+/// Regression (sim `rolling-restart` seed 14 with replication): the learners
+/// decided for server 3 while 3 itself was still in its finalize wait, so 3
+/// dropped their FOLLOWERINFO as "looking". The learners then waited for a
+/// LEADERINFO that never came while 3 waited for FOLLOWERINFO, both timed out
+/// and re-elected 3 with the same phase shift, forever. Learners now repeat
+/// FOLLOWERINFO each tick until LEADERINFO arrives.
+#[test]
+fn followerinfo_dropped_by_a_still_looking_leader_is_repeated() {
+    let mut net = Net::new(&[1, 2, 3], &[], |_| {});
+    net.deliver_all();
+    // 1 and 2 finish their finalize wait first and follow 3 ...
+    for _ in 0..8 {
+        for sid in [1, 2] {
+            if net.zabs[&sid].role() == Role::Looking {
+                net.zabs.get_mut(&sid).unwrap().tick();
+                net.drain(sid);
+            }
+        }
+    }
+    assert_eq!(net.zabs[&1].role(), Role::Following { leader: 3 });
+    assert_eq!(net.zabs[&2].role(), Role::Following { leader: 3 });
+    assert_eq!(net.zabs[&3].role(), Role::Looking);
+    // ... and 3, still looking, drops their FOLLOWERINFO.
+    net.deliver_all();
+    while net.zabs[&3].role() == Role::Looking {
+        net.zabs.get_mut(&3).unwrap().tick();
+        net.drain(3);
+    }
+    assert_eq!(net.zabs[&3].role(), Role::Leading);
+    net.deliver_all();
+    // A tick or two later the repeated FOLLOWERINFO establishes the epoch.
+    net.settle();
+    assert_eq!(net.leader(), Some(3));
+    assert!(net.zabs.values().all(|z| z.is_serving()));
+}
