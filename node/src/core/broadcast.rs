@@ -236,6 +236,7 @@ impl Zab {
     /// Registers a `sync` from a learner (`Some`) or this server's client.
     pub(crate) fn leader_sync(&mut self, from: Option<Sid>, id: u64) -> Result<(), ProposeError> {
         let max = self.cfg.max_pending_syncs;
+        let committed = self.log.committed();
         let Some(ld) = self.leader_state() else {
             return Err(ProposeError::NotServing);
         };
@@ -245,7 +246,15 @@ impl Zab {
         if ld.syncs.len() >= max {
             return Err(ProposeError::TooManyOutstanding);
         }
-        let upto = ld.last_proposed;
+        // As ZooKeeper's Leader.processSync: with no proposal outstanding the
+        // sync is done at once. (Waiting for `last_proposed` instead hung every
+        // sync of a new epoch in which nothing was proposed yet: its
+        // `last_proposed` is (epoch, 0), which is never committed.)
+        let upto = if ld.outstanding.is_empty() {
+            committed
+        } else {
+            ld.last_proposed
+        };
         ld.syncs.push_back((from, id, upto));
         self.complete_syncs();
         Ok(())

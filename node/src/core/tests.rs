@@ -879,3 +879,23 @@ fn followerinfo_dropped_by_a_still_looking_leader_is_repeated() {
     assert_eq!(net.leader(), Some(3));
     assert!(net.zabs.values().all(|z| z.is_serving()));
 }
+
+/// Regression (sim `rolling-restart` seed 123 with replication): in a new
+/// epoch with no proposal yet, the leader made every `sync` wait for zxid
+/// (epoch, 0), which is never committed, so syncs (and the pings queued
+/// behind them) hung until some client wrote.
+#[test]
+fn a_sync_in_a_fresh_epoch_with_nothing_proposed_is_done_at_once() {
+    let mut net = Net::new(&[1, 2, 3], &[], |_| {});
+    net.settle();
+    assert_eq!(net.leader(), Some(3));
+    net.events.clear();
+    net.zabs.get_mut(&3).unwrap().sync(7).unwrap();
+    net.drain(3);
+    assert_eq!(net.events[&3].last(), Some(&Event::SyncDone { id: 7 }));
+    // A follower's sync goes to the leader and back.
+    net.zabs.get_mut(&1).unwrap().sync(8).unwrap();
+    net.drain(1);
+    net.deliver_all();
+    assert!(net.events[&1].contains(&Event::SyncDone { id: 8 }));
+}
