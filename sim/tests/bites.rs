@@ -14,17 +14,15 @@ use zabkeeper_sim::options::RunOptions;
 use zabkeeper_sim::run::run_one;
 use zabkeeper_sim::scenario;
 use zabkeeper_sim::shrink::shrink_run;
-use zabkeeper_sim::sut::SutKind;
+use zabkeeper_sim::sut::{SutKind, REPLICATION_AVAILABLE};
 
 /// Every broken build must be caught within this many seeds of `mixed`.
 const WITHIN: u64 = 5;
 
-fn derive(name: &str, seed: u64, sut: SutKind) -> RunOptions {
+fn derive(name: &str, seed: u64, sut: SutKind, replicated: bool) -> RunOptions {
     let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios"));
     let s = scenario::find(&dir, name).expect("scenario");
-    // These broken builds (toy server, node storage) are single-server bugs: they are
-    // proved on one standalone server (the toy SUT does not replicate).
-    let mut o = RunOptions::derive(&s, seed, false);
+    let mut o = RunOptions::derive(&s, seed, replicated);
     o.sut = sut;
     o
 }
@@ -32,13 +30,21 @@ fn derive(name: &str, seed: u64, sut: SutKind) -> RunOptions {
 /// The toy SUT (the `broken-*` toy variants).
 #[allow(dead_code)]
 fn toy_options(name: &str, seed: u64) -> RunOptions {
-    derive(name, seed, SutKind::Toy)
+    // The toy SUT does not replicate: one standalone server.
+    derive(name, seed, SutKind::Toy, false)
 }
 
-/// The real node (the `broken-node-*` variants).
+/// The real node on one standalone server (the `broken-node-*` storage variants are
+/// single-server bugs).
 #[allow(dead_code)]
 fn node_options(name: &str, seed: u64) -> RunOptions {
-    derive(name, seed, SutKind::Node)
+    derive(name, seed, SutKind::Node, false)
+}
+
+/// The real node on the ensemble the scenario asks for (the replication-level variants).
+#[allow(dead_code)]
+fn ensemble_options(name: &str, seed: u64) -> RunOptions {
+    derive(name, seed, SutKind::Node, REPLICATION_AVAILABLE)
 }
 
 #[allow(dead_code)]
@@ -96,7 +102,21 @@ fn catches_node_recovery_dropping_a_committed_txn() {
     caught_and_shrunk("mixed", node_options);
 }
 
+/// The leader commits on its own ACK: a crash or partition of the leader then loses
+/// acknowledged writes (caught within 5 seeds of `mixed`: seed 4, as linearizability).
+#[cfg(feature = "broken-commit-without-quorum")]
+#[test]
+fn catches_a_leader_committing_without_a_quorum() {
+    caught_and_shrunk("mixed", ensemble_options);
+}
+
+// `broken-skip-trunc` is not caught yet: TRUNC is rare in the campaign (sent in 1 of the
+// first 24 replays of mixed/crash-restart/leader-isolation) and a learner's phantom txn shows
+// only as a diverged tree, which needs the node observation hook's digest check.
+
 #[cfg(not(any(
+    feature = "broken-commit-without-quorum",
+    feature = "broken-skip-trunc",
     feature = "broken-ack-before-fsync",
     feature = "broken-lost-cas-check",
     feature = "broken-stale-read",
@@ -109,7 +129,11 @@ mod correct {
     #[test]
     fn correct_builds_pass_the_same_seeds() {
         for seed in 0..WITHIN {
-            for o in [toy_options("mixed", seed), node_options("mixed", seed)] {
+            for o in [
+                toy_options("mixed", seed),
+                node_options("mixed", seed),
+                ensemble_options("mixed", seed),
+            ] {
                 let out = run_one(&o);
                 assert_eq!(
                     out.record.class,
