@@ -2,9 +2,10 @@
 //! the global checks over node observations (one leader per epoch, no two servers
 //! committing different txns at one zxid, committed zxid never going backwards).
 //!
-//! [`judge`] is the single entry point the runner calls. Until the `zabkeeper-check`
-//! library lands it uses [`simple_register_check`], a small Wing-Gong/Lowe search with
-//! memoisation over `read`/`write`/`cas` per key; the interface stays when it is swapped.
+//! [`judge`] is the single entry point the runner calls. Register linearizability is
+//! judged by the `zabkeeper-check` library ([`register_check`]: model `kv`, one part per
+//! key, single-threaded, a configuration budget that ends in `unknown`). The sim's own
+//! small Wing-Gong/Lowe search ([`simple_register_check`]) stays as a cross-check in tests.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -167,9 +168,78 @@ pub fn judge(history: &[HistoryEvent], observations: &[Observation], replicated:
             .filter(|(_, k)| **k)
             .map(|(e, _)| e.clone())
             .collect();
-        return simple_register_check(&filtered);
+        return register_check(&filtered);
     }
-    simple_register_check(history)
+    register_check(history)
+}
+
+/// Memoized search configurations the checker may use per key before answering `unknown`.
+pub const CHECKER_BUDGET: usize = 2_000_000;
+
+/// Linearizability of `read`/`write`/`cas` per key with the `zabkeeper-check` library
+/// (model `kv`: read, write, cas, split by key; initial value `null`), deterministically:
+/// no threads, no wall-clock limit, a configuration budget ([`CHECKER_BUDGET`]) that ends
+/// in [`Verdict::Unknown`]. Operations with other `f` names are not part of this check.
+pub fn register_check(history: &[HistoryEvent]) -> Verdict {
+    use zabkeeper_check as zc;
+    let events: Vec<zc::Event> = history
+        .iter()
+        .filter(|e| matches!(e.f.as_str(), "read" | "write" | "cas"))
+        .map(|e| zc::Event {
+            process: e.process,
+            kind: match e.kind {
+                EventType::Invoke => zc::EventType::Invoke,
+                EventType::Ok => zc::EventType::Ok,
+                EventType::Fail => zc::EventType::Fail,
+                EventType::Info => zc::EventType::Info,
+            },
+            f: e.f.clone(),
+            key: Some(e.key.clone().unwrap_or_default()),
+            value: e.value.clone(),
+            time: Some(e.time),
+            result: e.result.clone(),
+            ..zc::Event::default()
+        })
+        .collect();
+    let opts = zc::CheckOptions {
+        max_configs: CHECKER_BUDGET,
+        time_limit: None,
+        threads: 1,
+        minimize: true,
+        max_minimize_ops: 500,
+    };
+    let report = zc::check_history(&events, zc::Model::Kv, &opts);
+    match report.verdict {
+        zc::Verdict::Linearizable => Verdict::Pass,
+        zc::Verdict::NotLinearizable => {
+            let detail = match report.violations.first() {
+                Some(v) => format!(
+                    "{}{}: {}{}",
+                    v.property,
+                    v.part
+                        .as_deref()
+                        .map(|p| format!(" (key {p})"))
+                        .unwrap_or_default(),
+                    v.message,
+                    if v.details.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; {}", v.details.join("; "))
+                    }
+                ),
+                None => "register operations cannot be linearized (kv model)".to_string(),
+            };
+            match report.error {
+                Some(err) if report.violations.is_empty() => violation("well-formed", err),
+                _ => violation("linearizable", detail),
+            }
+        }
+        zc::Verdict::Unknown => Verdict::Unknown {
+            reason: report.error.unwrap_or_else(|| {
+                format!("checker budget of {CHECKER_BUDGET} configurations exhausted")
+            }),
+        },
+    }
 }
 
 /// Pair each completion with its invoke: (invoke position, completion position).
@@ -669,6 +739,18 @@ mod tests {
     }
     use EventType::*;
 
+    /// The checker library's verdict, asserted to agree in kind with the sim's own search.
+    fn registers(h: &[HistoryEvent]) -> Verdict {
+        let lib = register_check(h);
+        let own = simple_register_check(h);
+        assert_eq!(
+            std::mem::discriminant(&lib),
+            std::mem::discriminant(&own),
+            "checker library {lib:?} vs the sim's own search {own:?}"
+        );
+        lib
+    }
+
     #[test]
     fn sequential_history_passes() {
         let h = vec![
@@ -681,7 +763,7 @@ mod tests {
             ev(1, Invoke, "read", Value::Null),
             ev(1, Ok, "read", json!(2)),
         ];
-        assert_eq!(simple_register_check(&h), Verdict::Pass);
+        assert_eq!(registers(&h), Verdict::Pass);
     }
 
     #[test]
@@ -695,7 +777,7 @@ mod tests {
             ev(1, Ok, "read", json!(1)),
         ];
         assert!(matches!(
-            simple_register_check(&h),
+            registers(&h),
             Verdict::Violation { check, .. } if check == "linearizable"
         ));
     }
@@ -714,7 +796,7 @@ mod tests {
             ev(1, Invoke, "read", Value::Null),
             ev(1, Ok, "read", json!(3)),
         ];
-        assert_eq!(simple_register_check(&h), Verdict::Pass);
+        assert_eq!(registers(&h), Verdict::Pass);
     }
 
     #[test]
@@ -725,18 +807,12 @@ mod tests {
             ev(1, Invoke, "read", Value::Null),
             ev(1, Ok, "read", json!(1)),
         ];
-        assert!(matches!(
-            simple_register_check(&h),
-            Verdict::Violation { .. }
-        ));
+        assert!(matches!(registers(&h), Verdict::Violation { .. }));
         let mut cas_false = ev(0, Ok, "cas", json!([null, 5]));
         cas_false.result = Some(json!(false));
         let h = vec![ev(0, Invoke, "cas", json!([null, 5])), cas_false];
         // Initial value is null, so a non-matching cas on null is impossible.
-        assert!(matches!(
-            simple_register_check(&h),
-            Verdict::Violation { .. }
-        ));
+        assert!(matches!(registers(&h), Verdict::Violation { .. }));
     }
 
     #[test]
@@ -749,10 +825,7 @@ mod tests {
             ev(1, Invoke, "read", Value::Null),
             ev(1, Ok, "read", json!("a")),
         ];
-        assert!(matches!(
-            simple_register_check(&h),
-            Verdict::Violation { .. }
-        ));
+        assert!(matches!(registers(&h), Verdict::Violation { .. }));
     }
 
     fn with_result(mut e: HistoryEvent, r: Value) -> HistoryEvent {

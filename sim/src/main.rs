@@ -31,8 +31,8 @@ struct Common {
     /// Directory holding the scenario files (default: ./scenarios found upwards).
     #[arg(long, global = true)]
     scenarios_dir: Option<PathBuf>,
-    /// Run ensembles (replication) where scenarios ask for them, instead of the standalone
-    /// server used while `sut::REPLICATION_AVAILABLE` is false.
+    /// Run ensembles where scenarios ask for them. This is the default now that
+    /// `sut::REPLICATION_AVAILABLE` is true; the flag is kept for old replay commands.
     #[arg(long, global = true)]
     replication: bool,
 }

@@ -156,8 +156,15 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                                     voters: sh.opts.servers,
                                     observers: sh.opts.observers,
                                 };
-                                crate::sut::node::serve(i, fs, sh.clocks.clone(), sh.start, timing)
-                                    .await
+                                crate::sut::node::serve(
+                                    i,
+                                    fs,
+                                    sh.clocks.clone(),
+                                    sh.start,
+                                    timing,
+                                    sh.observer.clone(),
+                                )
+                                .await
                             }
                         }
                     }

@@ -55,7 +55,7 @@ pub struct ClusterShape {
     pub observers: Vec<usize>,
     /// Candidate numbers of simulated clients.
     pub clients: Vec<usize>,
-    /// The scenario only makes sense with replication. Until the node replicates
+    /// The scenario only makes sense with replication. Without replication
     /// ([`crate::sut::REPLICATION_AVAILABLE`]), such scenarios derive a standalone server.
     #[serde(default)]
     pub needs_replication: bool,

@@ -19,10 +19,10 @@ use zabkeeper_sim::sut::{SutKind, REPLICATION_AVAILABLE};
 /// Every broken build must be caught within this many seeds of `mixed`.
 const WITHIN: u64 = 5;
 
-fn derive(name: &str, seed: u64, sut: SutKind) -> RunOptions {
+fn derive(name: &str, seed: u64, sut: SutKind, replicated: bool) -> RunOptions {
     let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios"));
     let s = scenario::find(&dir, name).expect("scenario");
-    let mut o = RunOptions::derive(&s, seed, REPLICATION_AVAILABLE);
+    let mut o = RunOptions::derive(&s, seed, replicated);
     o.sut = sut;
     o
 }
@@ -30,13 +30,21 @@ fn derive(name: &str, seed: u64, sut: SutKind) -> RunOptions {
 /// The toy SUT (the `broken-*` toy variants).
 #[allow(dead_code)]
 fn toy_options(name: &str, seed: u64) -> RunOptions {
-    derive(name, seed, SutKind::Toy)
+    // The toy SUT does not replicate: one standalone server.
+    derive(name, seed, SutKind::Toy, false)
 }
 
-/// The real node (the `broken-node-*` variants).
+/// The real node on one standalone server (the `broken-node-*` storage variants are
+/// single-server bugs).
 #[allow(dead_code)]
 fn node_options(name: &str, seed: u64) -> RunOptions {
-    derive(name, seed, SutKind::Node)
+    derive(name, seed, SutKind::Node, false)
+}
+
+/// The real node on the ensemble the scenario asks for (the replication-level variants).
+#[allow(dead_code)]
+fn ensemble_options(name: &str, seed: u64) -> RunOptions {
+    derive(name, seed, SutKind::Node, REPLICATION_AVAILABLE)
 }
 
 #[allow(dead_code)]
@@ -94,7 +102,26 @@ fn catches_node_recovery_dropping_a_committed_txn() {
     caught_and_shrunk("mixed", node_options);
 }
 
+/// The leader commits on its own ACK: a crash or partition of the leader then loses
+/// acknowledged writes (caught within 5 seeds of `mixed`: seed 4, as linearizability).
+#[cfg(feature = "broken-commit-without-quorum")]
+#[test]
+fn catches_a_leader_committing_without_a_quorum() {
+    caught_and_shrunk("mixed", ensemble_options);
+}
+
+/// A learner ignores TRUNC and keeps a txn the leader does not have: its tree diverges
+/// (caught within 5 seeds of `mixed`: seed 4, by the node observation hook's
+/// same-digest-per-zxid check).
+#[cfg(feature = "broken-skip-trunc")]
+#[test]
+fn catches_a_learner_skipping_trunc() {
+    caught_and_shrunk("mixed", ensemble_options);
+}
+
 #[cfg(not(any(
+    feature = "broken-commit-without-quorum",
+    feature = "broken-skip-trunc",
     feature = "broken-ack-before-fsync",
     feature = "broken-lost-cas-check",
     feature = "broken-stale-read",
@@ -107,7 +134,11 @@ mod correct {
     #[test]
     fn correct_builds_pass_the_same_seeds() {
         for seed in 0..WITHIN {
-            for o in [toy_options("mixed", seed), node_options("mixed", seed)] {
+            for o in [
+                toy_options("mixed", seed),
+                node_options("mixed", seed),
+                ensemble_options("mixed", seed),
+            ] {
                 let out = run_one(&o);
                 assert_eq!(
                     out.record.class,

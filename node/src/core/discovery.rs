@@ -500,6 +500,12 @@ impl Zab {
             ticks: 0,
             touches: BTreeMap::new(),
         }));
+        self.send_learner_info(leader, observer);
+    }
+
+    /// Sends FOLLOWERINFO (or OBSERVERINFO) with our accepted epoch and last
+    /// logged zxid to `leader`.
+    fn send_learner_info(&mut self, leader: Sid, observer: bool) {
         let (accepted_epoch, last_zxid) = (self.accepted_epoch, self.log.last_logged());
         let msg = if observer {
             PeerMessage::ObserverInfo {
@@ -625,24 +631,15 @@ impl Zab {
             tracing::info!(leader = l.leader, "sync did not finish within initLimit");
             return self.start_election();
         }
-        // Until the leader answers, repeat FOLLOWERINFO/OBSERVERINFO each tick: the
-        // first one may have been lost while the connection was (re)established.
-        if l.phase == LearnerPhase::Discovery && !l.heard_from_leader {
+        // Until LEADERINFO arrives, repeat FOLLOWERINFO/OBSERVERINFO each
+        // tick: the chosen leader may still have been looking (finishing its
+        // finalize wait) when the first one arrived and dropped it. This is
+        // ZooKeeper's `Learner.connectToLeader` retrying until the leader's
+        // LearnerCnxAcceptor is up; without it leader and learners time out
+        // in turn and re-elect the same leader forever.
+        if l.phase == LearnerPhase::Discovery {
             let (leader, observer) = (l.leader, l.observer);
-            let (accepted_epoch, last_zxid) = (self.accepted_epoch, self.log.last_logged());
-            let msg = if observer {
-                PeerMessage::ObserverInfo {
-                    accepted_epoch,
-                    last_zxid,
-                }
-            } else {
-                PeerMessage::FollowerInfo {
-                    accepted_epoch,
-                    last_zxid,
-                }
-            };
-            self.send(leader, msg);
-            return;
+            return self.send_learner_info(leader, observer);
         }
         // Our own heartbeat, on our own clock (never a reply, so that no two
         // servers can bounce PINGs forever), carrying session touches.

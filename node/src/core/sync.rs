@@ -164,6 +164,12 @@ impl Zab {
     // ----- learner -----
 
     pub(crate) fn on_trunc(&mut self, zxid: Zxid) {
+        // Deliberately broken (sim bites test): a learner keeps the txns above `zxid`,
+        // which the leader does not have (a TRUNC never goes above the last logged).
+        #[cfg(feature = "broken-skip-trunc")]
+        if zxid <= self.log.last_logged() {
+            return;
+        }
         let reload = self.log.truncate(zxid);
         self.persist(PersistAction::Truncate { zxid });
         if reload {

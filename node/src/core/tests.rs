@@ -913,3 +913,59 @@ fn a_zero_window_still_informs_observers_with_the_txn() {
     assert_eq!(net.zabs[&4].last_committed_zxid(), z);
     assert_eq!(net.committed.get(&z), Some(&Bytes::from_static(b"a")));
 }
+
+/// Regression (sim `rolling-restart` seed 14 with replication): the learners
+/// decided for server 3 while 3 itself was still in its finalize wait, so 3
+/// dropped their FOLLOWERINFO as "looking". The learners then waited for a
+/// LEADERINFO that never came while 3 waited for FOLLOWERINFO, both timed out
+/// and re-elected 3 with the same phase shift, forever. Learners now repeat
+/// FOLLOWERINFO each tick until LEADERINFO arrives.
+#[test]
+fn followerinfo_dropped_by_a_still_looking_leader_is_repeated() {
+    let mut net = Net::new(&[1, 2, 3], &[], |_| {});
+    net.deliver_all();
+    // 1 and 2 finish their finalize wait first and follow 3 ...
+    for _ in 0..8 {
+        for sid in [1, 2] {
+            if net.zabs[&sid].role() == Role::Looking {
+                net.zabs.get_mut(&sid).unwrap().tick();
+                net.drain(sid);
+            }
+        }
+    }
+    assert_eq!(net.zabs[&1].role(), Role::Following { leader: 3 });
+    assert_eq!(net.zabs[&2].role(), Role::Following { leader: 3 });
+    assert_eq!(net.zabs[&3].role(), Role::Looking);
+    // ... and 3, still looking, drops their FOLLOWERINFO.
+    net.deliver_all();
+    while net.zabs[&3].role() == Role::Looking {
+        net.zabs.get_mut(&3).unwrap().tick();
+        net.drain(3);
+    }
+    assert_eq!(net.zabs[&3].role(), Role::Leading);
+    net.deliver_all();
+    // A tick or two later the repeated FOLLOWERINFO establishes the epoch.
+    net.settle();
+    assert_eq!(net.leader(), Some(3));
+    assert!(net.zabs.values().all(|z| z.is_serving()));
+}
+
+/// Regression (sim `rolling-restart` seed 123 with replication): in a new
+/// epoch with no proposal yet, the leader made every `sync` wait for zxid
+/// (epoch, 0), which is never committed, so syncs (and the pings queued
+/// behind them) hung until some client wrote.
+#[test]
+fn a_sync_in_a_fresh_epoch_with_nothing_proposed_is_done_at_once() {
+    let mut net = Net::new(&[1, 2, 3], &[], |_| {});
+    net.settle();
+    assert_eq!(net.leader(), Some(3));
+    net.events.clear();
+    net.zabs.get_mut(&3).unwrap().sync(7).unwrap();
+    net.drain(3);
+    assert_eq!(net.events[&3].last(), Some(&Event::SyncDone { id: 7 }));
+    // A follower's sync goes to the leader and back.
+    net.zabs.get_mut(&1).unwrap().sync(8).unwrap();
+    net.drain(1);
+    net.deliver_all();
+    assert!(net.events[&1].contains(&Event::SyncDone { id: 8 }));
+}

@@ -5,6 +5,7 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod fourlw;
+pub mod observe;
 pub mod peer;
 pub mod processor;
 pub mod recovery;
@@ -14,7 +15,8 @@ pub mod tools;
 
 pub use clock::{Clock, SharedClock, SystemClock};
 pub use config::{ServerConfig, ServerSpec};
-pub use server::{start, ServerHandle};
+pub use observe::{Observation, ObserverFn};
+pub use server::{start, start_observed, ServerHandle};
 
 use crate::storage::{FileStorage, FileStorageOptions, RealFs, Storage};
 

@@ -186,6 +186,8 @@ pub struct Processor {
     pub(crate) stats: ServerStats,
     /// ZAB and its peers; `None` for a standalone server.
     replica: Option<Replica>,
+    /// The harness's observation hook, if one is installed (never in production).
+    pub(crate) observer: Option<super::observe::ObserverFn>,
 }
 
 /// A fatal condition: the node must stop (a failed fsync is never retried).
@@ -229,8 +231,14 @@ impl Processor {
             ticks: 0,
             stats: ServerStats::default(),
             replica,
+            observer: None,
             config,
         }
+    }
+
+    /// Installs an observation hook (see [`super::observe`]).
+    pub fn set_observer(&mut self, observer: Option<super::observe::ObserverFn>) {
+        self.observer = observer;
     }
 
     /// The server's role as the 4lw report it.

@@ -564,6 +564,13 @@ impl Processor {
             _ => (txn.session, None),
         };
         self.apply(origin, txn)?;
+        if let Some(observe) = &self.observer {
+            observe(crate::runtime::observe::Observation::Committed {
+                zxid,
+                txn_hash: crate::runtime::observe::txn_hash(payload),
+                digest: self.tree.digest(),
+            });
+        }
         if let Some(xid) = xid {
             self.pop_in_flight(session, xid);
         }
@@ -587,10 +594,11 @@ impl Processor {
                 r.syncs.clear();
             }
             Event::Serving { epoch } => {
-                tracing::info!(
-                    "serving clients in epoch {epoch} as {:?}",
-                    self.replica().zab.role()
-                );
+                let role = self.replica().zab.role();
+                tracing::info!("serving clients in epoch {epoch} as {role:?}");
+                if let (Some(observe), Role::Leading) = (&self.observer, role) {
+                    observe(crate::runtime::observe::Observation::Leading { epoch });
+                }
             }
             Event::Request {
                 from,

@@ -174,8 +174,19 @@ const MAX_PEER_FRAME: usize = 1 << 30;
 /// Recovers state from `storage`, binds the client port, and starts serving.
 pub async fn start(
     config: ServerConfig,
+    storage: Box<dyn Storage + Send>,
+    clock: SharedClock,
+) -> anyhow::Result<ServerHandle> {
+    start_observed(config, storage, clock, None).await
+}
+
+/// [`start`] with an observation hook (test harnesses: the simulator's global checks),
+/// called on the processor's task for each established leadership and applied commit.
+pub async fn start_observed(
+    config: ServerConfig,
     mut storage: Box<dyn Storage + Send>,
     clock: SharedClock,
+    observer: Option<super::observe::ObserverFn>,
 ) -> anyhow::Result<ServerHandle> {
     config.validate()?;
     let recovered =
@@ -197,7 +208,7 @@ pub async fn start(
         let (replica, peer_rx) = start_replica(&config, storage.as_ref(), &recovered).await?;
         (Some(replica), Some(peer_rx))
     };
-    let processor = Processor::new(
+    let mut processor = Processor::new(
         config,
         clock,
         recovered.tree,
@@ -205,6 +216,7 @@ pub async fn start(
         storage,
         replica,
     );
+    processor.set_observer(observer);
     let processor = tokio::spawn(processor.run(rx, peer_rx, shutdown_rx));
 
     let counts = IpCounts::default();

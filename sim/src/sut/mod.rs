@@ -25,9 +25,10 @@ pub enum SutKind {
     Toy,
 }
 
-/// Whether the node replicates yet. While false, scenarios that need replication derive a
-/// single standalone server (and say so in their printed options).
-pub const REPLICATION_AVAILABLE: bool = false;
+/// Whether the node replicates. It does: scenarios that ask for an ensemble (3/5/7 servers,
+/// observers) get one by default. (While this was false they derived a single standalone
+/// server and said so in their printed options.)
+pub const REPLICATION_AVAILABLE: bool = true;
 
 /// The client port every simulated server listens on.
 pub const CLIENT_PORT: u16 = 2181;

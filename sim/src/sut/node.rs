@@ -55,6 +55,7 @@ pub async fn serve(
     clocks: Clocks,
     start: madsim::time::Instant,
     timing: NodeTiming,
+    observer: crate::judge::Observer,
 ) {
     let data_dir = format!("/data/s{index}");
     let mut config = ServerConfig::standalone(CLIENT_PORT, &data_dir);
@@ -94,7 +95,27 @@ pub async fn serve(
         clocks,
         start,
     });
-    match zabkeeper::runtime::start(config, storage, clock).await {
+    // The node's observation hook feeds the global checks (one leader per epoch, one txn
+    // per zxid, committed zxid monotonic, same digest per zxid).
+    let hook: zabkeeper::runtime::ObserverFn = Arc::new(move |o| {
+        use crate::judge::Observed;
+        use zabkeeper::runtime::Observation;
+        let at_ms = (madsim::time::Instant::now() - start).as_millis() as u64;
+        match o {
+            Observation::Leading { epoch } => {
+                observer.observe(at_ms, index, Observed::Leading { epoch })
+            }
+            Observation::Committed {
+                zxid,
+                txn_hash,
+                digest,
+            } => {
+                observer.observe(at_ms, index, Observed::Committed { zxid, txn_hash });
+                observer.observe(at_ms, index, Observed::Digest { zxid, digest });
+            }
+        }
+    });
+    match zabkeeper::runtime::start_observed(config, storage, clock, Some(hook)).await {
         Ok(handle) => {
             if let Err(e) = handle.wait().await {
                 tracing::warn!(server = index, "server stopped: {e:?}");
