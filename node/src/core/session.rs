@@ -108,6 +108,27 @@ impl SessionTracker {
         }
     }
 
+    /// Re-arms every closing session with a fresh timeout: after a leadership change a
+    /// CloseSession proposal may have been lost, and a session left closing would never
+    /// expire again (its ephemerals would outlive it). As ZooKeeper, whose new leader
+    /// tracks every session afresh; one whose close did commit is removed when applied.
+    pub fn reopen_closing(&mut self) {
+        let closing: Vec<(SessionId, i32)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.closing)
+            .map(|(id, s)| (*id, s.timeout_ms))
+            .collect();
+        for (id, timeout) in closing {
+            let expires_at = self.expiry_for(timeout);
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.closing = false;
+                s.expires_at = expires_at;
+            }
+            self.buckets.entry(expires_at).or_default().push(id);
+        }
+    }
+
     /// Forgets a session (its CloseSession txn has been applied).
     pub fn remove(&mut self, id: SessionId) -> Option<Session> {
         let s = self.sessions.remove(&id)?;
@@ -208,5 +229,25 @@ mod tests {
         }
         assert_eq!(all, vec![1, 3]);
         assert!(t.contains(2));
+    }
+
+    /// Regression (sim `mixed` seed 100): a leader marked an expired session closing,
+    /// its CloseSession proposal was lost with its leadership, and the session never
+    /// expired again, so its ephemeral outlived it.
+    #[test]
+    fn closing_sessions_reopen_and_expire_again() {
+        let mut t = SessionTracker::new(100);
+        t.add(3, 300);
+        let expired: Vec<SessionId> = (0..10).flat_map(|_| t.tick()).collect();
+        assert_eq!(expired, vec![3]);
+        assert!(!t.contains(3), "closing");
+        assert!(
+            (0..20).all(|_| t.tick().is_empty()),
+            "never again while closing"
+        );
+        t.reopen_closing();
+        assert!(t.contains(3));
+        let again: Vec<SessionId> = (0..10).flat_map(|_| t.tick()).collect();
+        assert_eq!(again, vec![3], "expires again after a fresh timeout");
     }
 }

@@ -588,6 +588,7 @@ impl Processor {
                     self.close_conn(conn);
                 }
                 self.prepper.reset();
+                self.sessions.reopen_closing();
                 let r = self.replica();
                 r.pending.clear();
                 r.queues.clear();
