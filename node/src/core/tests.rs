@@ -538,20 +538,6 @@ fn linearizable_sync_waits_for_a_quorum_heartbeat() {
 }
 
 #[test]
-fn sync_before_any_write_of_a_new_epoch_completes() {
-    // A new leader's last_proposed is epoch<<32 (no txn): a sync must not wait for it.
-    let mut net = Net::new(&[1, 2, 3], &[], |_| {});
-    net.settle();
-    net.events.clear();
-    net.zabs.get_mut(&3).unwrap().sync(12).unwrap();
-    net.drain(3);
-    assert_eq!(
-        net.events.get(&3).and_then(|e| e.last()),
-        Some(&Event::SyncDone { id: 12 })
-    );
-}
-
-#[test]
 fn a_lost_followerinfo_is_repeated_and_discovery_completes_within_init_limit() {
     // Seen with real processes: a FOLLOWERINFO lost while a connection was being
     // replaced stalled discovery until initLimit, again and again.
