@@ -346,7 +346,12 @@ impl Processor {
         auth: &[Id],
         op: &WriteOp,
     ) -> Result<TxnBody, ErrorCode> {
-        let zxid = self.last_logged + 1;
+        // The zxid this txn will carry: standalone assigns the next one itself; an
+        // ensemble's leader gets ZAB's (a new epoch starts at counter 1).
+        let zxid = match &self.replica {
+            Some(r) => r.zab.next_zxid().unwrap_or(self.last_logged + 1),
+            None => self.last_logged + 1,
+        };
         let time = self.clock.now_ms();
         self.prepper
             .prepare(&self.tree, session, auth, op, zxid, time)
