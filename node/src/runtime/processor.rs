@@ -325,19 +325,24 @@ impl Processor {
                 .close_session_txn(&self.tree, session, self.last_logged + 1);
             self.log_write(Origin::Internal, session, 0, Ok(body), &mut work)?;
         }
-        // Containers and TTLs are checked every `znode.container.checkIntervalMs`.
-        let every = (self.config.container_check_interval_ms / self.config.tick_time_ms).max(1);
-        if self.ticks.is_multiple_of(every) {
-            let now = self.clock.now_ms();
-            for path in self.tree.expired_containers_and_ttls(now) {
-                let op = WriteOp::DeleteContainer { path };
-                let res = self.prep(0, &[], &op);
-                if res.is_ok() {
-                    self.log_write(Origin::Internal, 0, 0, res, &mut work)?;
-                }
+        for path in self.due_reaps() {
+            let res = self.prep(0, &[], &WriteOp::DeleteContainer { path });
+            if res.is_ok() {
+                self.log_write(Origin::Internal, 0, 0, res, &mut work)?;
             }
         }
         self.finish(work)
+    }
+
+    /// Containers and TTL nodes to delete now: checked every
+    /// `znode.container.checkIntervalMs` (empty on other ticks).
+    fn due_reaps(&self) -> Vec<String> {
+        let every = (self.config.container_check_interval_ms / self.config.tick_time_ms).max(1);
+        if self.ticks.is_multiple_of(every) {
+            self.tree.expired_containers_and_ttls(self.clock.now_ms())
+        } else {
+            Vec::new()
+        }
     }
 
     fn prep(

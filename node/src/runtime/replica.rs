@@ -167,18 +167,10 @@ impl Processor {
                 tracing::info!("expiring session 0x{session:x}");
                 self.submit(Forwarded::CloseSession, session, 0, None)?;
             }
-            let every = (self.config.container_check_interval_ms / self.config.tick_time_ms).max(1);
-            if self.ticks.is_multiple_of(every) {
-                let now = self.clock.now_ms();
-                for path in self.tree.expired_containers_and_ttls(now) {
-                    let body = self.prep(
-                        0,
-                        &[],
-                        &crate::state::prep::WriteOp::DeleteContainer { path },
-                    );
-                    if let Ok(body) = body {
-                        self.propose_body(0, 0, body)?;
-                    }
+            for path in self.due_reaps() {
+                let op = crate::state::prep::WriteOp::DeleteContainer { path };
+                if let Ok(body) = self.prep(0, &[], &op) {
+                    self.propose_body(0, 0, body)?;
                 }
             }
         } else {
