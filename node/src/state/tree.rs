@@ -7,6 +7,12 @@
 //!
 //! The tree keeps an incremental digest of its whole content (paths, data,
 //! ACLs and stats) so that replicas can be compared cheaply at a zxid.
+//!
+//! Nodes live in persistent ordered maps (`imbl`): [`DataTree::freeze`] takes
+//! an O(1) copy of the tree at its current zxid that shares structure with
+//! the live tree, so a snapshot can be serialized and written elsewhere while
+//! txns keep applying (copy-on-write: a change after the freeze copies only
+//! the few map chunks on its path).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -42,8 +48,13 @@ pub struct DataNode {
     data: Bytes,
     acl: Vec<Acl>,
     stat: Stat,
-    children: BTreeSet<String>,
+    children: ChildSet,
 }
+
+/// The path -> node map; cloning it is O(1) (structure is shared until written).
+type NodeMap = imbl::OrdMap<String, DataNode>;
+/// A node's child names, sorted; cloning it is O(1).
+pub type ChildSet = imbl::OrdSet<String>;
 
 impl DataNode {
     fn new(data: Bytes, acl: Vec<Acl>, stat: Stat) -> DataNode {
@@ -51,7 +62,7 @@ impl DataNode {
             data,
             acl,
             stat,
-            children: BTreeSet::new(),
+            children: ChildSet::new(),
         };
         n.fix_derived_stat();
         n
@@ -73,7 +84,7 @@ impl DataNode {
     }
 
     /// The names of the node's children, sorted.
-    pub fn children(&self) -> &BTreeSet<String> {
+    pub fn children(&self) -> &ChildSet {
         &self.children
     }
 
@@ -145,7 +156,7 @@ impl Sink {
 /// The znode tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataTree {
-    nodes: BTreeMap<String, DataNode>,
+    nodes: NodeMap,
     ephemerals: BTreeMap<SessionId, BTreeSet<String>>,
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
@@ -160,6 +171,56 @@ impl Default for DataTree {
     }
 }
 
+/// The tree frozen at one zxid ([`DataTree::freeze`]): it shares structure
+/// with the live tree, is cheap to take and to send to another thread, and
+/// never changes. A snapshot serialized from it holds exactly one zxid.
+#[derive(Clone, Debug)]
+pub struct FrozenTree {
+    nodes: NodeMap,
+    last_processed_zxid: Zxid,
+    data_size: i64,
+}
+
+impl FrozenTree {
+    /// The zxid of the last txn the frozen tree holds.
+    pub fn last_processed_zxid(&self) -> Zxid {
+        self.last_processed_zxid
+    }
+
+    /// The number of znodes, the root included.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Serializes the frozen tree exactly as [`DataTree::serialize_snapshot`]
+    /// did when it was frozen.
+    pub fn serialize_snapshot(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(64 + self.data_size.max(0) as usize * 2);
+        w.write_raw(SNAPSHOT_MAGIC);
+        w.write_int(SNAPSHOT_VERSION);
+        w.write_long(self.last_processed_zxid);
+        w.write_int(self.nodes.len() as i32);
+        for (p, n) in &self.nodes {
+            w.write_string(p);
+            w.write_buffer(&n.data);
+            w.write_acl_vec(&n.acl);
+            let s = &n.stat;
+            w.write_long(s.czxid);
+            w.write_long(s.mzxid);
+            w.write_long(s.ctime);
+            w.write_long(s.mtime);
+            w.write_int(s.version);
+            w.write_int(s.cversion);
+            w.write_int(s.aversion);
+            w.write_long(s.ephemeral_owner);
+            w.write_long(s.pzxid);
+        }
+        let crc = crc32c::crc32c(w.as_slice());
+        w.write_int(crc as i32);
+        w.into_inner().to_vec()
+    }
+}
+
 fn empty_stat() -> Stat {
     Stat::default()
 }
@@ -169,15 +230,7 @@ impl DataTree {
     /// `/zookeeper/config` (the latter readable by anyone, writable by
     /// no one but super), all with zeroed stats, as ZooKeeper starts.
     pub fn new() -> DataTree {
-        let mut t = DataTree {
-            nodes: BTreeMap::new(),
-            ephemerals: BTreeMap::new(),
-            containers: BTreeSet::new(),
-            ttls: BTreeSet::new(),
-            last_processed_zxid: 0,
-            data_size: 0,
-            digest: 0,
-        };
+        let mut nodes = BTreeMap::new();
         let open = Acl::open_unsafe();
         let read_only = vec![Acl {
             perms: perms::READ,
@@ -189,13 +242,61 @@ impl DataTree {
             (QUOTA_ZOOKEEPER, open),
             (CONFIG_ZOOKEEPER, read_only),
         ] {
-            t.nodes.insert(
+            nodes.insert(
                 path.to_string(),
                 DataNode::new(Bytes::new(), acl, empty_stat()),
             );
         }
-        t.link_children();
-        t.recompute_derived();
+        DataTree::from_nodes(nodes, 0)
+    }
+
+    /// Builds a tree from its nodes (child sets are rebuilt from the paths;
+    /// stats' derived fields, owner indexes, data size and digest are
+    /// recomputed). Every node's parent must be present.
+    fn from_nodes(mut nodes: BTreeMap<String, DataNode>, last_processed_zxid: Zxid) -> DataTree {
+        let links: Vec<(String, String)> = nodes
+            .keys()
+            .filter(|p| p.as_str() != "/")
+            .filter_map(|p| {
+                let parent = raw_parent(p)?;
+                let name = &p[p.rfind('/').map_or(0, |i| i + 1)..];
+                Some((parent.to_string(), name.to_string()))
+            })
+            .collect();
+        for n in nodes.values_mut() {
+            n.children = ChildSet::new();
+        }
+        for (parent, name) in links {
+            if let Some(n) = nodes.get_mut(&parent) {
+                n.children.insert(name);
+            }
+        }
+        for n in nodes.values_mut() {
+            n.fix_derived_stat();
+        }
+        let mut t = DataTree {
+            nodes: nodes.into_iter().collect(),
+            ephemerals: BTreeMap::new(),
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+            last_processed_zxid,
+            data_size: 0,
+            digest: 0,
+        };
+        let owners: Vec<(String, i64)> = t
+            .nodes
+            .iter()
+            .map(|(p, n)| (p.clone(), n.stat.ephemeral_owner))
+            .collect();
+        for (p, o) in owners {
+            t.register_owner(&p, o);
+        }
+        t.data_size = t
+            .nodes
+            .iter()
+            .map(|(p, n)| p.len() as i64 + n.data.len() as i64)
+            .sum();
+        t.digest = t.recompute_digest();
         t
     }
 
@@ -638,46 +739,6 @@ impl DataTree {
         }
     }
 
-    /// Rebuilds every parent's child set from the node paths.
-    fn link_children(&mut self) {
-        let paths: Vec<String> = self.nodes.keys().cloned().collect();
-        for p in &paths {
-            if p == "/" {
-                continue;
-            }
-            if let Some(parent) = raw_parent(p) {
-                let name = p[p.rfind('/').map_or(0, |i| i + 1)..].to_string();
-                if let Some(n) = self.nodes.get_mut(parent) {
-                    n.children.insert(name);
-                }
-            }
-        }
-    }
-
-    /// Recomputes derived stats, owner indexes, data size and digest.
-    fn recompute_derived(&mut self) {
-        self.ephemerals.clear();
-        self.containers.clear();
-        self.ttls.clear();
-        let owners: Vec<(String, i64)> = self
-            .nodes
-            .iter_mut()
-            .map(|(p, n)| {
-                n.fix_derived_stat();
-                (p.clone(), n.stat.ephemeral_owner)
-            })
-            .collect();
-        for (p, o) in owners {
-            self.register_owner(&p, o);
-        }
-        self.data_size = self
-            .nodes
-            .iter()
-            .map(|(p, n)| p.len() as i64 + n.data.len() as i64)
-            .sum();
-        self.digest = self.recompute_digest();
-    }
-
     // ------------------------------------------------------------- snapshot
 
     /// Serializes the whole tree: magic `ZKTS`, version, last processed
@@ -685,29 +746,17 @@ impl DataTree {
     /// a CRC32C of everything before it. Children, ephemerals, containers
     /// and TTL sets are rebuilt from the nodes on load.
     pub fn serialize_snapshot(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(64 + self.data_size.max(0) as usize * 2);
-        w.write_raw(SNAPSHOT_MAGIC);
-        w.write_int(SNAPSHOT_VERSION);
-        w.write_long(self.last_processed_zxid);
-        w.write_int(self.nodes.len() as i32);
-        for (p, n) in &self.nodes {
-            w.write_string(p);
-            w.write_buffer(&n.data);
-            w.write_acl_vec(&n.acl);
-            let s = &n.stat;
-            w.write_long(s.czxid);
-            w.write_long(s.mzxid);
-            w.write_long(s.ctime);
-            w.write_long(s.mtime);
-            w.write_int(s.version);
-            w.write_int(s.cversion);
-            w.write_int(s.aversion);
-            w.write_long(s.ephemeral_owner);
-            w.write_long(s.pzxid);
+        self.freeze().serialize_snapshot()
+    }
+
+    /// The tree as it is now, in O(1): later changes to this tree do not
+    /// show in the copy (see the module docs). What a snapshot is taken from.
+    pub fn freeze(&self) -> FrozenTree {
+        FrozenTree {
+            nodes: self.nodes.clone(),
+            last_processed_zxid: self.last_processed_zxid,
+            data_size: self.data_size,
         }
-        let crc = crc32c::crc32c(w.as_slice());
-        w.write_int(crc as i32);
-        w.into_inner().to_vec()
     }
 
     /// Loads what [`DataTree::serialize_snapshot`] wrote. Checks the magic,
@@ -778,18 +827,7 @@ impl DataTree {
                 }
             }
         }
-        let mut t = DataTree {
-            nodes,
-            ephemerals: BTreeMap::new(),
-            containers: BTreeSet::new(),
-            ttls: BTreeSet::new(),
-            last_processed_zxid: last_zxid,
-            data_size: 0,
-            digest: 0,
-        };
-        t.link_children();
-        t.recompute_derived();
-        Ok(t)
+        Ok(DataTree::from_nodes(nodes, last_zxid))
     }
 
     /// Every path in the tree, sorted.
@@ -801,12 +839,13 @@ impl DataTree {
     /// derived stats, owner indexes, data size and digest are up to date.
     /// Returns a description of the first problem found.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let mut rebuilt = self.clone();
-        for n in rebuilt.nodes.values_mut() {
-            n.children.clear();
-        }
-        rebuilt.link_children();
-        rebuilt.recompute_derived();
+        let rebuilt = DataTree::from_nodes(
+            self.nodes
+                .iter()
+                .map(|(p, n)| (p.clone(), n.clone()))
+                .collect(),
+            self.last_processed_zxid,
+        );
         for (p, n) in &self.nodes {
             let r = &rebuilt.nodes[p];
             if n.children != r.children {
@@ -1278,6 +1317,54 @@ mod tests {
         for n in 0..snap.len() {
             assert!(DataTree::deserialize_snapshot(&snap[..n]).is_err());
         }
+    }
+
+    /// A frozen tree is the tree at one zxid: creates, data changes, deletes
+    /// (of leaves and of whole subtrees) and multis applied afterwards do not
+    /// leak into it, and its snapshot is byte for byte the one the tree gave
+    /// at the freeze. The live tree stays consistent while sharing structure.
+    #[test]
+    fn frozen_tree_is_exactly_one_zxid() {
+        let mut t = DataTree::new();
+        let mut z = 0;
+        for i in 0..300 {
+            z += 1;
+            apply_ok(&mut t, z, create(&format!("/n{i:03}"), 0, -1));
+            z += 1;
+            apply_ok(&mut t, z, create(&format!("/n{i:03}/c"), 0, -1));
+        }
+        let at_freeze = t.serialize_snapshot();
+        let digest_at_freeze = t.digest();
+        let frozen = t.freeze();
+        assert_eq!(frozen.last_processed_zxid(), z);
+        assert_eq!(frozen.node_count(), t.node_count());
+        for i in 0..300 {
+            z += 1;
+            let body = match i % 3 {
+                0 => TxnBody::SetData {
+                    path: format!("/n{i:03}"),
+                    data: b"changed".to_vec(),
+                    version: 1,
+                },
+                1 => TxnBody::Multi(vec![
+                    TxnBody::Delete {
+                        path: format!("/n{i:03}/c"),
+                    },
+                    TxnBody::Delete {
+                        path: format!("/n{i:03}"),
+                    },
+                ]),
+                _ => create(&format!("/n{i:03}/new"), 0, -1),
+            };
+            apply_ok(&mut t, z, body);
+        }
+        assert_ne!(t.digest(), digest_at_freeze);
+        let from_frozen = frozen.serialize_snapshot();
+        assert_eq!(from_frozen, at_freeze);
+        let back = DataTree::deserialize_snapshot(&from_frozen).unwrap();
+        assert_eq!(back.digest(), digest_at_freeze);
+        assert_eq!(back.last_processed_zxid(), frozen.last_processed_zxid());
+        t.check_invariants().unwrap();
     }
 
     proptest::proptest! {
