@@ -117,6 +117,16 @@ impl Storage for JournaledStorage {
         self.inner.write_snapshot(zxid, bytes)
     }
 
+    fn begin_snapshot(
+        &mut self,
+        zxid: Zxid,
+    ) -> Result<Box<dyn zabkeeper::storage::SnapshotWriter>, StorageError> {
+        self.inner.begin_snapshot(zxid)
+    }
+    fn snapshot_written(&mut self, zxid: Zxid) {
+        self.inner.snapshot_written(zxid)
+    }
+
     fn load_newest_snapshot(&mut self) -> Result<Option<(Zxid, Vec<u8>)>, StorageError> {
         self.inner.load_newest_snapshot()
     }

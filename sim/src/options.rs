@@ -28,6 +28,13 @@ pub struct RunOptions {
     pub tick_ms: u64,
     /// Requested session timeout in ms.
     pub session_timeout_ms: u64,
+    /// The servers' `snapCount` (small, so runs take snapshots while writes go on).
+    #[serde(default = "default_snap_count")]
+    pub snap_count: u64,
+    /// Whether autopurge runs (at every server start: `autopurge.purgeInterval=1`,
+    /// `autopurge.snapRetainCount=3`).
+    #[serde(default)]
+    pub autopurge: bool,
     /// Safety phase length in ms.
     pub safety_ms: u64,
     /// Liveness bound in ms.
@@ -53,6 +60,11 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+/// ZooKeeper's default `snapCount`: options files written before runs drew one.
+fn default_snap_count() -> u64 {
+    100_000
 }
 
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, xs: &[T]) -> T {
@@ -89,6 +101,9 @@ impl RunOptions {
             },
             &mut rng,
         );
+        // Drawn after everything else so that older seeds keep their plans.
+        let snap_count = rng.gen_range(16..=256);
+        let autopurge = rng.gen_bool(0.5);
         RunOptions {
             scenario: scenario.name.clone(),
             seed,
@@ -98,6 +113,8 @@ impl RunOptions {
             standalone_forced,
             tick_ms,
             session_timeout_ms,
+            snap_count,
+            autopurge,
             safety_ms,
             liveness_ms: p.liveness_ms,
             workload: scenario.workload.clone(),
@@ -119,7 +136,7 @@ impl RunOptions {
     /// A short human summary printed at the start of every run.
     pub fn describe(&self) -> String {
         format!(
-            "sut={:?} scenario={} seed={} servers={}{} observers={} clients={} tick={}ms session_timeout={}ms safety={}ms liveness={}ms faults={}\n{}",
+            "sut={:?} scenario={} seed={} servers={}{} observers={} clients={} tick={}ms session_timeout={}ms snap_count={}{} safety={}ms liveness={}ms faults={}\n{}",
             self.sut,
             self.scenario,
             self.seed,
@@ -129,6 +146,8 @@ impl RunOptions {
             self.clients,
             self.tick_ms,
             self.session_timeout_ms,
+            self.snap_count,
+            if self.autopurge { " autopurge" } else { "" },
             self.safety_ms,
             self.liveness_ms,
             self.plan.events.len(),

@@ -155,6 +155,8 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                                     tick_ms: sh.opts.tick_ms,
                                     voters: sh.opts.servers,
                                     observers: sh.opts.observers,
+                                    snap_count: sh.opts.snap_count,
+                                    autopurge: sh.opts.autopurge,
                                 };
                                 crate::sut::node::serve(
                                     i,

@@ -331,7 +331,7 @@ def purged_history(make_server):
     paths = []
     for round_ in range(3):
         s.start()
-        paths += write_nodes(s, "/purge", 25, start=25 * round_)
+        paths += write_nodes(s, "/purge", 40, start=40 * round_)
         s.stop()
     first_log = logs(s)[0]
     assert not first_log.endswith("log.1"), "autopurge should have removed the first log"

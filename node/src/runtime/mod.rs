@@ -10,6 +10,7 @@ pub mod peer;
 pub mod processor;
 pub mod recovery;
 pub mod server;
+pub mod snapshotter;
 pub mod stats;
 pub mod tools;
 

@@ -182,6 +182,10 @@ pub struct Processor {
     next_session: SessionId,
     txns_since_snapshot: u64,
     snapshot_threshold: u64,
+    /// Snapshots started so far, for [`snapshot_threshold`].
+    snapshots_started: u64,
+    /// Writes snapshots off this task.
+    snapshotter: super::snapshotter::Snapshotter,
     ticks: u64,
     pub(crate) stats: ServerStats,
     /// ZAB and its peers; `None` for a standalone server.
@@ -214,7 +218,6 @@ impl Processor {
         let base = ((now << 24) as u64 >> 8) as i64 | ((config.my_id as i64 & 0xff) << 56);
         let max_known = sessions.iter().map(|s| s.0).max().unwrap_or(0);
         let last_logged = tree.last_processed_zxid();
-        let snap_count = config.snap_count.max(2);
         Processor {
             clock,
             tree,
@@ -227,7 +230,9 @@ impl Processor {
             last_logged,
             next_session: base.max(max_known + 1),
             txns_since_snapshot: 0,
-            snapshot_threshold: snap_count / 2 + (now as u64 % (snap_count / 2).max(1)),
+            snapshot_threshold: snapshot_threshold(config.snap_count, now as u64, config.my_id, 0),
+            snapshots_started: 0,
+            snapshotter: Default::default(),
             ticks: 0,
             stats: ServerStats::default(),
             replica,
@@ -272,7 +277,7 @@ impl Processor {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let max_batch = self.config.global_outstanding_limit.max(1);
         loop {
-            let batch = tokio::select! {
+            tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
                 _ = ticker.tick() => {
@@ -281,13 +286,9 @@ impl Processor {
                     } else {
                         self.on_tick()?;
                     }
-                    continue;
                 }
                 ev = recv_opt(&mut peer_rx) => match ev {
-                    Some(ev) => {
-                        self.on_peer_event(ev)?;
-                        continue;
-                    }
+                    Some(ev) => self.on_peer_event(ev)?,
                     None => return Err(Fatal("the peer transport stopped".into())),
                 },
                 m = rx.recv() => match m {
@@ -300,12 +301,13 @@ impl Processor {
                                 Err(_) => break,
                             }
                         }
-                        batch
+                        self.process_batch(batch)?;
                     }
                 },
-            };
-            self.process_batch(batch)?;
+            }
+            self.end_step()?;
         }
+        self.finish_snapshot(true);
         for (_, c) in std::mem::take(&mut self.conns) {
             let _ = c.out.try_send(Outgoing::Close);
             let _ = c.closed.send(true);
@@ -515,7 +517,7 @@ impl Processor {
                 }
             }
         }
-        self.maybe_snapshot()
+        Ok(())
     }
 
     fn on_connect(
@@ -1175,20 +1177,86 @@ impl Processor {
         }
     }
 
-    /// Takes a snapshot when enough txns have been applied since the last one.
+    /// The end of every step of the processor's loop: collects a finished snapshot and
+    /// starts the next one when it is due.
+    fn end_step(&mut self) -> Result<(), Fatal> {
+        self.finish_snapshot(false);
+        self.maybe_snapshot()
+    }
+
+    /// Starts a snapshot when enough txns have been applied since the last one (`snapCount`,
+    /// randomised per server as ZooKeeper does so that an ensemble's servers do not all
+    /// snapshot at once) and none is in flight. The tree is frozen at the zxid applied now; serializing and
+    /// writing happen off this task while writes go on (see [`super::snapshotter`]).
     fn maybe_snapshot(&mut self) -> Result<(), Fatal> {
-        if self.txns_since_snapshot < self.snapshot_threshold {
+        // While one is still being written the next waits (it starts at the end of the
+        // first step after that one finished), so the log between two snapshots stays
+        // near snapCount txns.
+        if self.txns_since_snapshot < self.snapshot_threshold || self.snapshotter.busy() {
             return Ok(());
         }
         self.txns_since_snapshot = 0;
+        self.snapshots_started += 1;
+        self.snapshot_threshold = snapshot_threshold(
+            self.config.snap_count,
+            self.clock.now_ms() as u64,
+            self.config.my_id,
+            self.snapshots_started,
+        );
         let zxid = self.tree.last_processed_zxid();
-        let bytes = super::recovery::encode_snapshot(&self.tree, &self.sessions);
-        let storage = &mut self.storage;
-        sync_blocking(|| storage.write_snapshot(zxid, &bytes))
-            .map_err(|e| Fatal(format!("cannot write snapshot 0x{zxid:x}: {e}")))?;
-        tracing::info!("snapshot taken at zxid 0x{zxid:x} ({} bytes)", bytes.len());
+        let writer = self
+            .storage
+            .begin_snapshot(zxid)
+            .map_err(|e| Fatal(format!("cannot start snapshot 0x{zxid:x}: {e}")))?;
+        let job = super::snapshotter::SnapshotJob {
+            tree: self.tree.freeze(),
+            sessions: super::recovery::session_list(&self.sessions),
+            writer,
+        };
+        self.snapshotter
+            .start(job)
+            .map_err(|e| Fatal(format!("cannot start the snapshot thread: {e}")))?;
+        tracing::info!("snapshot of zxid 0x{zxid:x} started");
         Ok(())
     }
+
+    /// Collects the snapshot in flight: if `wait`, waits for it (before the log is
+    /// truncated or snapshots are read back, and at shutdown); else only if it is done.
+    /// A failed snapshot is logged, not fatal: the log still holds every txn, and the
+    /// next snapshot tries again (as ZooKeeper).
+    pub(crate) fn finish_snapshot(&mut self, wait: bool) {
+        let finished = if wait {
+            let snapshotter = &mut self.snapshotter;
+            sync_blocking(|| snapshotter.wait())
+        } else {
+            self.snapshotter.poll()
+        };
+        let Some(done) = finished else {
+            return;
+        };
+        let zxid = done.zxid;
+        match done.result {
+            Ok(len) => {
+                self.storage.snapshot_written(zxid);
+                tracing::info!("snapshot taken at zxid 0x{zxid:x} ({len} bytes)");
+            }
+            Err(e) => tracing::error!("snapshot 0x{zxid:x} failed, continuing without it: {e}"),
+        }
+    }
+}
+
+/// Txns until the next snapshot: as ZooKeeper's `SyncRequestProcessor`, a random point in
+/// `snapCount/2 .. snapCount`, drawn anew for each snapshot, so that the servers of an
+/// ensemble do not all snapshot at once. The draw mixes the time, the server id and the
+/// snapshot number (no unseeded randomness: the simulator replays it exactly).
+fn snapshot_threshold(snap_count: u64, now_ms: u64, my_id: u64, n: u64) -> u64 {
+    let half = (snap_count / 2).max(1);
+    // splitmix64 finaliser.
+    let mut x = now_ms ^ my_id.rotate_left(32) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    half + x % half
 }
 
 /// Receives from an optional channel; never completes when there is none.
@@ -1317,5 +1385,33 @@ fn op_name(op: i32) -> &'static str {
         opcode::ADD_WATCH => "ADDW",
         opcode::CLOSE_SESSION => "CLOS",
         _ => "NA",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snapshot_threshold;
+
+    #[test]
+    fn snapshot_thresholds_stay_in_range_and_differ_between_servers() {
+        for snap_count in [2, 3, 20, 100_000] {
+            for n in 0..50 {
+                let t = snapshot_threshold(snap_count, 1_700_000_000_000, 1, n);
+                assert!(
+                    (snap_count / 2..snap_count.max(2)).contains(&t),
+                    "{snap_count} {t}"
+                );
+            }
+        }
+        // Five servers started at the same millisecond do not snapshot in step.
+        let first: std::collections::BTreeSet<u64> = (1..=5)
+            .map(|id| snapshot_threshold(100_000, 1_700_000_000_000, id, 0))
+            .collect();
+        assert_eq!(first.len(), 5);
+        // Each snapshot draws anew.
+        let one: std::collections::BTreeSet<u64> = (0..5)
+            .map(|n| snapshot_threshold(100_000, 1_700_000_000_000, 1, n))
+            .collect();
+        assert_eq!(one.len(), 5);
     }
 }

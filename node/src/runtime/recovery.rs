@@ -6,7 +6,7 @@
 
 use crate::core::session::SessionTracker;
 use crate::proto::jute::{Reader, Writer};
-use crate::state::tree::DataTree;
+use crate::state::tree::{DataTree, FrozenTree};
 use crate::state::txn::{Txn, TxnBody};
 use crate::storage::Storage;
 use crate::types::{SessionId, Zxid};
@@ -33,12 +33,21 @@ pub const LOG_TAIL: usize = 500;
 
 /// Serializes the session table and the tree (both at the tree's zxid).
 pub fn encode_snapshot(tree: &DataTree, sessions: &SessionTracker) -> Vec<u8> {
+    encode_frozen(&tree.freeze(), &session_list(sessions))
+}
+
+/// The live sessions and their timeouts, as a snapshot holds them.
+pub fn session_list(sessions: &SessionTracker) -> Vec<(SessionId, i32)> {
+    sessions.sessions().map(|s| (s.id, s.timeout_ms)).collect()
+}
+
+/// Serializes a frozen tree and the session table taken at the same zxid.
+pub fn encode_frozen(tree: &FrozenTree, sessions: &[(SessionId, i32)]) -> Vec<u8> {
     let tree_bytes = tree.serialize_snapshot();
-    let mut w = Writer::with_capacity(tree_bytes.len() + 64);
+    let mut w = Writer::with_capacity(tree_bytes.len() + 64 + sessions.len() * 12);
     w.write_int(SNAPSHOT_MAGIC);
     w.write_int(SNAPSHOT_VERSION);
-    let list: Vec<(SessionId, i32)> = sessions.sessions().map(|s| (s.id, s.timeout_ms)).collect();
-    w.write_vec(&list, |w, (id, to)| {
+    w.write_vec(sessions, |w, (id, to)| {
         w.write_long(*id);
         w.write_int(*to);
     });

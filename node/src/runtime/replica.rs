@@ -489,6 +489,7 @@ impl Processor {
                 return Ok(true);
             }
             PersistAction::Truncate { zxid } => {
+                self.finish_snapshot(true);
                 tracing::info!("TRUNC: dropping log entries after 0x{zxid:x}");
                 self.storage
                     .truncate_after(zxid)
@@ -496,6 +497,7 @@ impl Processor {
                 self.last_logged = self.storage.last_logged_zxid();
             }
             PersistAction::ReloadTree { zxid } => {
+                self.finish_snapshot(true);
                 tracing::info!("reloading the tree at 0x{zxid:x} after TRUNC");
                 let rec = super::super::recovery::recover(self.storage.as_mut())
                     .map_err(|e| Fatal(format!("cannot reload the tree: {e}")))?;
@@ -511,6 +513,7 @@ impl Processor {
                 .set_current_epoch(e)
                 .map_err(|e| fatal("cannot write currentEpoch", e))?,
             PersistAction::ApplySnapshot { zxid, snapshot } => {
+                self.finish_snapshot(true);
                 tracing::info!("SNAP: replacing the tree with the leader's snapshot at 0x{zxid:x}");
                 let (tree, sessions) = super::super::recovery::decode_snapshot(&snapshot)
                     .map_err(|e| Fatal(format!("the leader's snapshot is unreadable: {e}")))?;

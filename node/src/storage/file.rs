@@ -35,7 +35,7 @@ use tracing::{info, warn};
 
 use super::format::{self, LogTail, RecordRef};
 use super::fs::{Fs, FsFile};
-use super::{zxid_follows, Epochs, Recovered, Storage, StorageError, ZxidHex};
+use super::{zxid_follows, Epochs, Recovered, SnapshotWriter, Storage, StorageError, ZxidHex};
 use crate::types::{zxid_epoch, Zxid};
 
 /// Where and how [`FileStorage`] keeps its files (the zoo.cfg settings that matter here).
@@ -181,6 +181,48 @@ fn io_err<'a>(
     path: &'a Path,
 ) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
     move |e| StorageError::io(op, path, e)
+}
+
+/// Writes `content` to `dir/name` atomically: temporary file, fsync, rename, fsync dir.
+fn write_atomic<F: Fs>(fs: &F, dir: &Path, name: &str, content: &[u8]) -> Result<(), StorageError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}{}", format::TMP_SUFFIX));
+    let result = (|| {
+        let mut f = fs.create(&tmp).map_err(io_err("create", &tmp))?;
+        f.write_at(0, content).map_err(io_err("write", &tmp))?;
+        f.sync().map_err(io_err("fsync", &tmp))?;
+        fs.rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
+        fs.sync_dir(dir).map_err(io_err("fsync directory", dir))
+    })();
+    if result.is_err() && fs.exists(&tmp) {
+        // Best effort: a leftover is removed at the next open anyway.
+        let _ = fs.remove(&tmp);
+    }
+    result
+}
+
+/// [`FileStorage`]'s [`SnapshotWriter`]: a handle on the file system and the snapshot
+/// directory, so it can run on another thread.
+struct FileSnapshotWriter<F: Fs> {
+    fs: F,
+    snap_dir: PathBuf,
+    zxid: Zxid,
+}
+
+impl<F: Fs> SnapshotWriter for FileSnapshotWriter<F> {
+    fn zxid(&self) -> Zxid {
+        self.zxid
+    }
+
+    fn write(self: Box<Self>, bytes: &[u8]) -> Result<(), StorageError> {
+        let name = format::snapshot_name(self.zxid);
+        write_atomic(
+            &self.fs,
+            &self.snap_dir,
+            &name,
+            &format::encode_snapshot(self.zxid, bytes),
+        )
+    }
 }
 
 fn round_up(n: u64, block: u64) -> u64 {
@@ -331,6 +373,25 @@ impl<F: Fs> FileStorage<F> {
     }
 
     /// Scans every log file; see the module docs for what is repaired and what refused.
+    /// A writer for a snapshot at `zxid`. If `zxid`'s epoch is newer than `currentEpoch`
+    /// (a learner writing its leader's snapshot before NEWLEADER), first durably leaves the
+    /// marker that tells recovery why the epochs disagree, should we crash before
+    /// `currentEpoch` is written.
+    fn snapshot_writer(&mut self, zxid: Zxid) -> Result<Box<FileSnapshotWriter<F>>, StorageError> {
+        self.check()?;
+        if zxid_epoch(zxid) > self.epochs.current_epoch {
+            let marker = self.marker_path();
+            if !self.fs.exists(&marker) {
+                write_atomic(&self.fs, &self.snap_dir, format::UPDATING_EPOCH_FILE, b"")?;
+            }
+        }
+        Ok(Box::new(FileSnapshotWriter {
+            fs: self.fs.clone(),
+            snap_dir: self.snap_dir.clone(),
+            zxid,
+        }))
+    }
+
     fn load_logs(&mut self) -> Result<(), StorageError> {
         let zxids = self.list_zxids(&self.log_dir, format::LOG_PREFIX)?;
         let mut dir_changed = false;
@@ -614,32 +675,10 @@ impl<F: Fs> FileStorage<F> {
         Ok((data, scan.records))
     }
 
-    /// Writes `content` to `dir/name` atomically: temporary file, fsync, rename, fsync dir.
-    fn write_atomic(&self, dir: &Path, name: &str, content: &[u8]) -> Result<(), StorageError> {
-        let path = dir.join(name);
-        let tmp = dir.join(format!("{name}{}", format::TMP_SUFFIX));
-        let result = (|| {
-            let mut f = self.fs.create(&tmp).map_err(io_err("create", &tmp))?;
-            f.write_at(0, content).map_err(io_err("write", &tmp))?;
-            f.sync().map_err(io_err("fsync", &tmp))?;
-            self.fs
-                .rename(&tmp, &path)
-                .map_err(io_err("rename", &tmp))?;
-            self.fs
-                .sync_dir(dir)
-                .map_err(io_err("fsync directory", dir))
-        })();
-        if result.is_err() && self.fs.exists(&tmp) {
-            // Best effort: a leftover is removed at the next open anyway.
-            let _ = self.fs.remove(&tmp);
-        }
-        result
-    }
-
     fn set_epoch(&mut self, name: &str, epoch: u32) -> Result<(), StorageError> {
         self.check()?;
         let dir = self.snap_dir.clone();
-        match self.write_atomic(&dir, name, &format::encode_epoch(epoch)) {
+        match write_atomic(&self.fs, &dir, name, &format::encode_epoch(epoch)) {
             Ok(()) => Ok(()),
             Err(e) => self.fail(e),
         }
@@ -898,25 +937,29 @@ impl<F: Fs> Storage for FileStorage<F> {
     }
 
     fn write_snapshot(&mut self, zxid: Zxid, bytes: &[u8]) -> Result<(), StorageError> {
+        self.snapshot_writer(zxid)?.write(bytes)?;
+        self.snapshot_written(zxid);
+        Ok(())
+    }
+
+    fn begin_snapshot(&mut self, zxid: Zxid) -> Result<Box<dyn SnapshotWriter>, StorageError> {
         self.check()?;
-        if zxid_epoch(zxid) > self.epochs.current_epoch {
-            // A learner writing the leader's snapshot before its NEWLEADER: should we crash
-            // before currentEpoch is written, recovery knows why the epochs disagree.
-            let marker = self.marker_path();
-            if !self.fs.exists(&marker) {
-                let dir = self.snap_dir.clone();
-                self.write_atomic(&dir, format::UPDATING_EPOCH_FILE, b"")?;
-            }
+        let last = self.last_logged_zxid();
+        if zxid > last {
+            return Err(StorageError::SnapshotAhead {
+                zxid: ZxidHex(zxid),
+                last: ZxidHex(last),
+            });
         }
-        let dir = self.snap_dir.clone();
-        let name = format::snapshot_name(zxid);
-        self.write_atomic(&dir, &name, &format::encode_snapshot(zxid, bytes))?;
+        Ok(self.snapshot_writer(zxid)?)
+    }
+
+    fn snapshot_written(&mut self, zxid: Zxid) {
         self.stats.snapshots_written += 1;
         if zxid > self.last_log_zxid {
             self.roll_pending = true;
         }
         self.newest_snapshot = Some(self.newest_snapshot.map_or(zxid, |s| s.max(zxid)));
-        Ok(())
     }
 
     fn load_newest_snapshot(&mut self) -> Result<Option<(Zxid, Vec<u8>)>, StorageError> {

@@ -108,6 +108,14 @@ pub trait Storage {
     /// drop that suffix: TRUNC it with [`Storage::truncate_after`] first. A failure here is
     /// not fatal (the log is untouched).
     fn write_snapshot(&mut self, zxid: Zxid, bytes: &[u8]) -> Result<(), StorageError>;
+    /// Starts a snapshot of a state the log already holds (`zxid` at most
+    /// [`Storage::last_logged_zxid`]) that is written off this storage's thread: the
+    /// returned [`SnapshotWriter`] can move to another thread and write while appends and
+    /// syncs go on here. Report its success with [`Storage::snapshot_written`]. Do not
+    /// truncate, recover or load snapshots while a writer is outstanding.
+    fn begin_snapshot(&mut self, zxid: Zxid) -> Result<Box<dyn SnapshotWriter>, StorageError>;
+    /// Records that a writer from [`Storage::begin_snapshot`] wrote its snapshot.
+    fn snapshot_written(&mut self, zxid: Zxid);
     /// The newest snapshot whose header, CRC and trailer are valid.
     fn load_newest_snapshot(&mut self) -> Result<Option<(Zxid, Vec<u8>)>, StorageError>;
     /// Deletes old snapshots and the logs only they need, keeping the newest
@@ -122,6 +130,15 @@ pub trait Storage {
     /// The newest valid snapshot plus every txn after it, after checking that they form one
     /// gapless history; refuses (with an error naming the file) otherwise.
     fn recover(&mut self) -> Result<Recovered, StorageError>;
+}
+
+/// Writes one snapshot on any thread; see [`Storage::begin_snapshot`].
+pub trait SnapshotWriter: Send {
+    /// The zxid the snapshot holds.
+    fn zxid(&self) -> Zxid;
+    /// Durably writes the snapshot: temporary name, fsync, rename, fsync of the directory.
+    /// A failure leaves no snapshot under the final name (the log is untouched).
+    fn write(self: Box<Self>, bytes: &[u8]) -> Result<(), StorageError>;
 }
 
 /// Why a storage operation failed. Messages name the file and offset involved.
@@ -244,6 +261,14 @@ pub enum StorageError {
         len: usize,
         /// The limit.
         max: usize,
+    },
+    /// [`Storage::begin_snapshot`] was asked for a state the log does not hold yet.
+    #[error("cannot start a background snapshot at {zxid}: the log ends at {last}")]
+    SnapshotAhead {
+        /// The zxid asked for.
+        zxid: ZxidHex,
+        /// The last logged zxid.
+        last: ZxidHex,
     },
     /// An earlier log or epoch write failed (for example an fsync): the storage refuses
     /// every further operation and the node must stop. A failed fsync is never retried.

@@ -770,6 +770,38 @@ fn oversized_txn_is_rejected<H: Harness>(h: &H) {
     st.sync().unwrap();
 }
 
+/// A background snapshot: the writer moves to another thread and writes while the owner
+/// keeps appending and syncing (and rolling log files); recovery then starts from it. A
+/// snapshot of a state the log does not hold yet is refused.
+fn background_snapshot_while_appending<H: Harness>(h: &H) {
+    let mut st = h.open_with(|o| o.log_roll_txns = 3);
+    st.set_current_epoch(1).unwrap();
+    append_range(&mut st, 1, 1..=10);
+    st.sync().unwrap();
+    assert!(matches!(
+        st.begin_snapshot(z(11)),
+        Err(StorageError::SnapshotAhead { .. })
+    ));
+    let writer = st.begin_snapshot(z(10)).unwrap();
+    assert_eq!(writer.zxid(), z(10));
+    let job = std::thread::spawn(move || writer.write(b"state 10"));
+    append_range(&mut st, 1, 11..=20);
+    st.sync().unwrap();
+    job.join().unwrap().unwrap();
+    st.snapshot_written(z(10));
+    assert_eq!(st.stats().snapshots_written, 1);
+    append_range(&mut st, 1, 21..=22);
+    st.sync().unwrap();
+    assert_eq!(
+        st.load_newest_snapshot().unwrap(),
+        Some((z(10), b"state 10".to_vec()))
+    );
+    drop(st);
+    let rec = h.open().recover().unwrap();
+    assert_eq!(rec.snapshot, Some((z(10), b"state 10".to_vec())));
+    assert_eq!(rec.txns, expected(1, 11..=22));
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod real_fs {
@@ -802,6 +834,7 @@ conformance!(
     epochs_persist,
     bad_epoch_file_refuses,
     snapshots_newest_valid_and_purge,
+    background_snapshot_while_appending,
     truncated_snapshot_falls_back_when_log_covers,
     truncated_snapshot_refuses_when_log_does_not_cover,
     deleted_snapshots_refuse,

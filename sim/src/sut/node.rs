@@ -40,6 +40,10 @@ pub struct NodeTiming {
     pub voters: usize,
     /// Observers of the ensemble.
     pub observers: usize,
+    /// `snapCount`.
+    pub snap_count: u64,
+    /// Autopurge at every start (`autopurge.purgeInterval=1`, `snapRetainCount=3`).
+    pub autopurge: bool,
 }
 
 /// The ZAB quorum port of every simulated server.
@@ -64,6 +68,11 @@ pub async fn serve(
     config.min_session_timeout_ms = (2 * timing.tick_ms) as i32;
     config.max_session_timeout_ms = (20 * timing.tick_ms) as i32;
     config.max_client_cnxns = 0;
+    config.snap_count = timing.snap_count;
+    if timing.autopurge {
+        config.purge_interval_hours = 1;
+        config.snap_retain_count = 3;
+    }
     let total = timing.voters + timing.observers;
     if total > 1 {
         config.servers = (0..total)
@@ -401,6 +410,15 @@ mod broken {
         }
         fn write_snapshot(&mut self, zxid: Zxid, bytes: &[u8]) -> Result<(), StorageError> {
             self.inner.write_snapshot(zxid, bytes)
+        }
+        fn begin_snapshot(
+            &mut self,
+            zxid: Zxid,
+        ) -> Result<Box<dyn zabkeeper::storage::SnapshotWriter>, StorageError> {
+            self.inner.begin_snapshot(zxid)
+        }
+        fn snapshot_written(&mut self, zxid: Zxid) {
+            self.inner.snapshot_written(zxid)
         }
         fn load_newest_snapshot(&mut self) -> Result<Option<(Zxid, Vec<u8>)>, StorageError> {
             self.inner.load_newest_snapshot()
