@@ -32,6 +32,12 @@ pub struct RunOptions {
     pub safety_ms: u64,
     /// Liveness bound in ms.
     pub liveness_ms: u64,
+    /// The servers' `initLimit` (ticks for discovery and sync).
+    #[serde(default = "default_init_limit")]
+    pub init_limit: u32,
+    /// The servers' `syncLimit` (ticks of silence before a learner abandons its leader).
+    #[serde(default = "default_sync_limit")]
+    pub sync_limit: u32,
     /// Workload mix.
     pub workload: WorkloadMix,
     /// Stop issuing operations after this many.
@@ -43,6 +49,14 @@ pub struct RunOptions {
     pub sut: crate::sut::SutKind,
     /// The fault plan.
     pub plan: FaultPlan,
+}
+
+fn default_init_limit() -> u32 {
+    10
+}
+
+fn default_sync_limit() -> u32 {
+    5
 }
 
 /// A stable 64-bit FNV-1a hash (std's hasher is randomly keyed per process).
@@ -78,6 +92,7 @@ impl RunOptions {
         let session_timeout_ms = rng.gen_range(t.session_timeout_ms[0]..=t.session_timeout_ms[1]);
         let p = &scenario.phases;
         let safety_ms = rng.gen_range(p.safety_ms[0]..=p.safety_ms[1]);
+        let (init_limit, sync_limit) = (default_init_limit(), default_sync_limit());
         let plan = FaultPlan::generate(
             &scenario.faults,
             PlanShape {
@@ -100,12 +115,16 @@ impl RunOptions {
             session_timeout_ms,
             safety_ms,
             liveness_ms: p.liveness_ms,
+            init_limit,
+            sync_limit,
             workload: scenario.workload.clone(),
             max_ops: scenario.budgets.max_ops,
-            virtual_limit_ms: scenario
-                .budgets
-                .virtual_limit_ms
-                .max(safety_ms + p.liveness_ms + 10_000),
+            virtual_limit_ms: scenario.budgets.virtual_limit_ms.max(
+                safety_ms
+                    + p.liveness_ms
+                    + converge_ticks(init_limit, sync_limit) * tick_ms
+                    + 10_000,
+            ),
             sut: scenario.sut,
             plan,
         }
@@ -116,10 +135,17 @@ impl RunOptions {
         self.servers + self.observers
     }
 
+    /// The convergence bound in ms: after every client was answered again, the final
+    /// write and every replica reaching it must fit in this much virtual time (see
+    /// [`converge_ticks`]).
+    pub fn converge_ms(&self) -> u64 {
+        converge_ticks(self.init_limit, self.sync_limit) * self.tick_ms
+    }
+
     /// A short human summary printed at the start of every run.
     pub fn describe(&self) -> String {
         format!(
-            "sut={:?} scenario={} seed={} servers={}{} observers={} clients={} tick={}ms session_timeout={}ms safety={}ms liveness={}ms faults={}\n{}",
+            "sut={:?} scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms safety={}ms liveness={}ms converge={}ms faults={}\n{}",
             self.sut,
             self.scenario,
             self.seed,
@@ -128,13 +154,33 @@ impl RunOptions {
             self.observers,
             self.clients,
             self.tick_ms,
+            self.init_limit,
+            self.sync_limit,
             self.session_timeout_ms,
             self.safety_ms,
             self.liveness_ms,
+            self.converge_ms(),
             self.plan.events.len(),
             self.plan.describe()
         )
     }
+}
+
+/// The convergence bound in ticks, from the servers' timeouts. A replica that is not yet
+/// in broadcast with the established leader when the final write commits needs at most:
+/// `syncLimit` ticks to give up a dead leader connection, one election resend interval
+/// (backed off to at most `electionResendMax` ticks) until its notifications reach the
+/// settled ensemble, `finalizeWait` ticks to decide, and `initLimit` ticks for discovery
+/// and sync; then the commits reach it at once. One such attempt may fail (a message lost
+/// to a connection replaced at the heal), so the bound is two attempts.
+/// `finalizeWait` and `electionResendMax` are the node's defaults (the simulator does not
+/// change them).
+pub fn converge_ticks(init_limit: u32, sync_limit: u32) -> u64 {
+    let zab = zabkeeper::core::ZabConfig::new(1, [1], []);
+    2 * (u64::from(sync_limit)
+        + u64::from(zab.election_resend_max)
+        + u64::from(zab.finalize_wait)
+        + u64::from(init_limit))
 }
 
 #[cfg(test)]
@@ -184,6 +230,30 @@ rate_per_min = 4.0
             assert!([3, 5, 7].contains(&o.servers));
             assert!(!o.standalone_forced);
         }
+    }
+
+    #[test]
+    fn the_convergence_bound_follows_the_tick_and_the_limits() {
+        let s = scenario();
+        let mut o = RunOptions::derive(&s, 1, true);
+        // 2 x (syncLimit 5 + electionResendMax 30 + finalizeWait 1 + initLimit 10) ticks.
+        assert_eq!((o.init_limit, o.sync_limit), (10, 5));
+        assert_eq!(o.converge_ms(), 92 * o.tick_ms);
+        assert!(
+            o.virtual_limit_ms >= o.safety_ms + o.liveness_ms + o.converge_ms(),
+            "the run's time limit leaves room for the convergence wait"
+        );
+        o.tick_ms = 100;
+        o.init_limit = 20;
+        assert_eq!(o.converge_ms(), 11_200);
+        assert!(o.describe().contains("converge=11200ms"));
+        // Options saved before these fields existed still load, with the defaults.
+        let mut v = serde_json::to_value(RunOptions::derive(&s, 1, true)).unwrap();
+        let m = v.as_object_mut().unwrap();
+        m.remove("init_limit");
+        m.remove("sync_limit");
+        let old: RunOptions = serde_json::from_value(v).unwrap();
+        assert_eq!((old.init_limit, old.sync_limit), (10, 5));
     }
 
     #[test]
