@@ -121,13 +121,21 @@ impl Observer {
         latest_trees(&self.events.lock().expect("observer lock"), servers)
     }
 
-    /// Whether `server` ever refused to start ([`Observed::RefusedStart`]).
-    pub fn refused_start(&self, server: usize) -> bool {
+    /// Whether `server`'s last start at or after `since_ms` was refused
+    /// ([`Observed::RefusedStart`], with no tree loaded after it).
+    pub fn refused_start_since(&self, server: usize, since_ms: u64) -> bool {
         self.events
             .lock()
             .expect("observer lock")
             .iter()
-            .any(|o| o.server == server && matches!(o.what, Observed::RefusedStart { .. }))
+            .rev()
+            .filter(|o| o.server == server && o.at_ms >= since_ms)
+            .find_map(|o| match o.what {
+                Observed::RefusedStart { .. } => Some(true),
+                Observed::TreeLoaded { .. } => Some(false),
+                _ => None,
+            })
+            .unwrap_or(false)
     }
 
     /// The server that most recently announced leadership, if any.
@@ -1261,5 +1269,20 @@ mod tests {
         let msg = convergence(&[rotted, at(9, 1), at(8, 1)], 9).unwrap_err();
         assert!(msg.contains("s0 (refused to start"), "{msg}");
         assert!(convergence(&[rotted, rotted], 0).is_err());
+    }
+
+    #[test]
+    fn only_a_refusal_after_the_heal_and_not_followed_by_a_start_counts() {
+        let o = Observer::default();
+        let refused = || Observed::RefusedStart {
+            reason: "bad epoch".into(),
+        };
+        o.observe(5, 0, refused());
+        assert!(!o.refused_start_since(0, 10), "refused before the heal only");
+        o.observe(12, 0, refused());
+        assert!(o.refused_start_since(0, 10));
+        assert!(!o.refused_start_since(1, 10), "another server");
+        o.observe(15, 0, loaded("startup", 3, 1));
+        assert!(!o.refused_start_since(0, 10), "started after all");
     }
 }

@@ -398,6 +398,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
     }
 
     // Heal everything.
+    let heal_ms = shared.start.elapsed().as_millis() as u64;
     for (x, y) in clogged.drain(..) {
         net.unclog_link(x, y);
     }
@@ -467,7 +468,9 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                 let down = down.lock().expect("down").contains(&i) || handle.is_exit(server_ids[i]);
                 match down {
                     false => None,
-                    true if rotted.contains(&i) && shared.observer.refused_start(i) => {
+                    true if rotted.contains(&i)
+                        && shared.observer.refused_start_since(i, heal_ms) =>
+                    {
                         Some(ReplicaTree::RefusedOnRottedDisk)
                     }
                     true => Some(ReplicaTree::Down),
