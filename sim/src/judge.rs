@@ -1278,7 +1278,10 @@ mod tests {
             reason: "bad epoch".into(),
         };
         o.observe(5, 0, refused());
-        assert!(!o.refused_start_since(0, 10), "refused before the heal only");
+        assert!(
+            !o.refused_start_since(0, 10),
+            "refused before the heal only"
+        );
         o.observe(12, 0, refused());
         assert!(o.refused_start_since(0, 10));
         assert!(!o.refused_start_since(1, 10), "another server");
