@@ -16,7 +16,7 @@ pub mod tools;
 
 pub use clock::{Clock, SharedClock, SystemClock};
 pub use config::{ServerConfig, ServerSpec};
-pub use observe::{Observation, ObserverFn};
+pub use observe::{Observation, ObserverFn, TreeSource};
 pub use server::{start, start_observed, ServerHandle};
 
 use crate::storage::{FileStorage, FileStorageOptions, RealFs, Storage};

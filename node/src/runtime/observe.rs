@@ -1,7 +1,12 @@
 //! An optional observation hook for test harnesses (the simulator's global checks: at
 //! most one established leader per epoch, one txn per zxid, committed zxid never going
-//! backwards, the same tree digest at the same zxid). Production servers install none,
-//! and then the only cost is an `Option` check per commit and per role change.
+//! backwards, the same tree digest at the same zxid, and the final convergence of every
+//! replica). Production servers install none, and then the only cost is an `Option`
+//! check per commit, per role change and per tree load.
+//!
+//! Together, [`Observation::Committed`] and [`Observation::TreeLoaded`] tell the harness
+//! every change of a server's tree: after the last of them, the server's tree is at the
+//! reported zxid with the reported digest.
 
 use std::sync::Arc;
 
@@ -24,6 +29,39 @@ pub enum Observation {
         /// The tree's digest after applying it ([`crate::state::tree::DataTree::digest`]).
         digest: u64,
     },
+    /// The server replaced its whole tree without applying a committed txn: at start-up
+    /// (snapshot + log replay), from the leader's SNAP, or reloaded after a TRUNC.
+    TreeLoaded {
+        /// Where the tree came from.
+        source: TreeSource,
+        /// The tree's last processed zxid (the newest txn it holds, which for a tree
+        /// recovered at start-up may be a logged txn not yet known to be committed).
+        zxid: Zxid,
+        /// The tree's digest ([`crate::state::tree::DataTree::digest`]).
+        digest: u64,
+    },
+}
+
+/// Where a server's tree came from in an [`Observation::TreeLoaded`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TreeSource {
+    /// Start-up recovery: the newest valid snapshot plus the log replayed after it.
+    Startup,
+    /// The leader's snapshot (SNAP sync).
+    Snap,
+    /// Rebuilt from disk after a TRUNC removed txns the tree had applied.
+    Trunc,
+}
+
+impl TreeSource {
+    /// A short lower-case name (`startup`, `snap`, `trunc`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TreeSource::Startup => "startup",
+            TreeSource::Snap => "snap",
+            TreeSource::Trunc => "trunc",
+        }
+    }
 }
 
 /// The observer a harness installs with [`crate::runtime::server::start_observed`].
@@ -39,6 +77,75 @@ pub fn txn_hash(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Start-up recovery reports the recovered tree: empty on a fresh data dir, and on a
+    /// restart the tree with the txns logged before it, at their zxid.
+    #[cfg(not(madsim))]
+    #[tokio::test]
+    async fn startup_reports_the_recovered_tree() {
+        use std::sync::Mutex;
+        use std::time::Duration;
+
+        use crate::client::{Client, ClientOptions};
+        use crate::runtime::{start_observed, ServerConfig, SystemClock};
+        use crate::state::tree::DataTree;
+        use crate::storage::{FileStorage, FileStorageOptions, RealFs};
+        use crate::types::{Acl, CreateMode};
+
+        let dir = std::env::temp_dir().join(format!("zabkeeper-observe-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let seen: Arc<Mutex<Vec<Observation>>> = Arc::default();
+        let start = || {
+            let seen = Arc::clone(&seen);
+            let hook: ObserverFn = Arc::new(move |o| seen.lock().unwrap().push(o));
+            let storage = FileStorage::open(RealFs, FileStorageOptions::new(&dir, &dir)).unwrap();
+            start_observed(
+                ServerConfig::standalone(0, &dir),
+                Box::new(storage),
+                Arc::new(SystemClock),
+                Some(hook),
+            )
+        };
+        let take = || std::mem::take(&mut *seen.lock().unwrap());
+
+        let server = start().await.unwrap();
+        assert_eq!(
+            take(),
+            vec![Observation::TreeLoaded {
+                source: TreeSource::Startup,
+                zxid: 0,
+                digest: DataTree::new().digest(),
+            }]
+        );
+        let client = Client::connect(
+            &server.local_addr().to_string(),
+            ClientOptions::with_timeout(Duration::from_secs(4)),
+        )
+        .await
+        .unwrap();
+        let (_, stat) = client
+            .create("/x", b"1", &Acl::open_unsafe(), CreateMode::Persistent)
+            .await
+            .unwrap();
+        server.shutdown().await.unwrap();
+        drop(client);
+
+        let server = start().await.unwrap();
+        match take().as_slice() {
+            [Observation::TreeLoaded {
+                source: TreeSource::Startup,
+                zxid,
+                digest,
+            }] => {
+                assert!(*zxid >= stat.czxid, "recovered 0x{zxid:x}");
+                assert_ne!(*digest, DataTree::new().digest());
+            }
+            other => panic!("expected one start-up TreeLoaded, got {other:?}"),
+        }
+        server.shutdown().await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn fnv1a_known_vectors() {

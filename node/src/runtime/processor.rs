@@ -246,6 +246,18 @@ impl Processor {
         self.observer = observer;
     }
 
+    /// Reports the whole tree's state (zxid, digest) to the observer, if one is installed:
+    /// called whenever the tree was replaced rather than advanced by a commit.
+    pub(crate) fn observe_tree_loaded(&self, source: super::observe::TreeSource) {
+        if let Some(observe) = &self.observer {
+            observe(super::observe::Observation::TreeLoaded {
+                source,
+                zxid: self.tree.last_processed_zxid(),
+                digest: self.tree.digest(),
+            });
+        }
+    }
+
     /// The server's role as the 4lw report it.
     pub fn mode_name(&self) -> &'static str {
         use crate::core::Role;

@@ -113,6 +113,10 @@ pub struct Replica {
     pub(super) next_sync: u64,
     /// Sessions with client activity since the last tick (learners report them).
     pub(super) touched: BTreeSet<SessionId>,
+    /// Deliberately broken (sim bites test): this server has been an observer in
+    /// broadcast, and lost its leader since (then it never rejoins).
+    #[cfg(feature = "broken-observer-never-rejoins")]
+    pub(super) broken_observed: (bool, bool),
 }
 
 impl Replica {
@@ -125,6 +129,8 @@ impl Replica {
             syncs: BTreeMap::new(),
             next_sync: 1,
             touched: BTreeSet::new(),
+            #[cfg(feature = "broken-observer-never-rejoins")]
+            broken_observed: (false, false),
         }
     }
 
@@ -145,6 +151,13 @@ impl Processor {
     /// Reacts to the peer transport.
     pub(super) fn on_peer_event(&mut self, ev: PeerEvent) -> Result<(), Fatal> {
         let r = self.replica();
+        // Deliberately broken (sim bites test): an observer that lost its leader stops
+        // hearing its peers, so it stays looking forever, serving nobody and applying
+        // nothing. Only the liveness phase's convergence check can see it.
+        #[cfg(feature = "broken-observer-never-rejoins")]
+        if r.broken_observed.1 {
+            return Ok(());
+        }
         match ev {
             PeerEvent::Connected(sid) => r.zab.peer_connected(sid),
             PeerEvent::Disconnected(sid) => r.zab.peer_disconnected(sid),
@@ -503,6 +516,7 @@ impl Processor {
                     .map_err(|e| Fatal(format!("cannot reload the tree: {e}")))?;
                 self.reset_state(rec.tree, rec.sessions);
                 self.last_logged = rec.last_logged;
+                self.observe_tree_loaded(crate::runtime::observe::TreeSource::Trunc);
             }
             PersistAction::SetAcceptedEpoch(e) => self
                 .storage
@@ -522,6 +536,7 @@ impl Processor {
                     .map_err(|e| fatal("cannot save the snapshot", e))?;
                 self.reset_state(tree, sessions);
                 self.last_logged = zxid;
+                self.observe_tree_loaded(crate::runtime::observe::TreeSource::Snap);
             }
         }
         Ok(false)
@@ -576,6 +591,15 @@ impl Processor {
         match ev {
             Event::RoleChanged(role) => {
                 tracing::info!("role changed: {role:?}");
+                #[cfg(feature = "broken-observer-never-rejoins")]
+                {
+                    let b = &mut self.replica().broken_observed;
+                    match role {
+                        Role::Observing { .. } => b.0 = true,
+                        Role::Looking if b.0 => b.1 = true,
+                        _ => {}
+                    }
+                }
                 // Clients reconnect (to this server once it serves again, or another);
                 // requests in flight are answered by their sessions' reconnection.
                 let conns: Vec<ConnId> = self.conns.keys().copied().collect();

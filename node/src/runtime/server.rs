@@ -181,7 +181,8 @@ pub async fn start(
 }
 
 /// [`start`] with an observation hook (test harnesses: the simulator's global checks),
-/// called on the processor's task for each established leadership and applied commit.
+/// called on the processor's task for each established leadership, applied commit and
+/// tree load (the first one: the tree recovered at start-up).
 pub async fn start_observed(
     config: ServerConfig,
     mut storage: Box<dyn Storage + Send>,
@@ -217,6 +218,7 @@ pub async fn start_observed(
         replica,
     );
     processor.set_observer(observer);
+    processor.observe_tree_loaded(super::observe::TreeSource::Startup);
     let processor = tokio::spawn(processor.run(rx, peer_rx, shutdown_rx));
 
     let counts = IpCounts::default();

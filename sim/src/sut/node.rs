@@ -44,6 +44,10 @@ pub struct NodeTiming {
     pub snap_count: u64,
     /// Autopurge at every start (`autopurge.purgeInterval=1`, `snapRetainCount=3`).
     pub autopurge: bool,
+    /// `initLimit` in ticks.
+    pub init_limit: u32,
+    /// `syncLimit` in ticks.
+    pub sync_limit: u32,
 }
 
 /// The ZAB quorum port of every simulated server.
@@ -65,6 +69,8 @@ pub async fn serve(
     let mut config = ServerConfig::standalone(CLIENT_PORT, &data_dir);
     config.client_port_address = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
     config.tick_time_ms = timing.tick_ms;
+    config.init_limit = timing.init_limit;
+    config.sync_limit = timing.sync_limit;
     config.min_session_timeout_ms = (2 * timing.tick_ms) as i32;
     config.max_session_timeout_ms = (20 * timing.tick_ms) as i32;
     config.max_client_cnxns = 0;
@@ -95,6 +101,13 @@ pub async fn serve(
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(server = index, "storage refused to open: {e}");
+            let at_ms = (madsim::time::Instant::now() - start).as_millis() as u64;
+            let reason = format!("storage refused to open: {e}");
+            observer.observe(
+                at_ms,
+                index,
+                crate::judge::Observed::RefusedStart { reason },
+            );
             return;
         }
     };
@@ -105,7 +118,9 @@ pub async fn serve(
         start,
     });
     // The node's observation hook feeds the global checks (one leader per epoch, one txn
-    // per zxid, committed zxid monotonic, same digest per zxid).
+    // per zxid, committed zxid monotonic, same digest per zxid) and tells the convergence
+    // check each server's current tree (after every commit and every tree load).
+    let refusals = observer.clone();
     let hook: zabkeeper::runtime::ObserverFn = Arc::new(move |o| {
         use crate::judge::Observed;
         use zabkeeper::runtime::Observation;
@@ -122,6 +137,19 @@ pub async fn serve(
                 observer.observe(at_ms, index, Observed::Committed { zxid, txn_hash });
                 observer.observe(at_ms, index, Observed::Digest { zxid, digest });
             }
+            Observation::TreeLoaded {
+                source,
+                zxid,
+                digest,
+            } => observer.observe(
+                at_ms,
+                index,
+                Observed::TreeLoaded {
+                    source: source.name().into(),
+                    zxid,
+                    digest,
+                },
+            ),
         }
     });
     match zabkeeper::runtime::start_observed(config, storage, clock, Some(hook)).await {
@@ -130,7 +158,16 @@ pub async fn serve(
                 tracing::warn!(server = index, "server stopped: {e:?}");
             }
         }
-        Err(e) => tracing::warn!(server = index, "server refused to start: {e:#}"),
+        Err(e) => {
+            tracing::warn!(server = index, "server refused to start: {e:#}");
+            let at_ms = (madsim::time::Instant::now() - start).as_millis() as u64;
+            let reason = format!("server refused to start: {e:#}");
+            refusals.observe(
+                at_ms,
+                index,
+                crate::judge::Observed::RefusedStart { reason },
+            );
+        }
     }
 }
 
