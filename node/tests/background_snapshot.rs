@@ -20,8 +20,8 @@ use zabkeeper::runtime::{self, recovery, ServerConfig, SystemClock};
 use zabkeeper::state::tree::DataTree;
 use zabkeeper::state::txn::{Txn, TxnBody};
 use zabkeeper::storage::{
-    format, Epochs, FileStorage, FileStorageOptions, RealFs, Recovered, SnapshotWriter, Storage,
-    StorageError,
+    format, FileStorage, FileStorageOptions, RealFs, SnapshotWriter, Storage, StorageError,
+    StorageLayer,
 };
 use zabkeeper::types::{SessionId, Zxid};
 
@@ -90,24 +90,13 @@ struct GatedStorage {
     gate: Arc<Gate>,
 }
 
-impl Storage for GatedStorage {
-    fn append(&mut self, zxid: Zxid, txn: &[u8]) -> Result<(), StorageError> {
-        self.inner.append(zxid, txn)
+impl StorageLayer for GatedStorage {
+    type Inner = FileStorage<RealFs>;
+    fn inner(&self) -> &Self::Inner {
+        &self.inner
     }
-    fn sync(&mut self) -> Result<Zxid, StorageError> {
-        self.inner.sync()
-    }
-    fn last_logged_zxid(&self) -> Zxid {
-        self.inner.last_logged_zxid()
-    }
-    fn read_txns_after(&mut self, zxid: Zxid) -> Result<Vec<(Zxid, Vec<u8>)>, StorageError> {
-        self.inner.read_txns_after(zxid)
-    }
-    fn truncate_after(&mut self, zxid: Zxid) -> Result<(), StorageError> {
-        self.inner.truncate_after(zxid)
-    }
-    fn write_snapshot(&mut self, zxid: Zxid, bytes: &[u8]) -> Result<(), StorageError> {
-        self.inner.write_snapshot(zxid, bytes)
+    fn inner_mut(&mut self) -> &mut Self::Inner {
+        &mut self.inner
     }
     fn begin_snapshot(&mut self, zxid: Zxid) -> Result<Box<dyn SnapshotWriter>, StorageError> {
         let inner = self.inner.begin_snapshot(zxid)?;
@@ -116,27 +105,6 @@ impl Storage for GatedStorage {
             inner,
             gate: self.gate.clone(),
         }))
-    }
-    fn snapshot_written(&mut self, zxid: Zxid) {
-        self.inner.snapshot_written(zxid)
-    }
-    fn load_newest_snapshot(&mut self) -> Result<Option<(Zxid, Vec<u8>)>, StorageError> {
-        self.inner.load_newest_snapshot()
-    }
-    fn purge(&mut self, retain_snapshots: usize) -> Result<(), StorageError> {
-        self.inner.purge(retain_snapshots)
-    }
-    fn epochs(&self) -> Epochs {
-        self.inner.epochs()
-    }
-    fn set_accepted_epoch(&mut self, epoch: u32) -> Result<(), StorageError> {
-        self.inner.set_accepted_epoch(epoch)
-    }
-    fn set_current_epoch(&mut self, epoch: u32) -> Result<(), StorageError> {
-        self.inner.set_current_epoch(epoch)
-    }
-    fn recover(&mut self) -> Result<Recovered, StorageError> {
-        self.inner.recover()
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use zabkeeper::runtime::{self, ServerConfig, SystemClock};
 use zabkeeper::storage::{
-    Epochs, FileStorage, FileStorageOptions, RealFs, Recovered, Storage, StorageError,
+    FileStorage, FileStorageOptions, RealFs, Storage, StorageError, StorageLayer,
 };
 use zabkeeper::types::Zxid;
 
@@ -78,7 +78,17 @@ struct JournaledStorage {
     shared: Arc<Shared>,
 }
 
-impl Storage for JournaledStorage {
+impl StorageLayer for JournaledStorage {
+    type Inner = FileStorage<RealFs>;
+
+    fn inner(&self) -> &Self::Inner {
+        &self.inner
+    }
+
+    fn inner_mut(&mut self) -> &mut Self::Inner {
+        &mut self.inner
+    }
+
     fn append(&mut self, zxid: Zxid, txn: &[u8]) -> Result<(), StorageError> {
         self.shared.record(Event::Append(zxid));
         self.inner.append(zxid, txn)
@@ -99,56 +109,6 @@ impl Storage for JournaledStorage {
         let durable = self.inner.sync()?;
         self.shared.record(Event::SyncDone(durable));
         Ok(durable)
-    }
-
-    fn last_logged_zxid(&self) -> Zxid {
-        self.inner.last_logged_zxid()
-    }
-
-    fn read_txns_after(&mut self, zxid: Zxid) -> Result<Vec<(Zxid, Vec<u8>)>, StorageError> {
-        self.inner.read_txns_after(zxid)
-    }
-
-    fn truncate_after(&mut self, zxid: Zxid) -> Result<(), StorageError> {
-        self.inner.truncate_after(zxid)
-    }
-
-    fn write_snapshot(&mut self, zxid: Zxid, bytes: &[u8]) -> Result<(), StorageError> {
-        self.inner.write_snapshot(zxid, bytes)
-    }
-
-    fn begin_snapshot(
-        &mut self,
-        zxid: Zxid,
-    ) -> Result<Box<dyn zabkeeper::storage::SnapshotWriter>, StorageError> {
-        self.inner.begin_snapshot(zxid)
-    }
-    fn snapshot_written(&mut self, zxid: Zxid) {
-        self.inner.snapshot_written(zxid)
-    }
-
-    fn load_newest_snapshot(&mut self) -> Result<Option<(Zxid, Vec<u8>)>, StorageError> {
-        self.inner.load_newest_snapshot()
-    }
-
-    fn purge(&mut self, retain_snapshots: usize) -> Result<(), StorageError> {
-        self.inner.purge(retain_snapshots)
-    }
-
-    fn epochs(&self) -> Epochs {
-        self.inner.epochs()
-    }
-
-    fn set_accepted_epoch(&mut self, epoch: u32) -> Result<(), StorageError> {
-        self.inner.set_accepted_epoch(epoch)
-    }
-
-    fn set_current_epoch(&mut self, epoch: u32) -> Result<(), StorageError> {
-        self.inner.set_current_epoch(epoch)
-    }
-
-    fn recover(&mut self) -> Result<Recovered, StorageError> {
-        self.inner.recover()
     }
 }
 

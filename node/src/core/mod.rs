@@ -96,6 +96,10 @@ pub use crate::proto::peer::{
 };
 use crate::types::{zxid_counter, zxid_epoch, SessionId, Zxid};
 
+/// How many of the newest committed txns a server keeps in memory to offer a learner a
+/// DIFF (ZooKeeper's committedLog), unless configured otherwise.
+pub const DEFAULT_COMMITTED_LOG_WINDOW: usize = 500;
+
 /// The configuration of one server's ZAB core. Every bound lives here.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZabConfig {
@@ -158,7 +162,7 @@ impl ZabConfig {
             election_resend: 2,
             election_resend_max: 30,
             max_outstanding_proposals: 1000,
-            committed_log_window: 500,
+            committed_log_window: DEFAULT_COMMITTED_LOG_WINDOW,
             max_txn_bytes: 0xfffff,
             max_frame_bytes: 64 << 20,
             max_pending_syncs: 1000,

@@ -29,7 +29,7 @@ pub struct Recovered {
 }
 
 /// How many of the newest txns recovery keeps for ZAB's committed-log window.
-pub const LOG_TAIL: usize = 500;
+pub const LOG_TAIL: usize = crate::core::DEFAULT_COMMITTED_LOG_WINDOW;
 
 /// Serializes the session table and the tree (both at the tree's zxid).
 pub fn encode_snapshot(tree: &DataTree, sessions: &SessionTracker) -> Vec<u8> {

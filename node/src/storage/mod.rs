@@ -132,6 +132,121 @@ pub trait Storage {
     fn recover(&mut self) -> Result<Recovered, StorageError>;
 }
 
+/// A [`Storage`] wrapped around another one, forwarding every call to it: a wrapper that
+/// watches or intercepts a few calls (a test's journal or gate, the simulator's
+/// deliberately broken builds) implements [`StorageLayer::inner`] and
+/// [`StorageLayer::inner_mut`] and overrides only those calls; it is a [`Storage`] through
+/// the blanket implementation.
+pub trait StorageLayer {
+    /// The storage calls are forwarded to.
+    type Inner: Storage + ?Sized;
+    /// The inner storage.
+    fn inner(&self) -> &Self::Inner;
+    /// The inner storage, mutably.
+    fn inner_mut(&mut self) -> &mut Self::Inner;
+    /// Forwards [`Storage::append`].
+    fn append(&mut self, zxid: Zxid, txn: &[u8]) -> Result<(), StorageError> {
+        self.inner_mut().append(zxid, txn)
+    }
+    /// Forwards [`Storage::sync`].
+    fn sync(&mut self) -> Result<Zxid, StorageError> {
+        self.inner_mut().sync()
+    }
+    /// Forwards [`Storage::last_logged_zxid`].
+    fn last_logged_zxid(&self) -> Zxid {
+        self.inner().last_logged_zxid()
+    }
+    /// Forwards [`Storage::read_txns_after`].
+    fn read_txns_after(&mut self, zxid: Zxid) -> Result<Vec<(Zxid, Vec<u8>)>, StorageError> {
+        self.inner_mut().read_txns_after(zxid)
+    }
+    /// Forwards [`Storage::truncate_after`].
+    fn truncate_after(&mut self, zxid: Zxid) -> Result<(), StorageError> {
+        self.inner_mut().truncate_after(zxid)
+    }
+    /// Forwards [`Storage::write_snapshot`].
+    fn write_snapshot(&mut self, zxid: Zxid, bytes: &[u8]) -> Result<(), StorageError> {
+        self.inner_mut().write_snapshot(zxid, bytes)
+    }
+    /// Forwards [`Storage::begin_snapshot`].
+    fn begin_snapshot(&mut self, zxid: Zxid) -> Result<Box<dyn SnapshotWriter>, StorageError> {
+        self.inner_mut().begin_snapshot(zxid)
+    }
+    /// Forwards [`Storage::snapshot_written`].
+    fn snapshot_written(&mut self, zxid: Zxid) {
+        self.inner_mut().snapshot_written(zxid)
+    }
+    /// Forwards [`Storage::load_newest_snapshot`].
+    fn load_newest_snapshot(&mut self) -> Result<Option<(Zxid, Vec<u8>)>, StorageError> {
+        self.inner_mut().load_newest_snapshot()
+    }
+    /// Forwards [`Storage::purge`].
+    fn purge(&mut self, retain_snapshots: usize) -> Result<(), StorageError> {
+        self.inner_mut().purge(retain_snapshots)
+    }
+    /// Forwards [`Storage::epochs`].
+    fn epochs(&self) -> Epochs {
+        self.inner().epochs()
+    }
+    /// Forwards [`Storage::set_accepted_epoch`].
+    fn set_accepted_epoch(&mut self, epoch: u32) -> Result<(), StorageError> {
+        self.inner_mut().set_accepted_epoch(epoch)
+    }
+    /// Forwards [`Storage::set_current_epoch`].
+    fn set_current_epoch(&mut self, epoch: u32) -> Result<(), StorageError> {
+        self.inner_mut().set_current_epoch(epoch)
+    }
+    /// Forwards [`Storage::recover`].
+    fn recover(&mut self) -> Result<Recovered, StorageError> {
+        self.inner_mut().recover()
+    }
+}
+
+impl<L: StorageLayer> Storage for L {
+    fn append(&mut self, zxid: Zxid, txn: &[u8]) -> Result<(), StorageError> {
+        StorageLayer::append(self, zxid, txn)
+    }
+    fn sync(&mut self) -> Result<Zxid, StorageError> {
+        StorageLayer::sync(self)
+    }
+    fn last_logged_zxid(&self) -> Zxid {
+        StorageLayer::last_logged_zxid(self)
+    }
+    fn read_txns_after(&mut self, zxid: Zxid) -> Result<Vec<(Zxid, Vec<u8>)>, StorageError> {
+        StorageLayer::read_txns_after(self, zxid)
+    }
+    fn truncate_after(&mut self, zxid: Zxid) -> Result<(), StorageError> {
+        StorageLayer::truncate_after(self, zxid)
+    }
+    fn write_snapshot(&mut self, zxid: Zxid, bytes: &[u8]) -> Result<(), StorageError> {
+        StorageLayer::write_snapshot(self, zxid, bytes)
+    }
+    fn begin_snapshot(&mut self, zxid: Zxid) -> Result<Box<dyn SnapshotWriter>, StorageError> {
+        StorageLayer::begin_snapshot(self, zxid)
+    }
+    fn snapshot_written(&mut self, zxid: Zxid) {
+        StorageLayer::snapshot_written(self, zxid)
+    }
+    fn load_newest_snapshot(&mut self) -> Result<Option<(Zxid, Vec<u8>)>, StorageError> {
+        StorageLayer::load_newest_snapshot(self)
+    }
+    fn purge(&mut self, retain_snapshots: usize) -> Result<(), StorageError> {
+        StorageLayer::purge(self, retain_snapshots)
+    }
+    fn epochs(&self) -> Epochs {
+        StorageLayer::epochs(self)
+    }
+    fn set_accepted_epoch(&mut self, epoch: u32) -> Result<(), StorageError> {
+        StorageLayer::set_accepted_epoch(self, epoch)
+    }
+    fn set_current_epoch(&mut self, epoch: u32) -> Result<(), StorageError> {
+        StorageLayer::set_current_epoch(self, epoch)
+    }
+    fn recover(&mut self) -> Result<Recovered, StorageError> {
+        StorageLayer::recover(self)
+    }
+}
+
 /// Writes one snapshot on any thread; see [`Storage::begin_snapshot`].
 pub trait SnapshotWriter: Send {
     /// The zxid the snapshot holds.

@@ -404,7 +404,7 @@ impl NodeConn {
 ///
 /// Without those features [`wrap`] returns the storage unchanged.
 mod broken {
-    use zabkeeper::storage::{Epochs, Recovered, Storage, StorageError};
+    use zabkeeper::storage::{Recovered, Storage, StorageError, StorageLayer};
     use zabkeeper::types::Zxid;
 
     /// Box the storage, wrapped if a broken-node feature is on.
@@ -424,9 +424,13 @@ mod broken {
         syncs: u64,
     }
 
-    impl<S: Storage> Storage for Broken<S> {
-        fn append(&mut self, zxid: Zxid, txn: &[u8]) -> Result<(), StorageError> {
-            self.inner.append(zxid, txn)
+    impl<S: Storage> StorageLayer for Broken<S> {
+        type Inner = S;
+        fn inner(&self) -> &S {
+            &self.inner
+        }
+        fn inner_mut(&mut self) -> &mut S {
+            &mut self.inner
         }
         fn sync(&mut self) -> Result<Zxid, StorageError> {
             self.syncs += 1;
@@ -435,42 +439,6 @@ mod broken {
                 return Ok(self.inner.last_logged_zxid());
             }
             self.inner.sync()
-        }
-        fn last_logged_zxid(&self) -> Zxid {
-            self.inner.last_logged_zxid()
-        }
-        fn read_txns_after(&mut self, zxid: Zxid) -> Result<Vec<(Zxid, Vec<u8>)>, StorageError> {
-            self.inner.read_txns_after(zxid)
-        }
-        fn truncate_after(&mut self, zxid: Zxid) -> Result<(), StorageError> {
-            self.inner.truncate_after(zxid)
-        }
-        fn write_snapshot(&mut self, zxid: Zxid, bytes: &[u8]) -> Result<(), StorageError> {
-            self.inner.write_snapshot(zxid, bytes)
-        }
-        fn begin_snapshot(
-            &mut self,
-            zxid: Zxid,
-        ) -> Result<Box<dyn zabkeeper::storage::SnapshotWriter>, StorageError> {
-            self.inner.begin_snapshot(zxid)
-        }
-        fn snapshot_written(&mut self, zxid: Zxid) {
-            self.inner.snapshot_written(zxid)
-        }
-        fn load_newest_snapshot(&mut self) -> Result<Option<(Zxid, Vec<u8>)>, StorageError> {
-            self.inner.load_newest_snapshot()
-        }
-        fn purge(&mut self, retain_snapshots: usize) -> Result<(), StorageError> {
-            self.inner.purge(retain_snapshots)
-        }
-        fn epochs(&self) -> Epochs {
-            self.inner.epochs()
-        }
-        fn set_accepted_epoch(&mut self, epoch: u32) -> Result<(), StorageError> {
-            self.inner.set_accepted_epoch(epoch)
-        }
-        fn set_current_epoch(&mut self, epoch: u32) -> Result<(), StorageError> {
-            self.inner.set_current_epoch(epoch)
         }
         fn recover(&mut self) -> Result<Recovered, StorageError> {
             let mut r = self.inner.recover()?;
