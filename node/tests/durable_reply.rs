@@ -125,7 +125,27 @@ fn config(dir: &PathBuf) -> ServerConfig {
     config.min_session_timeout_ms = 400;
     config.max_session_timeout_ms = 4000;
     assert!(config.force_sync, "forceSync is on by default");
+    config.four_letter_words = vec!["*".to_string()];
     config
+}
+
+/// Sends a four-letter word and returns the answer.
+async fn four_letter(addr: std::net::SocketAddr, cmd: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(cmd.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// The value of `key` in `mntr` output.
+fn mntr_value(mntr: &str, key: &str) -> f64 {
+    mntr.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('\t'))
+        .unwrap_or_else(|| panic!("no {key} in {mntr}"))
+        .parse()
+        .unwrap()
 }
 
 async fn start(dir: &PathBuf, shared: &Arc<Shared>) -> runtime::ServerHandle {
@@ -221,6 +241,57 @@ async fn write_reply_waits_for_the_fsync_of_its_txn() {
     let tail = &journal[before..];
     assert!(tail.contains(&Event::Append(zxid)));
     assert_eq!(assert_replies_follow_their_sync(&journal), 1);
+    drop(client);
+    server.shutdown().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `mntr` and `srvr` report request latency: a write held 300 ms at its fsync shows up
+/// as the maximum; `srst` resets the counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_letter_words_report_the_latency_of_a_write_held_at_fsync() {
+    let dir = temp_dir("durable-reply-latency");
+    let shared = Arc::new(Shared::default());
+    let server = start(&dir, &shared).await;
+    let addr = server.local_addr();
+    let client = zookeeper_client::Client::connect(&addr.to_string())
+        .await
+        .unwrap();
+    client.create("/fast", b"", &persistent()).await.unwrap();
+    let before = four_letter(addr, "mntr").await;
+    assert!(mntr_value(&before, "zk_max_latency") < 300.0, "{before}");
+
+    let _open_on_exit = OpenGateOnDrop(shared.clone());
+    shared.set_gate(true, false);
+    let write = tokio::spawn({
+        let client = client.clone();
+        async move { client.create("/slow", b"", &persistent()).await }
+    });
+    wait_for("the write to reach its fsync", || {
+        shared.journal().ends_with(&[Event::SyncStart])
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shared.set_gate(false, false);
+    write.await.unwrap().unwrap();
+
+    let mntr = four_letter(addr, "mntr").await;
+    let (min, avg, max) = (
+        mntr_value(&mntr, "zk_min_latency"),
+        mntr_value(&mntr, "zk_avg_latency"),
+        mntr_value(&mntr, "zk_max_latency"),
+    );
+    assert!(max >= 300.0, "{mntr}");
+    assert!(min <= avg && avg <= max && avg > 0.0, "{mntr}");
+    let srvr = four_letter(addr, "srvr").await;
+    assert!(
+        srvr.contains(&format!("Latency min/avg/max: {min}/")),
+        "{srvr}"
+    );
+    assert_eq!(four_letter(addr, "srst").await, "Server stats reset.\n");
+    let after = four_letter(addr, "mntr").await;
+    assert_eq!(mntr_value(&after, "zk_max_latency"), 0.0, "{after}");
+    assert_eq!(mntr_value(&after, "zk_packets_received"), 0.0, "{after}");
     drop(client);
     server.shutdown().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);

@@ -138,6 +138,25 @@ def write_nodes(server, prefix, count, start=0):
         close(zk)
 
 
+def write_until_snapshots(server, prefix, wanted, start=0, limit=2000):
+    """Creates nodes as write_nodes does until the data dir holds `wanted` snapshots.
+    Snapshots are written in the background, so how many a given number of writes yields
+    depends on timing; tests that need several ask for them this way."""
+    zk = client(server)
+    try:
+        zk.ensure_path(prefix)
+        paths = []
+        for i in range(start, start + limit):
+            p = f"{prefix}/n-{i}"
+            zk.create(p, f"v{i}".encode())
+            paths.append(p)
+            if len(snapshots(server)) >= wanted:
+                return paths
+        raise AssertionError(f"{limit} writes left {len(snapshots(server))} snapshots")
+    finally:
+        close(zk)
+
+
 def assert_nodes(server, paths):
     zk = client(server)
     try:
@@ -309,7 +328,7 @@ def test_torn_tail_is_repaired_and_acknowledged_writes_survive(make_server, dama
 @pytest.mark.parametrize("damage", ["truncate", "bit-rot"])
 def test_damaged_newest_snapshot_falls_back_when_the_log_covers_it(make_server, damage):
     s = make_server(config_lines=SNAP_CONFIG).start()
-    paths = write_nodes(s, "/snap", 40)
+    paths = write_until_snapshots(s, "/snap", 3)
     s.stop()
     snaps = snapshots(s)
     assert len(snaps) >= 3, snaps
@@ -331,7 +350,8 @@ def purged_history(make_server):
     paths = []
     for round_ in range(3):
         s.start()
-        paths += write_nodes(s, "/purge", 40, start=40 * round_)
+        # three snapshots per round: the next start's autopurge keeps only this round's
+        paths += write_until_snapshots(s, "/purge", len(snapshots(s)) + 3, start=len(paths))
         s.stop()
     first_log = logs(s)[0]
     assert not first_log.endswith("log.1"), "autopurge should have removed the first log"

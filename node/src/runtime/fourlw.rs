@@ -14,7 +14,7 @@ pub fn version() -> String {
 }
 
 /// Answers one four-letter word, or explains that it is not allowed.
-pub fn answer(p: &Processor, cmd: &str) -> String {
+pub fn answer(p: &mut Processor, cmd: &str) -> String {
     if !p.config.four_letter_word_allowed(cmd) {
         return format!("{cmd} is not executed because it is not in the whitelist.\n");
     }
@@ -41,7 +41,14 @@ pub fn answer(p: &Processor, cmd: &str) -> String {
                 }
                 out.push('\n');
             }
-            let _ = writeln!(out, "Latency min/avg/max: 0/0.0/0");
+            let l = &p.stats.latency;
+            let _ = writeln!(
+                out,
+                "Latency min/avg/max: {}/{:.4}/{}",
+                l.min(),
+                l.avg(),
+                l.max()
+            );
             let _ = writeln!(out, "Received: {}", p.stats.received);
             let _ = writeln!(out, "Sent: {}", p.stats.sent);
             let _ = writeln!(out, "Connections: {}", p.conns.len());
@@ -58,9 +65,9 @@ pub fn answer(p: &Processor, cmd: &str) -> String {
             let kv: Vec<(&str, String)> = vec![
                 ("zk_version", version()),
                 ("zk_server_state", mode.to_string()),
-                ("zk_avg_latency", "0.0".into()),
-                ("zk_max_latency", "0".into()),
-                ("zk_min_latency", "0".into()),
+                ("zk_avg_latency", format!("{:.4}", p.stats.latency.avg())),
+                ("zk_max_latency", p.stats.latency.max().to_string()),
+                ("zk_min_latency", p.stats.latency.min().to_string()),
                 ("zk_packets_received", p.stats.received.to_string()),
                 ("zk_packets_sent", p.stats.sent.to_string()),
                 ("zk_num_alive_connections", p.conns.len().to_string()),
@@ -206,8 +213,19 @@ pub fn answer(p: &Processor, cmd: &str) -> String {
             let _ = writeln!(out, "datadir_size: 0");
             let _ = writeln!(out, "logdir_size: 0");
         }
-        "crst" => out.push_str("Connection stats reset.\n"),
-        "srst" => out.push_str("Server stats reset.\n"),
+        "crst" => {
+            for c in p.conns.values_mut() {
+                c.received = 0;
+                c.sent = 0;
+                c.last_zxid = 0;
+                c.last_op = "NA";
+            }
+            out.push_str("Connection stats reset.\n");
+        }
+        "srst" => {
+            p.stats.reset();
+            out.push_str("Server stats reset.\n");
+        }
         _ => {
             let _ = writeln!(out, "{cmd} is not supported by zabkeeper.");
         }

@@ -9,7 +9,7 @@
 //! precedes any reply that shows its change. Standalone is an ensemble of one:
 //! the replicated ensemble reuses `prepare_write` and `apply_committed`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -96,7 +96,14 @@ pub(crate) struct Conn {
     pub last_op: &'static str,
     /// Whether the client sent the readOnly byte (and so expects it back).
     pub read_only_present: bool,
+    /// Requests not answered yet: xid and the time the processor took them (ms), for the
+    /// latency statistics. Replies come in request order.
+    pub pending: VecDeque<(i32, u64)>,
 }
+
+/// Requests per connection whose arrival time is kept for the latency statistics; beyond
+/// this, the oldest are no longer measured.
+const LATENCY_TRACKED: usize = 1024;
 
 /// Where a write came from and how to answer it.
 #[derive(Clone, Debug)]
@@ -134,6 +141,8 @@ enum Work {
     },
     Reply {
         conn: ConnId,
+        /// The request's xid; `None` for a frame that answers no request (an event).
+        xid: Option<i32>,
         frame: Bytes,
         then_close: bool,
     },
@@ -395,6 +404,7 @@ impl Processor {
                     };
                     work.push(Work::Reply {
                         conn,
+                        xid: Some(xid),
                         frame: encode_reply(&header, &Response::Empty),
                         then_close: false,
                     });
@@ -451,6 +461,7 @@ impl Processor {
                             last_zxid: 0,
                             last_op: "NA",
                             read_only_present: request.read_only_present,
+                            pending: VecDeque::new(),
                         },
                     );
                     self.stats.received += 1;
@@ -467,6 +478,10 @@ impl Processor {
                         continue;
                     };
                     c.received += 1;
+                    if c.pending.len() == LATENCY_TRACKED {
+                        c.pending.pop_front();
+                    }
+                    c.pending.push_back((xid, self.clock.now_ms() as u64));
                     let session = c.session;
                     if session == 0 {
                         continue;
@@ -508,10 +523,14 @@ impl Processor {
                 Work::Apply { origin, txn } => self.apply(origin, txn)?,
                 Work::Reply {
                     conn,
+                    xid,
                     frame,
                     then_close,
                 } => {
-                    self.send(conn, frame);
+                    match xid {
+                        Some(xid) => self.reply(conn, xid, frame),
+                        None => self.send(conn, frame),
+                    }
                     if then_close {
                         self.close_conn(conn);
                     }
@@ -734,12 +753,14 @@ impl Processor {
                     let frame = reply(ErrorCode::AuthFailed);
                     work.push(Work::Reply {
                         conn,
+                        xid: Some(xid::AUTH),
                         frame,
                         then_close: false,
                     });
                     let frame = encode_event(&ev);
                     work.push(Work::Reply {
                         conn,
+                        xid: None,
                         frame,
                         then_close: true,
                     });
@@ -755,6 +776,7 @@ impl Processor {
                 let frame = reply(ErrorCode::Ok);
                 work.push(Work::Reply {
                     conn,
+                    xid: Some(xid::AUTH),
                     frame,
                     then_close: false,
                 });
@@ -840,7 +862,7 @@ impl Processor {
                     c.last_zxid = zxid;
                     c.last_op = op_name(op);
                 }
-                self.send(conn, encode_reply(&h, &resp));
+                self.reply(conn, xid, encode_reply(&h, &resp));
                 if matches!(txn.body, TxnBody::CloseSession { .. }) {
                     self.session_conn.remove(&txn.session);
                     self.close_conn(conn);
@@ -1090,7 +1112,7 @@ impl Processor {
             },
             &resp,
         );
-        self.send(conn, frame);
+        self.reply(conn, xid_, frame);
     }
 
     fn set_watches(&mut self, conn: ConnId, req: SetWatches) {
@@ -1122,6 +1144,21 @@ impl Processor {
             read_only_present,
         };
         self.send(conn, resp.encode());
+    }
+
+    /// Queues the reply to request `xid` and records the request's latency.
+    pub(crate) fn reply(&mut self, conn: ConnId, xid: i32, frame: Bytes) {
+        let now = self.clock.now_ms() as u64;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            // Requests ahead of this one that were never answered are not measured.
+            while let Some((pending, since)) = c.pending.pop_front() {
+                if pending == xid {
+                    self.stats.latency.record(now.saturating_sub(since));
+                    break;
+                }
+            }
+        }
+        self.send(conn, frame);
     }
 
     /// Queues a frame for a connection; a client whose queue is full is not

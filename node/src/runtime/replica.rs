@@ -406,7 +406,7 @@ impl Processor {
                     zxid: self.tree.last_processed_zxid(),
                     err: err.code(),
                 };
-                self.send(conn, encode_reply(&header, &Response::Empty));
+                self.reply(conn, xid, encode_reply(&header, &Response::Empty));
                 self.pop_in_flight(session, xid);
             }
             Origin::NewSession { conn, .. } => self.close_conn(conn),
@@ -637,7 +637,7 @@ impl Processor {
                         Some(Origin::Sync { conn, xid, path }) => {
                             let zxid = self.tree.last_processed_zxid();
                             let header = ReplyHeader { xid, zxid, err: 0 };
-                            self.send(conn, encode_reply(&header, &Response::Sync { path }));
+                            self.reply(conn, xid, encode_reply(&header, &Response::Sync { path }));
                         }
                         Some(Origin::QuorumRead {
                             conn,
