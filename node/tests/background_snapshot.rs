@@ -11,11 +11,14 @@
 
 #![cfg(not(madsim))]
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use common::{persistent, temp_dir, wait_for};
 use zabkeeper::runtime::{self, recovery, ServerConfig, SystemClock};
 use zabkeeper::state::tree::DataTree;
 use zabkeeper::state::txn::{Txn, TxnBody};
@@ -108,13 +111,6 @@ impl StorageLayer for GatedStorage {
     }
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("zabkeeper-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn open_storage(dir: &Path) -> FileStorage<RealFs> {
     FileStorage::open(RealFs, FileStorageOptions::new(dir, dir)).unwrap()
 }
@@ -128,10 +124,6 @@ fn snapshot_files_on_disk(dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn persistent() -> zookeeper_client::CreateOptions<'static> {
-    zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all())
 }
 
 /// One writer: creates its node, then alternates setData (with the expected version) and
@@ -178,16 +170,6 @@ fn replay(txns: &[(Zxid, Vec<u8>)], upto: Zxid) -> (DataTree, Vec<(SessionId, i3
         tree.apply(&txn);
     }
     (tree, sessions.into_iter().collect())
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,10 +8,13 @@
 
 #![cfg(not(madsim))]
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use common::{persistent, temp_dir, wait_for};
 use zabkeeper::runtime::{self, ServerConfig, SystemClock};
 use zabkeeper::storage::{
     FileStorage, FileStorageOptions, RealFs, Storage, StorageError, StorageLayer,
@@ -112,13 +115,6 @@ impl StorageLayer for JournaledStorage {
     }
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("zabkeeper-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn config(dir: &PathBuf) -> ServerConfig {
     let mut config = ServerConfig::standalone(0, dir);
     config.tick_time_ms = 200;
@@ -160,10 +156,6 @@ async fn start(dir: &PathBuf, shared: &Arc<Shared>) -> runtime::ServerHandle {
         .unwrap()
 }
 
-fn persistent() -> zookeeper_client::CreateOptions<'static> {
-    zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all())
-}
-
 /// Checks that every reply follows a completed sync covering its zxid, and that the zxid
 /// was appended before that sync started. Returns the number of replies checked.
 fn assert_replies_follow_their_sync(journal: &[Event]) -> usize {
@@ -184,16 +176,6 @@ fn assert_replies_follow_their_sync(journal: &[Event]) -> usize {
         assert!(appended < sync_done);
     }
     replies
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,8 +123,9 @@ def close(zk):
     zk.close()
 
 
-def write_nodes(server, prefix, count, start=0):
-    """Creates `<prefix>/n-<i>` holding `v<i>` for i in [start, start+count); returns the paths."""
+def write_nodes(server, prefix, count, start=0, until=None):
+    """Creates `<prefix>/n-<i>` holding `v<i>` for i in [start, start+count), stopping early
+    once `until()` holds; returns the paths."""
     zk = client(server)
     try:
         zk.ensure_path(prefix)
@@ -133,6 +134,8 @@ def write_nodes(server, prefix, count, start=0):
             p = f"{prefix}/n-{i}"
             zk.create(p, f"v{i}".encode())
             paths.append(p)
+            if until is not None and until():
+                break
         return paths
     finally:
         close(zk)
@@ -142,19 +145,10 @@ def write_until_snapshots(server, prefix, wanted, start=0, limit=2000):
     """Creates nodes as write_nodes does until the data dir holds `wanted` snapshots.
     Snapshots are written in the background, so how many a given number of writes yields
     depends on timing; tests that need several ask for them this way."""
-    zk = client(server)
-    try:
-        zk.ensure_path(prefix)
-        paths = []
-        for i in range(start, start + limit):
-            p = f"{prefix}/n-{i}"
-            zk.create(p, f"v{i}".encode())
-            paths.append(p)
-            if len(snapshots(server)) >= wanted:
-                return paths
-        raise AssertionError(f"{limit} writes left {len(snapshots(server))} snapshots")
-    finally:
-        close(zk)
+    enough = lambda: len(snapshots(server)) >= wanted  # noqa: E731
+    paths = write_nodes(server, prefix, limit, start=start, until=enough)
+    assert enough(), f"{limit} writes left {len(snapshots(server))} snapshots"
+    return paths
 
 
 def assert_nodes(server, paths):

@@ -50,6 +50,23 @@ pub struct NodeTiming {
     pub sync_limit: u32,
 }
 
+/// Logs and reports that server `index` refused to start (its storage or recovery
+/// refused the data on its disk).
+fn refused_start(
+    observer: &crate::judge::Observer,
+    start: madsim::time::Instant,
+    index: usize,
+    reason: String,
+) {
+    tracing::warn!(server = index, "{reason}");
+    let at_ms = (madsim::time::Instant::now() - start).as_millis() as u64;
+    observer.observe(
+        at_ms,
+        index,
+        crate::judge::Observed::RefusedStart { reason },
+    );
+}
+
 /// The ZAB quorum port of every simulated server.
 pub const QUORUM_PORT: u16 = 2888;
 /// The election port of every simulated server.
@@ -100,13 +117,11 @@ pub async fn serve(
     let storage = match FileStorage::open(fs, opts) {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(server = index, "storage refused to open: {e}");
-            let at_ms = (madsim::time::Instant::now() - start).as_millis() as u64;
-            let reason = format!("storage refused to open: {e}");
-            observer.observe(
-                at_ms,
+            refused_start(
+                &observer,
+                start,
                 index,
-                crate::judge::Observed::RefusedStart { reason },
+                format!("storage refused to open: {e}"),
             );
             return;
         }
@@ -159,13 +174,11 @@ pub async fn serve(
             }
         }
         Err(e) => {
-            tracing::warn!(server = index, "server refused to start: {e:#}");
-            let at_ms = (madsim::time::Instant::now() - start).as_millis() as u64;
-            let reason = format!("server refused to start: {e:#}");
-            refusals.observe(
-                at_ms,
+            refused_start(
+                &refusals,
+                start,
                 index,
-                crate::judge::Observed::RefusedStart { reason },
+                format!("server refused to start: {e:#}"),
             );
         }
     }
