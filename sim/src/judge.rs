@@ -1,6 +1,7 @@
 //! Judging a run: the client history (linearizability of register operations per key) and
 //! the global checks over node observations (one leader per epoch, no two servers
-//! committing different txns at one zxid, committed zxid never going backwards).
+//! committing different txns at one zxid, committed zxid never going backwards, a session
+//! told "expired" only after its CloseSession was committed).
 //!
 //! [`judge`] is the single entry point the runner calls. Register linearizability is
 //! judged by the `zabkeeper-check` library ([`register_check`]: model `kv`, one part per
@@ -80,6 +81,13 @@ pub enum Observed {
         /// Why, as the node said it.
         reason: String,
     },
+    /// The server applied a committed CloseSession txn (a client's close or an expiry).
+    SessionClosed {
+        /// The session id, in the history's format (`{:#x}`).
+        session: String,
+        /// The CloseSession txn's zxid.
+        zxid: i64,
+    },
     /// The server replaced its whole tree (start-up recovery, the leader's SNAP, or a
     /// reload after TRUNC); the tree is now at `zxid` with `digest`.
     TreeLoaded {
@@ -154,12 +162,16 @@ impl Observer {
 pub const SEARCH_BUDGET: usize = 300_000;
 
 /// Judge a run's history and observations. Checks, in order: global observation
-/// invariants, the queue, lock, membership and watch checks, then linearizability of
+/// invariants, session expiry answered only after a committed CloseSession, the queue, lock, membership and watch checks, then linearizability of
 /// register operations per key. With `replicated`, plain reads are served by the
 /// connected server and may be stale (ZooKeeper's contract), so only reads made after a
 /// `sync` (`result.sync`) take part in the linearizability check.
 pub fn judge(history: &[HistoryEvent], observations: &[Observation], replicated: bool) -> Verdict {
     let v = check_observations(observations);
+    if v != Verdict::Pass {
+        return v;
+    }
+    let v = expiry_check(history, observations);
     if v != Verdict::Pass {
         return v;
     }
@@ -584,7 +596,57 @@ pub fn check_observations(obs: &[Observation]) -> Verdict {
                 }
                 digests.insert(*zxid, (*digest, o.server));
             }
-            Observed::RefusedStart { .. } => {}
+            Observed::RefusedStart { .. } | Observed::SessionClosed { .. } => {}
+        }
+    }
+    Verdict::Pass
+}
+
+/// Session-expiry check: a client is told its session expired (`SessionExpired`) only if
+/// some server had applied that session's committed CloseSession by then
+/// ([`Observed::SessionClosed`]). A server that answers a reconnect "expired" from a
+/// session table that lags behind the ensemble (a learner that has not applied the
+/// session's CreateSession yet) ends a live session: its ephemerals vanish and the locks
+/// and elections built on them break, with no CloseSession anywhere.
+///
+/// The history records the expiry when the client's next operation completes, so the
+/// recorded time is at or after the server's answer; the answer in turn comes after the
+/// commit, so the check never blames a correct server.
+pub fn expiry_check(history: &[HistoryEvent], observations: &[Observation]) -> Verdict {
+    let mut closed_at: BTreeMap<&str, u64> = BTreeMap::new();
+    for o in observations {
+        if let Observed::SessionClosed { session, .. } = &o.what {
+            closed_at.entry(session.as_str()).or_insert(o.at_ms);
+        }
+    }
+    for (pos, e) in history.iter().enumerate() {
+        if e.error.as_deref() != Some("SessionExpired") {
+            continue;
+        }
+        let Some(session) = e.session.as_deref() else {
+            continue;
+        };
+        let told_ms = e.time / 1_000_000;
+        match closed_at.get(session) {
+            Some(&at) if at <= told_ms => {}
+            Some(&at) => {
+                return violation(
+                    "expired-only-after-close",
+                    format!(
+                        "session {session} was told it expired (event {pos}, {told_ms}ms) before \
+                         any server applied its CloseSession ({at}ms)"
+                    ),
+                )
+            }
+            None => {
+                return violation(
+                    "expired-only-after-close",
+                    format!(
+                        "session {session} was told it expired (event {pos}, {told_ms}ms) but no \
+                         server ever applied its CloseSession"
+                    ),
+                )
+            }
         }
     }
     Verdict::Pass
@@ -1124,6 +1186,40 @@ mod tests {
             server,
             what,
         }
+    }
+
+    #[test]
+    fn expiry_checks() {
+        let mut expired = ev(0, Info, "read", Value::Null);
+        expired.session = Some("0x1".into());
+        expired.error = Some("SessionExpired".into());
+        expired.time = 5_000_000; // 5 ms
+        let h = vec![ev(0, Invoke, "read", Value::Null), expired];
+        let closed = |at_ms, session: &str| {
+            obs(
+                at_ms,
+                1,
+                Observed::SessionClosed {
+                    session: session.into(),
+                    zxid: 7,
+                },
+            )
+        };
+        let is_violation = |v: Verdict| matches!(v, Verdict::Violation { check, .. } if check == "expired-only-after-close");
+        // Closed (by any server) before the client heard of it: fine, also at the same ms.
+        assert_eq!(expiry_check(&h, &[closed(3, "0x1")]), Verdict::Pass);
+        assert_eq!(expiry_check(&h, &[closed(5, "0x1")]), Verdict::Pass);
+        // Never closed, closed only later, or another session closed: a live session was
+        // told it expired.
+        assert!(is_violation(expiry_check(&h, &[])));
+        assert!(is_violation(expiry_check(&h, &[closed(6, "0x1")])));
+        assert!(is_violation(expiry_check(&h, &[closed(3, "0x2")])));
+        // Other errors, and expiries without a known session, impose nothing.
+        let mut lost = h.clone();
+        lost[1].error = Some("ConnectionLoss".into());
+        assert_eq!(expiry_check(&lost, &[]), Verdict::Pass);
+        // The whole judge runs it.
+        assert!(is_violation(judge(&h, &[], true)));
     }
 
     #[test]

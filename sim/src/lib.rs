@@ -16,6 +16,8 @@
 //! - [`timeline`]: the HTML timeline of a replayed run.
 //! - [`clock`]: per-node skewed clocks.
 //! - `run` and `sut` (madsim builds only): one simulated run and the system under test.
+//! - `scripted` (madsim builds only): fixed step-by-step runs for bugs a random plan
+//!   rarely reaches, judged by the same checks.
 
 pub mod campaign;
 pub mod clock;
@@ -29,4 +31,6 @@ pub mod timeline;
 
 #[cfg(madsim)]
 pub mod run;
+#[cfg(madsim)]
+pub mod scripted;
 pub mod sut;

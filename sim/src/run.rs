@@ -741,11 +741,16 @@ impl ClientCtx {
     }
 
     /// After a lost connection, wait (bounded by the session timeout) until the session is
-    /// connected again before issuing more operations, as a well-behaved client does.
+    /// connected again before issuing more operations, as a well-behaved client does. A
+    /// session that ended (a server answered its reconnect "expired") is not waited for:
+    /// the next operation reports the expiry at once, close to the server's answer.
     async fn await_connected(&mut self) {
         let deadline = Duration::from_millis(self.sh.opts.session_timeout_ms);
         let t0 = Instant::now();
-        while self.conn.as_ref().is_some_and(|c| !c.is_connected())
+        while self
+            .conn
+            .as_ref()
+            .is_some_and(|c| !c.is_connected() && !c.replace_after_loss())
             && t0.elapsed() < deadline
             && self.sh.phase() < PHASE_DONE
         {

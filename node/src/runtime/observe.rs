@@ -1,8 +1,9 @@
 //! An optional observation hook for test harnesses (the simulator's global checks: at
 //! most one established leader per epoch, one txn per zxid, committed zxid never going
-//! backwards, the same tree digest at the same zxid, and the final convergence of every
-//! replica). Production servers install none, and then the only cost is an `Option`
-//! check per commit, per role change and per tree load.
+//! backwards, the same tree digest at the same zxid, the final convergence of every
+//! replica, and that a client is told its session expired only after the session's
+//! CloseSession was committed). Production servers install none, and then the only cost
+//! is an `Option` check per commit, per closed session, per role change and per tree load.
 //!
 //! Together, [`Observation::Committed`] and [`Observation::TreeLoaded`] tell the harness
 //! every change of a server's tree: after the last of them, the server's tree is at the
@@ -10,7 +11,7 @@
 
 use std::sync::Arc;
 
-use crate::types::Zxid;
+use crate::types::{SessionId, Zxid};
 
 /// What a server reports to an installed observer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +29,15 @@ pub enum Observation {
         txn_hash: u64,
         /// The tree's digest after applying it ([`crate::state::tree::DataTree::digest`]).
         digest: u64,
+    },
+    /// The server applied a committed CloseSession txn (a client's close, or an expiry
+    /// decided by the leader): from now on it answers the session's reconnects "expired".
+    /// Reported by standalone servers too.
+    SessionClosed {
+        /// The closed session.
+        session: SessionId,
+        /// The CloseSession txn's zxid.
+        zxid: Zxid,
     },
     /// The server replaced its whole tree without applying a committed txn: at start-up
     /// (snapshot + log replay), from the leader's SNAP, or reloaded after a TRUNC.

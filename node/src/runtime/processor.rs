@@ -541,7 +541,7 @@ impl Processor {
                     opcode,
                     req,
                 } => self.read(conn, xid, opcode, req),
-                Work::Reconnect { conn, request } => self.reconnect(conn, request),
+                Work::Reconnect { conn, request } => self.reconnect(conn, request)?,
                 Work::Closed { conn } => self.drop_conn(conn),
                 Work::FourLetter { cmd, reply } => {
                     let _ = reply.send(super::fourlw::answer(self, &cmd));
@@ -599,15 +599,48 @@ impl Processor {
         }
     }
 
-    fn reconnect(&mut self, conn: ConnId, request: ConnectRequest) {
+    /// A client resumes a session on a new connection (ZooKeeper's `reopenSession`).
+    ///
+    /// A wrong password is refused at once ("expired", as ZooKeeper answers it), and a
+    /// session in this server's table (not closing) is taken over at once. Otherwise a
+    /// standalone server's table is the committed state, so the session has expired; a
+    /// replica's table may lag behind the ensemble and must not be trusted with a "no"
+    /// (see [`Processor::revalidate`]).
+    fn reconnect(&mut self, conn: ConnId, request: ConnectRequest) -> Result<(), Fatal> {
         let session = request.session_id;
-        let valid = self.sessions.contains(session) && request.passwd == session_password(session);
-        if !valid {
-            tracing::info!("invalid session 0x{session:x} for client: expired or wrong password");
-            self.send_connect_response(conn, 0, 0, vec![0; 16]);
-            self.close_conn(conn);
-            return;
+        if request.passwd != session_password(session) {
+            tracing::info!("invalid session 0x{session:x} for client: wrong password");
+            self.refuse_session(conn);
+            return Ok(());
         }
+        if self.sessions.contains(session) {
+            self.resume_session(conn, session);
+            return Ok(());
+        }
+        // Deliberately broken (sim bites test): a learner answers from its own table,
+        // which may not hold a brand-new session yet.
+        #[cfg(feature = "broken-learner-trusts-own-sessions")]
+        if self.replica.is_some() {
+            tracing::info!("invalid session 0x{session:x} for client: not in my table");
+            self.refuse_session(conn);
+            return Ok(());
+        }
+        if self.replica.is_some() {
+            return self.revalidate(conn, session);
+        }
+        tracing::info!("invalid session 0x{session:x} for client: expired");
+        self.refuse_session(conn);
+        Ok(())
+    }
+
+    /// Answers a reconnect "session expired" (timeout 0, session 0) and closes.
+    pub(crate) fn refuse_session(&mut self, conn: ConnId) {
+        self.send_connect_response(conn, 0, 0, vec![0; 16]);
+        self.close_conn(conn);
+    }
+
+    /// Moves a live session to connection `conn` and answers its reconnect.
+    pub(crate) fn resume_session(&mut self, conn: ConnId, session: SessionId) {
         // The session moves to this connection: drop the old one.
         if let Some(old) = self.session_conn.insert(session, conn) {
             if old != conn {
@@ -618,6 +651,11 @@ impl Processor {
             }
         }
         self.sessions.touch(session);
+        if let Some(r) = self.replica.as_mut() {
+            // The leader hears of the reconnect with the next touches (as ZooKeeper's
+            // leader touches a revalidated session).
+            r.touched.insert(session);
+        }
         let timeout = self
             .sessions
             .get(session)
@@ -804,6 +842,12 @@ impl Processor {
             TxnBody::CreateSession { timeout_ms } => self.sessions.add(txn.session, *timeout_ms),
             TxnBody::CloseSession { .. } => {
                 self.sessions.remove(txn.session);
+                if let Some(observe) = &self.observer {
+                    observe(super::observe::Observation::SessionClosed {
+                        session: txn.session,
+                        zxid,
+                    });
+                }
             }
             _ => {}
         }

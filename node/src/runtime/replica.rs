@@ -12,6 +12,9 @@
 //!   requests are answered in FIFO order: a read waits behind that session's
 //!   writes in flight.
 //! - Only the leader expires sessions; learners report activity with touches.
+//! - A reconnect for a session this server does not know (or is closing) is answered
+//!   only after a ZAB sync (see [`Processor::revalidate`]): a lagging table never
+//!   answers "expired" for a live session.
 //! - Durability before messages: persist actions are executed and fsynced
 //!   before `all_persisted` is reported, and only the core turns that into
 //!   ACKs.
@@ -100,6 +103,22 @@ pub(super) enum Queued {
     },
 }
 
+/// A reconnect for a session this server's table does not hold (or holds as closing),
+/// waiting for a ZAB sync before it is answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Revalidation {
+    /// The client's new connection.
+    pub conn: ConnId,
+    /// The session it resumes (its password was checked).
+    pub session: SessionId,
+    /// Syncs made for it so far.
+    pub syncs: u8,
+}
+
+/// Syncs a revalidation makes while the leader's CloseSession of the session is still
+/// outstanding before it gives up (the connection is closed, the client retries).
+const REVALIDATION_SYNCS: u8 = 3;
+
 /// The replicated mode's state.
 pub struct Replica {
     pub(super) zab: Zab,
@@ -113,6 +132,8 @@ pub struct Replica {
     pub(super) next_sync: u64,
     /// Sessions with client activity since the last tick (learners report them).
     pub(super) touched: BTreeSet<SessionId>,
+    /// Reconnects waiting for their revalidation sync: sync id -> the reconnect.
+    pub(super) revalidations: BTreeMap<u64, Revalidation>,
     /// Deliberately broken (sim bites test): this server has been an observer in
     /// broadcast, and lost its leader since (then it never rejoins).
     #[cfg(feature = "broken-observer-never-rejoins")]
@@ -129,6 +150,7 @@ impl Replica {
             syncs: BTreeMap::new(),
             next_sync: 1,
             touched: BTreeSet::new(),
+            revalidations: BTreeMap::new(),
             #[cfg(feature = "broken-observer-never-rejoins")]
             broken_observed: (false, false),
         }
@@ -170,6 +192,12 @@ impl Processor {
     pub(super) fn replica_tick(&mut self) -> Result<(), Fatal> {
         self.ticks += 1;
         self.maybe_purge();
+        // Revalidations of connections that went away are forgotten (their syncs may
+        // never complete if the leader refused them).
+        let conns = &self.conns;
+        if let Some(r) = self.replica.as_mut() {
+            r.revalidations.retain(|_, rv| conns.contains_key(&rv.conn));
+        }
         let leader_serving = {
             let r = self.replica();
             r.zab.tick();
@@ -278,6 +306,84 @@ impl Processor {
             });
         }
         Ok(())
+    }
+
+    /// Revalidates a reconnecting session this server's table does not hold, or holds as
+    /// closing (its password was checked): the answer waits for a ZAB sync.
+    ///
+    /// A learner's table lags behind the leader's: a brand-new session's CreateSession
+    /// may be committed, and the client answered by another server, before this server
+    /// applies it. Answering "expired" from such a table ends a live session (its
+    /// ephemerals vanish, locks and elections built on them break). ZooKeeper asks the
+    /// leader (`Learner.validateSession`, a REVALIDATE packet answered from the leader's
+    /// session tracker). Here the learner starts a `sync` instead, the one the client's
+    /// `sync` uses: its `SyncDone` comes after every txn the leader proposed before the
+    /// sync reached it has been committed and applied here, so the session's
+    /// CreateSession (committed before the client ever got its id) or CloseSession is in
+    /// this server's table by then, and the table answers. No new peer message and no
+    /// session state in the core are needed, and the leader takes the same path (its
+    /// sync completes at once, or once a CloseSession it is proposing commits).
+    ///
+    /// If the sync cannot start, or the role changes before it completes, the connection
+    /// is closed without an answer: the client tries again (perhaps elsewhere), and is
+    /// never told "expired" by a server that does not know. A deposed leader that has not
+    /// noticed yet answers syncs from its own history, as ZooKeeper's leader answers
+    /// REVALIDATE; with `quorumReads` on the sync also waits for a quorum's heartbeat
+    /// round, which a deposed leader does not get.
+    pub(super) fn revalidate(&mut self, conn: ConnId, session: SessionId) -> Result<(), Fatal> {
+        self.start_revalidation(Revalidation {
+            conn,
+            session,
+            syncs: 0,
+        });
+        self.drive()
+    }
+
+    /// Starts (another) sync for a revalidation, or closes its connection if it cannot.
+    fn start_revalidation(&mut self, mut rv: Revalidation) {
+        let r = self.replica();
+        let id = r.next_sync;
+        r.next_sync += 1;
+        rv.syncs += 1;
+        match r.zab.sync(id) {
+            Ok(()) => {
+                tracing::debug!(
+                    "revalidating session 0x{:x} (sync {id}, attempt {})",
+                    rv.session,
+                    rv.syncs
+                );
+                r.revalidations.insert(id, rv);
+            }
+            Err(e) => {
+                tracing::info!(
+                    "cannot revalidate session 0x{:x} now ({e:?}): closing the connection",
+                    rv.session
+                );
+                self.close_conn(rv.conn);
+            }
+        }
+    }
+
+    /// Answers a revalidated reconnect from the session table, now that every txn
+    /// committed before its sync has been applied.
+    fn finish_revalidation(&mut self, rv: Revalidation) {
+        if !self.conns.contains_key(&rv.conn) {
+            return;
+        }
+        let session = rv.session;
+        if self.sessions.contains(session) {
+            self.resume_session(rv.conn, session);
+        } else if self.sessions.get(session).is_none() {
+            tracing::info!("invalid session 0x{session:x} for client: expired");
+            self.refuse_session(rv.conn);
+        } else if rv.syncs < REVALIDATION_SYNCS {
+            // Closing: the leader is proposing its CloseSession; answer once it is
+            // committed (or the session reopened, if the proposal is lost).
+            self.start_revalidation(rv);
+        } else {
+            tracing::info!("session 0x{session:x} is still closing: closing the connection");
+            self.close_conn(rv.conn);
+        }
     }
 
     /// Starts a new session in replicated mode: its CreateSession txn goes
@@ -612,6 +718,8 @@ impl Processor {
                 r.pending.clear();
                 r.queues.clear();
                 r.syncs.clear();
+                // Their connections were closed above: the clients reconnect.
+                r.revalidations.clear();
             }
             Event::Serving { epoch } => {
                 let role = self.replica().zab.role();
@@ -632,7 +740,9 @@ impl Processor {
                 }
             },
             Event::SyncDone { id } => {
-                if let Some((session, xid)) = self.replica().syncs.remove(&id) {
+                if let Some(rv) = self.replica().revalidations.remove(&id) {
+                    self.finish_revalidation(rv);
+                } else if let Some((session, xid)) = self.replica().syncs.remove(&id) {
                     match self.replica().pending.remove(&(session, xid)) {
                         Some(Origin::Sync { conn, xid, path }) => {
                             let zxid = self.tree.last_processed_zxid();

@@ -152,6 +152,14 @@ pub async fn serve(
                 observer.observe(at_ms, index, Observed::Committed { zxid, txn_hash });
                 observer.observe(at_ms, index, Observed::Digest { zxid, digest });
             }
+            Observation::SessionClosed { session, zxid } => observer.observe(
+                at_ms,
+                index,
+                Observed::SessionClosed {
+                    session: format!("{session:#x}"),
+                    zxid,
+                },
+            ),
             Observation::TreeLoaded {
                 source,
                 zxid,

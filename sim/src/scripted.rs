@@ -1,0 +1,211 @@
+//! Scripted runs (madsim builds only): a fixed sequence of steps on a real simulated
+//! ensemble, for bugs that a random fault plan reaches only rarely, judged by the same
+//! checks as a campaign run.
+//!
+//! [`lagging_learner_reconnect`]: a client creates its session through one follower while
+//! the leader's link to the other follower is clogged (that follower keeps serving, its
+//! session table behind the ensemble's), and then resumes the session on the lagging
+//! follower. The server must not answer "expired": the session's CloseSession was never
+//! committed ([`crate::judge::expiry_check`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, NodeHandle};
+use madsim::time::{sleep, Instant};
+use serde_json::Value;
+use zabkeeper::client::{Client, ClientOptions, Error};
+use zabkeeper::runtime::processor::session_password;
+use zabkeeper::storage::SimFs;
+use zabkeeper::types::ErrorCode;
+
+use crate::clock::Clocks;
+use crate::history::{EventType, HistoryEvent};
+use crate::judge::{Observation, Observer};
+use crate::sut::node::{serve, NodeTiming};
+use crate::sut::{client_ip, server_ip, CLIENT_PORT};
+
+/// What a scripted run produced.
+#[derive(Debug, Clone)]
+pub struct ScriptedOutput {
+    /// The client history (the reconnects, recorded as `reconnect` operations).
+    pub history: Vec<HistoryEvent>,
+    /// The servers' observations.
+    pub observations: Vec<Observation>,
+    /// What happened, step by step.
+    pub notes: Vec<String>,
+}
+
+impl ScriptedOutput {
+    /// The history without the `reconnect-unknown` probe (a session that never existed,
+    /// so never closed either: [`crate::judge::expiry_check`] judges the real session).
+    pub fn real_session(&self) -> Vec<HistoryEvent> {
+        self.history
+            .iter()
+            .filter(|e| e.f != "reconnect-unknown")
+            .cloned()
+            .collect()
+    }
+}
+
+/// Timing of the scripted ensemble: 100 ms ticks, syncLimit 10 (a follower that hears
+/// nothing from its leader keeps serving for 1 s).
+const TIMING: NodeTiming = NodeTiming {
+    tick_ms: 100,
+    voters: 3,
+    observers: 0,
+    snap_count: 10_000,
+    autopurge: false,
+    init_limit: 10,
+    sync_limit: 10,
+};
+
+/// How long after the session's creation the link from the leader to the lagging
+/// follower is unclogged.
+const UNCLOG_AFTER_MS: u64 = 100;
+
+fn addr(i: usize) -> String {
+    format!("{}:{CLIENT_PORT}", server_ip(i))
+}
+
+/// Runs the lagging-learner reconnect script (see the module docs) in a fresh madsim
+/// runtime seeded with `seed`:
+///
+/// 1. three voters elect a leader L and settle; A and F are its followers;
+/// 2. the link L -> F is clogged: F hears nothing from L but keeps serving (for syncLimit);
+/// 3. a client creates a session through A (committed by L and A) and leaves it open;
+/// 4. the client resumes the session on F (`reconnect`), while L -> F is still clogged;
+///    the link is unclogged 100 ms later (well before F's syncLimit runs out);
+/// 5. a client resumes a session that never existed (with a valid password) on F
+///    (`reconnect-unknown`): that one must be told it expired.
+pub fn lagging_learner_reconnect(seed: u64) -> ScriptedOutput {
+    let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    rt.set_time_limit(Duration::from_secs(120));
+    rt.block_on(lagging_learner_script(seed))
+}
+
+async fn lagging_learner_script(seed: u64) -> ScriptedOutput {
+    let handle = Handle::current();
+    let net = NetSim::current();
+    let start = Instant::now();
+    let observer = Observer::default();
+    let clocks = Clocks::default();
+    let mut notes = Vec::new();
+    let servers: Vec<NodeHandle> = (0..TIMING.voters)
+        .map(|i| {
+            let (observer, clocks) = (observer.clone(), clocks.clone());
+            let fs = SimFs::new(seed ^ (0x5eed_0000 + i as u64));
+            handle
+                .create_node()
+                .name(format!("s{i}"))
+                .ip(server_ip(i))
+                .init(move || {
+                    serve(
+                        i,
+                        fs.clone(),
+                        clocks.clone(),
+                        start,
+                        TIMING,
+                        observer.clone(),
+                    )
+                })
+                .build()
+        })
+        .collect();
+    let client = handle.create_node().name("c0").ip(client_ip(0)).build();
+
+    // 1. A leader, and time for both followers to sync with it.
+    let leader = loop {
+        if let Some(l) = observer.current_leader() {
+            break l;
+        }
+        sleep(Duration::from_millis(50)).await;
+    };
+    sleep(Duration::from_secs(3)).await;
+    let followers: Vec<usize> = (0..TIMING.voters).filter(|&i| i != leader).collect();
+    let (a, f) = (followers[0], followers[1]);
+    notes.push(format!(
+        "leader s{leader}, session through s{a}, lagging s{f}"
+    ));
+
+    // 2. F stops hearing from L (messages wait on the link and arrive after the unclog).
+    net.clog_link(servers[leader].id(), servers[f].id());
+
+    // 3-5 run on the client node; the unclog happens on the supervisor meanwhile.
+    let created = Arc::new(AtomicBool::new(false));
+    let script = {
+        let created = Arc::clone(&created);
+        client.spawn(async move {
+            let mut history = Vec::new();
+            let mut notes = Vec::new();
+            let options = |seed: u64, session: Option<i64>| {
+                let mut o = ClientOptions::with_timeout(Duration::from_secs(6));
+                o.seed = seed;
+                o.connect_timeout = Some(Duration::from_secs(5));
+                o.session = session.map(|id| (id, session_password(id)));
+                o
+            };
+            let owner = match Client::connect(&addr(a), options(1, None)).await {
+                Ok(c) => c,
+                Err(e) => {
+                    notes.push(format!("no session through s{a}: {e}"));
+                    return (history, notes);
+                }
+            };
+            let id = owner.session_id();
+            notes.push(format!(
+                "{}ms session {id:#x} created through s{a}",
+                start.elapsed().as_millis()
+            ));
+            created.store(true, Ordering::SeqCst);
+            for (f_name, session) in [("reconnect", id), ("reconnect-unknown", id ^ 0x7777)] {
+                let session_hex = format!("{session:#x}");
+                let event = |kind, error: Option<String>| {
+                    let mut e = HistoryEvent::new(0, kind, f_name, None, Value::Null);
+                    e.time = start.elapsed().as_nanos() as u64;
+                    e.session = Some(session_hex.clone());
+                    e.node = Some(format!("s{f}"));
+                    e.error = error;
+                    e
+                };
+                history.push(event(EventType::Invoke, None));
+                let outcome = Client::connect(&addr(f), options(2, Some(session))).await;
+                let (kind, error) = match &outcome {
+                    Ok(_) => (EventType::Ok, None),
+                    Err(Error::Keeper(ErrorCode::SessionExpired)) => {
+                        (EventType::Fail, Some("SessionExpired".to_string()))
+                    }
+                    Err(e) => (EventType::Info, Some(format!("{e}"))),
+                };
+                notes.push(format!(
+                    "{}ms {f_name} of {session_hex} on s{f}: {kind:?} {error:?}",
+                    start.elapsed().as_millis()
+                ));
+                history.push(event(kind, error));
+                if let Ok(c) = outcome {
+                    // The session is usable on F.
+                    let read = c.get_data("/", false).await.map(|_| ());
+                    notes.push(format!("read on the resumed session: {read:?}"));
+                    drop(c);
+                }
+            }
+            drop(owner);
+            (history, notes)
+        })
+    };
+    while !created.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(30) {
+        sleep(Duration::from_millis(5)).await;
+    }
+    sleep(Duration::from_millis(UNCLOG_AFTER_MS)).await;
+    net.unclog_link(servers[leader].id(), servers[f].id());
+    notes.push(format!("{}ms unclogged", start.elapsed().as_millis()));
+    let (history, client_notes) = script.await.expect("the client script does not panic");
+    notes.extend(client_notes);
+    ScriptedOutput {
+        history,
+        observations: observer.snapshot(),
+        notes,
+    }
+}
