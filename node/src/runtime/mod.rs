@@ -1,6 +1,7 @@
 //! The only layer that uses tokio: the client listener, timers, and the
 //! processor that drives the pure layers and storage.
 
+pub mod background;
 pub mod clock;
 pub mod config;
 pub mod connection;

@@ -4,15 +4,16 @@
 //! the zxid it has applied, copies the session table, and asks storage for a
 //! [`SnapshotWriter`]. The [`Snapshotter`] then serializes and writes the snapshot away
 //! from the processor, which keeps applying txns meanwhile: on a thread of its own
-//! ("snapshot", as ZooKeeper's "Snapshot Thread") in a real server. Under madsim there are
-//! no threads; the job is deferred to the end of the processor's next step, so the
-//! simulator too runs writes between a freeze and the snapshot write. Either way the
-//! snapshot holds exactly one zxid: the frozen tree never changes.
+//! ("snapshot", as ZooKeeper's "Snapshot Thread") in a real server; under madsim deferred
+//! to the end of the processor's next step (see [`super::background`]), so the simulator
+//! too runs writes between a freeze and the snapshot write. Either way the snapshot holds
+//! exactly one zxid: the frozen tree never changes.
 //!
 //! One snapshot at a time: while one is in flight, the next one due waits for it to
 //! finish (ZooKeeper's `SyncRequestProcessor` skips it instead: "Too busy to snap,
 //! skipping"; waiting keeps the log between snapshots near `snapCount`).
 
+use super::background::{Background, Lost};
 use crate::state::tree::FrozenTree;
 use crate::storage::{SnapshotWriter, StorageError};
 use crate::types::{SessionId, Zxid};
@@ -46,114 +47,45 @@ pub struct Finished {
     pub result: Result<usize, StorageError>,
 }
 
-enum InFlight {
-    #[cfg(not(madsim))]
-    Thread {
-        zxid: Zxid,
-        done: std::sync::mpsc::Receiver<Result<usize, StorageError>>,
-        thread: std::thread::JoinHandle<()>,
-    },
-    #[cfg(madsim)]
-    Deferred {
-        job: SnapshotJob,
-        /// Set at the end of the step that started the job; the job runs at the end of the
-        /// next one.
-        armed: bool,
-    },
-}
-
 /// Runs at most one snapshot at a time off the processor. See the module docs.
 #[derive(Default)]
 pub struct Snapshotter {
-    in_flight: Option<InFlight>,
+    job: Background<Finished>,
 }
 
 impl Snapshotter {
     /// Whether a snapshot is being written.
     pub fn busy(&self) -> bool {
-        self.in_flight.is_some()
+        self.job.busy()
     }
 
     /// Starts writing `job`'s snapshot. The caller checks [`Snapshotter::busy`] first.
     pub fn start(&mut self, job: SnapshotJob) -> std::io::Result<()> {
-        debug_assert!(!self.busy(), "one snapshot at a time");
-        #[cfg(not(madsim))]
-        {
-            let zxid = job.tree.last_processed_zxid();
-            let (tx, done) = std::sync::mpsc::channel();
-            let thread = std::thread::Builder::new()
-                .name("snapshot".into())
-                .spawn(move || {
-                    let _ = tx.send(job.run());
-                })?;
-            self.in_flight = Some(InFlight::Thread { zxid, done, thread });
-        }
-        #[cfg(madsim)]
-        {
-            self.in_flight = Some(InFlight::Deferred { job, armed: false });
-        }
-        Ok(())
+        let zxid = job.tree.last_processed_zxid();
+        self.job.start("snapshot", move || Finished {
+            zxid,
+            result: job.run(),
+        })
     }
 
     /// The snapshot that finished since the last call, if any; never blocks. Call once
     /// at the end of every processor step.
     pub fn poll(&mut self) -> Option<Finished> {
-        match self.in_flight.as_mut()? {
-            #[cfg(not(madsim))]
-            InFlight::Thread { done, .. } => match done.try_recv() {
-                Err(std::sync::mpsc::TryRecvError::Empty) => None,
-                Ok(result) => {
-                    let zxid = self.finish_thread();
-                    Some(Finished { zxid, result })
-                }
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => self.wait(),
-            },
-            #[cfg(madsim)]
-            InFlight::Deferred { armed, .. } => {
-                if *armed {
-                    self.wait()
-                } else {
-                    *armed = true;
-                    None
-                }
-            }
-        }
-    }
-
-    /// Joins the finished snapshot thread; returns its snapshot's zxid.
-    #[cfg(not(madsim))]
-    fn finish_thread(&mut self) -> Zxid {
-        match self.in_flight.take() {
-            Some(InFlight::Thread { zxid, thread, .. }) => {
-                let _ = thread.join();
-                zxid
-            }
-            None => 0,
-        }
+        self.job.poll().map(lost_is_failed)
     }
 
     /// Waits for the snapshot in flight, if any, to finish. Call before anything that
     /// truncates the log or reads snapshots back.
     pub fn wait(&mut self) -> Option<Finished> {
-        match self.in_flight.take()? {
-            #[cfg(not(madsim))]
-            InFlight::Thread { zxid, done, thread } => {
-                let result = done.recv().unwrap_or_else(|_| {
-                    Err(StorageError::Failed(
-                        "the snapshot thread stopped without a result".into(),
-                    ))
-                });
-                let _ = thread.join();
-                Some(Finished { zxid, result })
-            }
-            #[cfg(madsim)]
-            InFlight::Deferred { job, .. } => {
-                let zxid = job.tree.last_processed_zxid();
-                Some(Finished {
-                    zxid,
-                    result: job.run(),
-                })
-            }
-        }
+        self.job.wait().map(lost_is_failed)
     }
+}
+
+/// A snapshot thread that ended without a result (a panic) is a failed snapshot; its zxid
+/// is unknown then (0).
+fn lost_is_failed(r: Result<Finished, Lost>) -> Finished {
+    r.unwrap_or_else(|Lost| Finished {
+        zxid: 0,
+        result: Err(StorageError::Failed(Lost.to_string())),
+    })
 }
