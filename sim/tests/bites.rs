@@ -168,6 +168,7 @@ fn catches_a_learner_expiring_a_session_it_does_not_know_yet() {
 }
 
 /// The seed of the scripted lagging-learner run.
+#[allow(dead_code)]
 const LAGGING_LEARNER_SEED: u64 = 7;
 
 #[cfg(not(any(
