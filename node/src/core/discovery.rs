@@ -443,9 +443,36 @@ impl Zab {
             tracing::info!(sid = me, phase = ?ld.phase, "leader could not establish its epoch in time");
             return self.start_election();
         }
-        // Learners not synced within initLimit of joining are dropped.
-        ld.peers
-            .retain(|_, p| p.phase == PeerPhase::Active || now - p.joined <= init_limit as u64);
+        // Learners not synced within initLimit of joining, and learners in
+        // broadcast silent for more than syncLimit, are dropped with their
+        // connections (ZooKeeper's LearnerHandler shuts down); they rejoin
+        // through election, discovery and sync on a fresh connection.
+        let abandoned: Vec<Sid> = ld
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                if p.phase == PeerPhase::Active {
+                    now - p.last_heard > sync_limit as u64
+                } else {
+                    now - p.joined > init_limit as u64
+                }
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        for s in &abandoned {
+            ld.peers.remove(s);
+        }
+        for s in abandoned {
+            tracing::info!(
+                sid = me,
+                learner = s,
+                "learner silent or not synced; dropped"
+            );
+            self.disconnect(s);
+        }
+        let Some(ld) = self.leader_state() else {
+            return;
+        };
         let pinged: Vec<Sid> = ld
             .peers
             .iter()
@@ -611,6 +638,12 @@ impl Zab {
         self.send_durable(leader, msg);
     }
 
+    /// A learner gives up on `leader`: drops the connection, then looks.
+    fn abandon_leader(&mut self, leader: Sid) {
+        self.disconnect(leader);
+        self.start_election();
+    }
+
     pub(crate) fn learner_tick(&mut self) {
         let (init_limit, sync_limit) = (self.cfg.init_limit, self.cfg.sync_limit);
         let Some(l) = self.learner_state() else {
@@ -623,13 +656,18 @@ impl Zab {
         } else {
             init_limit
         };
+        // Giving up on the leader closes its connection, as ZooKeeper's
+        // learner closes its socket on a read timeout: what it queued is
+        // stale, and the election's answers must not wait behind it.
         if l.silent_ticks > limit {
-            tracing::info!(leader = l.leader, "leader silent; looking for a new one");
-            return self.start_election();
+            let leader = l.leader;
+            tracing::info!(leader, "leader silent; looking for a new one");
+            return self.abandon_leader(leader);
         }
         if !l.is_serving() && l.ticks > init_limit {
-            tracing::info!(leader = l.leader, "sync did not finish within initLimit");
-            return self.start_election();
+            let leader = l.leader;
+            tracing::info!(leader, "sync did not finish within initLimit");
+            return self.abandon_leader(leader);
         }
         // Until LEADERINFO arrives, repeat FOLLOWERINFO/OBSERVERINFO each
         // tick: the chosen leader may still have been looking (finishing its
