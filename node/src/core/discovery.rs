@@ -479,21 +479,8 @@ impl Zab {
             .filter(|(_, p)| p.forwarding())
             .map(|(s, _)| *s)
             .collect();
-        if ld.is_serving() {
-            let mut alive: Vec<Sid> = ld
-                .peers
-                .iter()
-                .filter(|(_, p)| {
-                    matches!(p.phase, PeerPhase::NewLeaderAcked | PeerPhase::Active)
-                        && now - p.last_heard <= sync_limit as u64
-                })
-                .map(|(s, _)| *s)
-                .collect();
-            alive.push(me);
-            if !self.quorum.contains_quorum(&alive) {
-                tracing::info!(sid = me, "leader lost its quorum; stepping down");
-                return self.start_election();
-            }
+        if self.leader_lost_quorum() {
+            return self.start_election();
         }
         let Some(ld) = self.leader_state() else {
             return;
@@ -511,6 +498,37 @@ impl Zab {
         }
         // A single-voter ensemble confirms on its own.
         self.complete_confirms();
+    }
+
+    /// A serving leader whose voters in broadcast, heard from within
+    /// syncLimit, and itself are no longer a quorum (logged; the caller steps
+    /// down).
+    pub(crate) fn leader_lost_quorum(&self) -> bool {
+        let RoleState::Leading(ld) = &self.role else {
+            return false;
+        };
+        if !ld.is_serving() {
+            return false;
+        }
+        let (now, sync_limit) = (self.now, u64::from(self.cfg.sync_limit));
+        let mut alive: Vec<Sid> = ld
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                matches!(p.phase, PeerPhase::NewLeaderAcked | PeerPhase::Active)
+                    && now - p.last_heard <= sync_limit
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        alive.push(self.cfg.my_sid);
+        let lost = !self.quorum.contains_quorum(&alive);
+        if lost {
+            tracing::info!(
+                sid = self.cfg.my_sid,
+                "leader lost its quorum; stepping down"
+            );
+        }
+        lost
     }
 
     // ----- learner -----

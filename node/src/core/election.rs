@@ -206,9 +206,13 @@ impl Zab {
                     tracing::info!(sid = self.cfg.my_sid, leader = from, "leader is looking");
                     self.start_election();
                 }
-                // A learner that looks after its FOLLOWERINFO left us.
+                // A learner that looks after its FOLLOWERINFO left us; if
+                // that costs the quorum, step down now, not at the next tick.
                 RoleState::Leading(ld) => {
                     ld.peers.remove(&from);
+                    if self.leader_lost_quorum() {
+                        self.start_election();
+                    }
                 }
                 _ => {}
             }

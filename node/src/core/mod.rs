@@ -642,12 +642,18 @@ impl Zab {
     }
 
     /// The connection to `sid` broke: a learner whose leader it was looks
-    /// for a new one; a leader forgets that learner.
+    /// for a new one; a leader forgets that learner, and steps down at once
+    /// if the learners left are no quorum (rather than at its next tick: a
+    /// leader that was paused learns this way that the ensemble moved on,
+    /// before it answers another `sync`).
     pub fn peer_disconnected(&mut self, sid: Sid) {
         match &mut self.role {
             RoleState::Learning(l) if l.leader == sid => self.start_election(),
             RoleState::Leading(ld) => {
                 ld.peers.remove(&sid);
+                if self.leader_lost_quorum() {
+                    self.start_election();
+                }
             }
             _ => {}
         }

@@ -855,12 +855,12 @@ fn disconnects_end_following_and_leaders_forget_learners() {
         "2 and the leader are still a quorum"
     );
     l.peer_disconnected(2);
-    l.tick();
     assert_eq!(
         l.role(),
         Role::Looking,
-        "alone, the leader steps down at once"
+        "alone, the leader steps down at once, before its next tick"
     );
+    assert_eq!(l.sync(1), Err(ProposeError::NotServing));
 }
 
 #[test]
