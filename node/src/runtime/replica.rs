@@ -467,6 +467,12 @@ impl Processor {
             }
             for out in ready.messages {
                 let (to, msg) = match out {
+                    // The core gave up on this peer: a fresh connection for
+                    // what follows, nothing stale queued ahead of it.
+                    Outbound::Disconnect { peer } => {
+                        self.replica().peers.disconnect(peer);
+                        continue;
+                    }
                     Outbound::Send { to, msg } => (to, msg),
                     Outbound::Durable(ack) => ack.into_parts(),
                     Outbound::Snapshot { to, zxid } => {
