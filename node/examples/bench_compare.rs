@@ -69,7 +69,8 @@ impl ServerKind {
 #[derive(Parser, Debug, Clone)]
 #[command(about = "zabkeeper against Apache ZooKeeper 3.8 under the same client load")]
 struct Args {
-    /// Servers to measure, in this order (one at a time).
+    /// Servers to measure, in this order, one at a time; a server may be named more than once
+    /// (zookeeper,zabkeeper,zabkeeper,zookeeper evens out background load on a shared machine).
     #[arg(
         long,
         value_enum,
@@ -206,6 +207,9 @@ struct ServerResult {
     restart_to_imok_ms: f64,
     restart_to_first_read_ms: f64,
     rss_after_restart_kib: u64,
+    /// Znodes after the phases (the writes add sequential znodes at each server's own rate,
+    /// so memory after the phases is not for the same tree).
+    znode_count_after_phases: Option<u64>,
     /// The machine's 1-minute load average before and after this server's run.
     load_average_before: f64,
     load_average_after: f64,
@@ -696,10 +700,15 @@ async fn phase(
 
 /// The whole measurement of one server: fresh start, load, memory, restart on that data,
 /// warm-up, measured phases.
-async fn bench_server(kind: ServerKind, args: &Args, base: &Path) -> anyhow::Result<ServerResult> {
+async fn bench_server(
+    kind: ServerKind,
+    run: usize,
+    args: &Args,
+    base: &Path,
+) -> anyhow::Result<ServerResult> {
     // Declared before the server so that it is dropped (removed) after the server is killed.
     let run_dir = TempDir {
-        path: base.join(kind.name()),
+        path: base.join(format!("{}-{run}", kind.name())),
         keep: args.keep,
     };
     let data_dir = run_dir.path.join("data");
@@ -810,8 +819,13 @@ async fn bench_server(kind: ServerKind, args: &Args, base: &Path) -> anyhow::Res
         result.phases.insert(w.name().to_string(), r);
     }
     (result.rss_after_phases_kib, result.peak_rss_kib) = memory_of(server.pid())?;
+    result.znode_count_after_phases =
+        mntr_value(&four_letter(addr, "mntr").await?, "zk_znode_count");
     println!(
-        "   RSS after the phases {:.0} MiB, peak since restart {:.0} MiB",
+        "   {} znodes; RSS after the phases {:.0} MiB, peak since restart {:.0} MiB",
+        result
+            .znode_count_after_phases
+            .map_or_else(|| "?".to_string(), |n| n.to_string()),
         result.rss_after_phases_kib as f64 / 1024.0,
         result.peak_rss_kib as f64 / 1024.0
     );
@@ -893,6 +907,13 @@ fn table(results: &[ServerResult], args: &Args) -> String {
         }
     }
     rows.push((
+        "znodes after phases (mntr)".into(),
+        Box::new(move |r| {
+            r.znode_count_after_phases
+                .map_or("?".into(), |n| n.to_string())
+        }),
+    ));
+    rows.push((
         "RSS after phases, MiB".into(),
         Box::new(move |r| mib(r.rss_after_phases_kib)),
     ));
@@ -909,11 +930,20 @@ fn table(results: &[ServerResult], args: &Args) -> String {
     let col = 12;
     let mut out = String::new();
     let _ = write!(out, "| {:<label_width$} |", "");
-    for r in results {
-        let name = match r.server.as_str() {
-            "zookeeper" => "ZooKeeper",
-            other => other,
+    for (i, r) in results.iter().enumerate() {
+        let mut name = match r.server.as_str() {
+            "zookeeper" => "ZooKeeper".to_string(),
+            other => other.to_string(),
         };
+        // A server measured more than once (e.g. --servers zookeeper,zabkeeper,zabkeeper,
+        // zookeeper to even out background load) gets numbered columns.
+        if results.iter().filter(|o| o.server == r.server).count() > 1 {
+            let n = results[..=i]
+                .iter()
+                .filter(|o| o.server == r.server)
+                .count();
+            name = format!("{name} #{n}");
+        }
         let _ = write!(out, " {name:>col$} |");
     }
     out.push('\n');
@@ -976,8 +1006,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         base.path.display()
     );
     let mut results = Vec::new();
-    for &kind in &args.servers {
-        results.push(bench_server(kind, &args, &base.path).await?);
+    for (run, &kind) in args.servers.iter().enumerate() {
+        results.push(bench_server(kind, run, &args, &base.path).await?);
     }
     println!();
     println!("{date}, {machine}");
@@ -1151,5 +1181,15 @@ mod tests {
         assert!(header.contains("ZooKeeper") && header.contains("zabkeeper"));
         let writes = t.lines().find(|l| l.contains("writes ops/s")).unwrap();
         assert!(writes.contains("1234"), "{writes}");
+        let zk = ServerResult {
+            server: "zookeeper".into(),
+            ..Default::default()
+        };
+        let twice = table(&[zk.clone(), zk], &args);
+        let header = twice.lines().next().unwrap();
+        assert!(
+            header.contains("ZooKeeper #1") && header.contains("ZooKeeper #2"),
+            "{header}"
+        );
     }
 }
