@@ -162,6 +162,9 @@ struct PhaseResult {
     p99_ms: f64,
     p999_ms: f64,
     max_ms: f64,
+    /// The server's RSS at the end of the phase and its peak so far (VmHWM), KiB.
+    rss_kib: u64,
+    peak_rss_kib: u64,
 }
 
 impl PhaseResult {
@@ -183,6 +186,8 @@ impl PhaseResult {
             p99_ms: ms(percentile(&nanos, 0.99)),
             p999_ms: ms(percentile(&nanos, 0.999)),
             max_ms: ms(nanos.last().copied().unwrap_or(0)),
+            rss_kib: 0,
+            peak_rss_kib: 0,
         }
     }
 }
@@ -210,6 +215,9 @@ struct ServerResult {
     /// Znodes after the phases (the writes add sequential znodes at each server's own rate,
     /// so memory after the phases is not for the same tree).
     znode_count_after_phases: Option<u64>,
+    /// Snapshot files in the data dir at the end (autopurge is off): how many snapshots
+    /// the server took, including any at start-up.
+    snapshots: usize,
     /// The machine's 1-minute load average before and after this server's run.
     load_average_before: f64,
     load_average_after: f64,
@@ -793,7 +801,7 @@ async fn bench_server(
     }
     for (i, w) in Workload::MEASURED.into_iter().enumerate() {
         server.check_alive()?;
-        let r = phase(
+        let mut r = phase(
             &clients,
             w,
             args.seconds,
@@ -802,6 +810,7 @@ async fn bench_server(
             args.seed + i as u64,
         )
         .await?;
+        (r.rss_kib, r.peak_rss_kib) = memory_of(server.pid())?;
         println!(
             "   {:<6} {:>8.0} ops/s  p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms{}",
             w.name(),
@@ -821,6 +830,7 @@ async fn bench_server(
     (result.rss_after_phases_kib, result.peak_rss_kib) = memory_of(server.pid())?;
     result.znode_count_after_phases =
         mntr_value(&four_letter(addr, "mntr").await?, "zk_znode_count");
+    result.snapshots = snapshots_in(&data_dir);
     println!(
         "   {} znodes; RSS after the phases {:.0} MiB, peak since restart {:.0} MiB",
         result
@@ -833,6 +843,21 @@ async fn bench_server(
     server.stop(Duration::from_secs(30)).await?;
     result.load_average_after = load_average();
     Ok(result)
+}
+
+/// Snapshot files (`snapshot.<zxid>`) in a data dir's `version-2`.
+fn snapshots_in(data_dir: &Path) -> usize {
+    std::fs::read_dir(data_dir.join("version-2"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.starts_with("snapshot.") && !name.ends_with(".tmp")
+                })
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 /// Opens `n` sessions.
@@ -891,13 +916,20 @@ fn table(results: &[ServerResult], args: &Args) -> String {
     for w in Workload::MEASURED {
         let name = w.name();
         type PhaseCell = fn(&PhaseResult) -> String;
-        let cells: [(&str, PhaseCell); 6] = [
+        let cells: [(&str, PhaseCell); 7] = [
             ("ops/s", |p| format!("{:.0}", p.ops_per_sec)),
             ("p50 ms", |p| format!("{:.2}", p.p50_ms)),
             ("p99 ms", |p| format!("{:.2}", p.p99_ms)),
             ("p99.9 ms", |p| format!("{:.2}", p.p999_ms)),
             ("max ms", |p| format!("{:.2}", p.max_ms)),
             ("errors", |p| p.errors.to_string()),
+            ("RSS / peak MiB", |p| {
+                format!(
+                    "{:.0} / {:.0}",
+                    p.rss_kib as f64 / 1024.0,
+                    p.peak_rss_kib as f64 / 1024.0
+                )
+            }),
         ];
         for (what, cell) in cells {
             rows.push((
@@ -912,6 +944,10 @@ fn table(results: &[ServerResult], args: &Args) -> String {
             r.znode_count_after_phases
                 .map_or("?".into(), |n| n.to_string())
         }),
+    ));
+    rows.push((
+        "snapshot files at the end".into(),
+        Box::new(move |r| r.snapshots.to_string()),
     ));
     rows.push((
         "RSS after phases, MiB".into(),
