@@ -8,13 +8,16 @@
 //! (the `zookeeper-client` crate), from N concurrent sessions, one request outstanding per
 //! session (a closed loop):
 //!
-//! 1. load: N znodes (default 100,000) of 100 bytes; then the server's resident memory;
-//! 2. warm-up (not measured): the mixed load, so that the JVM's JIT has compiled the paths;
-//! 3. writes: create (persistent sequential) and setData alternately, 100-byte payloads;
-//! 4. reads: getData of random existing znodes;
-//! 5. mixed: 90% reads, 10% writes;
-//! 6. restart: a clean stop, start again on the same data, and time from the process's
-//!    start until `ruok` answers `imok` and until a new session reads the last loaded znode.
+//! 1. load: N znodes (default 100,000) of 100 bytes, from N sessions with a few requests in
+//!    flight each; then the server's resident memory;
+//! 2. restart: a clean stop, start again on exactly that data, and time from the process's
+//!    start until `ruok` answers `imok` and until a new session reads the last loaded znode;
+//! 3. warm-up (not measured): the mixed load, so that the JVM's JIT has compiled the paths;
+//! 4. writes: create (persistent sequential) and setData alternately, 100-byte payloads;
+//! 5. reads: getData of random loaded znodes;
+//! 6. mixed: 90% reads, 10% writes;
+//!
+//! with ops/s, latency p50/p99/p99.9/max and RSS for each of 4-6.
 //!
 //! Prints one side-by-side table and optionally writes the numbers as JSON. Both servers are
 //! stopped and the data directories removed at the end, on error and on Ctrl-C/SIGTERM.
@@ -41,8 +44,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zookeeper_client::{Acls, Client, CreateMode};
 
 /// The server implementations this benchmark can start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum ServerKind {
     /// Apache ZooKeeper (Debian's `zookeeper` package), `ZooKeeperServerMain`.
     Zookeeper,
