@@ -35,6 +35,9 @@ pub struct RunOptions {
     /// `autopurge.snapRetainCount=3`).
     #[serde(default)]
     pub autopurge: bool,
+    /// The servers' `commitLogCount`: a small one makes a lagging learner sync by SNAP.
+    #[serde(default = "default_commit_log_count")]
+    pub commit_log_count: usize,
     /// Safety phase length in ms.
     pub safety_ms: u64,
     /// Liveness bound in ms.
@@ -81,6 +84,11 @@ fn default_snap_count() -> u64 {
     100_000
 }
 
+/// ZooKeeper's default `commitLogCount`: options files written before runs drew one.
+fn default_commit_log_count() -> usize {
+    500
+}
+
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, xs: &[T]) -> T {
     xs[rng.gen_range(0..xs.len())]
 }
@@ -119,6 +127,7 @@ impl RunOptions {
         // Drawn after everything else so that older seeds keep their plans.
         let snap_count = rng.gen_range(16..=256);
         let autopurge = rng.gen_bool(0.5);
+        let commit_log_count = pick(&mut rng, &[0, 4, 16, 64, 500]);
         RunOptions {
             scenario: scenario.name.clone(),
             seed,
@@ -130,6 +139,7 @@ impl RunOptions {
             session_timeout_ms,
             snap_count,
             autopurge,
+            commit_log_count,
             safety_ms,
             liveness_ms: p.liveness_ms,
             init_limit,
@@ -163,7 +173,7 @@ impl RunOptions {
     /// A short human summary printed at the start of every run.
     pub fn describe(&self) -> String {
         format!(
-            "sut={:?} scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} safety={}ms liveness={}ms converge={}ms ({} ticks) faults={}\n{}",
+            "sut={:?} scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} commit_log_count={} safety={}ms liveness={}ms converge={}ms ({} ticks) faults={}\n{}",
             self.sut,
             self.scenario,
             self.seed,
@@ -177,6 +187,7 @@ impl RunOptions {
             self.session_timeout_ms,
             self.snap_count,
             if self.autopurge { " autopurge" } else { "" },
+            self.commit_log_count,
             self.safety_ms,
             self.liveness_ms,
             self.converge_ms(),
