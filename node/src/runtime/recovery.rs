@@ -50,7 +50,7 @@ pub fn encode_frozen(tree: &FrozenTree, sessions: &[(SessionId, i32)]) -> Vec<u8
         w.write_int(*to);
     });
     w.write_buffer(&tree_bytes);
-    w.into_bytes().to_vec()
+    Vec::from(w.into_inner())
 }
 
 /// Parses a snapshot written by [`encode_snapshot`].
