@@ -6,7 +6,7 @@ MADSIM_ENV = RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=$(MADSIM_TARGET)
 PYTHON ?= python3
 
 .PHONY: all build build-madsim sim sim-ensemble test test-rust test-madsim test-sim test-integration lint fmt \
-        bench-storage bench-checker bench-sim clean
+        bench-storage bench-checker bench-sim bench-compare clean
 
 all: build
 
@@ -78,6 +78,18 @@ bench-storage:
 	    --znodes 1000000 --log-txns 100000 $(if $(BENCH_DIR),--dir $(BENCH_DIR)/restart)
 	$(CARGO) run -q --release -p zabkeeper --example bench_snapshot -- \
 	    --znodes 1000000 --seconds 20 $(if $(BENCH_DIR),--dir $(BENCH_DIR)/snapshot)
+
+# zabkeeper against Apache ZooKeeper 3.8 (Debian's `zookeeper` package: apt-get install
+# zookeeper), one at a time, standalone on 127.0.0.1 with the same zoo.cfg and real fsyncs,
+# under the same load from 8 sessions of the same Rust client: writes, reads, 90/10 mixed
+# (ops/s, p50/p99/p99.9/max), RSS with 100,000 znodes of 100 bytes, restart time with them.
+# About 4 minutes; shorter: make bench-compare BENCH_COMPARE_ARGS="--seconds 5 --warmup 3".
+# Numbers also go to target/bench-compare.json.
+BENCH_COMPARE_ARGS ?=
+bench-compare:
+	$(CARGO) build -q --release -p zabkeeper --bin zabkeeper
+	$(CARGO) run -q --release -p zabkeeper --example bench_compare -- \
+	    --json target/bench-compare.json $(if $(BENCH_DIR),--dir $(BENCH_DIR)) $(BENCH_COMPARE_ARGS)
 
 # Checker speed and memory: generated kv and register histories of 10k, 100k and 1M
 # operations, 10 to 100 processes, a few percent info ops.

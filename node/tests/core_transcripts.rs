@@ -30,6 +30,11 @@
 //! - `crash <sid>`, `restart <sid>`, `disk <sid> accepted=E current=E log=e.c,e.c`
 //! - `partition 1 | 2 3` (links between the sides hold their messages until
 //!   `heal`, like a clogged TCP connection), `heal`, `status`
+//!
+//! When a core gives up on a peer (`Outbound::Disconnect`, printed
+//! `a disconnect b`), what is queued between the two both ways is lost, both
+//! cores see the connection break (`peer_disconnected`) and, once no
+//! partition separates them, reconnect (`a-b reconnected`, `peer_connected`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
@@ -143,6 +148,10 @@ struct Cluster {
     nodes: BTreeMap<Sid, Node>,
     net: BTreeMap<(Sid, Sid), VecDeque<Bytes>>,
     partition: Vec<BTreeSet<Sid>>,
+    /// Connections closed by a core and not yet reported to both ends.
+    closed: VecDeque<(Sid, Sid)>,
+    /// Closed connections that cannot come back before `heal`.
+    down: BTreeSet<(Sid, Sid)>,
     history: Vec<(Zxid, Bytes)>,
     out: String,
 }
@@ -203,6 +212,8 @@ impl Cluster {
             nodes: BTreeMap::new(),
             net: BTreeMap::new(),
             partition: Vec::new(),
+            closed: VecDeque::new(),
+            down: BTreeSet::new(),
             history: Vec::new(),
             out: String::new(),
         };
@@ -262,8 +273,75 @@ impl Cluster {
                 .any(|g| g.contains(&a) && g.contains(&b))
     }
 
-    /// Runs the node's Ready loop: persistence, commits, messages, events.
+    /// Runs the node's Ready loop, then reports closed connections.
     fn drain(&mut self, sid: Sid) {
+        self.drain_ready(sid);
+        self.report_closed();
+    }
+
+    /// A core closed the connection between `sid` and `peer`: what is queued
+    /// on it both ways is lost. Both ends see it break, then reconnect at
+    /// once unless a partition separates them (then at `heal`).
+    fn disconnect(&mut self, sid: Sid, peer: Sid) {
+        let mut lost = 0;
+        for link in [(sid, peer), (peer, sid)] {
+            if let Some(q) = self.net.get_mut(&link) {
+                lost += q.len();
+                q.clear();
+            }
+        }
+        let lost = if lost > 0 {
+            format!(" ({lost} queued lost)")
+        } else {
+            String::new()
+        };
+        writeln!(self.out, "{sid} disconnect {peer}{lost}").unwrap();
+        // A connection already closed (and not back) has nothing to close.
+        if self.alive(peer) && self.connected(sid, peer) {
+            self.closed.push_back((sid, peer));
+        }
+    }
+
+    /// False between a core closing the connection and its reconnection.
+    fn connected(&self, a: Sid, b: Sid) -> bool {
+        let pair = (a.min(b), a.max(b));
+        !self.down.contains(&pair)
+            && !self
+                .closed
+                .iter()
+                .any(|(x, y)| (*x.min(y), *x.max(y)) == pair)
+    }
+
+    fn report_closed(&mut self) {
+        while let Some((a, b)) = self.closed.pop_front() {
+            let pair = (a.min(b), a.max(b));
+            self.down.insert(pair);
+            for (x, y) in [(a, b), (b, a)] {
+                if self.alive(x) {
+                    self.zab(x).peer_disconnected(y);
+                    self.drain_ready(x);
+                }
+            }
+            if !self.partitioned(a, b) {
+                self.down.remove(&pair);
+                self.reconnect(a, b);
+            }
+        }
+    }
+
+    fn reconnect(&mut self, a: Sid, b: Sid) {
+        if !self.alive(a) || !self.alive(b) {
+            return;
+        }
+        writeln!(self.out, "{a}-{b} reconnected").unwrap();
+        for (x, y) in [(a, b), (b, a)] {
+            self.zab(x).peer_connected(y);
+            self.drain_ready(x);
+        }
+    }
+
+    /// Runs the node's Ready loop: persistence, commits, messages, events.
+    fn drain_ready(&mut self, sid: Sid) {
         loop {
             let node = self.nodes.get_mut(&sid).unwrap();
             let Some(zab) = node.zab.as_mut() else { return };
@@ -305,6 +383,10 @@ impl Cluster {
             for m in ready.messages {
                 let to = m.to();
                 let (msg, durable) = match m {
+                    Outbound::Disconnect { peer } => {
+                        self.disconnect(sid, peer);
+                        continue;
+                    }
                     Outbound::Send { msg, .. } => (msg, false),
                     Outbound::Durable(d) => (d.into_parts().1, true),
                     Outbound::Snapshot { zxid, .. } => {
@@ -334,13 +416,15 @@ impl Cluster {
                 let mark = if durable { " (durable)" } else { "" };
                 let lost = if !self.alive(to) {
                     " (lost)"
+                } else if !self.connected(sid, to) {
+                    " (no connection)"
                 } else if self.partitioned(sid, to) {
                     " (held)"
                 } else {
                     ""
                 };
                 writeln!(self.out, "{sid}->{to} {}{mark}{lost}", fmt_msg(&msg)).unwrap();
-                if self.alive(to) {
+                if self.alive(to) && self.connected(sid, to) {
                     self.net
                         .entry((sid, to))
                         .or_default()
@@ -587,6 +671,7 @@ impl Cluster {
                             q.clear();
                         }
                     }
+                    self.down.retain(|(a, b)| *a != sid && *b != sid);
                 }
             }
             "restart" => {
@@ -626,7 +711,13 @@ impl Cluster {
                     .map(|g| g.split_whitespace().map(|s| s.parse().unwrap()).collect())
                     .collect();
             }
-            "heal" => self.partition.clear(),
+            "heal" => {
+                self.partition.clear();
+                for (a, b) in std::mem::take(&mut self.down) {
+                    self.reconnect(a, b);
+                }
+                self.report_closed();
+            }
             "status" => {
                 for (sid, n) in &self.nodes {
                     let Some(zab) = &n.zab else {

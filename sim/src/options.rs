@@ -35,6 +35,9 @@ pub struct RunOptions {
     /// `autopurge.snapRetainCount=3`).
     #[serde(default)]
     pub autopurge: bool,
+    /// The servers' `commitLogCount`: a small one makes a lagging learner sync by SNAP.
+    #[serde(default = "default_commit_log_count")]
+    pub commit_log_count: usize,
     /// Safety phase length in ms.
     pub safety_ms: u64,
     /// Liveness bound in ms.
@@ -81,6 +84,11 @@ fn default_snap_count() -> u64 {
     100_000
 }
 
+/// ZooKeeper's default `commitLogCount`: options files written before runs drew one.
+fn default_commit_log_count() -> usize {
+    500
+}
+
 fn pick<T: Copy>(rng: &mut ChaCha8Rng, xs: &[T]) -> T {
     xs[rng.gen_range(0..xs.len())]
 }
@@ -119,6 +127,7 @@ impl RunOptions {
         // Drawn after everything else so that older seeds keep their plans.
         let snap_count = rng.gen_range(16..=256);
         let autopurge = rng.gen_bool(0.5);
+        let commit_log_count = pick(&mut rng, &[0, 4, 16, 64, 500]);
         RunOptions {
             scenario: scenario.name.clone(),
             seed,
@@ -130,6 +139,7 @@ impl RunOptions {
             session_timeout_ms,
             snap_count,
             autopurge,
+            commit_log_count,
             safety_ms,
             liveness_ms: p.liveness_ms,
             init_limit,
@@ -140,7 +150,6 @@ impl RunOptions {
                 safety_ms
                     + p.liveness_ms
                     + converge_ticks(init_limit, sync_limit) * tick_ms
-                    + redelivery_ms(&plan)
                     + 10_000,
             ),
             sut: scenario.sut,
@@ -154,17 +163,17 @@ impl RunOptions {
     }
 
     /// The convergence bound in ms: after every client was answered again, the final
-    /// write and every replica reaching it must fit in this much virtual time: the
-    /// protocol's part ([`converge_ticks`] ticks) plus the simulated network's redelivery
-    /// allowance when the plan clogged links ([`redelivery_ms`]).
+    /// write and every replica reaching it must fit in [`converge_ticks`] ticks of virtual
+    /// time. There is no network allowance: a server that gives up on a silent peer closes
+    /// that connection, so messages queued during a partition do not delay the rejoin.
     pub fn converge_ms(&self) -> u64 {
-        converge_ticks(self.init_limit, self.sync_limit) * self.tick_ms + redelivery_ms(&self.plan)
+        converge_ticks(self.init_limit, self.sync_limit) * self.tick_ms
     }
 
     /// A short human summary printed at the start of every run.
     pub fn describe(&self) -> String {
         format!(
-            "sut={:?} scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} safety={}ms liveness={}ms converge={}ms ({} ticks + {}ms redelivery) faults={}\n{}",
+            "sut={:?} scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} commit_log_count={} safety={}ms liveness={}ms converge={}ms ({} ticks) faults={}\n{}",
             self.sut,
             self.scenario,
             self.seed,
@@ -178,11 +187,11 @@ impl RunOptions {
             self.session_timeout_ms,
             self.snap_count,
             if self.autopurge { " autopurge" } else { "" },
+            self.commit_log_count,
             self.safety_ms,
             self.liveness_ms,
             self.converge_ms(),
             converge_ticks(self.init_limit, self.sync_limit),
-            redelivery_ms(&self.plan),
             self.plan.events.len(),
             self.plan.describe()
         )
@@ -191,10 +200,12 @@ impl RunOptions {
 
 /// The convergence bound in ticks, from the servers' timeouts. A replica that is not yet
 /// in broadcast with the established leader when the final write commits needs at most:
-/// `syncLimit` ticks to give up a dead leader connection, one election resend interval
-/// (backed off to at most `electionResendMax` ticks) until its notifications reach the
-/// settled ensemble, `finalizeWait` ticks to decide, and `initLimit` ticks for discovery
-/// and sync; then the commits reach it at once. One such attempt may fail (a message lost
+/// `syncLimit` ticks to give up a dead leader connection (and close it), one election
+/// resend interval (backed off to at most `electionResendMax` ticks) until its
+/// notifications reach the settled ensemble (on fresh connections: a voter that leaves
+/// one unanswered for a resend interval is reconnected, so nothing queued during a
+/// partition stands in front), `finalizeWait` ticks to decide, and `initLimit` ticks for
+/// discovery and sync; then the commits reach it at once. One such attempt may fail (a message lost
 /// to a connection replaced at the heal), so the bound is two attempts.
 /// `finalizeWait` and `electionResendMax` are the node's defaults (the simulator does not
 /// change them).
@@ -204,34 +215,6 @@ pub fn converge_ticks(init_limit: u32, sync_limit: u32) -> u64 {
         + u64::from(zab.election_resend_max)
         + u64::from(zab.finalize_wait)
         + u64::from(init_limit))
-}
-
-/// The longest a message queued on a clogged link may wait after the link heals: the
-/// simulated network retries each such message with a backoff doubling up to 10 s
-/// (madsim's cap), like TCP's retransmission backoff after a partition.
-pub const MAX_REDELIVERY_BACKOFF_MS: u64 = 10_000;
-
-/// The network part of the convergence bound: [`MAX_REDELIVERY_BACKOFF_MS`] if the plan
-/// clogs links (partitions, leader isolation), else 0.
-///
-/// A server keeps its peer connections through a partition, so after the heal the
-/// messages queued on them (heartbeats, proposals, election notifications) arrive first,
-/// late: the head of the queue after up to one backoff interval, the rest one by one
-/// behind it. Until they are through, a replica cut off by the partition cannot hear the
-/// election's answers. In the first 2,000-seed campaign with the check, replicas of
-/// `partition` and `split-brain` runs needed up to 6.2 s beyond the protocol's part.
-pub fn redelivery_ms(plan: &FaultPlan) -> u64 {
-    let clogs = plan.events.iter().any(|e| {
-        matches!(
-            e.fault,
-            crate::plan::Fault::Partition { .. } | crate::plan::Fault::IsolateLeader { .. }
-        )
-    });
-    if clogs {
-        MAX_REDELIVERY_BACKOFF_MS
-    } else {
-        0
-    }
 }
 
 #[cfg(test)]
@@ -287,9 +270,7 @@ rate_per_min = 4.0
     fn the_convergence_bound_follows_the_tick_and_the_limits() {
         let s = scenario();
         let mut o = RunOptions::derive(&s, 1, true);
-        // 2 x (syncLimit 5 + electionResendMax 30 + finalizeWait 1 + initLimit 10) ticks;
-        // the scenario only crashes servers: no clogged links, no redelivery allowance.
-        assert_eq!(redelivery_ms(&o.plan), 0);
+        // 2 x (syncLimit 5 + electionResendMax 30 + finalizeWait 1 + initLimit 10) ticks.
         assert_eq!((o.init_limit, o.sync_limit), (10, 5));
         assert_eq!(o.converge_ms(), 92 * o.tick_ms);
         assert!(
@@ -299,17 +280,15 @@ rate_per_min = 4.0
         o.tick_ms = 100;
         o.init_limit = 20;
         assert_eq!(o.converge_ms(), 11_200);
-        assert!(o
-            .describe()
-            .contains("converge=11200ms (112 ticks + 0ms redelivery)"));
-        // A plan that clogs links adds the network's redelivery allowance.
+        assert!(o.describe().contains("converge=11200ms (112 ticks)"));
+        // A plan that clogs links gets the same bound: no network allowance.
         let mut p = scenario();
         p.faults[0].kind = crate::plan::FaultKind::RandomHalves;
         let o = (0..20)
             .map(|seed| RunOptions::derive(&p, seed, true))
             .find(|o| !o.plan.events.is_empty())
             .expect("some seed plans a partition");
-        assert_eq!(o.converge_ms(), 92 * o.tick_ms + MAX_REDELIVERY_BACKOFF_MS);
+        assert_eq!(o.converge_ms(), 92 * o.tick_ms);
         assert!(o.virtual_limit_ms >= o.safety_ms + o.liveness_ms + o.converge_ms());
         // Options saved before these fields existed still load, with the defaults.
         let mut v = serde_json::to_value(RunOptions::derive(&s, 1, true)).unwrap();

@@ -157,6 +157,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                                     observers: sh.opts.observers,
                                     snap_count: sh.opts.snap_count,
                                     autopurge: sh.opts.autopurge,
+                                    commit_log_count: sh.opts.commit_log_count,
                                     init_limit: sh.opts.init_limit,
                                     sync_limit: sh.opts.sync_limit,
                                 };

@@ -126,12 +126,13 @@ fn catches_a_leader_committing_without_a_quorum() {
 }
 
 /// A learner ignores TRUNC and keeps a txn the leader does not have: its tree diverges
-/// (caught within 5 seeds of `mixed`: seed 4, by the node observation hook's
-/// same-digest-per-zxid check).
+/// (caught within 5 seeds of `partition`: seed 1, by the node observation hook's
+/// same-digest-per-zxid check; `mixed` partitions less and its runs since the seed draws
+/// `commitLogCount` often sync such a learner by SNAP instead).
 #[cfg(feature = "broken-skip-trunc")]
 #[test]
 fn catches_a_learner_skipping_trunc() {
-    caught_and_shrunk("mixed", ensemble_options);
+    caught_and_shrunk("partition", ensemble_options);
 }
 
 /// An observer that lost its leader never rejoins: it serves nobody and answers nothing

@@ -443,30 +443,44 @@ impl Zab {
             tracing::info!(sid = me, phase = ?ld.phase, "leader could not establish its epoch in time");
             return self.start_election();
         }
-        // Learners not synced within initLimit of joining are dropped.
-        ld.peers
-            .retain(|_, p| p.phase == PeerPhase::Active || now - p.joined <= init_limit as u64);
+        // Learners not synced within initLimit of joining, and learners in
+        // broadcast silent for more than syncLimit, are dropped with their
+        // connections (ZooKeeper's LearnerHandler shuts down); they rejoin
+        // through election, discovery and sync on a fresh connection.
+        let abandoned: Vec<Sid> = ld
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                if p.phase == PeerPhase::Active {
+                    now - p.last_heard > sync_limit as u64
+                } else {
+                    now - p.joined > init_limit as u64
+                }
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        for s in &abandoned {
+            ld.peers.remove(s);
+        }
+        for s in abandoned {
+            tracing::info!(
+                sid = me,
+                learner = s,
+                "learner silent or not synced; dropped"
+            );
+            self.disconnect(s);
+        }
+        let Some(ld) = self.leader_state() else {
+            return;
+        };
         let pinged: Vec<Sid> = ld
             .peers
             .iter()
             .filter(|(_, p)| p.forwarding())
             .map(|(s, _)| *s)
             .collect();
-        if ld.is_serving() {
-            let mut alive: Vec<Sid> = ld
-                .peers
-                .iter()
-                .filter(|(_, p)| {
-                    matches!(p.phase, PeerPhase::NewLeaderAcked | PeerPhase::Active)
-                        && now - p.last_heard <= sync_limit as u64
-                })
-                .map(|(s, _)| *s)
-                .collect();
-            alive.push(me);
-            if !self.quorum.contains_quorum(&alive) {
-                tracing::info!(sid = me, "leader lost its quorum; stepping down");
-                return self.start_election();
-            }
+        if self.leader_lost_quorum() {
+            return self.start_election();
         }
         let Some(ld) = self.leader_state() else {
             return;
@@ -484,6 +498,37 @@ impl Zab {
         }
         // A single-voter ensemble confirms on its own.
         self.complete_confirms();
+    }
+
+    /// A serving leader whose voters in broadcast, heard from within
+    /// syncLimit, and itself are no longer a quorum (logged; the caller steps
+    /// down).
+    pub(crate) fn leader_lost_quorum(&self) -> bool {
+        let RoleState::Leading(ld) = &self.role else {
+            return false;
+        };
+        if !ld.is_serving() {
+            return false;
+        }
+        let (now, sync_limit) = (self.now, u64::from(self.cfg.sync_limit));
+        let mut alive: Vec<Sid> = ld
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                matches!(p.phase, PeerPhase::NewLeaderAcked | PeerPhase::Active)
+                    && now - p.last_heard <= sync_limit
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        alive.push(self.cfg.my_sid);
+        let lost = !self.quorum.contains_quorum(&alive);
+        if lost {
+            tracing::info!(
+                sid = self.cfg.my_sid,
+                "leader lost its quorum; stepping down"
+            );
+        }
+        lost
     }
 
     // ----- learner -----
@@ -611,6 +656,12 @@ impl Zab {
         self.send_durable(leader, msg);
     }
 
+    /// A learner gives up on `leader`: drops the connection, then looks.
+    fn abandon_leader(&mut self, leader: Sid) {
+        self.disconnect(leader);
+        self.start_election();
+    }
+
     pub(crate) fn learner_tick(&mut self) {
         let (init_limit, sync_limit) = (self.cfg.init_limit, self.cfg.sync_limit);
         let Some(l) = self.learner_state() else {
@@ -623,13 +674,18 @@ impl Zab {
         } else {
             init_limit
         };
+        // Giving up on the leader closes its connection, as ZooKeeper's
+        // learner closes its socket on a read timeout: what it queued is
+        // stale, and the election's answers must not wait behind it.
         if l.silent_ticks > limit {
-            tracing::info!(leader = l.leader, "leader silent; looking for a new one");
-            return self.start_election();
+            let leader = l.leader;
+            tracing::info!(leader, "leader silent; looking for a new one");
+            return self.abandon_leader(leader);
         }
         if !l.is_serving() && l.ticks > init_limit {
-            tracing::info!(leader = l.leader, "sync did not finish within initLimit");
-            return self.start_election();
+            let leader = l.leader;
+            tracing::info!(leader, "sync did not finish within initLimit");
+            return self.abandon_leader(leader);
         }
         // Until LEADERINFO arrives, repeat FOLLOWERINFO/OBSERVERINFO each
         // tick: the chosen leader may still have been looking (finishing its

@@ -30,6 +30,11 @@ pub(crate) struct Election {
     joining: Option<(u32, Notification)>,
     resend_in: u32,
     resend_interval: u32,
+    /// Voters sent a notification and not heard from since: the tick of the
+    /// first such notification. A voter still silent an election resend
+    /// interval later loses its connection before the resend (see
+    /// [`super::Outbound::Disconnect`]).
+    pub(crate) unanswered: BTreeMap<Sid, u64>,
 }
 
 /// True if `new` beats `cur` (`totalOrderPredicate`): higher peer epoch,
@@ -56,6 +61,7 @@ impl Election {
             joining: None,
             resend_in: cfg.election_resend,
             resend_interval: cfg.election_resend,
+            unanswered: BTreeMap::new(),
         }
     }
 }
@@ -108,27 +114,51 @@ impl Zab {
         e.joining = None;
         e.resend_interval = self.cfg.election_resend;
         e.resend_in = self.cfg.election_resend;
+        e.unanswered.clear();
         self.election.proposal = self.initial_vote();
-        self.broadcast_notification();
+        self.broadcast_notification(false);
         // A single-voter ensemble decides alone.
         self.check_election_quorum();
     }
 
-    /// Sends the current notification to every other voter.
-    fn broadcast_notification(&mut self) {
+    /// Sends the current notification to every other voter. On a periodic
+    /// `resend`, a voter that answered nothing for an election resend
+    /// interval is disconnected first, so that the resend travels on a fresh
+    /// connection rather than behind a backlog on one the network stalled
+    /// (a partition that clogs TCP connections without breaking them).
+    fn broadcast_notification(&mut self, resend: bool) {
         let n = self.my_notification();
+        let now = self.now;
+        let patience = u64::from(self.cfg.election_resend);
         let voters: Vec<Sid> = self.quorum.voters().iter().copied().collect();
         for v in voters {
-            if v != self.cfg.my_sid {
-                self.send(v, PeerMessage::Notification(n));
+            if v == self.cfg.my_sid {
+                continue;
             }
+            let silent_since = self.election.unanswered.get(&v).copied();
+            if resend && silent_since.is_some_and(|t| now - t >= patience) {
+                tracing::info!(
+                    sid = self.cfg.my_sid,
+                    peer = v,
+                    "voter silent; reconnecting"
+                );
+                self.election.unanswered.remove(&v);
+                self.disconnect(v);
+            }
+            self.election.unanswered.entry(v).or_insert(now);
+            self.send(v, PeerMessage::Notification(n));
         }
+    }
+
+    /// Something arrived from `sid`: it is not silent.
+    pub(crate) fn heard_from(&mut self, sid: Sid) {
+        self.election.unanswered.remove(&sid);
     }
 
     fn update_proposal(&mut self, vote: Vote) {
         self.election.proposal = vote;
         self.election.finalize_in = None;
-        self.broadcast_notification();
+        self.broadcast_notification(false);
     }
 
     pub(crate) fn election_tick(&mut self) {
@@ -137,7 +167,7 @@ impl Zab {
         if e.resend_in == 0 {
             e.resend_interval = (e.resend_interval * 2).min(self.cfg.election_resend_max);
             e.resend_in = e.resend_interval;
-            self.broadcast_notification();
+            self.broadcast_notification(true);
         }
         if let Some(left) = self.election.finalize_in {
             if left <= 1 {
@@ -176,9 +206,13 @@ impl Zab {
                     tracing::info!(sid = self.cfg.my_sid, leader = from, "leader is looking");
                     self.start_election();
                 }
-                // A learner that looks after its FOLLOWERINFO left us.
+                // A learner that looks after its FOLLOWERINFO left us; if
+                // that costs the quorum, step down now, not at the next tick.
                 RoleState::Leading(ld) => {
                     ld.peers.remove(&from);
+                    if self.leader_lost_quorum() {
+                        self.start_election();
+                    }
                 }
                 _ => {}
             }

@@ -38,6 +38,7 @@
 //!             match m {
 //!                 Outbound::Send { .. } | Outbound::Durable(_) => { /* send */ }
 //!                 Outbound::Snapshot { .. } => { /* serialize the tree, send SNAP */ }
+//!                 Outbound::Disconnect { .. } => { /* close that connection */ }
 //!             }
 //!         }
 //!         zab.all_persisted(); // after the fsync
@@ -58,7 +59,10 @@
 //! - Between two servers, election notifications and ZAB packets travel on
 //!   one FIFO channel; when a connection breaks the runtime calls
 //!   [`Zab::peer_disconnected`] (messages lost without that are survived,
-//!   through gap detection and timeouts, but cost a resync).
+//!   through gap detection and timeouts, but cost a resync). When the core
+//!   gives up on a silent peer it asks for a fresh connection with
+//!   [`Outbound::Disconnect`]: the runtime closes the connection, drops what
+//!   is queued on it, and reconnects (then [`Zab::peer_connected`]).
 //! - Ticks arrive at a steady pace on every server (ZooKeeper's `tickTime`);
 //!   `init_limit`, `sync_limit`, `finalize_wait` and the election resend
 //!   interval are counted in ticks. The leader and its learners each send a
@@ -272,6 +276,20 @@ pub enum Outbound {
     /// Serialize the tree (now at `zxid`, after this Ready's commits) and
     /// send it as `PeerMessage::Snap { zxid, snapshot }`.
     Snapshot { to: Sid, zxid: Zxid },
+    /// Close the connection to `peer` and discard what is queued on it; the
+    /// messages after this one to `peer` need a fresh connection (the
+    /// runtime reconnects as usual and reports [`Zab::peer_connected`]).
+    ///
+    /// The core gives up on a peer this way when it stays silent: a learner
+    /// whose leader was silent for `syncLimit` (ZooKeeper's learner socket
+    /// read timeout), a leader whose learner was (`LearnerHandler`'s
+    /// syncLimit check) or did not sync within `initLimit`, and a looking
+    /// server whose notification a voter left unanswered for an election
+    /// resend interval. What was queued on that connection (during a
+    /// partition: everything since it began) is stale, and would otherwise
+    /// arrive before the election's answers once the network heals. Losing
+    /// it is safe: discovery and sync re-send what ZAB needs.
+    Disconnect { peer: Sid },
 }
 
 impl Outbound {
@@ -280,6 +298,7 @@ impl Outbound {
         match self {
             Outbound::Send { to, .. } | Outbound::Snapshot { to, .. } => *to,
             Outbound::Durable(d) => d.to(),
+            Outbound::Disconnect { peer } => *peer,
         }
     }
 }
@@ -466,8 +485,10 @@ impl Zab {
         if from == self.cfg.my_sid || !self.cfg.is_member(from) {
             self.drop_msg(from, &msg, "not a peer");
         } else if let PeerMessage::Notification(n) = msg {
+            self.heard_from(from);
             self.on_notification(from, n);
         } else {
+            self.heard_from(from);
             match self.role {
                 RoleState::Looking => self.drop_msg(from, &msg, "looking"),
                 RoleState::Leading(_) => self.leader_step(from, msg),
@@ -618,17 +639,25 @@ impl Zab {
             && self.cfg.is_member(sid)
         {
             let n = self.my_notification();
+            // A fresh connection: the greeting starts a new wait for an answer.
+            self.election.unanswered.insert(sid, self.now);
             self.send(sid, PeerMessage::Notification(n));
         }
     }
 
     /// The connection to `sid` broke: a learner whose leader it was looks
-    /// for a new one; a leader forgets that learner.
+    /// for a new one; a leader forgets that learner, and steps down at once
+    /// if the learners left are no quorum (rather than at its next tick: a
+    /// leader that was paused learns this way that the ensemble moved on,
+    /// before it answers another `sync`).
     pub fn peer_disconnected(&mut self, sid: Sid) {
         match &mut self.role {
             RoleState::Learning(l) if l.leader == sid => self.start_election(),
             RoleState::Leading(ld) => {
                 ld.peers.remove(&sid);
+                if self.leader_lost_quorum() {
+                    self.start_election();
+                }
             }
             _ => {}
         }
@@ -792,6 +821,12 @@ impl Zab {
     }
 
     // ----- helpers shared by the phases -----
+
+    /// Asks the runtime to close the connection to `peer` (and drop its
+    /// queue); see [`Outbound::Disconnect`].
+    fn disconnect(&mut self, peer: Sid) {
+        self.ready.messages.push(Outbound::Disconnect { peer });
+    }
 
     /// Queues a message that depends on no durability.
     fn send(&mut self, to: Sid, msg: PeerMessage) {

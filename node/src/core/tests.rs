@@ -24,6 +24,10 @@ struct Net {
     /// Every txn committed anywhere: a zxid must always carry the same txn.
     committed: BTreeMap<Zxid, Bytes>,
     events: BTreeMap<Sid, Vec<Event>>,
+    /// Every `Outbound::Disconnect` executed: (by, peer).
+    disconnects: Vec<(Sid, Sid)>,
+    /// Connections closed and not yet reported to the cores.
+    closed: VecDeque<(Sid, Sid)>,
 }
 
 impl Net {
@@ -39,6 +43,8 @@ impl Net {
             acks_seen: 0,
             committed: BTreeMap::new(),
             events: BTreeMap::new(),
+            disconnects: Vec::new(),
+            closed: VecDeque::new(),
         };
         for &sid in voters.iter().chain(observers) {
             let mut cfg = ZabConfig::new(sid, voters.iter().copied(), observers.iter().copied());
@@ -74,6 +80,10 @@ impl Net {
             }
             for m in ready.messages {
                 let (to, msg) = match m {
+                    Outbound::Disconnect { peer } => {
+                        self.disconnect(sid, peer);
+                        continue;
+                    }
                     Outbound::Send { to, msg } => {
                         assert!(
                             !msg.requires_durability(),
@@ -102,6 +112,37 @@ impl Net {
             self.events.entry(sid).or_default().extend(ready.events);
             if self.auto_persist.contains(&sid) {
                 self.persist(sid);
+            }
+        }
+        self.report_closed();
+    }
+
+    /// As the runtime does: closing a connection loses what is queued on it
+    /// both ways; both servers see it break and, the network being up,
+    /// reconnect at once.
+    fn disconnect(&mut self, sid: Sid, peer: Sid) {
+        self.disconnects.push((sid, peer));
+        for link in [(sid, peer), (peer, sid)] {
+            if let Some(q) = self.links.get_mut(&link) {
+                q.clear();
+            }
+        }
+        self.closed.push_back((sid, peer));
+    }
+
+    fn report_closed(&mut self) {
+        while let Some((a, b)) = self.closed.pop_front() {
+            for (x, y) in [(a, b), (b, a)] {
+                if let Some(z) = self.zabs.get_mut(&x) {
+                    z.peer_disconnected(y);
+                    self.drain(x);
+                }
+            }
+            for (x, y) in [(a, b), (b, a)] {
+                if let Some(z) = self.zabs.get_mut(&x) {
+                    z.peer_connected(y);
+                    self.drain(x);
+                }
             }
         }
     }
@@ -814,12 +855,12 @@ fn disconnects_end_following_and_leaders_forget_learners() {
         "2 and the leader are still a quorum"
     );
     l.peer_disconnected(2);
-    l.tick();
     assert_eq!(
         l.role(),
         Role::Looking,
-        "alone, the leader steps down at once"
+        "alone, the leader steps down at once, before its next tick"
     );
+    assert_eq!(l.sync(1), Err(ProposeError::NotServing));
 }
 
 #[test]
@@ -954,4 +995,137 @@ fn a_sync_in_a_fresh_epoch_with_nothing_proposed_is_done_at_once() {
     net.drain(1);
     net.deliver_all();
     assert!(net.events[&1].contains(&Event::SyncDone { id: 8 }));
+}
+
+/// The position of `Disconnect { peer }` and of the first message to `peer`
+/// in `msgs`.
+fn disconnect_then_send(msgs: &[Outbound], peer: Sid) -> (Option<usize>, Option<usize>) {
+    let disconnect = msgs
+        .iter()
+        .position(|m| *m == Outbound::Disconnect { peer });
+    let send = msgs
+        .iter()
+        .position(|m| matches!(m, Outbound::Send { to, .. } if *to == peer));
+    (disconnect, send)
+}
+
+#[test]
+fn a_learner_that_abandons_its_silent_leader_closes_that_connection_first() {
+    let mut net = Net::new(&[1, 2, 3], &[], |_| {});
+    net.settle();
+    assert_eq!(net.leader(), Some(3));
+    let sync_limit = net.zabs[&1].cfg.sync_limit;
+    // Nothing reaches 1 any more: after syncLimit silent ticks it gives up.
+    let f = net.zabs.get_mut(&1).unwrap();
+    for _ in 0..sync_limit {
+        f.tick();
+        let r = f.ready();
+        assert!(!r.messages.contains(&Outbound::Disconnect { peer: 3 }));
+    }
+    f.tick();
+    assert_eq!(f.role(), Role::Looking);
+    let r = f.ready();
+    let (disconnect, vote) = disconnect_then_send(&r.messages, 3);
+    assert!(
+        disconnect.is_some() && disconnect < vote,
+        "the connection to the abandoned leader closes before the new vote goes out: {:?}",
+        r.messages
+    );
+    // No other connection is closed for it.
+    assert_eq!(
+        r.messages
+            .iter()
+            .filter(|m| matches!(m, Outbound::Disconnect { .. }))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_leader_drops_a_silent_learner_and_its_connection_and_it_rejoins() {
+    let mut net = Net::new(&[1, 2, 3], &[], |_| {});
+    net.settle();
+    assert_eq!(net.leader(), Some(3));
+    let sync_limit = net.zabs[&3].cfg.sync_limit;
+    // 1 stops answering (as if paused); 2 and the leader go on.
+    for _ in 0..sync_limit {
+        for s in [2, 3] {
+            net.zabs.get_mut(&s).unwrap().tick();
+            net.drain(s);
+        }
+        net.links.remove(&(1, 3));
+        net.links.remove(&(3, 1));
+        net.deliver_all();
+        net.persist(2);
+        net.persist(3);
+        assert!(net.disconnects.is_empty(), "dropped within syncLimit");
+    }
+    net.zabs.get_mut(&3).unwrap().tick();
+    net.drain(3);
+    assert_eq!(net.disconnects, vec![(3, 1)]);
+    assert_eq!(net.zabs[&3].learner_counts(), Some((1, 1, 0)));
+    assert!(net.zabs[&3].is_serving(), "2 and the leader are a quorum");
+    // 1 saw its connection to the leader break: it looks, and rejoins.
+    assert_eq!(net.zabs[&1].role(), Role::Looking);
+    net.settle();
+    assert_eq!(net.zabs[&1].role(), Role::Following { leader: 3 });
+    assert!(net.zabs.values().all(|z| z.is_serving()));
+    assert_eq!(net.zabs[&3].learner_counts(), Some((2, 2, 0)));
+}
+
+/// A LOOKING vote from an election round before the first.
+fn stale_vote(leader: Sid) -> PeerMessage {
+    PeerMessage::Notification(Notification {
+        vote: Vote {
+            leader,
+            zxid: 0,
+            peer_epoch: 0,
+        },
+        election_epoch: 0,
+        state: ServerState::Looking,
+    })
+}
+
+#[test]
+fn a_looking_server_reconnects_to_voters_that_leave_its_notification_unanswered() {
+    let cfg = ZabConfig::new(1, [1, 2, 3], []);
+    let resend = cfg.election_resend;
+    let mut z = Zab::new(cfg, PersistedState::default()).unwrap();
+    let _ = z.ready();
+    // 2 answers (a late vote of an older round, which decides nothing); 3
+    // stays silent.
+    z.step(2, stale_vote(2));
+    let _ = z.ready();
+    for _ in 1..resend {
+        z.tick();
+        assert!(z.ready().is_empty(), "nothing before the resend");
+    }
+    z.tick();
+    let r = z.ready();
+    let (disconnect, vote) = disconnect_then_send(&r.messages, 3);
+    assert!(
+        disconnect.is_some() && disconnect < vote,
+        "3 left the notification unanswered: {:?}",
+        r.messages
+    );
+    assert_eq!(disconnect_then_send(&r.messages, 2).0, None, "2 answered");
+    // A fresh connection greets 3 and starts a new wait; 3 answers this
+    // time, and 2 stays silent: the next resend (after a doubled interval)
+    // closes 2's connection, not 3's.
+    z.peer_connected(3);
+    let r = z.ready();
+    assert!(matches!(&r.messages[..], [Outbound::Send { to: 3, .. }]));
+    z.step(3, stale_vote(3));
+    let _ = z.ready();
+    let mut closed = Vec::new();
+    for _ in 0..2 * resend {
+        z.tick();
+        assert_eq!(z.role(), Role::Looking);
+        for m in z.ready().messages {
+            if let Outbound::Disconnect { peer } = m {
+                closed.push(peer);
+            }
+        }
+    }
+    assert_eq!(closed, vec![2]);
 }

@@ -18,6 +18,10 @@ impl<T> Default for Background<T> {
     }
 }
 
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
 type Job<T> = Box<dyn FnOnce() -> T + Send>;
 
 enum InFlight<T> {
@@ -48,10 +52,12 @@ impl<T: Send + 'static> Background<T> {
     }
 
     /// Starts `job` (the caller checks [`Background::busy`] first) on a thread named
-    /// `name`.
+    /// `name`, which notifies `wake` when the result is ready (so the processor's loop
+    /// collects it without waiting for its next tick).
     pub fn start(
         &mut self,
         name: &'static str,
+        wake: &Arc<Notify>,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> std::io::Result<()> {
         debug_assert!(!self.busy(), "one job at a time");
@@ -59,16 +65,18 @@ impl<T: Send + 'static> Background<T> {
         #[cfg(not(madsim))]
         {
             let (tx, done) = std::sync::mpsc::channel();
+            let wake = wake.clone();
             let thread = std::thread::Builder::new()
                 .name(name.into())
                 .spawn(move || {
                     let _ = tx.send(job());
+                    wake.notify_one();
                 })?;
             self.in_flight = Some(InFlight::Thread { done, thread });
         }
         #[cfg(madsim)]
         {
-            let _ = name;
+            let _ = (name, wake);
             self.in_flight = Some(InFlight::Deferred { job, armed: false });
         }
         Ok(())
@@ -137,7 +145,7 @@ mod tests {
         assert!(!bg.busy());
         assert!(bg.poll().is_none());
         let (go, wait) = std::sync::mpsc::channel::<()>();
-        bg.start("test", move || {
+        bg.start("test", &Arc::new(Notify::new()), move || {
             wait.recv().unwrap();
             42
         })
@@ -154,7 +162,8 @@ mod tests {
     #[test]
     fn a_panicking_job_is_reported_lost() {
         let mut bg: Background<u32> = Background::default();
-        bg.start("test", || panic!("deliberate")).unwrap();
+        bg.start("test", &Arc::new(Notify::new()), || panic!("deliberate"))
+            .unwrap();
         assert!(bg.wait().unwrap().is_err());
         assert!(!bg.busy());
     }
@@ -162,7 +171,8 @@ mod tests {
     #[test]
     fn poll_collects_a_finished_job() {
         let mut bg = Background::default();
-        bg.start("test", || "done").unwrap();
+        bg.start("test", &Arc::new(Notify::new()), || "done")
+            .unwrap();
         let mut got = None;
         for _ in 0..1000 {
             if let Some(r) = bg.poll() {

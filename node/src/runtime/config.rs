@@ -78,6 +78,9 @@ pub struct ServerConfig {
     pub force_sync: bool,
     /// Txns between snapshots (`snapCount`).
     pub snap_count: u64,
+    /// Committed txns kept in memory to sync a learner by DIFF rather than SNAP
+    /// (`commitLogCount`, ZooKeeper's `zookeeper.commitLogCount`, 500).
+    pub commit_log_count: usize,
     /// `autopurge.snapRetainCount` (at least 3).
     pub snap_retain_count: usize,
     /// `autopurge.purgeInterval` in hours; 0 disables purging.
@@ -117,6 +120,7 @@ impl ServerConfig {
             four_letter_words: vec!["srvr".to_string()],
             force_sync: true,
             snap_count: 100_000,
+            commit_log_count: crate::core::DEFAULT_COMMITTED_LOG_WINDOW,
             snap_retain_count: 3,
             purge_interval_hours: 0,
             global_outstanding_limit: 1000,
@@ -216,6 +220,9 @@ impl ServerConfig {
                 }
                 "forceSync" => cfg.force_sync = parse_yes_no(key, v)?,
                 "snapCount" => cfg.snap_count = parse_num(key, v, 2, u32::MAX as u64)?,
+                "commitLogCount" | "zookeeper.commitLogCount" => {
+                    cfg.commit_log_count = parse_num(key, v, 0, 1_000_000)? as usize
+                }
                 "autopurge.snapRetainCount" => {
                     cfg.snap_retain_count = (parse_num(key, v, 1, 1 << 20)? as usize).max(3)
                 }
@@ -451,6 +458,25 @@ someUnknownKey=1
             .unwrap_err()
             .to_string()
             .contains("role"));
+    }
+
+    #[test]
+    fn commit_log_count_is_read_under_either_name() {
+        let cfg = |text: &str| {
+            ServerConfig::from_properties(&parse_properties("zoo.cfg", text).unwrap()).unwrap()
+        };
+        assert_eq!(cfg("dataDir=/tmp/x\n").commit_log_count, 500);
+        assert_eq!(
+            cfg("dataDir=/tmp/x\ncommitLogCount=32\n").commit_log_count,
+            32
+        );
+        assert_eq!(
+            cfg("dataDir=/tmp/x\nzookeeper.commitLogCount=7\n").commit_log_count,
+            7
+        );
+        let bad = parse_properties("zoo.cfg", "dataDir=/tmp/x\ncommitLogCount=-1\n").unwrap();
+        let err = ServerConfig::from_properties(&bad).unwrap_err().to_string();
+        assert!(err.contains("commitLogCount"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,12 @@
 //! nudge: the larger server reads its handshake, closes it and dials back at
 //! once (ZooKeeper's "connection request from a smaller sid" rule). A second
 //! connection initiated by the larger sid (for example after that server
-//! restarted) replaces the first.
+//! restarted) replaces the first. The smaller server dials only when it has
+//! no connection, so a nudge that finds a connection older than
+//! [`PeerLimits::handshake_timeout`] means the smaller server closed it and
+//! the close did not arrive (across a partition, a clogged link delivers
+//! nothing): that connection is replaced too. (A younger one is kept: the
+//! nudge may have crossed the dial that made it.)
 //!
 //! The dialer sends its handshake; the acceptor answers with its own once it
 //! accepted the connection, so the dialer also checks that it reached the sid
@@ -45,6 +50,11 @@
 //! needs on [`PeerEvent::Connected`]. A frame that cannot be written within
 //! [`PeerLimits::write_timeout`] (the peer stopped reading) closes the
 //! connection.
+//!
+//! [`PeerHandle::disconnect`] closes a connection on the owner's request
+//! (the core gave up on a silent peer) and discards what is queued on it;
+//! the connector dials again at once, so that later messages travel on a
+//! fresh connection instead of behind a backlog that a partition stalled.
 //!
 //! # madsim
 //!
@@ -180,6 +190,10 @@ pub struct PeerStats {
     pub dropped_oversized: u64,
     /// Connections that completed their handshake.
     pub connections: u64,
+    /// Connections closed by [`PeerHandle::disconnect`].
+    pub disconnects: u64,
+    /// Connections replaced because a nudge showed them stale.
+    pub stale_replaced: u64,
 }
 
 /// What [`PeerHandle::send`] did with a message.
@@ -206,6 +220,8 @@ struct Counters {
     dropped_unconnected: AtomicU64,
     dropped_oversized: AtomicU64,
     connections: AtomicU64,
+    disconnects: AtomicU64,
+    stale_replaced: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -217,6 +233,8 @@ struct Conn {
     id: u64,
     queue: mpsc::Sender<Bytes>,
     close: Arc<watch::Sender<bool>>,
+    /// When its handshake completed.
+    since: tokio::time::Instant,
 }
 
 /// Everything the transport knows about one peer.
@@ -428,7 +446,38 @@ impl PeerHandle {
             dropped_unconnected: get(&c.dropped_unconnected),
             dropped_oversized: get(&c.dropped_oversized),
             connections: get(&c.connections),
+            disconnects: get(&c.disconnects),
+            stale_replaced: get(&c.stale_replaced),
         }
+    }
+
+    /// Closes the connection to `sid`, if one is up, and discards the
+    /// messages queued on it (ZooKeeper's learner closing its socket after a
+    /// read timeout). Its [`PeerEvent::Disconnected`] follows, and the
+    /// connector dials again at once (the usual backoff if that fails); until
+    /// a new connection is up, messages to `sid` are dropped. Returns whether
+    /// a connection was closed.
+    pub fn disconnect(&self, sid: Sid) -> bool {
+        let closed = {
+            let mut inner = self.shared.lock();
+            let Some(slot) = inner.slots.get_mut(&sid) else {
+                return false;
+            };
+            let Some(conn) = slot.conn.take() else {
+                return false;
+            };
+            conn.close.send_replace(true);
+            slot.wake.notify_one();
+            conn.id
+        };
+        bump(&self.shared.counters.disconnects);
+        info!(
+            my_sid = self.shared.my_sid,
+            sid,
+            conn = closed,
+            "peer connection closed on request"
+        );
+        true
     }
 
     /// Stops the transport: closes every connection, stops dialing, and
@@ -569,8 +618,34 @@ async fn handle_inbound(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAdd
         return;
     };
     if sid < shared.my_sid {
-        // Only connections initiated by the larger sid live: dial back.
-        debug!(sid, "connection request from a smaller sid, dialing back");
+        // Only connections initiated by the larger sid live: dial back. The
+        // smaller sid dials only without a connection to us, so an old one
+        // here is stale: replace it (see the module docs).
+        let stale = {
+            let mut inner = shared.lock();
+            inner.slots.get_mut(&sid).and_then(|slot| {
+                let old = slot
+                    .conn
+                    .as_ref()
+                    .is_some_and(|c| c.since.elapsed() > limits.handshake_timeout);
+                if old {
+                    slot.conn.take()
+                } else {
+                    None
+                }
+            })
+        };
+        if let Some(conn) = stale {
+            info!(
+                sid,
+                conn = conn.id,
+                "a smaller sid dialed while connected: replacing the stale connection"
+            );
+            conn.close.send_replace(true);
+            bump(&shared.counters.stale_replaced);
+        } else {
+            debug!(sid, "connection request from a smaller sid, dialing back");
+        }
         wake.notify_one();
         return;
     }
@@ -717,6 +792,7 @@ fn install(
             id,
             queue: queue_tx,
             close: close.clone(),
+            since: tokio::time::Instant::now(),
         });
         (id, slot.last_done.replace(done_rx))
     };
@@ -1071,6 +1147,65 @@ mod tests {
         assert_eq!(
             next_event(&mut ts[0].1).await,
             PeerEvent::Message(2, commit(9))
+        );
+        for (h, _) in &ts {
+            h.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn disconnect_drops_the_queue_and_a_fresh_connection_follows() {
+        let (_, mut ts) = mesh(&[1, 2], PeerLimits::default()).await;
+        wait_connected(&mut ts[0].1, &[2]).await;
+        wait_connected(&mut ts[1].1, &[1]).await;
+        // Queued, not yet written (no await since): the disconnect drops them.
+        for z in 0..5 {
+            assert_eq!(ts[0].0.send(2, commit(z)), SendOutcome::Queued);
+        }
+        assert!(ts[0].0.disconnect(2));
+        assert!(!ts[0].0.disconnect(2), "nothing left to close");
+        assert_eq!(ts[0].0.send(2, commit(5)), SendOutcome::NotConnected);
+        assert_eq!(ts[0].0.stats().disconnects, 1);
+        assert_eq!(next_event(&mut ts[0].1).await, PeerEvent::Disconnected(2));
+        assert_eq!(next_event(&mut ts[0].1).await, PeerEvent::Connected(2));
+        // The peer saw the connection break, then the new one, and none of
+        // the messages queued on the old one.
+        assert_eq!(next_event(&mut ts[1].1).await, PeerEvent::Disconnected(1));
+        assert_eq!(next_event(&mut ts[1].1).await, PeerEvent::Connected(1));
+        assert_eq!(ts[0].0.send(2, commit(6)), SendOutcome::Queued);
+        assert_eq!(
+            next_event(&mut ts[1].1).await,
+            PeerEvent::Message(1, commit(6))
+        );
+        assert_eq!(ts[1].0.stats().received, 1);
+        for (h, _) in &ts {
+            h.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_nudge_replaces_a_connection_older_than_a_handshake() {
+        let limits = PeerLimits {
+            handshake_timeout: Duration::from_millis(200),
+            ..PeerLimits::default()
+        };
+        let (addrs, mut ts) = mesh(&[1, 2], limits).await;
+        wait_connected(&mut ts[0].1, &[2]).await;
+        wait_connected(&mut ts[1].1, &[1]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Sid 1 dials 2 as if it had closed its side and the close was lost.
+        let (mut nudge, reply) = raw_handshake(addrs[1], 1).await;
+        assert_eq!(reply, None);
+        expect_closed(&mut nudge).await;
+        assert_eq!(next_event(&mut ts[1].1).await, PeerEvent::Disconnected(1));
+        assert_eq!(next_event(&mut ts[1].1).await, PeerEvent::Connected(1));
+        assert_eq!(next_event(&mut ts[0].1).await, PeerEvent::Disconnected(2));
+        assert_eq!(next_event(&mut ts[0].1).await, PeerEvent::Connected(2));
+        assert_eq!(ts[1].0.stats().stale_replaced, 1);
+        assert_eq!(ts[1].0.send(1, commit(1)), SendOutcome::Queued);
+        assert_eq!(
+            next_event(&mut ts[0].1).await,
+            PeerEvent::Message(2, commit(1))
         );
         for (h, _) in &ts {
             h.shutdown().await;

@@ -195,6 +195,9 @@ pub struct Processor {
     snapshots_started: u64,
     /// Writes snapshots off this task.
     snapshotter: super::snapshotter::Snapshotter,
+    /// Notified by background jobs (snapshots, SNAP serialization) when their result is
+    /// ready, so the loop collects it at once.
+    pub(crate) wake: Arc<tokio::sync::Notify>,
     ticks: u64,
     pub(crate) stats: ServerStats,
     /// ZAB and its peers; `None` for a standalone server.
@@ -242,6 +245,7 @@ impl Processor {
             snapshot_threshold: snapshot_threshold(config.snap_count, now as u64, config.my_id, 0),
             snapshots_started: 0,
             snapshotter: Default::default(),
+            wake: Arc::new(tokio::sync::Notify::new()),
             ticks: 0,
             stats: ServerStats::default(),
             replica,
@@ -297,10 +301,13 @@ impl Processor {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let max_batch = self.config.global_outstanding_limit.max(1);
+        let wake = self.wake.clone();
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
+                // A background job finished: collected by end_step below.
+                _ = wake.notified() => {}
                 _ = ticker.tick() => {
                     if self.replica.is_some() {
                         self.replica_tick()?;
@@ -1270,10 +1277,14 @@ impl Processor {
         }
     }
 
-    /// The end of every step of the processor's loop: collects a finished snapshot and
-    /// starts the next one when it is due.
+    /// The end of every step of the processor's loop: collects a finished snapshot (and,
+    /// in an ensemble, SNAPs serialized for learners) and starts the next snapshot when it
+    /// is due.
     fn end_step(&mut self) -> Result<(), Fatal> {
         self.finish_snapshot(false);
+        if self.replica.is_some() {
+            self.poll_snaps();
+        }
         self.maybe_snapshot()
     }
 
@@ -1307,7 +1318,7 @@ impl Processor {
             writer,
         };
         self.snapshotter
-            .start(job)
+            .start(job, &self.wake)
             .map_err(|e| Fatal(format!("cannot start the snapshot thread: {e}")))?;
         tracing::info!("snapshot of zxid 0x{zxid:x} started");
         Ok(())

@@ -22,14 +22,12 @@ pub struct Recovered {
     pub sessions: Vec<(SessionId, i32)>,
     /// The last zxid in the log (>= the tree's).
     pub last_logged: Zxid,
-    /// The newest txns replayed (at most [`LOG_TAIL`]), in zxid order, for ZAB's DIFF.
+    /// The newest txns replayed (at most the `log_tail` asked for), in zxid order, for
+    /// ZAB's DIFF.
     pub log_tail: Vec<(Zxid, bytes::Bytes)>,
     /// The zxid just before `log_tail[0]` (the last logged zxid if the tail is empty).
     pub log_tail_base: Zxid,
 }
-
-/// How many of the newest txns recovery keeps for ZAB's committed-log window.
-pub const LOG_TAIL: usize = crate::core::DEFAULT_COMMITTED_LOG_WINDOW;
 
 /// Serializes the session table and the tree (both at the tree's zxid).
 pub fn encode_snapshot(tree: &DataTree, sessions: &SessionTracker) -> Vec<u8> {
@@ -52,7 +50,7 @@ pub fn encode_frozen(tree: &FrozenTree, sessions: &[(SessionId, i32)]) -> Vec<u8
         w.write_int(*to);
     });
     w.write_buffer(&tree_bytes);
-    w.into_bytes().to_vec()
+    Vec::from(w.into_inner())
 }
 
 /// Parses a snapshot written by [`encode_snapshot`].
@@ -76,6 +74,12 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(DataTree, Vec<(SessionId, i32)>)
 
 /// Rebuilds the tree and sessions from storage.
 pub fn recover(storage: &mut dyn Storage) -> Result<Recovered, String> {
+    recover_keeping(storage, crate::core::DEFAULT_COMMITTED_LOG_WINDOW)
+}
+
+/// [`recover`], keeping the newest `log_tail` txns for ZAB's committed-log window
+/// (`commitLogCount`).
+pub fn recover_keeping(storage: &mut dyn Storage, log_tail: usize) -> Result<Recovered, String> {
     let rec = storage.recover().map_err(|e| e.to_string())?;
     let (mut tree, sessions) = match rec.snapshot {
         Some((zxid, bytes)) => {
@@ -116,7 +120,7 @@ pub fn recover(storage: &mut dyn Storage) -> Result<Recovered, String> {
         tree.apply(&txn);
         last = zxid;
         tail.push_back((zxid, bytes::Bytes::from(bytes)));
-        if tail.len() > LOG_TAIL {
+        if tail.len() > log_tail {
             if let Some((z, _)) = tail.pop_front() {
                 base = z;
             }

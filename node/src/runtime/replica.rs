@@ -26,7 +26,7 @@ use bytes::Bytes;
 use crate::core::{Event, Outbound, PersistAction, Role, Zab};
 use crate::proto::client::{encode_reply, ReplyHeader, Request, Response};
 use crate::proto::jute::{JuteError, Reader, Writer};
-use crate::proto::peer::PeerMessage;
+use crate::proto::peer::{PeerMessage, Sid};
 use crate::state::txn::{Txn, TxnBody};
 use crate::types::{opcode, ErrorCode, Id, SessionId, Zxid};
 
@@ -134,10 +134,21 @@ pub struct Replica {
     pub(super) touched: BTreeSet<SessionId>,
     /// Reconnects waiting for their revalidation sync: sync id -> the reconnect.
     pub(super) revalidations: BTreeMap<u64, Revalidation>,
+    /// A leader's SNAPs being serialized off the processor, per learner.
+    pub(super) snaps: BTreeMap<Sid, SnapInFlight>,
     /// Deliberately broken (sim bites test): this server has been an observer in
     /// broadcast, and lost its leader since (then it never rejoins).
     #[cfg(feature = "broken-observer-never-rejoins")]
     pub(super) broken_observed: (bool, bool),
+}
+
+/// A SNAP for one learner, serialized in the background from the tree frozen when the
+/// core asked for it; the messages the core sends that learner meanwhile wait behind it,
+/// so the learner gets them in the core's order.
+pub(super) struct SnapInFlight {
+    zxid: Zxid,
+    job: super::super::background::Background<Vec<u8>>,
+    held: VecDeque<PeerMessage>,
 }
 
 impl Replica {
@@ -151,6 +162,7 @@ impl Replica {
             next_sync: 1,
             touched: BTreeSet::new(),
             revalidations: BTreeMap::new(),
+            snaps: BTreeMap::new(),
             #[cfg(feature = "broken-observer-never-rejoins")]
             broken_observed: (false, false),
         }
@@ -182,7 +194,11 @@ impl Processor {
         }
         match ev {
             PeerEvent::Connected(sid) => r.zab.peer_connected(sid),
-            PeerEvent::Disconnected(sid) => r.zab.peer_disconnected(sid),
+            PeerEvent::Disconnected(sid) => {
+                // What was meant for the lost connection goes with it.
+                r.snaps.remove(&sid);
+                r.zab.peer_disconnected(sid)
+            }
             PeerEvent::Message(sid, msg) => r.zab.step(sid, msg),
         }
         self.drive()
@@ -573,27 +589,101 @@ impl Processor {
             }
             for out in ready.messages {
                 let (to, msg) = match out {
+                    // The core gave up on this peer: a fresh connection for
+                    // what follows, nothing stale queued ahead of it.
+                    Outbound::Disconnect { peer } => {
+                        self.replica().snaps.remove(&peer);
+                        self.replica().peers.disconnect(peer);
+                        continue;
+                    }
                     Outbound::Send { to, msg } => (to, msg),
                     Outbound::Durable(ack) => ack.into_parts(),
                     Outbound::Snapshot { to, zxid } => {
-                        let snapshot =
-                            super::super::recovery::encode_snapshot(&self.tree, &self.sessions);
-                        (
-                            to,
-                            PeerMessage::Snap {
-                                zxid,
-                                snapshot: Bytes::from(snapshot),
-                            },
-                        )
+                        self.start_snap(to, zxid);
+                        continue;
                     }
                 };
-                self.replica().peers.send(to, msg);
+                self.send_peer(to, msg);
             }
             for ev in ready.events {
                 self.on_zab_event(ev)?;
             }
         }
         Ok(())
+    }
+
+    /// Sends to a peer, behind the SNAP being serialized for it, if any.
+    fn send_peer(&mut self, to: Sid, msg: PeerMessage) {
+        let r = self.replica();
+        match r.snaps.get_mut(&to) {
+            Some(snap) => snap.held.push_back(msg),
+            None => {
+                r.peers.send(to, msg);
+            }
+        }
+    }
+
+    /// Starts serializing a SNAP for `to` from the tree as it is now (O(1) to freeze), so
+    /// the leader's writes go on meanwhile; [`Processor::poll_snaps`] sends it.
+    fn start_snap(&mut self, to: Sid, zxid: Zxid) {
+        let tree = self.tree.freeze();
+        let sessions = super::super::recovery::session_list(&self.sessions);
+        let mut job = super::super::background::Background::default();
+        let encode = move || super::super::recovery::encode_frozen(&tree, &sessions);
+        let wake = self.wake.clone();
+        if let Err(e) = job.start("snap", &wake, encode) {
+            tracing::warn!(
+                "cannot start a thread for the SNAP to server {to} ({e}): sending it inline"
+            );
+            let snapshot = super::super::recovery::encode_snapshot(&self.tree, &self.sessions);
+            let msg = PeerMessage::Snap {
+                zxid,
+                snapshot: Bytes::from(snapshot),
+            };
+            self.send_peer(to, msg);
+            return;
+        }
+        let snap = SnapInFlight {
+            zxid,
+            job,
+            held: VecDeque::new(),
+        };
+        if self.replica().snaps.insert(to, snap).is_some() {
+            tracing::info!("a new SNAP for server {to} replaces one not sent yet");
+        }
+    }
+
+    /// Sends every SNAP whose serialization finished, then what waited behind it.
+    pub(super) fn poll_snaps(&mut self) {
+        let r = self.replica();
+        let mut done = Vec::new();
+        for (&to, snap) in r.snaps.iter_mut() {
+            if let Some(result) = snap.job.poll() {
+                done.push((to, result));
+            }
+        }
+        for (to, result) in done {
+            let Some(snap) = r.snaps.remove(&to) else {
+                continue;
+            };
+            match result {
+                Ok(bytes) => {
+                    let msg = PeerMessage::Snap {
+                        zxid: snap.zxid,
+                        snapshot: Bytes::from(bytes),
+                    };
+                    r.peers.send(to, msg);
+                    for msg in snap.held {
+                        r.peers.send(to, msg);
+                    }
+                }
+                Err(e) => {
+                    // The learner's sync cannot go on: it starts over on a new connection.
+                    tracing::error!("serializing the SNAP for server {to} failed: {e}");
+                    r.peers.disconnect(to);
+                }
+            }
+        }
     }
 
     /// Executes one persist action; returns whether it appended to the log.
@@ -618,8 +708,11 @@ impl Processor {
             PersistAction::ReloadTree { zxid } => {
                 self.finish_snapshot(true);
                 tracing::info!("reloading the tree at 0x{zxid:x} after TRUNC");
-                let rec = super::super::recovery::recover(self.storage.as_mut())
-                    .map_err(|e| Fatal(format!("cannot reload the tree: {e}")))?;
+                let rec = super::super::recovery::recover_keeping(
+                    self.storage.as_mut(),
+                    self.config.commit_log_count,
+                )
+                .map_err(|e| Fatal(format!("cannot reload the tree: {e}")))?;
                 self.reset_state(rec.tree, rec.sessions);
                 self.last_logged = rec.last_logged;
                 self.observe_tree_loaded(crate::runtime::observe::TreeSource::Trunc);
@@ -640,6 +733,21 @@ impl Processor {
                 self.storage
                     .write_snapshot(zxid, &snapshot)
                     .map_err(|e| fatal("cannot save the snapshot", e))?;
+                // Whatever the log holds above the snapshot is not the leader's history as
+                // of it (a divergent suffix, or txns the leader re-sends after the SNAP):
+                // drop it, or the leader's next txns could not follow and a restart would
+                // replay the divergent ones over the snapshot. A crash in between leaves
+                // the snapshot and that suffix: the restarted learner is not serving until
+                // its leader syncs it again.
+                if self.storage.last_logged_zxid() > zxid {
+                    tracing::info!(
+                        "SNAP: dropping the log above 0x{zxid:x} (it ends at 0x{:x})",
+                        self.storage.last_logged_zxid()
+                    );
+                    self.storage
+                        .truncate_after(zxid)
+                        .map_err(|e| fatal("cannot drop the log above the leader's snapshot", e))?;
+                }
                 self.reset_state(tree, sessions);
                 self.last_logged = zxid;
                 self.observe_tree_loaded(crate::runtime::observe::TreeSource::Snap);
@@ -720,6 +828,7 @@ impl Processor {
                 r.syncs.clear();
                 // Their connections were closed above: the clients reconnect.
                 r.revalidations.clear();
+                r.snaps.clear();
             }
             Event::Serving { epoch } => {
                 let role = self.replica().zab.role();

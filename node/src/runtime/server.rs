@@ -17,7 +17,7 @@ use super::connection::{serve_connection, ConnLimits};
 use super::peer::{PeerEvent, PeerLimits, PeerTransport};
 use super::processor::replica::Replica;
 use super::processor::{Fatal, Processor};
-use super::recovery::recover;
+use super::recovery::recover_keeping;
 use crate::core::{PersistedState, Zab, ZabConfig};
 
 /// A running server.
@@ -135,6 +135,7 @@ async fn start_replica(
     let mut zc = ZabConfig::new(config.my_id, voters, observers);
     zc.init_limit = config.init_limit;
     zc.sync_limit = config.sync_limit;
+    zc.committed_log_window = config.commit_log_count;
     zc.linearizable_sync = config.quorum_reads;
     zc.max_txn_bytes = config.max_frame_len() * 2;
     zc.max_frame_bytes = MAX_PEER_FRAME;
@@ -190,8 +191,8 @@ pub async fn start_observed(
     observer: Option<super::observe::ObserverFn>,
 ) -> anyhow::Result<ServerHandle> {
     config.validate()?;
-    let recovered =
-        recover(storage.as_mut()).map_err(|e| anyhow::anyhow!("recovery failed: {e}"))?;
+    let recovered = recover_keeping(storage.as_mut(), config.commit_log_count)
+        .map_err(|e| anyhow::anyhow!("recovery failed: {e}"))?;
     let listener = TcpListener::bind((config.client_port_address, config.client_port)).await?;
     let local_addr = listener.local_addr()?;
     tracing::info!("serving clients on {local_addr}");

@@ -13,6 +13,10 @@
 //! finish (ZooKeeper's `SyncRequestProcessor` skips it instead: "Too busy to snap,
 //! skipping"; waiting keeps the log between snapshots near `snapCount`).
 
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
 use super::background::{Background, Lost};
 use crate::state::tree::FrozenTree;
 use crate::storage::{SnapshotWriter, StorageError};
@@ -60,9 +64,9 @@ impl Snapshotter {
     }
 
     /// Starts writing `job`'s snapshot. The caller checks [`Snapshotter::busy`] first.
-    pub fn start(&mut self, job: SnapshotJob) -> std::io::Result<()> {
+    pub fn start(&mut self, job: SnapshotJob, wake: &Arc<Notify>) -> std::io::Result<()> {
         let zxid = job.tree.last_processed_zxid();
-        self.job.start("snapshot", move || Finished {
+        self.job.start("snapshot", wake, move || Finished {
             zxid,
             result: job.run(),
         })

@@ -217,7 +217,7 @@ impl FrozenTree {
         }
         let crc = crc32c::crc32c(w.as_slice());
         w.write_int(crc as i32);
-        w.into_inner().to_vec()
+        Vec::from(w.into_inner())
     }
 }
 

@@ -185,11 +185,25 @@ fn io_err<'a>(
 
 /// Writes `content` to `dir/name` atomically: temporary file, fsync, rename, fsync dir.
 fn write_atomic<F: Fs>(fs: &F, dir: &Path, name: &str, content: &[u8]) -> Result<(), StorageError> {
+    write_atomic_parts(fs, dir, name, &[content])
+}
+
+/// [`write_atomic`] of the concatenation of `parts`.
+fn write_atomic_parts<F: Fs>(
+    fs: &F,
+    dir: &Path,
+    name: &str,
+    parts: &[&[u8]],
+) -> Result<(), StorageError> {
     let path = dir.join(name);
     let tmp = dir.join(format!("{name}{}", format::TMP_SUFFIX));
     let result = (|| {
         let mut f = fs.create(&tmp).map_err(io_err("create", &tmp))?;
-        f.write_at(0, content).map_err(io_err("write", &tmp))?;
+        let mut offset = 0u64;
+        for part in parts {
+            f.write_at(offset, part).map_err(io_err("write", &tmp))?;
+            offset += part.len() as u64;
+        }
         f.sync().map_err(io_err("fsync", &tmp))?;
         fs.rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
         fs.sync_dir(dir).map_err(io_err("fsync directory", dir))
@@ -216,12 +230,8 @@ impl<F: Fs> SnapshotWriter for FileSnapshotWriter<F> {
 
     fn write(self: Box<Self>, bytes: &[u8]) -> Result<(), StorageError> {
         let name = format::snapshot_name(self.zxid);
-        write_atomic(
-            &self.fs,
-            &self.snap_dir,
-            &name,
-            &format::encode_snapshot(self.zxid, bytes),
-        )
+        let (header, trailer) = format::snapshot_frame(self.zxid, bytes);
+        write_atomic_parts(&self.fs, &self.snap_dir, &name, &[&header, bytes, &trailer])
     }
 }
 

@@ -335,16 +335,27 @@ pub fn find_valid_record(data: &[u8], from: usize, after: Option<Zxid>) -> Optio
 
 /// Encodes a whole snapshot file.
 pub fn encode_snapshot(zxid: Zxid, body: &[u8]) -> Vec<u8> {
+    let (header, trailer) = snapshot_frame(zxid, body);
     let mut out = Vec::with_capacity(SNAP_HEADER_LEN + body.len() + SNAP_TRAILER_LEN);
-    out.extend_from_slice(&SNAP_MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
-    out.extend_from_slice(&zxid.to_be_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    out.extend_from_slice(&header);
     out.extend_from_slice(body);
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_be_bytes());
-    out.extend_from_slice(&SNAP_END_MAGIC);
+    out.extend_from_slice(&trailer);
     out
+}
+
+/// The header and trailer [`encode_snapshot`] puts around `body`, for writing a large
+/// snapshot in place without another copy of it.
+pub fn snapshot_frame(zxid: Zxid, body: &[u8]) -> ([u8; SNAP_HEADER_LEN], [u8; SNAP_TRAILER_LEN]) {
+    let mut header = [0u8; SNAP_HEADER_LEN];
+    header[..4].copy_from_slice(&SNAP_MAGIC);
+    header[4..8].copy_from_slice(&FORMAT_VERSION.to_be_bytes());
+    header[8..16].copy_from_slice(&zxid.to_be_bytes());
+    header[16..24].copy_from_slice(&(body.len() as u64).to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&header), body);
+    let mut trailer = [0u8; SNAP_TRAILER_LEN];
+    trailer[..4].copy_from_slice(&crc.to_be_bytes());
+    trailer[4..].copy_from_slice(&SNAP_END_MAGIC);
+    (header, trailer)
 }
 
 /// A snapshot file's header fields.

@@ -802,6 +802,36 @@ fn background_snapshot_while_appending<H: Harness>(h: &H) {
     assert_eq!(rec.txns, expected(1, 11..=22));
 }
 
+/// A learner's SNAP at `S` while its log holds txns above `S` the leader does not have (a
+/// divergent suffix from an epoch the leader never saw, plus txns of its own history the
+/// leader had not committed yet): the runtime writes the snapshot, then truncates after
+/// `S`, so the leader's txns after `S` append in sequence and recovery never replays the
+/// divergent suffix.
+fn snap_behind_a_divergent_suffix_then_truncate<H: Harness>(h: &H) {
+    let mut st = h.open();
+    st.set_accepted_epoch(3).unwrap();
+    st.set_current_epoch(3).unwrap();
+    append_range(&mut st, 1, 1..=10);
+    append_range(&mut st, 3, 1..=2);
+    st.sync().unwrap();
+    st.write_snapshot(z(8), b"leader state 8").unwrap();
+    st.truncate_after(z(8)).unwrap();
+    assert_eq!(st.last_logged_zxid(), z(8));
+    for c in 9..=11 {
+        st.append(z(c), b"from the leader").unwrap();
+    }
+    st.sync().unwrap();
+    drop(st);
+    let rec = h.open().recover().unwrap();
+    assert_eq!(rec.snapshot, Some((z(8), b"leader state 8".to_vec())));
+    assert_eq!(
+        rec.txns,
+        (9..=11)
+            .map(|c| (z(c), b"from the leader".to_vec()))
+            .collect::<Vec<_>>()
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod real_fs {
@@ -835,6 +865,7 @@ conformance!(
     bad_epoch_file_refuses,
     snapshots_newest_valid_and_purge,
     background_snapshot_while_appending,
+    snap_behind_a_divergent_suffix_then_truncate,
     truncated_snapshot_falls_back_when_log_covers,
     truncated_snapshot_refuses_when_log_does_not_cover,
     deleted_snapshots_refuse,

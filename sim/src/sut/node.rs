@@ -44,6 +44,8 @@ pub struct NodeTiming {
     pub snap_count: u64,
     /// Autopurge at every start (`autopurge.purgeInterval=1`, `snapRetainCount=3`).
     pub autopurge: bool,
+    /// `commitLogCount`.
+    pub commit_log_count: usize,
     /// `initLimit` in ticks.
     pub init_limit: u32,
     /// `syncLimit` in ticks.
@@ -92,6 +94,7 @@ pub async fn serve(
     config.max_session_timeout_ms = (20 * timing.tick_ms) as i32;
     config.max_client_cnxns = 0;
     config.snap_count = timing.snap_count;
+    config.commit_log_count = timing.commit_log_count;
     if timing.autopurge {
         config.purge_interval_hours = 1;
         config.snap_retain_count = 3;
