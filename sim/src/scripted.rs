@@ -58,6 +58,7 @@ const TIMING: NodeTiming = NodeTiming {
     observers: 0,
     snap_count: 10_000,
     autopurge: false,
+    commit_log_count: 500,
     init_limit: 10,
     sync_limit: 10,
 };
