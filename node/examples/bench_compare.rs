@@ -287,26 +287,12 @@ fn utc_now() -> String {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let (y, m, d) = zabkeeper::client::cli::civil_from_days((secs / 86_400) as i64);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
         secs % 86_400 / 3600,
         secs % 3600 / 60
     )
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// A description of this machine for the report.
@@ -832,7 +818,7 @@ async fn bench_server(
     (result.rss_after_phases_kib, result.peak_rss_kib) = memory_of(server.pid())?;
     result.znode_count_after_phases =
         mntr_value(&four_letter(addr, "mntr").await?, "zk_znode_count");
-    result.snapshots = snapshots_in(&data_dir);
+    result.snapshots = zabkeeper::storage::snapshot_files_in(&data_dir).map_or(0, |f| f.len());
     println!(
         "   {} znodes; RSS after the phases {:.0} MiB, peak since restart {:.0} MiB",
         result
@@ -845,21 +831,6 @@ async fn bench_server(
     server.stop(Duration::from_secs(30)).await?;
     result.load_average_after = load_average();
     Ok(result)
-}
-
-/// Snapshot files (`snapshot.<zxid>`) in a data dir's `version-2`.
-fn snapshots_in(data_dir: &Path) -> usize {
-    std::fs::read_dir(data_dir.join("version-2"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    name.starts_with("snapshot.") && !name.ends_with(".tmp")
-                })
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// Opens `n` sessions.
@@ -1180,13 +1151,6 @@ mod tests {
         let mntr = "zk_version\t3.8.0\nzk_znode_count\t100107\nzk_watch_count\t0\n";
         assert_eq!(mntr_value(mntr, "zk_znode_count"), Some(100_107));
         assert_eq!(mntr_value(mntr, "zk_missing"), None);
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_414), (2025, 11, 22));
     }
 
     #[test]

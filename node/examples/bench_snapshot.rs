@@ -21,7 +21,7 @@ use zabkeeper::core::session::SessionTracker;
 use zabkeeper::runtime::{self, recovery, ServerConfig, SystemClock};
 use zabkeeper::state::tree::DataTree;
 use zabkeeper::state::txn::{Txn, TxnBody};
-use zabkeeper::storage::{FileStorage, FileStorageOptions, RealFs, Storage};
+use zabkeeper::storage::{snapshot_files_in, FileStorage, FileStorageOptions, RealFs, Storage};
 use zabkeeper::types::{Acl, Zxid};
 
 #[derive(Parser, Debug)]
@@ -96,20 +96,6 @@ fn build(dir: &Path, args: &Args) -> anyhow::Result<(Zxid, Duration)> {
     Ok((last, start.elapsed()))
 }
 
-fn snapshots_in(dir: &Path) -> usize {
-    std::fs::read_dir(dir.join("version-2"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter(|e| {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    n.starts_with("snapshot.") && !n.ends_with(".tmp")
-                })
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -160,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
     let storage = FileStorage::open(RealFs, FileStorageOptions::new(&dir, &dir))?;
     let server = runtime::start(config, Box::new(storage), Arc::new(SystemClock)).await?;
     let addr = server.local_addr().to_string();
-    let before = snapshots_in(&dir);
+    let before = snapshot_files_in(&dir).map_or(0, |f| f.len());
 
     let until = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
@@ -173,7 +159,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     server.shutdown().await?;
-    let taken = snapshots_in(&dir).saturating_sub(before);
+    let taken = snapshot_files_in(&dir)
+        .map_or(0, |f| f.len())
+        .saturating_sub(before);
 
     lat.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;

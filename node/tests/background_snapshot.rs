@@ -23,8 +23,8 @@ use zabkeeper::runtime::{self, recovery, ServerConfig, SystemClock};
 use zabkeeper::state::tree::DataTree;
 use zabkeeper::state::txn::{Txn, TxnBody};
 use zabkeeper::storage::{
-    format, FileStorage, FileStorageOptions, RealFs, SnapshotWriter, Storage, StorageError,
-    StorageLayer,
+    format, snapshot_files_in, FileStorage, FileStorageOptions, RealFs, SnapshotWriter, Storage,
+    StorageError, StorageLayer,
 };
 use zabkeeper::types::{SessionId, Zxid};
 
@@ -115,17 +115,6 @@ fn open_storage(dir: &Path) -> FileStorage<RealFs> {
     FileStorage::open(RealFs, FileStorageOptions::new(dir, dir)).unwrap()
 }
 
-/// The snapshot files in `dir`, read without opening the storage (which a live server owns).
-fn snapshot_files_on_disk(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir.join("version-2"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("snapshot.") && !n.ends_with(format::TMP_SUFFIX))
-        .collect();
-    names.sort();
-    names
-}
-
 /// One writer: creates its node, then alternates setData (with the expected version) and
 /// multis (a create and a setData in one txn).
 async fn write_load(addr: String, w: usize, rounds: i32) {
@@ -208,7 +197,7 @@ async fn writes_go_on_while_a_snapshot_is_written_and_it_holds_exactly_one_zxid(
     })
     .await;
     assert!(
-        snapshot_files_on_disk(&dir).is_empty(),
+        snapshot_files_in(&dir).unwrap().is_empty(),
         "no snapshot may be written while the gate is closed"
     );
     let frozen_at = begun[0];
@@ -225,7 +214,7 @@ async fn writes_go_on_while_a_snapshot_is_written_and_it_holds_exactly_one_zxid(
     // Release it: the snapshot is written, and later ones follow as writes go on.
     gate.open();
     wait_for("the first snapshot file", || {
-        !snapshot_files_on_disk(&dir).is_empty()
+        !snapshot_files_in(&dir).unwrap().is_empty()
     })
     .await;
     let client = zookeeper_client::Client::connect(&addr).await.unwrap();

@@ -235,6 +235,24 @@ impl<F: Fs> SnapshotWriter for FileSnapshotWriter<F> {
     }
 }
 
+/// The snapshot files under `data_dir` (`<dataDir>/version-2/snapshot.<hex zxid>`, valid
+/// or not, temporaries excluded), oldest first, read from the directory alone: safe while a
+/// server owns the directory (opening a [`FileStorage`] on it would not be: it repairs
+/// torn tails and removes temporaries). For operators' tools, tests and benchmarks.
+pub fn snapshot_files_in(data_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let dir = data_dir.join("version-2");
+    let mut snaps: Vec<(Zxid, PathBuf)> = std::fs::read_dir(&dir)?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let zxid = format::parse_name(&name, format::SNAP_PREFIX)?;
+            Some((zxid, e.path()))
+        })
+        .collect();
+    snaps.sort();
+    Ok(snaps.into_iter().map(|(_, p)| p).collect())
+}
+
 fn round_up(n: u64, block: u64) -> u64 {
     if block == 0 {
         n

@@ -43,7 +43,7 @@ use std::path::PathBuf;
 
 use crate::types::{zxid_counter, zxid_epoch, Zxid};
 
-pub use file::{FileStorage, FileStorageOptions, StorageStats};
+pub use file::{snapshot_files_in, FileStorage, FileStorageOptions, StorageStats};
 pub use fs::{Fs, FsFile, RealFs, SimFs, SimFsFaults, SimFsStats};
 
 /// The two epochs ZAB keeps on disk (ZooKeeper's `acceptedEpoch` and `currentEpoch` files).

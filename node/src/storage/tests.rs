@@ -1675,3 +1675,34 @@ fn sim_restart_makes_what_it_recovers_from_durable() {
     assert_eq!(rec.snapshot, Some((z(6), b"from the leader".to_vec())));
     assert_eq!(rec.txns, expected(1, 7..=7));
 }
+
+/// The read-only listing tools use while a server owns the directory: snapshots in zxid
+/// order (not name order), temporaries and other files left out, nothing changed.
+#[test]
+fn snapshot_files_in_lists_without_touching() {
+    let h = RealHarness::new("snapshot_files_in");
+    let mut st = h.open();
+    st.set_current_epoch(1).unwrap();
+    append_range(&mut st, 1, 1..=16);
+    st.sync().unwrap();
+    for c in [2u32, 16, 9] {
+        st.write_snapshot(z(c), b"state").unwrap();
+    }
+    let dir = st.snap_dir().to_path_buf();
+    std::fs::write(dir.join("snapshot.100000011.tmp"), b"half").unwrap();
+    let data_dir = dir.parent().unwrap().to_path_buf();
+    let names: Vec<String> = crate::storage::snapshot_files_in(&data_dir)
+        .unwrap()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "snapshot.100000002",
+            "snapshot.100000009",
+            "snapshot.100000010"
+        ]
+    );
+    assert!(dir.join("snapshot.100000011.tmp").exists());
+}
