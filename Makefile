@@ -55,12 +55,18 @@ test-sim: build-madsim
 bench-sim: build-madsim
 	$(SIM) bench --scenario mixed --seeds 0..400
 
+# Real-process tests (kazoo, zkCli.sh, raw wire, Apache ZooKeeper as the reference). Sets up
+# what they need first: a virtualenv under target/ with kazoo and pytest, and Debian's
+# zookeeper package when run as root (otherwise it names what is missing).
 test-integration: build
-	$(PYTHON) -m pytest -q tests/integration
+	TEST_PY=$$(bash tests/integration/setup.sh) && $$TEST_PY -m pytest -q tests/integration
 
+# Formatting, and clippy with warnings as errors for the normal build and for the madsim
+# build (which compiles the simulated-only code).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(MADSIM_ENV) $(CARGO) clippy --release -p zabkeeper-sim --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -34,8 +34,10 @@ pub struct Znode {
     pub data: String,
     /// Data version.
     pub version: i32,
-    /// Child version (also the next sequential suffix).
-    pub cversion: i32,
+    /// Children ever created here: ZooKeeper's stored cversion, the next
+    /// sequential suffix (deletes do not move it; clients see creates plus
+    /// deletes as `cversion`).
+    pub child_creates: i32,
     /// Owner session if ephemeral, else 0.
     pub owner: i64,
 }
@@ -172,9 +174,9 @@ fn children(t: &Tree, p: &str) -> Vec<String> {
         .collect()
 }
 
-fn cversion_bump(t: &mut Tree, p: &str) {
+fn count_child_create(t: &mut Tree, p: &str) {
     if let Some(n) = t.nodes.get_mut(p) {
-        n.cversion += 1;
+        n.child_creates += 1;
     }
 }
 
@@ -199,7 +201,7 @@ fn apply(t: &mut Tree, k: &ZkKind) -> Result<(), &'static str> {
             if t.nodes.get(par).is_some_and(|n| n.owner != 0) {
                 return Err("NoChildrenForEphemerals");
             }
-            let cv = t.nodes.get(par).map(|n| n.cversion).unwrap_or(0);
+            let cv = t.nodes.get(par).map(|n| n.child_creates).unwrap_or(0);
             let name = if *sequential {
                 format!("{path}{cv:010}")
             } else {
@@ -218,11 +220,11 @@ fn apply(t: &mut Tree, k: &ZkKind) -> Result<(), &'static str> {
                 Znode {
                     data: data.clone(),
                     version: 0,
-                    cversion: 0,
+                    child_creates: 0,
                     owner: *owner,
                 },
             );
-            cversion_bump(t, par);
+            count_child_create(t, par);
             Ok(())
         }
         ZkKind::Delete { path, version } => {
@@ -236,7 +238,6 @@ fn apply(t: &mut Tree, k: &ZkKind) -> Result<(), &'static str> {
                 return Err("NotEmpty");
             }
             t.nodes.remove(path);
-            cversion_bump(t, parent(path));
             Ok(())
         }
         ZkKind::SetData {
@@ -280,7 +281,6 @@ fn apply(t: &mut Tree, k: &ZkKind) -> Result<(), &'static str> {
             t.closed.insert(*owner);
             if t.nodes.get(path).is_some_and(|n| n.owner == *owner) && !has_children(t, path) {
                 t.nodes.remove(path);
-                cversion_bump(t, parent(path));
             }
             Ok(())
         }

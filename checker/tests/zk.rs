@@ -164,6 +164,42 @@ fn sequential_names_follow_parent_cversion() {
 }
 
 #[test]
+fn sequential_names_count_creates_not_deletes() {
+    // ZooKeeper numbers sequential children by its stored cversion, which counts
+    // child creates only: after a create and a delete the next suffix is 1.
+    let seq = |z, name: &str| {
+        op(
+            0,
+            1,
+            "create",
+            json!({"path": "/q/n-", "value": "", "mode": "persistent_sequential"}),
+            json!({"zxid": z, "result": name}),
+        )
+    };
+    let del = op(
+        0,
+        1,
+        "delete",
+        json!({"path": "/q/n-0000000000"}),
+        json!({"zxid": 3}),
+    );
+    let good = run(cat(vec![
+        create(0, 1, "/q", "", 1),
+        seq(2, "/q/n-0000000000"),
+        del.clone(),
+        seq(4, "/q/n-0000000001"),
+    ]));
+    assert_eq!(good.verdict, Verdict::Linearizable, "{}", good.to_text("t"));
+    let bad = run(cat(vec![
+        create(0, 1, "/q", "", 1),
+        seq(2, "/q/n-0000000000"),
+        del,
+        seq(4, "/q/n-0000000002"),
+    ]));
+    assert_eq!(bad.verdict, Verdict::NotLinearizable);
+}
+
+#[test]
 fn writes_follow_zxid_order() {
     // Sequential writes whose zxids go backwards.
     let r = run(cat(vec![

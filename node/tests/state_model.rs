@@ -11,7 +11,7 @@ use zabkeeper::state::acl::digest;
 use zabkeeper::state::path::validate_path;
 use zabkeeper::state::prep::{Prepper, WriteOp};
 use zabkeeper::state::tree::{DataTree, OpResult};
-use zabkeeper::state::txn::Txn;
+use zabkeeper::state::txn::{EphemeralType, Txn};
 use zabkeeper::types::{perms, Acl, CreateMode, ErrorCode, Id, SessionId, Stat, Zxid};
 
 const SESSIONS: [SessionId; 2] = [0x0100_0000_0000_0001, 0x0100_0000_0000_0002];
@@ -142,7 +142,10 @@ impl Model {
             perms: perms::READ,
             id: Id::anyone(),
         }];
-        m.nodes.insert("/zookeeper/config".into(), node(ro));
+        // ZooKeeper's addConfigNode: aversion -1.
+        let mut config = node(ro);
+        config.aversion = -1;
+        m.nodes.insert("/zookeeper/config".into(), config);
         m
     }
 
@@ -156,17 +159,23 @@ impl Model {
 
     fn stat(&self, path: &str) -> Stat {
         let n = &self.nodes[path];
+        let num_children = self.children(path).len() as i32;
+        // As clients see it (DataNode.copyStat): cversion counts creates and
+        // deletes, containers and TTL nodes show no owner.
         Stat {
             czxid: n.czxid,
             mzxid: n.mzxid,
             ctime: n.ctime,
             mtime: n.mtime,
             version: n.version,
-            cversion: n.cversion,
+            cversion: 2 * n.cversion - num_children,
             aversion: n.aversion,
-            ephemeral_owner: n.owner,
+            ephemeral_owner: match EphemeralType::of(n.owner) {
+                EphemeralType::Normal(s) => s,
+                _ => 0,
+            },
             data_length: n.data.len() as i32,
-            num_children: self.children(path).len() as i32,
+            num_children,
             pzxid: n.pzxid,
         }
     }
@@ -612,7 +621,7 @@ fn resolve(model: &Model, op: &GenOp) -> WriteOp {
 
 fn to_r(r: &OpResult) -> R {
     match r {
-        OpResult::Create { path, stat } => R::Create(path.clone(), *stat),
+        OpResult::Create { path, stat, .. } => R::Create(path.clone(), *stat),
         OpResult::Delete => R::Delete,
         OpResult::SetData { stat } => R::SetData(*stat),
         OpResult::SetAcl { stat } => R::SetAcl(*stat),

@@ -212,3 +212,79 @@ class Ensemble:
         for s in self.servers.values():
             s.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+ZOOKEEPER_CLASSPATH = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"
+
+
+def apache_zookeeper_available():
+    return os.path.exists("/usr/share/java/zookeeper.jar") and shutil.which("java") is not None
+
+
+class ApacheZooKeeper:
+    """Apache ZooKeeper 3.8 (Debian's `zookeeper` package), standalone on 127.0.0.1: the
+    reference that compatibility tests run against beside zabkeeper."""
+
+    def __init__(self, tick_time=2000):
+        self.port = free_port()
+        self.data_dir = tempfile.mkdtemp(prefix="apache-zk-test-")
+        self.tick_time = tick_time
+        self.proc = None
+        self.log_path = os.path.join(self.data_dir, "zookeeper.log")
+
+    def start(self):
+        cfg = os.path.join(self.data_dir, "zoo.cfg")
+        with open(cfg, "w") as f:
+            f.write(f"tickTime={self.tick_time}\ndataDir={self.data_dir}\nclientPort={self.port}\n"
+                    "clientPortAddress=127.0.0.1\nadmin.enableServer=false\n"
+                    "4lw.commands.whitelist=*\n")
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            ["java", "-Xmx256m", "-Dzookeeper.extendedTypesEnabled=true",
+             "-Dzookeeper.log.dir=" + self.data_dir, "-cp", ZOOKEEPER_CLASSPATH,
+             "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Apache ZooKeeper exited:\n{self.log()}")
+            try:
+                # ruok answers imok before sessions are served; srvr shows a Mode then.
+                if "Mode: " in four_letter(self.port, "srvr", timeout=1.0):
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"Apache ZooKeeper not ready:\n{self.log()}")
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()[-5000:]
+        except OSError:
+            return ""
+
+    def hosts(self):
+        return f"127.0.0.1:{self.port}"
+
+    def cleanup(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", params=["zabkeeper", "zookeeper"])
+def any_server(request):
+    """zabkeeper, then Apache ZooKeeper as the reference (skipped where it is not
+    installed: `.ci/run` and `make test` install it)."""
+    if request.param == "zookeeper":
+        if not apache_zookeeper_available():
+            pytest.skip("Apache ZooKeeper (Debian's zookeeper package) is not installed")
+        s = ApacheZooKeeper().start()
+    else:
+        s = Server().start()
+    s.kind = request.param
+    yield s
+    s.cleanup()

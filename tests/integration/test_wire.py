@@ -228,7 +228,5 @@ def test_bad_auth_fails_and_closes(server, bystander):
     reply = recv_frame(c.sock)
     xid, _, err = struct.unpack(">iqi", reply[:16])
     assert (xid, err) == (-4, -115)  # AuthFailed
-    event = recv_frame(c.sock)
-    assert struct.unpack(">iqi", event[:16])[0] == -1
-    assert struct.unpack(">ii", event[16:24]) == (-1, 4)  # type None, state AuthFailed
+    # As the running ZooKeeper 3.8: no notification frame follows, the server closes.
     assert closed_by_server(c.sock)

@@ -134,10 +134,42 @@ impl ServerConfig {
         }
     }
 
-    /// The largest frame accepted from a client: jute.maxbuffer plus room for
-    /// the request's header and path, as ZooKeeper allows.
+    /// The largest frame accepted from a client: jute.maxbuffer, for the whole
+    /// frame (ZooKeeper's `NIOServerCnxn.readLength` closes the connection for a
+    /// longer one), so data that was stored can always be read back.
     pub fn max_frame_len(&self) -> usize {
-        self.jute_max_buffer + 1024 * 64
+        self.jute_max_buffer
+    }
+
+    /// What `/zookeeper/config` holds on an ensemble (ZooKeeper's
+    /// `QuorumVerifier.toString`): a `server.N=host:quorumPort:electionPort:role[;client]`
+    /// line per member, then `version=0` (the static configuration); `None` standalone.
+    pub fn config_node_data(&self) -> Option<String> {
+        if self.servers.is_empty() {
+            return None;
+        }
+        let mut out = String::new();
+        for s in &self.servers {
+            let role = if s.observer {
+                "observer"
+            } else {
+                "participant"
+            };
+            out.push_str(&format!(
+                "server.{}={}:{}:{}:{role}",
+                s.id, s.host, s.quorum_port, s.election_port
+            ));
+            if let Some(c) = &s.client_addr {
+                if c.contains(':') {
+                    out.push_str(&format!(";{c}"));
+                } else {
+                    out.push_str(&format!(";0.0.0.0:{c}"));
+                }
+            }
+            out.push('\n');
+        }
+        out.push_str("version=0");
+        Some(out)
     }
 
     /// Whether the four-letter word `cmd` is allowed.
@@ -387,6 +419,27 @@ pub fn parse_properties(file: &str, text: &str) -> Result<BTreeMap<String, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_node_lists_members_as_zookeeper_does() {
+        let text = "tickTime=2000\ndataDir=/tmp/x\nclientPort=2181\n\
+                    server.1=127.0.0.1:2888:3888\n\
+                    server.2=127.0.0.1:2889:3889;2182\n\
+                    server.3=127.0.0.1:2890:3890:observer;127.0.0.1:2183\n";
+        let cfg =
+            ServerConfig::from_properties(&parse_properties("zoo.cfg", text).unwrap()).unwrap();
+        assert_eq!(
+            cfg.config_node_data().unwrap(),
+            "server.1=127.0.0.1:2888:3888:participant\n\
+             server.2=127.0.0.1:2889:3889:participant;0.0.0.0:2182\n\
+             server.3=127.0.0.1:2890:3890:observer;127.0.0.1:2183\n\
+             version=0"
+        );
+        let standalone = "tickTime=2000\ndataDir=/tmp/x\nclientPort=2181\n";
+        let cfg = ServerConfig::from_properties(&parse_properties("zoo.cfg", standalone).unwrap())
+            .unwrap();
+        assert_eq!(cfg.config_node_data(), None);
+    }
 
     const SAMPLE: &str = "\
 # The number of milliseconds of each tick

@@ -73,6 +73,7 @@ pub async fn serve_connection<S>(
         if to_processor
             .send(Inbound::FourLetter {
                 cmd: cmd.to_string(),
+                remote,
                 reply: tx,
             })
             .await

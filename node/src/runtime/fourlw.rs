@@ -1,9 +1,18 @@
-//! Four-letter words on the client port, in ZooKeeper 3.8's output format
-//! (monitoring tools parse `mntr` and `srvr`).
+//! Four-letter words on the client port, in ZooKeeper 3.8's output format (monitoring
+//! tools parse `mntr`, `srvr`, `cons`).
+//!
+//! A pure formatter: the processor takes a [`Status`] snapshot of what a word needs
+//! ([`needs`] says which parts) and [`answer`] turns it into text. The words that reset
+//! counters (`srst`, `crst`) are carried out by the processor; this module only words
+//! their answers.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::net::SocketAddr;
 
-use super::processor::Processor;
+use super::config::ServerConfig;
+use super::stats::{Latency, ServerStats};
+use crate::types::{SessionId, Zxid};
 
 /// The version string reported to clients and tools.
 pub fn version() -> String {
@@ -13,150 +22,137 @@ pub fn version() -> String {
     )
 }
 
-/// Answers one four-letter word, or explains that it is not allowed.
-pub fn answer(p: &mut Processor, cmd: &str) -> String {
-    if !p.config.four_letter_word_allowed(cmd) {
+/// ZooKeeper's default trace mask (`gtmk`): client ping, request, and the two
+/// session-related masks (`ZooTrace`'s default of 306).
+pub const DEFAULT_TRACE_MASK: u64 = 306;
+
+/// One client connection as `cons` and `stat` list it.
+#[derive(Clone, Debug, Default)]
+pub struct ConnStatus {
+    pub remote: Option<SocketAddr>,
+    /// Requests taken but not answered yet.
+    pub queued: usize,
+    pub received: u64,
+    pub sent: u64,
+    /// 0 while the connection has no session (the four-letter word's own connection).
+    pub session: SessionId,
+    pub last_op: &'static str,
+    /// When the connection was established (ms since the epoch).
+    pub established_ms: i64,
+    pub timeout_ms: i32,
+    pub last_cxid: i32,
+    pub last_zxid: Zxid,
+    /// When the last reply was sent (a monotonic ms reading, as ZooKeeper's).
+    pub last_response_ms: i64,
+    pub last_latency_ms: u64,
+    pub latency: Latency,
+}
+
+/// The leader's view of its learners.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LearnerStatus {
+    pub learners: usize,
+    pub synced_followers: usize,
+    pub synced_observers: usize,
+}
+
+/// What a four-letter word reports, taken from the processor in one step.
+#[derive(Clone, Debug, Default)]
+pub struct Status {
+    pub mode: &'static str,
+    /// Whether the server serves clients (an ensemble member has a quorum and is synced).
+    pub serving: bool,
+    pub zxid: Zxid,
+    pub node_count: usize,
+    pub watch_count: usize,
+    /// Bytes of the watched paths, one count per watch (`zk_watch_bytes`).
+    pub watch_bytes: usize,
+    pub ephemerals_count: usize,
+    pub approximate_data_size: i64,
+    pub global_sessions: usize,
+    pub stats: ServerStats,
+    /// Client connections, the asking connection last (as ZooKeeper lists it).
+    pub conns: Vec<ConnStatus>,
+    pub uptime_ms: i64,
+    pub open_fds: Option<u64>,
+    pub max_fds: Option<u64>,
+    /// Bytes of snapshot files and of log files (`dirs`).
+    pub datadir_size: u64,
+    pub logdir_size: u64,
+    /// Leader only.
+    pub learners: Option<LearnerStatus>,
+    /// Voting members of the ensemble (`zk_quorum_size`); 0 standalone.
+    pub quorum_size: usize,
+    /// Ensemble members only: current and accepted epoch.
+    pub epochs: Option<(u32, u32)>,
+    /// `wchc` / `wchs`: each session's watched paths. Filled only for those words.
+    pub watches_by_session: BTreeMap<SessionId, Vec<String>>,
+    /// `wchp` / `wchs`: each path's watching sessions. Filled only for those words.
+    pub watches_by_path: BTreeMap<String, Vec<SessionId>>,
+    /// `dump`: every session and its timeout. Filled only for `dump`.
+    pub sessions: Vec<(SessionId, i32)>,
+    /// `dump`: ephemerals by owner. Filled only for `dump`.
+    pub ephemerals: BTreeMap<SessionId, Vec<String>>,
+}
+
+/// Which expensive parts of a [`Status`] a word needs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub watches: bool,
+    pub dump: bool,
+    pub dirs: bool,
+}
+
+/// What [`answer`] will read for `cmd`.
+pub fn needs(cmd: &str) -> Needs {
+    Needs {
+        watches: matches!(cmd, "wchs" | "wchc" | "wchp"),
+        dump: cmd == "dump",
+        dirs: cmd == "dirs",
+    }
+}
+
+/// Words answered even while an ensemble member is not serving.
+fn answered_when_not_serving(cmd: &str) -> bool {
+    matches!(
+        cmd,
+        "ruok" | "conf" | "envi" | "isro" | "dirs" | "gtmk" | "srst" | "crst"
+    )
+}
+
+/// Answers one four-letter word from `status`, or explains that it is not allowed.
+pub fn answer(config: &ServerConfig, status: &Status, cmd: &str) -> String {
+    if !config.four_letter_word_allowed(cmd) {
         return format!("{cmd} is not executed because it is not in the whitelist.\n");
     }
-    let mode = p.mode_name();
-    let mut out = String::new();
-    let serving = p.zab().is_none_or(|z| z.is_serving());
-    if !serving && !matches!(cmd, "ruok" | "conf" | "envi" | "isro" | "dirs") {
+    if !status.serving && !answered_when_not_serving(cmd) {
         // ZooKeeper's answer while it has no quorum (or is still syncing).
         return "This ZooKeeper instance is not currently serving requests\n".to_string();
     }
+    let mut out = String::new();
     match cmd {
         "ruok" => out.push_str("imok"),
         "isro" => out.push_str("rw"),
-        "srvr" | "stat" => {
-            let _ = writeln!(out, "Zookeeper version: {}", version());
-            if cmd == "stat" {
-                out.push_str("Clients:\n");
-                for c in p.conns.values() {
-                    let _ = writeln!(
-                        out,
-                        " /{}[1](queued=0,recved={},sent={})",
-                        c.remote, c.received, c.sent
-                    );
-                }
-                out.push('\n');
-            }
-            let l = &p.stats.latency;
-            let _ = writeln!(
-                out,
-                "Latency min/avg/max: {}/{:.4}/{}",
-                l.min(),
-                l.avg(),
-                l.max()
-            );
-            let _ = writeln!(out, "Received: {}", p.stats.received);
-            let _ = writeln!(out, "Sent: {}", p.stats.sent);
-            let _ = writeln!(out, "Connections: {}", p.conns.len());
-            let _ = writeln!(out, "Outstanding: 0");
-            let _ = writeln!(out, "Zxid: 0x{:x}", p.tree.last_processed_zxid());
-            let _ = writeln!(out, "Mode: {mode}");
-            let _ = writeln!(out, "Node count: {}", p.tree.node_count());
-            if let Some((followers, _, _)) = p.zab().and_then(|z| z.learner_counts()) {
-                let _ = writeln!(out, "Proposal sizes last/min/max: -1/-1/-1");
-                let _ = writeln!(out, "Followers: {followers}");
-            }
+        "gtmk" => {
+            let _ = writeln!(out, "{DEFAULT_TRACE_MASK}");
         }
+        "srvr" | "stat" => srvr(status, cmd == "stat", &mut out),
         "mntr" => {
-            let kv: Vec<(&str, String)> = vec![
-                ("zk_version", version()),
-                ("zk_server_state", mode.to_string()),
-                ("zk_avg_latency", format!("{:.4}", p.stats.latency.avg())),
-                ("zk_max_latency", p.stats.latency.max().to_string()),
-                ("zk_min_latency", p.stats.latency.min().to_string()),
-                ("zk_packets_received", p.stats.received.to_string()),
-                ("zk_packets_sent", p.stats.sent.to_string()),
-                ("zk_num_alive_connections", p.conns.len().to_string()),
-                ("zk_outstanding_requests", "0".into()),
-                ("zk_znode_count", p.tree.node_count().to_string()),
-                ("zk_watch_count", p.watches.count().to_string()),
-                (
-                    "zk_ephemerals_count",
-                    p.tree
-                        .all_ephemerals()
-                        .values()
-                        .map(Vec::len)
-                        .sum::<usize>()
-                        .to_string(),
-                ),
-                (
-                    "zk_approximate_data_size",
-                    p.tree.approximate_data_size().to_string(),
-                ),
-                ("zk_global_sessions", p.sessions.len().to_string()),
-                (
-                    "zk_last_zxid",
-                    format!("0x{:x}", p.tree.last_processed_zxid()),
-                ),
-            ];
-            let mut kv = kv;
-            if let Some((followers, synced, observers)) = p.zab().and_then(|z| z.learner_counts()) {
-                kv.push(("zk_followers", followers.to_string()));
-                kv.push(("zk_synced_followers", synced.to_string()));
-                kv.push(("zk_synced_observers", observers.to_string()));
-                kv.push(("zk_pending_syncs", "0".into()));
-            }
-            if let Some(z) = p.zab() {
-                // Only a serving ensemble member gets here: it is in broadcast.
-                let state = match mode {
-                    "leader" => "leading",
-                    "follower" => "following",
-                    _ => "observing",
-                };
-                kv.push(("zk_peer_state", format!("{state} - broadcast")));
-                kv.push(("zk_current_epoch", z.current_epoch().to_string()));
-                kv.push(("zk_accepted_epoch", z.accepted_epoch().to_string()));
-            }
-            for (k, v) in kv {
+            for (k, v) in mntr(status) {
                 let _ = writeln!(out, "{k}\t{v}");
             }
         }
-        "conf" => {
-            let c = &p.config;
-            let _ = writeln!(out, "clientPort={}", c.client_port);
-            let _ = writeln!(out, "clientPortAddress={}", c.client_port_address);
-            let _ = writeln!(out, "dataDir={}/version-2", c.data_dir.display());
-            let _ = writeln!(out, "dataLogDir={}/version-2", c.data_log_dir.display());
-            let _ = writeln!(out, "tickTime={}", c.tick_time_ms);
-            let _ = writeln!(out, "maxClientCnxns={}", c.max_client_cnxns);
-            let _ = writeln!(out, "minSessionTimeout={}", c.min_session_timeout_ms);
-            let _ = writeln!(out, "maxSessionTimeout={}", c.max_session_timeout_ms);
-            let _ = writeln!(out, "serverId={}", c.my_id);
-            if !c.servers.is_empty() {
-                let _ = writeln!(out, "initLimit={}", c.init_limit);
-                let _ = writeln!(out, "syncLimit={}", c.sync_limit);
-                for s in &c.servers {
-                    let role = if s.observer {
-                        "observer"
-                    } else {
-                        "participant"
-                    };
-                    let _ = writeln!(
-                        out,
-                        "server.{}={}:{}:{}:{}",
-                        s.id, s.host, s.quorum_port, s.election_port, role
-                    );
-                }
-            }
-        }
+        "conf" => conf(config, &mut out),
         "cons" => {
-            for c in p.conns.values() {
-                let _ = writeln!(
-                    out,
-                    " /{}[1](queued=0,recved={},sent={},sid=0x{:x},lop={},est=0,to={},lcxid=0x0,lzxid=0x{:x},lresp=0,llat=0,minlat=0,avglat=0,maxlat=0)",
-                    c.remote, c.received, c.sent, c.session, c.last_op, c.timeout_ms, c.last_zxid
-                );
+            for c in &status.conns {
+                cons_line(c, true, &mut out);
             }
             out.push('\n');
         }
         "envi" => {
             out.push_str("Environment:\n");
             let _ = writeln!(out, "zookeeper.version={}", version());
-            let _ = writeln!(out, "host.name={}", p.config.client_port_address);
+            let _ = writeln!(out, "host.name={}", config.client_port_address);
             let _ = writeln!(out, "os.name={}", std::env::consts::OS);
             let _ = writeln!(out, "os.arch={}", std::env::consts::ARCH);
             if let Ok(dir) = std::env::current_dir() {
@@ -164,19 +160,16 @@ pub fn answer(p: &mut Processor, cmd: &str) -> String {
             }
         }
         "wchs" => {
-            let by_conn = p.watches.by_session();
-            let paths = p.watches.by_path();
             let _ = writeln!(
                 out,
                 "{} connections watching {} paths",
-                by_conn.len(),
-                paths.len()
+                status.watches_by_session.len(),
+                status.watches_by_path.len()
             );
-            let _ = writeln!(out, "Total watches:{}", p.watches.count());
+            let _ = writeln!(out, "Total watches:{}", status.watch_count);
         }
         "wchc" => {
-            for (conn, paths) in p.watches.by_session() {
-                let session = p.conns.get(&conn).map(|c| c.session).unwrap_or(0);
+            for (session, paths) in &status.watches_by_session {
                 let _ = writeln!(out, "0x{session:x}");
                 for path in paths {
                     let _ = writeln!(out, "\t{path}");
@@ -185,24 +178,26 @@ pub fn answer(p: &mut Processor, cmd: &str) -> String {
             out.push('\n');
         }
         "wchp" => {
-            for (path, conns) in p.watches.by_path() {
+            for (path, sessions) in &status.watches_by_path {
                 let _ = writeln!(out, "{path}");
-                for conn in conns {
-                    let session = p.conns.get(&conn).map(|c| c.session).unwrap_or(0);
+                for session in sessions {
                     let _ = writeln!(out, "\t0x{session:x}");
                 }
             }
         }
         "dump" => {
             out.push_str("SessionTracker dump:\n");
-            let _ = writeln!(out, "Global Sessions({}):", p.sessions.len());
-            for s in p.sessions.sessions() {
-                let _ = writeln!(out, "0x{:x}\t{}ms", s.id, s.timeout_ms);
+            let _ = writeln!(out, "Global Sessions({}):", status.sessions.len());
+            for (id, timeout) in &status.sessions {
+                let _ = writeln!(out, "0x{id:x}\t{timeout}ms");
             }
             out.push_str("ephemeral nodes dump:\n");
-            let eph = p.tree.all_ephemerals();
-            let _ = writeln!(out, "Sessions with Ephemerals ({}):", eph.len());
-            for (session, paths) in eph {
+            let _ = writeln!(
+                out,
+                "Sessions with Ephemerals ({}):",
+                status.ephemerals.len()
+            );
+            for (session, paths) in &status.ephemerals {
                 let _ = writeln!(out, "0x{session:x}:");
                 for path in paths {
                     let _ = writeln!(out, "\t{path}");
@@ -210,25 +205,351 @@ pub fn answer(p: &mut Processor, cmd: &str) -> String {
             }
         }
         "dirs" => {
-            let _ = writeln!(out, "datadir_size: 0");
-            let _ = writeln!(out, "logdir_size: 0");
+            let _ = writeln!(out, "datadir_size: {}", status.datadir_size);
+            let _ = writeln!(out, "logdir_size: {}", status.logdir_size);
         }
-        "crst" => {
-            for c in p.conns.values_mut() {
-                c.received = 0;
-                c.sent = 0;
-                c.last_zxid = 0;
-                c.last_op = "NA";
-            }
-            out.push_str("Connection stats reset.\n");
-        }
-        "srst" => {
-            p.stats.reset();
-            out.push_str("Server stats reset.\n");
-        }
+        "crst" => out.push_str("Connection stats reset.\n"),
+        "srst" => out.push_str("Server stats reset.\n"),
         _ => {
             let _ = writeln!(out, "{cmd} is not supported by zabkeeper.");
         }
     }
     out
+}
+
+/// One `cons` (full) or `stat` (short) line, as ZooKeeper's `ServerCnxn.dumpConnectionInfo`.
+fn cons_line(c: &ConnStatus, full: bool, out: &mut String) {
+    let remote = c.remote.map(|r| r.to_string()).unwrap_or_default();
+    let _ = write!(
+        out,
+        " /{remote}[{}](queued={},recved={},sent={}",
+        u8::from(c.session != 0),
+        c.queued,
+        c.received,
+        c.sent
+    );
+    if full && c.session != 0 {
+        let _ = write!(
+            out,
+            ",sid=0x{:x},lop={},est={},to={},lcxid=0x{:x},lzxid=0x{:x},lresp={},llat={},minlat={},avglat={},maxlat={}",
+            c.session,
+            c.last_op,
+            c.established_ms,
+            c.timeout_ms,
+            c.last_cxid,
+            c.last_zxid,
+            c.last_response_ms,
+            c.last_latency_ms,
+            c.latency.min(),
+            c.latency.avg().round() as u64,
+            c.latency.max()
+        );
+    }
+    out.push_str(")\n");
+}
+
+fn srvr(s: &Status, with_clients: bool, out: &mut String) {
+    let _ = writeln!(out, "Zookeeper version: {}", version());
+    if with_clients {
+        out.push_str("Clients:\n");
+        for c in &s.conns {
+            cons_line(c, false, out);
+        }
+        out.push('\n');
+    }
+    let l = &s.stats.latency;
+    let _ = writeln!(
+        out,
+        "Latency min/avg/max: {}/{:.4}/{}",
+        l.min(),
+        l.avg(),
+        l.max()
+    );
+    let _ = writeln!(out, "Received: {}", s.stats.received);
+    let _ = writeln!(out, "Sent: {}", s.stats.sent);
+    let _ = writeln!(out, "Connections: {}", s.conns.len());
+    let _ = writeln!(out, "Outstanding: {}", outstanding(s));
+    let _ = writeln!(out, "Zxid: 0x{:x}", s.zxid);
+    let _ = writeln!(out, "Mode: {}", s.mode);
+    let _ = writeln!(out, "Node count: {}", s.node_count);
+    if let Some(l) = s.learners {
+        let _ = writeln!(out, "Proposal sizes last/min/max: -1/-1/-1");
+        let _ = writeln!(out, "Followers: {}", l.learners);
+    }
+}
+
+fn outstanding(s: &Status) -> usize {
+    s.conns.iter().map(|c| c.queued).sum()
+}
+
+/// `mntr`'s keys and values: ZooKeeper 3.8's server-level keys (its per-processor
+/// summaries are left out), then the ensemble's.
+pub fn mntr(s: &Status) -> Vec<(&'static str, String)> {
+    let opt = |v: Option<u64>| v.map_or("-1".to_string(), |v| v.to_string());
+    let r = &s.stats.response_size;
+    let mut kv: Vec<(&'static str, String)> = vec![
+        ("zk_version", version()),
+        ("zk_server_state", s.mode.to_string()),
+        ("zk_ephemerals_count", s.ephemerals_count.to_string()),
+        ("zk_num_alive_connections", s.conns.len().to_string()),
+        ("zk_avg_latency", format!("{:.4}", s.stats.latency.avg())),
+        ("zk_outstanding_requests", outstanding(s).to_string()),
+        ("zk_znode_count", s.node_count.to_string()),
+        ("zk_global_sessions", s.global_sessions.to_string()),
+        (
+            "zk_non_mtls_remote_conn_count",
+            s.conns
+                .iter()
+                .filter(|c| c.remote.is_some_and(|r| !r.ip().is_loopback()))
+                .count()
+                .to_string(),
+        ),
+        ("zk_last_client_response_size", r.last.to_string()),
+        ("zk_packets_sent", s.stats.sent.to_string()),
+        ("zk_packets_received", s.stats.received.to_string()),
+        ("zk_max_client_response_size", r.max.to_string()),
+        ("zk_connection_drop_probability", "0.0".into()),
+        ("zk_watch_count", s.watch_count.to_string()),
+        ("zk_auth_failed_count", s.stats.auth_failed.to_string()),
+        ("zk_min_latency", s.stats.latency.min().to_string()),
+        ("zk_max_file_descriptor_count", opt(s.max_fds)),
+        (
+            "zk_approximate_data_size",
+            s.approximate_data_size.to_string(),
+        ),
+        ("zk_open_file_descriptor_count", opt(s.open_fds)),
+        ("zk_local_sessions", "0".into()),
+        ("zk_uptime", s.uptime_ms.to_string()),
+        ("zk_max_latency", s.stats.latency.max().to_string()),
+        ("zk_outstanding_tls_handshake", "0".into()),
+        ("zk_min_client_response_size", r.min.to_string()),
+        (
+            "zk_non_mtls_local_conn_count",
+            s.conns
+                .iter()
+                .filter(|c| c.remote.is_some_and(|r| r.ip().is_loopback()))
+                .count()
+                .to_string(),
+        ),
+        ("zk_watch_bytes", s.watch_bytes.to_string()),
+        ("zk_throttled_ops", "0".into()),
+        ("zk_connection_rejected", "0".into()),
+        ("zk_looking_count", "0".into()),
+        ("zk_last_zxid", format!("0x{:x}", s.zxid)),
+    ];
+    if let Some(l) = s.learners {
+        kv.push(("zk_learners", l.learners.to_string()));
+        // Before 3.6 ZooKeeper called this zk_followers; older tools still read it.
+        kv.push(("zk_followers", l.learners.to_string()));
+        kv.push(("zk_synced_followers", l.synced_followers.to_string()));
+        kv.push(("zk_synced_non_voting_followers", "0".into()));
+        kv.push(("zk_synced_observers", l.synced_observers.to_string()));
+        kv.push(("zk_pending_syncs", "0".into()));
+    }
+    if let Some((current, accepted)) = s.epochs {
+        // Only a serving ensemble member gets here: it is in broadcast.
+        let state = match s.mode {
+            "leader" => "leading",
+            "follower" => "following",
+            _ => "observing",
+        };
+        kv.push(("zk_peer_state", format!("{state} - broadcast")));
+        kv.push(("zk_quorum_size", s.quorum_size.to_string()));
+        kv.push(("zk_current_epoch", current.to_string()));
+        kv.push(("zk_accepted_epoch", accepted.to_string()));
+    }
+    kv
+}
+
+fn conf(c: &ServerConfig, out: &mut String) {
+    let _ = writeln!(out, "clientPort={}", c.client_port);
+    let _ = writeln!(out, "clientPortAddress={}", c.client_port_address);
+    let _ = writeln!(out, "dataDir={}/version-2", c.data_dir.display());
+    let _ = writeln!(out, "dataLogDir={}/version-2", c.data_log_dir.display());
+    let _ = writeln!(out, "tickTime={}", c.tick_time_ms);
+    let _ = writeln!(out, "maxClientCnxns={}", c.max_client_cnxns);
+    let _ = writeln!(out, "minSessionTimeout={}", c.min_session_timeout_ms);
+    let _ = writeln!(out, "maxSessionTimeout={}", c.max_session_timeout_ms);
+    let _ = writeln!(out, "serverId={}", c.my_id);
+    if !c.servers.is_empty() {
+        let _ = writeln!(out, "initLimit={}", c.init_limit);
+        let _ = writeln!(out, "syncLimit={}", c.sync_limit);
+        for s in &c.servers {
+            let role = if s.observer {
+                "observer"
+            } else {
+                "participant"
+            };
+            let _ = writeln!(
+                out,
+                "server.{}={}:{}:{}:{}",
+                s.id, s.host, s.quorum_port, s.election_port, role
+            );
+        }
+    }
+}
+
+/// The process's open file descriptors and their soft limit, from /proc (Linux).
+pub fn file_descriptors() -> (Option<u64>, Option<u64>) {
+    let open = std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|d| d.count() as u64);
+    let max = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse().ok())
+        });
+    (open, max)
+}
+
+/// Bytes of the regular files directly in `dir` (0 if it cannot be read).
+pub fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ServerConfig {
+        let mut c = ServerConfig::standalone(2181, "/tmp/unused");
+        c.four_letter_words = vec!["*".into()];
+        c
+    }
+
+    fn serving() -> Status {
+        Status {
+            mode: "standalone",
+            serving: true,
+            ..Status::default()
+        }
+    }
+
+    #[test]
+    fn cons_lists_sessions_in_full_and_the_asking_connection_short() {
+        let mut latency = Latency::default();
+        latency.record(1);
+        latency.record(3);
+        let s = Status {
+            conns: vec![
+                ConnStatus {
+                    remote: Some("127.0.0.1:5000".parse().unwrap()),
+                    received: 2,
+                    sent: 2,
+                    session: 0x1000001fa140005,
+                    last_op: "GETD",
+                    established_ms: 1796164374407,
+                    timeout_ms: 10000,
+                    last_cxid: 1,
+                    last_zxid: 0x17,
+                    last_response_ms: 1796164377000,
+                    last_latency_ms: 3,
+                    latency,
+                    ..ConnStatus::default()
+                },
+                ConnStatus {
+                    remote: Some("127.0.0.1:5001".parse().unwrap()),
+                    received: 1,
+                    ..ConnStatus::default()
+                },
+            ],
+            ..serving()
+        };
+        assert_eq!(
+            answer(&config(), &s, "cons"),
+            " /127.0.0.1:5000[1](queued=0,recved=2,sent=2,sid=0x1000001fa140005,lop=GETD,\
+             est=1796164374407,to=10000,lcxid=0x1,lzxid=0x17,lresp=1796164377000,llat=3,\
+             minlat=1,avglat=2,maxlat=3)\n /127.0.0.1:5001[0](queued=0,recved=1,sent=0)\n\n"
+        );
+        let stat = answer(&config(), &s, "stat");
+        assert!(stat.contains("Clients:\n /127.0.0.1:5000[1](queued=0,recved=2,sent=2)\n"));
+        assert!(stat.contains("Connections: 2\n"), "{stat}");
+    }
+
+    #[test]
+    fn mntr_has_zookeepers_server_keys_and_the_leaders() {
+        let s = Status {
+            mode: "leader",
+            learners: Some(LearnerStatus {
+                learners: 2,
+                synced_followers: 2,
+                synced_observers: 0,
+            }),
+            epochs: Some((3, 3)),
+            quorum_size: 3,
+            open_fds: Some(38),
+            max_fds: Some(20000),
+            uptime_ms: 6841,
+            ..serving()
+        };
+        let text = answer(&config(), &s, "mntr");
+        for want in [
+            "zk_open_file_descriptor_count\t38\n",
+            "zk_max_file_descriptor_count\t20000\n",
+            "zk_uptime\t6841\n",
+            "zk_local_sessions\t0\n",
+            "zk_auth_failed_count\t0\n",
+            "zk_last_client_response_size\t-1\n",
+            "zk_watch_bytes\t0\n",
+            "zk_connection_drop_probability\t0.0\n",
+            "zk_learners\t2\n",
+            "zk_quorum_size\t3\n",
+            "zk_synced_followers\t2\n",
+            "zk_peer_state\tleading - broadcast\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        let keys: Vec<&str> = text
+            .lines()
+            .map(|l| l.split('\t').next().unwrap())
+            .collect();
+        let mut unique = keys.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), keys.len(), "a key twice: {keys:?}");
+    }
+
+    #[test]
+    fn not_serving_answers_only_the_words_zookeeper_answers() {
+        let s = Status {
+            serving: false,
+            ..serving()
+        };
+        assert!(answer(&config(), &s, "mntr").contains("not currently serving"));
+        assert_eq!(answer(&config(), &s, "ruok"), "imok");
+        assert_eq!(answer(&config(), &s, "gtmk"), "306\n");
+        let mut c = config();
+        c.four_letter_words = vec!["ruok".into()];
+        assert!(answer(&c, &serving(), "dump").contains("not in the whitelist"));
+    }
+
+    #[test]
+    fn dirs_reports_file_sizes() {
+        let dir = std::env::temp_dir().join(format!("zk-dirs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a"), vec![0u8; 100]).unwrap();
+        std::fs::write(dir.join("b"), vec![0u8; 23]).unwrap();
+        assert_eq!(dir_size(&dir), 123);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let s = Status {
+            datadir_size: 123,
+            logdir_size: 45,
+            ..serving()
+        };
+        assert_eq!(
+            answer(&config(), &s, "dirs"),
+            "datadir_size: 123\nlogdir_size: 45\n"
+        );
+    }
 }

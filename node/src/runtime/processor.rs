@@ -9,7 +9,7 @@
 //! precedes any reply that shows its change. Standalone is an ensemble of one:
 //! the replicated ensemble reuses `prepare_write` and `apply_committed`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,13 +28,12 @@ use crate::state::tree::{ApplyOutcome, DataTree, OpResult};
 use crate::state::txn::{Txn, TxnBody};
 use crate::state::watch::{SetWatches, WatchManager};
 use crate::storage::Storage;
-use crate::types::{
-    keeper_state, opcode, perms, xid, CreateMode, ErrorCode, EventType, Id, SessionId, Zxid,
-};
+use crate::types::{keeper_state, opcode, perms, xid, CreateMode, ErrorCode, Id, SessionId, Zxid};
 
 use super::clock::SharedClock;
 use super::config::ServerConfig;
 use super::connection::OUTBOUND_BYTES;
+use super::fourlw;
 use super::peer::PeerEvent;
 use super::stats::ServerStats;
 
@@ -67,9 +66,10 @@ pub enum Inbound {
     },
     /// The connection has ended.
     Closed { conn: ConnId },
-    /// A four-letter word; the answer goes back on `reply`.
+    /// A four-letter word from `remote`; the answer goes back on `reply`.
     FourLetter {
         cmd: String,
+        remote: SocketAddr,
         reply: oneshot::Sender<String>,
     },
 }
@@ -99,7 +99,22 @@ pub(crate) struct Conn {
     /// Requests not answered yet: xid and the time the processor took them (ms), for the
     /// latency statistics. Replies come in request order.
     pub pending: VecDeque<(i32, u64)>,
+    /// Requests that arrived behind the ConnectRequest before the session was
+    /// established (a client may pipeline them, as ZooKeeper allows): taken in
+    /// order once it is (at most [`EARLY_REQUESTS`]; more closes the connection).
+    pub early: VecDeque<(i32, i32, Request)>,
+    /// When the connection was established (ms since the epoch), for `cons`.
+    pub established_ms: i64,
+    /// The xid of the last request answered, and when (ms since the processor started).
+    pub last_cxid: i32,
+    pub last_response_ms: i64,
+    /// This connection's request latencies (`cons`: llat, minlat/avglat/maxlat).
+    pub last_latency_ms: u64,
+    pub latency: super::stats::Latency,
 }
+
+/// Requests a connection may send before its session is established.
+const EARLY_REQUESTS: usize = 1024;
 
 /// Requests per connection whose arrival time is kept for the latency statistics; beyond
 /// this, the oldest are no longer measured.
@@ -161,6 +176,7 @@ enum Work {
     },
     FourLetter {
         cmd: String,
+        remote: SocketAddr,
         reply: oneshot::Sender<String>,
     },
 }
@@ -184,6 +200,9 @@ pub struct Processor {
     pub(crate) watches: WatchManager,
     pub(crate) sessions: SessionTracker,
     pub(crate) conns: BTreeMap<ConnId, Conn>,
+    /// Connections whose session was just established with requests waiting in
+    /// [`Conn::early`].
+    early_ready: BTreeSet<ConnId>,
     session_conn: BTreeMap<SessionId, ConnId>,
     storage: Box<dyn Storage + Send>,
     /// The zxid of the last txn handed to storage.
@@ -200,6 +219,8 @@ pub struct Processor {
     pub(crate) wake: Arc<tokio::sync::Notify>,
     ticks: u64,
     pub(crate) stats: ServerStats,
+    /// When this processor started (ms since the epoch), for `zk_uptime`.
+    started_ms: i64,
     /// ZAB and its peers; `None` for a standalone server.
     replica: Option<Replica>,
     /// The harness's observation hook, if one is installed (never in production).
@@ -237,6 +258,7 @@ impl Processor {
             watches: WatchManager::new(),
             sessions: tracker,
             conns: BTreeMap::new(),
+            early_ready: BTreeSet::new(),
             session_conn: BTreeMap::new(),
             storage,
             last_logged,
@@ -247,6 +269,7 @@ impl Processor {
             snapshotter: Default::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
             ticks: 0,
+            started_ms: now,
             stats: ServerStats::default(),
             replica,
             observer: None,
@@ -259,9 +282,16 @@ impl Processor {
         self.observer = observer;
     }
 
-    /// Reports the whole tree's state (zxid, digest) to the observer, if one is installed:
-    /// called whenever the tree was replaced rather than advanced by a commit.
-    pub(crate) fn observe_tree_loaded(&self, source: super::observe::TreeSource) {
+    /// Called whenever the tree was replaced rather than advanced by a commit (start-up
+    /// recovery, SNAP, TRUNC reload): writes this server's ensemble configuration into
+    /// `/zookeeper/config` (as ZooKeeper's `initConfigInZKDatabase`; not part of the
+    /// digest) and reports the tree's state (zxid, digest) to the observer, if one is
+    /// installed.
+    pub(crate) fn tree_loaded(&mut self, source: super::observe::TreeSource) {
+        if let Some(data) = self.config.config_node_data() {
+            self.tree
+                .set_config_data(data.as_bytes(), 0, self.clock.now_ms());
+        }
         if let Some(observe) = &self.observer {
             observe(super::observe::Observation::TreeLoaded {
                 source,
@@ -269,6 +299,111 @@ impl Processor {
                 digest: self.tree.digest(),
             });
         }
+    }
+
+    /// Answers a four-letter word from a [`fourlw::Status`] snapshot; `srst` and `crst`
+    /// reset the counters they name.
+    fn four_letter_word(&mut self, cmd: &str, remote: SocketAddr) -> String {
+        let allowed = self.config.four_letter_word_allowed(cmd);
+        let status = self.status(fourlw::needs(cmd), remote);
+        let text = fourlw::answer(&self.config, &status, cmd);
+        if allowed && cmd == "srst" {
+            self.stats.reset();
+        }
+        if allowed && cmd == "crst" {
+            for c in self.conns.values_mut() {
+                c.received = 0;
+                c.sent = 0;
+                c.last_zxid = 0;
+                c.last_op = "NA";
+                c.last_cxid = 0;
+                c.last_response_ms = 0;
+                c.last_latency_ms = 0;
+                c.latency = Default::default();
+            }
+        }
+        text
+    }
+
+    /// What the four-letter words report, taken now; `remote` is the asking connection,
+    /// which ZooKeeper counts and lists among the connections.
+    fn status(&self, needs: fourlw::Needs, remote: SocketAddr) -> fourlw::Status {
+        let session_of = |conn: &ConnId| self.conns.get(conn).map(|c| c.session).unwrap_or(0);
+        let mut conns: Vec<fourlw::ConnStatus> = self
+            .conns
+            .values()
+            .map(|c| fourlw::ConnStatus {
+                remote: Some(c.remote),
+                queued: c.pending.len(),
+                received: c.received,
+                sent: c.sent,
+                session: c.session,
+                last_op: c.last_op,
+                established_ms: c.established_ms,
+                timeout_ms: c.timeout_ms,
+                last_cxid: c.last_cxid,
+                last_zxid: c.last_zxid,
+                last_response_ms: c.last_response_ms,
+                last_latency_ms: c.last_latency_ms,
+                latency: c.latency,
+            })
+            .collect();
+        conns.push(fourlw::ConnStatus {
+            remote: Some(remote),
+            received: 1,
+            ..Default::default()
+        });
+        let (open_fds, max_fds) = fourlw::file_descriptors();
+        let zab = self.zab();
+        let mut status = fourlw::Status {
+            mode: self.mode_name(),
+            serving: zab.is_none_or(|z| z.is_serving()),
+            zxid: self.tree.last_processed_zxid(),
+            node_count: self.tree.node_count(),
+            watch_count: self.watches.count(),
+            watch_bytes: self.watches.watched_path_bytes(),
+            ephemerals_count: self.tree.ephemerals_count(),
+            approximate_data_size: self.tree.approximate_data_size(),
+            global_sessions: self.sessions.len(),
+            stats: self.stats.clone(),
+            conns,
+            uptime_ms: self.clock.now_ms() - self.started_ms,
+            open_fds,
+            max_fds,
+            learners: zab.and_then(|z| z.learner_counts()).map(
+                |(learners, synced_followers, synced_observers)| fourlw::LearnerStatus {
+                    learners,
+                    synced_followers,
+                    synced_observers,
+                },
+            ),
+            quorum_size: self.config.servers.iter().filter(|s| !s.observer).count(),
+            epochs: zab.map(|z| (z.current_epoch(), z.accepted_epoch())),
+            ..Default::default()
+        };
+        if needs.watches {
+            for (conn, paths) in self.watches.by_session() {
+                status.watches_by_session.insert(session_of(&conn), paths);
+            }
+            for (path, watchers) in self.watches.by_path() {
+                status
+                    .watches_by_path
+                    .insert(path, watchers.iter().map(session_of).collect());
+            }
+        }
+        if needs.dump {
+            status.sessions = self
+                .sessions
+                .sessions()
+                .map(|s| (s.id, s.timeout_ms))
+                .collect();
+            status.ephemerals = self.tree.all_ephemerals();
+        }
+        if needs.dirs {
+            status.datadir_size = fourlw::dir_size(&self.config.data_dir.join("version-2"));
+            status.logdir_size = fourlw::dir_size(&self.config.data_log_dir.join("version-2"));
+        }
+        status
     }
 
     /// The server's role as the 4lw report it.
@@ -469,6 +604,12 @@ impl Processor {
                             last_op: "NA",
                             read_only_present: request.read_only_present,
                             pending: VecDeque::new(),
+                            early: VecDeque::new(),
+                            established_ms: self.clock.now_ms(),
+                            last_cxid: 0,
+                            last_response_ms: 0,
+                            last_latency_ms: 0,
+                            latency: Default::default(),
                         },
                     );
                     self.stats.received += 1;
@@ -490,18 +631,21 @@ impl Processor {
                     }
                     c.pending.push_back((xid, self.clock.now_ms() as u64));
                     let session = c.session;
-                    if session == 0 {
+                    if session == 0 || !c.early.is_empty() {
+                        if c.early.len() == EARLY_REQUESTS {
+                            tracing::info!(remote = %c.remote, "closing connection: too many requests before its session was established");
+                            self.close_conn(conn);
+                        } else {
+                            c.early.push_back((xid, opcode, req));
+                        }
                         continue;
                     }
-                    self.sessions.touch(session);
-                    if self.replica.is_some() && !matches!(req, Request::Auth { .. }) {
-                        self.replica_request(conn, session, xid, opcode, req)?;
-                    } else {
-                        self.on_request(conn, session, xid, opcode, req, &mut work)?;
-                    }
+                    self.dispatch(conn, session, xid, opcode, req, &mut work)?;
                 }
                 Inbound::Closed { conn } => work.push(Work::Closed { conn }),
-                Inbound::FourLetter { cmd, reply } => work.push(Work::FourLetter { cmd, reply }),
+                Inbound::FourLetter { cmd, remote, reply } => {
+                    work.push(Work::FourLetter { cmd, remote, reply })
+                }
             }
             // Replicated mode answers as it goes: replies queued here must not
             // overtake what the next message answers directly.
@@ -510,6 +654,45 @@ impl Processor {
             }
         }
         self.finish(work)
+    }
+
+    /// Routes one request of an established session: the leader's pipeline in an
+    /// ensemble (auth stays local), the local write path standalone.
+    fn dispatch(
+        &mut self,
+        conn: ConnId,
+        session: SessionId,
+        xid: i32,
+        opcode: i32,
+        req: Request,
+        work: &mut Vec<Work>,
+    ) -> Result<(), Fatal> {
+        self.sessions.touch(session);
+        if self.replica.is_some() && !matches!(req, Request::Auth { .. }) {
+            self.replica_request(conn, session, xid, opcode, req)
+        } else {
+            self.on_request(conn, session, xid, opcode, req, work)
+        }
+    }
+
+    /// Takes the requests that arrived before their connection's session was
+    /// established, in arrival order, once it is.
+    fn take_early_requests(&mut self) -> Result<(), Fatal> {
+        for conn in std::mem::take(&mut self.early_ready) {
+            let mut work = Vec::new();
+            while let Some(c) = self.conns.get_mut(&conn) {
+                let session = c.session;
+                let Some((xid, opcode, req)) = c.early.pop_front() else {
+                    break;
+                };
+                self.dispatch(conn, session, xid, opcode, req, &mut work)?;
+                if self.replica.is_some() {
+                    self.finish(std::mem::take(&mut work))?;
+                }
+            }
+            self.finish(work)?;
+        }
+        Ok(())
     }
 
     /// Phases 2 and 3: one fsync for everything logged, then apply and answer in order.
@@ -550,8 +733,8 @@ impl Processor {
                 } => self.read(conn, xid, opcode, req),
                 Work::Reconnect { conn, request } => self.reconnect(conn, request)?,
                 Work::Closed { conn } => self.drop_conn(conn),
-                Work::FourLetter { cmd, reply } => {
-                    let _ = reply.send(super::fourlw::answer(self, &cmd));
+                Work::FourLetter { cmd, remote, reply } => {
+                    let _ = reply.send(self.four_letter_word(&cmd, remote));
                 }
             }
         }
@@ -671,6 +854,9 @@ impl Processor {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = session;
             c.timeout_ms = timeout;
+            if !c.early.is_empty() {
+                self.early_ready.insert(conn);
+            }
         }
         self.send_connect_response(conn, timeout, session, session_password(session));
     }
@@ -788,25 +974,14 @@ impl Processor {
                     encode_reply(&header, &Response::Empty)
                 };
                 if ids.is_empty() {
-                    // ZooKeeper answers AuthFailed, sends an AuthFailed event, and closes.
+                    // ZooKeeper 3.8 (the running server) answers AuthFailed in one frame
+                    // and closes; no AuthFailed notification follows on the wire.
                     tracing::info!("authentication failed for scheme {scheme:?}");
-                    let ev = WatcherEvent {
-                        event_type: EventType::None.code(),
-                        state: keeper_state::AUTH_FAILED,
-                        path: String::new(),
-                    };
-                    let frame = reply(ErrorCode::AuthFailed);
+                    self.stats.auth_failed += 1;
                     work.push(Work::Reply {
                         conn,
                         xid: Some(xid::AUTH),
-                        frame,
-                        then_close: false,
-                    });
-                    let frame = encode_event(&ev);
-                    work.push(Work::Reply {
-                        conn,
-                        xid: None,
-                        frame,
+                        frame: reply(ErrorCode::AuthFailed),
                         then_close: true,
                     });
                     return Ok(());
@@ -878,6 +1053,9 @@ impl Processor {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.session = txn.session;
                     c.timeout_ms = timeout_ms;
+                    if !c.early.is_empty() {
+                        self.early_ready.insert(conn);
+                    }
                     self.session_conn.insert(txn.session, conn);
                     self.send_connect_response(conn, timeout_ms, txn.session, passwd);
                 } else if self.replica.is_some() {
@@ -1038,8 +1216,13 @@ impl Processor {
                     .conns
                     .get(&conn)
                     .map(|c| {
-                        c.auth
-                            .iter()
+                        // The running ZooKeeper 3.8 lists the `ip` id after the others
+                        // (`[digest, ip]`).
+                        let (ip, others): (Vec<&Id>, Vec<&Id>) =
+                            c.auth.iter().partition(|id| id.scheme == "ip");
+                        others
+                            .into_iter()
+                            .chain(ip)
                             .map(|id| ClientInfo {
                                 auth_scheme: id.scheme.clone(),
                                 // As ZooKeeper's AuthenticationProvider.getUserName: a
@@ -1200,14 +1383,23 @@ impl Processor {
     /// Queues the reply to request `xid` and records the request's latency.
     pub(crate) fn reply(&mut self, conn: ConnId, xid: i32, frame: Bytes) {
         let now = self.clock.now_ms() as u64;
+        self.stats.response_size.record(frame.len());
         if let Some(c) = self.conns.get_mut(&conn) {
             // Requests ahead of this one that were never answered are not measured.
             while let Some((pending, since)) = c.pending.pop_front() {
                 if pending == xid {
-                    self.stats.latency.record(now.saturating_sub(since));
+                    let ms = now.saturating_sub(since);
+                    self.stats.latency.record(ms);
+                    c.latency.record(ms);
+                    c.last_latency_ms = ms;
                     break;
                 }
             }
+            if xid > 0 {
+                c.last_cxid = xid;
+            }
+            // As ZooKeeper's lresp: a monotonic reading (here ms since start), not wall time.
+            c.last_response_ms = (now as i64 - self.started_ms).max(1);
         }
         self.send(conn, frame);
     }
@@ -1281,6 +1473,9 @@ impl Processor {
     /// in an ensemble, SNAPs serialized for learners) and starts the next snapshot when it
     /// is due.
     fn end_step(&mut self) -> Result<(), Fatal> {
+        if !self.early_ready.is_empty() {
+            self.take_early_requests()?;
+        }
         self.finish_snapshot(false);
         if self.replica.is_some() {
             self.poll_snaps();
@@ -1440,7 +1635,7 @@ fn multi_to_write_ops(ops: &[MultiOp]) -> Result<WriteOp, ErrorCode> {
 /// The reply record for an applied write.
 fn write_response(op: i32, result: OpResult) -> Response {
     match result {
-        OpResult::Create { path, stat } => {
+        OpResult::Create { path, stat, .. } => {
             if op == opcode::CREATE {
                 Response::Create { path }
             } else {
@@ -1452,8 +1647,14 @@ fn write_response(op: i32, result: OpResult) -> Response {
             results
                 .into_iter()
                 .map(|r| match r {
-                    // ZooKeeper 3.8 answers every create inside a multi as a plain
-                    // create (path only), whatever its opcode.
+                    // ZooKeeper 3.8 (the running server) answers create and create2
+                    // inside a multi as a plain create (path only), and
+                    // createContainer and createTTL as create2 (path and Stat).
+                    Ok(OpResult::Create {
+                        path,
+                        stat,
+                        extended: true,
+                    }) => MultiResult::Create2 { path, stat },
                     Ok(OpResult::Create { path, .. }) => MultiResult::Create { path },
                     Ok(OpResult::Delete) => MultiResult::Delete,
                     Ok(OpResult::SetData { stat }) => MultiResult::SetData { stat },

@@ -715,7 +715,7 @@ impl Processor {
                 .map_err(|e| Fatal(format!("cannot reload the tree: {e}")))?;
                 self.reset_state(rec.tree, rec.sessions);
                 self.last_logged = rec.last_logged;
-                self.observe_tree_loaded(crate::runtime::observe::TreeSource::Trunc);
+                self.tree_loaded(crate::runtime::observe::TreeSource::Trunc);
             }
             PersistAction::SetAcceptedEpoch(e) => self
                 .storage
@@ -750,7 +750,7 @@ impl Processor {
                 }
                 self.reset_state(tree, sessions);
                 self.last_logged = zxid;
-                self.observe_tree_loaded(crate::runtime::observe::TreeSource::Snap);
+                self.tree_loaded(crate::runtime::observe::TreeSource::Snap);
             }
         }
         Ok(false)

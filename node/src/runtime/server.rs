@@ -219,7 +219,7 @@ pub async fn start_observed(
         replica,
     );
     processor.set_observer(observer);
-    processor.observe_tree_loaded(super::observe::TreeSource::Startup);
+    processor.tree_loaded(super::observe::TreeSource::Startup);
     let processor = tokio::spawn(processor.run(rx, peer_rx, shutdown_rx));
 
     let counts = IpCounts::default();

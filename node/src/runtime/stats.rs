@@ -9,6 +9,41 @@ pub struct ServerStats {
     pub sent: u64,
     /// Request latency: from the processor taking a request to its reply being queued.
     pub latency: Latency,
+    /// Failed `addauth` requests (`zk_auth_failed_count`).
+    pub auth_failed: u64,
+    /// Sizes of the replies sent (`zk_{min,last,max}_client_response_size`).
+    pub response_size: ResponseSize,
+}
+
+/// Reply sizes in bytes, as ZooKeeper's `BufferStats` (-1 before any reply).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseSize {
+    /// The last reply's size.
+    pub last: i64,
+    /// The smallest reply.
+    pub min: i64,
+    /// The largest reply.
+    pub max: i64,
+}
+
+impl Default for ResponseSize {
+    fn default() -> Self {
+        ResponseSize {
+            last: -1,
+            min: -1,
+            max: -1,
+        }
+    }
+}
+
+impl ResponseSize {
+    /// Adds one reply of `bytes` bytes.
+    pub fn record(&mut self, bytes: usize) {
+        let b = bytes as i64;
+        self.last = b;
+        self.min = if self.min < 0 { b } else { self.min.min(b) };
+        self.max = self.max.max(b);
+    }
 }
 
 impl ServerStats {
@@ -82,8 +117,22 @@ mod tests {
             received: 3,
             sent: 2,
             latency: l,
+            auth_failed: 1,
+            response_size: ResponseSize::default(),
         };
+        s.response_size.record(40);
         s.reset();
         assert_eq!((s.received, s.sent, s.latency.count()), (0, 0, 0));
+        assert_eq!((s.auth_failed, s.response_size.max), (0, -1));
+    }
+
+    #[test]
+    fn response_sizes_min_last_max() {
+        let mut r = ResponseSize::default();
+        assert_eq!((r.min, r.last, r.max), (-1, -1, -1));
+        for b in [16, 100, 40] {
+            r.record(b);
+        }
+        assert_eq!((r.min, r.last, r.max), (16, 40, 100));
     }
 }

@@ -580,7 +580,7 @@ mod tests {
             matches!(r, OpResult::Create { ref path, .. } if path == "/q/0000000003"),
             "{r:?}"
         );
-        assert_eq!(h.tree.stat("/q").unwrap().cversion, 4);
+        assert_eq!(h.tree.node("/q").unwrap().stat().cversion, 4);
     }
 
     #[test]
@@ -649,7 +649,7 @@ mod tests {
         let r = h
             .run(&create("/lock-", CreateMode::EphemeralSequential))
             .unwrap();
-        let OpResult::Create { path, stat } = r else {
+        let OpResult::Create { path, stat, .. } = r else {
             panic!()
         };
         // The root's cversion starts at 0 (ZooKeeper's own nodes do not count).
@@ -688,13 +688,15 @@ mod tests {
             h.run(&mk(CreateMode::Container, 5)),
             Err(ErrorCode::BadArguments)
         );
-        let OpResult::Create { stat, .. } =
+        let OpResult::Create { stat, extended, .. } =
             h.run(&mk(CreateMode::PersistentWithTtl, TTL_MAX)).unwrap()
         else {
             panic!()
         };
+        // Clients see ephemeralOwner 0 (DataNode.copyStat); the tree keeps the TTL.
+        assert_eq!((stat.ephemeral_owner, extended), (0, true));
         assert_eq!(
-            EphemeralType::of(stat.ephemeral_owner),
+            EphemeralType::of(h.tree.node("/t").unwrap().stat().ephemeral_owner),
             EphemeralType::Ttl(TTL_MAX)
         );
         // TTL nodes may have children (they are not ephemeral).
@@ -702,9 +704,10 @@ mod tests {
 
         h.run(&create("/c", CreateMode::Container)).unwrap();
         assert_eq!(
-            h.tree.stat("/c").unwrap().ephemeral_owner,
+            h.tree.node("/c").unwrap().stat().ephemeral_owner,
             CONTAINER_EPHEMERAL_OWNER
         );
+        assert_eq!(h.tree.stat("/c").unwrap().ephemeral_owner, 0);
         h.run(&create("/c/x", CreateMode::Persistent)).unwrap();
         let dc = WriteOp::DeleteContainer { path: "/c".into() };
         assert_eq!(h.run(&dc), Err(ErrorCode::NotEmpty));
@@ -1085,8 +1088,9 @@ mod tests {
         let r = h.run(&multi).unwrap();
         let OpResult::Multi(rs) = r else { panic!() };
         assert!(rs.iter().all(Result::is_ok), "{rs:?}");
+        // Clients see cversion 2: one child create and one delete.
         let s = h.tree.stat("/m").unwrap();
-        assert_eq!((s.version, s.cversion, s.num_children), (1, 1, 0));
+        assert_eq!((s.version, s.cversion, s.num_children), (1, 2, 0));
         assert_eq!(h.run(&WriteOp::Multi(vec![])), Ok(OpResult::Multi(vec![])));
         let nested = WriteOp::Multi(vec![WriteOp::Multi(vec![])]);
         assert_eq!(h.run(&nested), Err(ErrorCode::MarshallingError));

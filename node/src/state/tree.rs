@@ -78,9 +78,19 @@ impl DataNode {
         &self.acl
     }
 
-    /// The node's stat (`dataLength` and `numChildren` included).
+    /// The node's stat as stored (`dataLength` and `numChildren` included):
+    /// `cversion` counts child creates (it numbers sequential children) and
+    /// `ephemeralOwner` encodes containers and TTLs. Clients see
+    /// [`DataNode::client_stat`].
     pub fn stat(&self) -> Stat {
         self.stat
+    }
+
+    /// The stat a client sees (`DataNode.copyStat`): `cversion` counts every
+    /// child change (`2 x creates - numChildren`, i.e. creates plus deletes)
+    /// and `ephemeralOwner` is 0 for containers and TTL nodes.
+    pub fn client_stat(&self) -> Stat {
+        client_stat(self.stat)
     }
 
     /// The names of the node's children, sorted.
@@ -94,13 +104,32 @@ impl DataNode {
     }
 }
 
-/// A successful operation's result, as the client's response needs it.
+/// ZooKeeper's `DataNode.copyStat`: a stored stat as clients see it.
+pub fn client_stat(mut stat: Stat) -> Stat {
+    stat.cversion = stat
+        .cversion
+        .wrapping_mul(2)
+        .wrapping_sub(stat.num_children);
+    if !matches!(
+        EphemeralType::of(stat.ephemeral_owner),
+        EphemeralType::Normal(_)
+    ) {
+        stat.ephemeral_owner = 0;
+    }
+    stat
+}
+
+/// A successful operation's result, as the client's response needs it
+/// (stats as clients see them: [`client_stat`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpResult {
     /// A node was created at `path` (the final, sequence-suffixed name).
     Create {
         path: String,
         stat: Stat,
+        /// A container or TTL node (inside a multi ZooKeeper answers these
+        /// with their Stat, as create2).
+        extended: bool,
     },
     Delete,
     SetData {
@@ -236,16 +265,18 @@ impl DataTree {
             perms: perms::READ,
             id: Id::anyone(),
         }];
-        for (path, acl) in [
-            ("/", open.clone()),
-            (PROC_ZOOKEEPER, open.clone()),
-            (QUOTA_ZOOKEEPER, open),
-            (CONFIG_ZOOKEEPER, read_only),
+        // As ZooKeeper's DataTree.addConfigNode: the config node's aversion is -1.
+        let config_stat = Stat {
+            aversion: -1,
+            ..empty_stat()
+        };
+        for (path, acl, stat) in [
+            ("/", open.clone(), empty_stat()),
+            (PROC_ZOOKEEPER, open.clone(), empty_stat()),
+            (QUOTA_ZOOKEEPER, open, empty_stat()),
+            (CONFIG_ZOOKEEPER, read_only, config_stat),
         ] {
-            nodes.insert(
-                path.to_string(),
-                DataNode::new(Bytes::new(), acl, empty_stat()),
-            );
+            nodes.insert(path.to_string(), DataNode::new(Bytes::new(), acl, stat));
         }
         DataTree::from_nodes(nodes, 0)
     }
@@ -335,24 +366,24 @@ impl DataTree {
     /// The data and stat of a node (`getData`).
     pub fn get_data(&self, path: &str) -> Result<(Bytes, Stat), ErrorCode> {
         let n = self.nodes.get(path).ok_or(ErrorCode::NoNode)?;
-        Ok((n.data.clone(), n.stat))
+        Ok((n.data.clone(), n.client_stat()))
     }
 
-    /// The stat of a node, if it exists (`exists`).
+    /// The stat of a node as clients see it, if it exists (`exists`).
     pub fn stat(&self, path: &str) -> Option<Stat> {
-        self.nodes.get(path).map(|n| n.stat)
+        self.nodes.get(path).map(|n| n.client_stat())
     }
 
     /// A node's children, sorted, and its stat (`getChildren2`).
     pub fn get_children(&self, path: &str) -> Result<(Vec<String>, Stat), ErrorCode> {
         let n = self.nodes.get(path).ok_or(ErrorCode::NoNode)?;
-        Ok((n.children.iter().cloned().collect(), n.stat))
+        Ok((n.children.iter().cloned().collect(), n.client_stat()))
     }
 
     /// A node's ACL and stat (`getACL`).
     pub fn get_acl(&self, path: &str) -> Result<(Vec<Acl>, Stat), ErrorCode> {
         let n = self.nodes.get(path).ok_or(ErrorCode::NoNode)?;
-        Ok((n.acl.clone(), n.stat))
+        Ok((n.acl.clone(), n.client_stat()))
     }
 
     /// The ephemeral nodes a session owns, sorted.
@@ -519,7 +550,11 @@ impl DataTree {
                 )?;
                 Ok(OpResult::Create {
                     path: path.clone(),
-                    stat,
+                    stat: client_stat(stat),
+                    extended: matches!(
+                        EphemeralType::of(*ephemeral_owner),
+                        EphemeralType::Container | EphemeralType::Ttl(_)
+                    ),
                 })
             }
             TxnBody::Delete { path } => {
@@ -543,14 +578,18 @@ impl DataTree {
                     .map(|n| n.acl.clone())
                     .unwrap_or_default();
                 sink.push(path, EventType::NodeDataChanged, &acl);
-                Ok(OpResult::SetData { stat })
+                Ok(OpResult::SetData {
+                    stat: client_stat(stat),
+                })
             }
             TxnBody::SetAcl { path, acl, version } => {
                 let stat = self.update(path, |n| {
                     n.acl = acl.clone();
                     n.stat.aversion = *version;
                 })?;
-                Ok(OpResult::SetAcl { stat })
+                Ok(OpResult::SetAcl {
+                    stat: client_stat(stat),
+                })
             }
             TxnBody::Check { .. } => Ok(OpResult::Check),
             TxnBody::Error { err } => Err(*err),
@@ -1004,11 +1043,14 @@ mod tests {
             t.get_children("/zookeeper").unwrap().0,
             vec!["config", "quota"]
         );
+        // As the running ZooKeeper shows it: no creates yet and one child, so
+        // cversion 2 x 0 - 1.
         let root = t.stat("/").unwrap();
         assert_eq!(
             root,
             Stat {
                 num_children: 1,
+                cversion: -1,
                 ..Stat::default()
             }
         );
@@ -1039,10 +1081,11 @@ mod tests {
             out.result,
             Ok(OpResult::Create {
                 path: "/a".into(),
-                stat: s
+                stat: s,
+                extended: false,
             })
         );
-        let root = t.stat("/").unwrap();
+        let root = t.node("/").unwrap().stat();
         assert_eq!((root.cversion, root.pzxid, root.num_children), (1, 5, 2));
         assert_eq!(root.mzxid, 0);
         assert_eq!(
@@ -1070,13 +1113,60 @@ mod tests {
         // parent_cversion -1 means "one more than now"; a lower one leaves cversion and pzxid.
         apply_ok(&mut t, 8, create("/b", 0, -1));
         assert_eq!(
-            (t.stat("/").unwrap().cversion, t.stat("/").unwrap().pzxid),
+            (
+                t.node("/").unwrap().stat().cversion,
+                t.stat("/").unwrap().pzxid
+            ),
             (2, 8)
         );
         apply_ok(&mut t, 9, create("/c", 0, 1));
         assert_eq!(
-            (t.stat("/").unwrap().cversion, t.stat("/").unwrap().pzxid),
+            (
+                t.node("/").unwrap().stat().cversion,
+                t.stat("/").unwrap().pzxid
+            ),
             (2, 8)
+        );
+    }
+
+    #[test]
+    fn clients_see_cversion_as_creates_plus_deletes() {
+        // ZooKeeper 3.8 (zkCli against the running server): 4 child creates and
+        // 2 deletes show cversion 6; the next sequential child is numbered 4.
+        let mut t = DataTree::new();
+        apply_ok(&mut t, 1, create("/p", 0, -1));
+        for (i, c) in ["/p/a", "/p/b", "/p/c", "/p/d"].iter().enumerate() {
+            apply_ok(&mut t, 2 + i as i64, create(c, 0, -1));
+        }
+        for (i, c) in ["/p/a", "/p/b"].iter().enumerate() {
+            apply_ok(
+                &mut t,
+                6 + i as i64,
+                TxnBody::Delete {
+                    path: c.to_string(),
+                },
+            );
+        }
+        let s = t.stat("/p").unwrap();
+        assert_eq!((s.cversion, s.num_children), (6, 2));
+        assert_eq!(t.node("/p").unwrap().stat().cversion, 4);
+        // /zookeeper: no creates, two children: -2, as ZooKeeper shows it.
+        assert_eq!(t.stat("/zookeeper").unwrap().cversion, -2);
+        assert_eq!(t.stat("/zookeeper/config").unwrap().aversion, -1);
+    }
+
+    #[test]
+    fn containers_and_ttl_nodes_show_no_owner() {
+        let mut t = DataTree::new();
+        apply_ok(&mut t, 1, create("/c", CONTAINER_EPHEMERAL_OWNER, -1));
+        apply_ok(&mut t, 2, create("/t", ttl_ephemeral_owner(1000), -1));
+        apply_ok(&mut t, 3, create("/e", 0x1234, -1));
+        assert_eq!(t.stat("/c").unwrap().ephemeral_owner, 0);
+        assert_eq!(t.stat("/t").unwrap().ephemeral_owner, 0);
+        assert_eq!(t.stat("/e").unwrap().ephemeral_owner, 0x1234);
+        assert_eq!(
+            t.node("/c").unwrap().stat().ephemeral_owner,
+            CONTAINER_EPHEMERAL_OWNER
         );
     }
 
@@ -1104,8 +1194,10 @@ mod tests {
                 ("/a".to_string(), EventType::NodeChildrenChanged)
             ]
         );
-        let a = t.stat("/a").unwrap();
+        let a = t.node("/a").unwrap().stat();
         assert_eq!((a.cversion, a.pzxid, a.num_children, a.mzxid), (1, 4, 0, 1));
+        // Clients see the create and the delete.
+        assert_eq!(t.stat("/a").unwrap().cversion, 2);
         assert_eq!(
             t.apply(&txn(
                 5,

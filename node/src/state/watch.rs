@@ -296,6 +296,16 @@ impl WatchManager {
             + self.child.values().map(BTreeMap::len).sum::<usize>()
     }
 
+    /// Bytes of watched paths, one count per (path, watcher) pair as [`Self::count`]
+    /// counts them (`zk_watch_bytes`).
+    pub fn watched_path_bytes(&self) -> usize {
+        self.data
+            .iter()
+            .chain(self.child.iter())
+            .map(|(p, ws)| p.len() * ws.len())
+            .sum()
+    }
+
     /// Number of distinct watched paths.
     pub fn path_count(&self) -> usize {
         self.by_path().len()

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sets up what the real-process tests need, so `make test` works on a fresh machine:
+# - Python packages (kazoo, pytest) in a virtualenv under target/test-venv;
+# - Debian's `zookeeper` package (zkCli.sh and Apache ZooKeeper 3.8, the reference server)
+#   and a JDK to run it, installed with apt-get when running as root; otherwise the
+#   missing piece is named and the step fails.
+# Prints the virtualenv's python on its last line.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+VENV=target/test-venv
+PY=${PYTHON:-python3}
+
+need_apt=()
+[ -x /usr/share/zookeeper/bin/zkCli.sh ] || need_apt+=(zookeeper)
+command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
+if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  need_apt+=(python3-venv)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian packages: ${need_apt[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: missing Debian packages: ${need_apt[*]}" >&2
+    echo "setup: install them (sudo apt-get install ${need_apt[*]}) and run make test again" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV" >&2
+  mkdir -p target
+  "$PY" -m venv "$VENV" >&2
+fi
+if ! "$VENV/bin/python" -c 'import kazoo, pytest' >/dev/null 2>&1; then
+  echo "setup: installing kazoo and pytest into $VENV" >&2
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check kazoo pytest >&2
+fi
+echo "$VENV/bin/python"
