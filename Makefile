@@ -21,7 +21,7 @@ SIM = $(MADSIM_TARGET)/release/zabkeeper-sim
 SIM_BROKEN = broken-ack-before-fsync broken-lost-cas-check broken-stale-read \
              broken-node-lying-fsync broken-node-recovery-drops-tail \
              broken-commit-without-quorum broken-skip-trunc broken-observer-never-rejoins \
-             broken-learner-trusts-own-sessions
+             broken-learner-trusts-own-sessions broken-sessions-not-validated
 
 # The main job: a seeded fault campaign over every scenario (and every pinned regression
 # seed), with a summary table. Scenarios that ask for an ensemble (3/5/7 servers, observers)

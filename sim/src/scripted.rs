@@ -7,6 +7,13 @@
 //! session table behind the ensemble's), and then resumes the session on the lagging
 //! follower. The server must not answer "expired": the session's CloseSession was never
 //! committed ([`crate::judge::expiry_check`]).
+//!
+//! [`closed_session_on_lagging_learner`]: the opposite case. A session is closed while one
+//! follower hears nothing from the leader (its table still holds the session); the client
+//! then resumes it on that follower and creates an ephemeral. No ephemeral may end up
+//! owned by a session that was closed: nothing would ever remove it (ZooKeeper's learner
+//! revalidates every reconnect with the leader, and the leader's PrepRequestProcessor
+//! answers SessionExpired for a closed session).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,7 +26,7 @@ use serde_json::Value;
 use zabkeeper::client::{Client, ClientOptions, Error};
 use zabkeeper::runtime::processor::session_password;
 use zabkeeper::storage::SimFs;
-use zabkeeper::types::ErrorCode;
+use zabkeeper::types::{Acl, CreateMode, ErrorCode};
 
 use crate::clock::Clocks;
 use crate::history::{EventType, HistoryEvent};
@@ -207,6 +214,154 @@ async fn lagging_learner_script(seed: u64) -> ScriptedOutput {
     ScriptedOutput {
         history,
         observations: observer.snapshot(),
+        notes,
+    }
+}
+
+/// What [`closed_session_on_lagging_learner`] found.
+#[derive(Debug, Clone)]
+pub struct ClosedSessionOutput {
+    /// Ephemerals on the leader at the end whose owner is the closed session.
+    pub leaked: Vec<String>,
+    /// What happened, step by step.
+    pub notes: Vec<String>,
+}
+
+/// Runs the closed-session script (see the module docs) in a fresh madsim runtime:
+///
+/// 1. three voters elect a leader L and settle; A and F are its followers;
+/// 2. a client creates a session S through A; time for F to apply it;
+/// 3. the link L -> F is clogged (F keeps serving for syncLimit);
+/// 4. S is closed through A (committed by L and A; F still holds S);
+/// 5. a client resumes S on F and, if that succeeds, creates the ephemeral `/leak`;
+/// 6. the link is unclogged; after the ensemble settles, a fresh client lists the
+///    ephemerals owned by S on the leader: there must be none.
+pub fn closed_session_on_lagging_learner(seed: u64) -> ClosedSessionOutput {
+    let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    rt.set_time_limit(Duration::from_secs(120));
+    rt.block_on(closed_session_script(seed))
+}
+
+async fn closed_session_script(seed: u64) -> ClosedSessionOutput {
+    let handle = Handle::current();
+    let net = NetSim::current();
+    let start = Instant::now();
+    let observer = Observer::default();
+    let clocks = Clocks::default();
+    let mut notes = Vec::new();
+    let servers: Vec<NodeHandle> = (0..TIMING.voters)
+        .map(|i| {
+            let (observer, clocks) = (observer.clone(), clocks.clone());
+            let fs = SimFs::new(seed ^ (0x5eed_0000 + i as u64));
+            handle
+                .create_node()
+                .name(format!("s{i}"))
+                .ip(server_ip(i))
+                .init(move || {
+                    serve(
+                        i,
+                        fs.clone(),
+                        clocks.clone(),
+                        start,
+                        TIMING,
+                        observer.clone(),
+                    )
+                })
+                .build()
+        })
+        .collect();
+    let client = handle.create_node().name("c0").ip(client_ip(0)).build();
+    let leader = loop {
+        if let Some(l) = observer.current_leader() {
+            break l;
+        }
+        sleep(Duration::from_millis(50)).await;
+    };
+    sleep(Duration::from_secs(3)).await;
+    let followers: Vec<usize> = (0..TIMING.voters).filter(|&i| i != leader).collect();
+    let (a, f) = (followers[0], followers[1]);
+    notes.push(format!(
+        "leader s{leader}, session through s{a}, lagging s{f}"
+    ));
+
+    let options = |seed: u64, session: Option<i64>| {
+        let mut o = ClientOptions::with_timeout(Duration::from_secs(6));
+        o.seed = seed;
+        o.connect_timeout = Some(Duration::from_secs(5));
+        o.session = session.map(|id| (id, session_password(id)));
+        o
+    };
+    let step = client.spawn(async move {
+        let c = Client::connect(&addr(a), options(1, None)).await.ok()?;
+        let id = c.session_id();
+        // Time for F to apply the CreateSession.
+        sleep(Duration::from_millis(500)).await;
+        Some((c, id))
+    });
+    let Some((owner, id)) = step.await.expect("no panic") else {
+        notes.push(format!("no session through s{a}"));
+        return ClosedSessionOutput {
+            leaked: Vec::new(),
+            notes,
+        };
+    };
+    notes.push(format!(
+        "{}ms session {id:#x} through s{a}",
+        start.elapsed().as_millis()
+    ));
+    net.clog_link(servers[leader].id(), servers[f].id());
+    let closed = client
+        .spawn(async move { owner.close().await.map_err(|e| format!("{e}")) })
+        .await
+        .expect("no panic");
+    notes.push(format!(
+        "{}ms session closed through s{a}: {closed:?}",
+        start.elapsed().as_millis()
+    ));
+    let resumed = client.spawn(async move {
+        let mut notes = Vec::new();
+        match Client::connect(&addr(f), options(2, Some(id))).await {
+            Ok(c) => {
+                notes.push(format!("resumed on s{f}"));
+                let made = c
+                    .create("/leak", b"", &Acl::open_unsafe(), CreateMode::Ephemeral)
+                    .await;
+                notes.push(format!("create /leak on s{f}: {made:?}"));
+                // The session is closed: whatever the server said, leave it.
+                drop(c);
+            }
+            Err(e) => notes.push(format!("resume on s{f}: {e}")),
+        }
+        notes
+    });
+    sleep(Duration::from_millis(400)).await;
+    net.unclog_link(servers[leader].id(), servers[f].id());
+    notes.push(format!("{}ms unclogged", start.elapsed().as_millis()));
+    notes.extend(resumed.await.expect("no panic"));
+    sleep(Duration::from_secs(3)).await;
+    let leaked = client
+        .spawn(async move {
+            let c = Client::connect(&addr(leader), options(3, None))
+                .await
+                .ok()?;
+            let mut leaked = Vec::new();
+            for child in c.get_children("/", false).await.ok()? {
+                let path = format!("/{child}");
+                if let Ok(Some(stat)) = c.exists(&path, false).await {
+                    if stat.ephemeral_owner == id {
+                        leaked.push(path);
+                    }
+                }
+            }
+            Some(leaked)
+        })
+        .await
+        .expect("no panic");
+    notes.push(format!(
+        "ephemerals of the closed session on s{leader}: {leaked:?}"
+    ));
+    ClosedSessionOutput {
+        leaked: leaked.unwrap_or_default(),
         notes,
     }
 }

@@ -168,11 +168,22 @@ fn catches_a_learner_expiring_a_session_it_does_not_know_yet() {
     );
 }
 
+/// Sessions are not validated (the leader preps writes of a closed session, a learner
+/// resumes a session its lagging table holds): the scripted closed-session run leaves an
+/// ephemeral owned by the closed session on the leader, which nothing will ever remove.
+#[cfg(feature = "broken-sessions-not-validated")]
+#[test]
+fn catches_an_ephemeral_owned_by_a_closed_session() {
+    let out = zabkeeper_sim::scripted::closed_session_on_lagging_learner(LAGGING_LEARNER_SEED);
+    assert_eq!(out.leaked, vec!["/leak".to_string()], "{:#?}", out.notes);
+}
+
 /// The seed of the scripted lagging-learner run.
 #[allow(dead_code)]
 const LAGGING_LEARNER_SEED: u64 = 7;
 
 #[cfg(not(any(
+    feature = "broken-sessions-not-validated",
     feature = "broken-learner-trusts-own-sessions",
     feature = "broken-observer-never-rejoins",
     feature = "broken-commit-without-quorum",
@@ -242,6 +253,36 @@ mod correct {
                     .iter()
                     .any(|n| n == "read on the resumed session: Ok(())"),
                 "{notes:#?}"
+            );
+        }
+    }
+
+    /// The same closed-session script on the correct build: the lagging follower
+    /// revalidates the reconnect with the leader and refuses it ("expired" once it has
+    /// applied the CloseSession), and the leader would refuse the ephemeral anyway:
+    /// nothing is owned by the closed session.
+    #[test]
+    fn no_ephemeral_outlives_its_closed_session() {
+        for seed in [LAGGING_LEARNER_SEED, 8, 9] {
+            let out = zabkeeper_sim::scripted::closed_session_on_lagging_learner(seed);
+            let notes = &out.notes;
+            assert!(out.leaked.is_empty(), "{notes:#?}");
+            assert!(
+                notes
+                    .iter()
+                    .any(|n| n.starts_with("ephemerals of the closed session")
+                        && n.contains("Some(")),
+                "the final check ran: {notes:#?}"
+            );
+            assert!(
+                notes
+                    .iter()
+                    .any(|n| n.contains("session closed") && n.contains("Ok")),
+                "the session was closed: {notes:#?}"
+            );
+            assert!(
+                notes.iter().any(|n| n.contains("SessionExpired")),
+                "the resume was refused: {notes:#?}"
             );
         }
     }

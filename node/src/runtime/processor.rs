@@ -522,6 +522,16 @@ impl Processor {
             Some(r) => r.zab.next_zxid().unwrap_or(self.last_logged + 1),
             None => self.last_logged + 1,
         };
+        // ZooKeeper's PrepRequestProcessor `checkSession`: a write of a session that is
+        // closed, expired or closing fails with SessionExpired (session 0 is the
+        // server's own: container and TTL reaping). Only the leader (or a standalone
+        // server) preps, and its table is the committed state: a learner that resumed a
+        // session from a table that lags cannot make it write.
+        // Deliberately broken (sim bites test): the leader takes writes of any session.
+        #[cfg(not(feature = "broken-sessions-not-validated"))]
+        if session != 0 && !self.sessions.contains(session) {
+            return Err(ErrorCode::SessionExpired);
+        }
         let time = self.clock.now_ms();
         self.prepper
             .prepare(&self.tree, session, auth, op, zxid, time)
@@ -803,14 +813,22 @@ impl Processor {
             self.refuse_session(conn);
             return Ok(());
         }
-        if self.sessions.contains(session) {
+        // A learner's table may lag behind the leader's: it revalidates every reconnect
+        // (ZooKeeper's learner asks the leader for every global session); the leader and
+        // a standalone server answer from their own table.
+        let learner = self.replica.as_ref().is_some_and(|r| !r.is_leader());
+        // Deliberately broken (sim bites test): a learner resumes a session its own table
+        // holds without asking.
+        #[cfg(feature = "broken-sessions-not-validated")]
+        let learner = learner && !self.sessions.contains(session);
+        if self.sessions.contains(session) && !learner {
             self.resume_session(conn, session);
             return Ok(());
         }
         // Deliberately broken (sim bites test): a learner answers from its own table,
         // which may not hold a brand-new session yet.
         #[cfg(feature = "broken-learner-trusts-own-sessions")]
-        if self.replica.is_some() {
+        if self.replica.is_some() && !self.sessions.contains(session) {
             tracing::info!("invalid session 0x{session:x} for client: not in my table");
             self.refuse_session(conn);
             return Ok(());
