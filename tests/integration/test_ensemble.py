@@ -283,3 +283,55 @@ def test_reconnect_to_a_follower_that_was_behind():
         assert timeout == 0
     finally:
         ens.cleanup()
+
+
+def test_forged_peer_handshakes_do_not_break_a_serving_ensemble():
+    """Unauthenticated 16-byte handshakes that claim member sids (a "smaller sid" nudge
+    to each server, a "larger sid" dial to each server), sent over and over to every
+    quorum port, must not displace the live ZAB connections: every write succeeds."""
+    ens = Ensemble(participants=3, tick_time=100).start()
+    stop = threading.Event()
+    sent = [0]
+
+    def forge():
+        while not stop.is_set():
+            for target in ens.ids:
+                for claimed in ens.ids:
+                    if claimed == target:
+                        continue
+                    try:
+                        with socket.create_connection(("127.0.0.1", ens.ports[target][1]), timeout=1) as s:
+                            s.sendall(struct.pack(">IIQ", 0x5A4B5052, 1, claimed))
+                            sent[0] += 1
+                            time.sleep(0.02)
+                    except OSError:
+                        pass
+            time.sleep(0.1)
+
+    try:
+        zk = client(ens.hosts())
+        zk.ensure_path("/forged")
+        attacker = threading.Thread(target=forge, daemon=True)
+        attacker.start()
+        failed = 0
+        deadline = time.time() + 8
+        n = 0
+        while time.time() < deadline:
+            try:
+                zk.create(f"/forged/n{n}", b"x")
+            except Exception:  # noqa: BLE001 - any failure counts
+                failed += 1
+            n += 1
+            time.sleep(0.02)
+        stop.set()
+        attacker.join(5)
+        assert sent[0] > 50, "the attack did not run"
+        assert failed == 0, f"{failed} of {n} writes failed under forged handshakes"
+        assert len(zk.get_children("/forged")) == n
+        modes = ens.wait_serving(timeout=10)
+        assert sorted(modes.values()).count("leader") == 1
+        zk.stop()
+        zk.close()
+    finally:
+        stop.set()
+        ens.cleanup()

@@ -230,3 +230,35 @@ def test_bad_auth_fails_and_closes(server, bystander):
     assert (xid, err) == (-4, -115)  # AuthFailed
     # As the running ZooKeeper 3.8: no notification frame follows, the server closes.
     assert closed_by_server(c.sock)
+
+
+def vm_kb(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+def test_multi_read_amplification_is_refused_without_building_the_reply(fresh_server):
+    """A 1 MB znode read 1,000 times in one multiRead (a 20 KB request) would be a 1 GB
+    reply: the server closes that connection before building more than its outbound
+    bound (64 MiB), and keeps serving."""
+    server = fresh_server
+    zk = KazooClient(hosts=server.hosts(), timeout=10)
+    zk.start(timeout=10)
+    zk.create("/big", b"b" * 1_000_000)
+    c = RawSession(server.port)
+    ops = b"".join(struct.pack(">i?i", 4, False, -1) + ustring("/big") + b"\x00" for _ in range(1000))
+    c.sock.sendall(frame(struct.pack(">ii", 1, 22) + ops + struct.pack(">i?i", -1, True, -1)))
+    assert closed_by_server(c.sock, timeout=20)
+    # Never near the 1 GB reply: the outbound bound plus the 1 MB node and the server.
+    assert vm_kb(server.proc.pid, "VmHWM") < 300 * 1024
+    assert zk.get("/big")[0][:1] == b"b"
+    # A multiRead within the bound is answered.
+    small = RawSession(server.port)
+    _, _, err, body = small.request(22, struct.pack(">i?i", 4, False, -1) + ustring("/big") + b"\x00"
+                                    + struct.pack(">i?i", -1, True, -1))
+    assert err == 0 and len(body) > 1_000_000
+    zk.stop()
+    zk.close()

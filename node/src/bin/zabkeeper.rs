@@ -99,10 +99,10 @@ fn server_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let config = server_config(&args)?;
     if !config.servers.is_empty() {
-        tracing::warn!(
-            "server.N entries found: replication is not available yet; running as a standalone \
-             server with myid {}",
-            config.my_id
+        tracing::info!(
+            "server {} of an ensemble of {} (server.N entries in the configuration)",
+            config.my_id,
+            config.servers.len()
         );
     }
     let storage = runtime::open_file_storage(&config)?;

@@ -130,7 +130,18 @@ pub(crate) struct Learner {
     /// within initLimit.
     pub(crate) ticks: u32,
     pub(crate) touches: BTreeMap<SessionId, i32>,
+    /// The peer epoch of the vote the election settled on (the leader's current epoch
+    /// then): LEADERINFO may propose an epoch at most [`MAX_EPOCH_JUMP`] above it (or
+    /// above this server's accepted epoch).
+    pub(crate) elected_epoch: Epoch,
 }
+
+/// How far above both the elected vote's epoch and this server's accepted epoch a
+/// leader's proposed epoch may be. A real leader proposes one more than the largest
+/// accepted epoch of a quorum, which exceeds its own current epoch only by the
+/// discoveries that failed since; an epoch far beyond that was agreed by no quorum (a
+/// forged LEADERINFO of 0xFFFFFFFF would otherwise exhaust the epoch space for good).
+pub(crate) const MAX_EPOCH_JUMP: Epoch = 1 << 16;
 
 impl Learner {
     pub(crate) fn is_serving(&self) -> bool {
@@ -533,7 +544,7 @@ impl Zab {
 
     // ----- learner -----
 
-    pub(crate) fn become_learner(&mut self, leader: Sid, observer: bool) {
+    pub(crate) fn become_learner(&mut self, leader: Sid, observer: bool, elected_epoch: Epoch) {
         self.set_role(RoleState::Learning(Learner {
             leader,
             observer,
@@ -544,6 +555,7 @@ impl Zab {
             leader_round: 0,
             ticks: 0,
             touches: BTreeMap::new(),
+            elected_epoch,
         }));
         self.send_learner_info(leader, observer);
     }
@@ -632,6 +644,21 @@ impl Zab {
     }
 
     fn on_leader_info(&mut self, new_epoch: Epoch) {
+        let elected = self.learner_state().map_or(0, |l| l.elected_epoch);
+        let bound = self
+            .accepted_epoch
+            .max(elected)
+            .saturating_add(MAX_EPOCH_JUMP);
+        if new_epoch > bound || new_epoch == Epoch::MAX {
+            tracing::warn!(
+                sid = self.cfg.my_sid,
+                new_epoch,
+                accepted_epoch = self.accepted_epoch,
+                elected_epoch = elected,
+                "leader proposes an epoch no quorum can have agreed to: ignored, looking again"
+            );
+            return self.start_election();
+        }
         if new_epoch < self.accepted_epoch {
             tracing::info!(
                 sid = self.cfg.my_sid,

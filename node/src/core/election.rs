@@ -377,7 +377,7 @@ impl Zab {
             self.become_leader();
         } else if vote.leader != self.cfg.my_sid {
             let observer = self.cfg.is_observer();
-            self.become_learner(vote.leader, observer);
+            self.become_learner(vote.leader, observer, vote.peer_epoch);
         }
     }
 }

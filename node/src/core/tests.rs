@@ -1129,3 +1129,51 @@ fn a_looking_server_reconnects_to_voters_that_leave_its_notification_unanswered(
     }
     assert_eq!(closed, vec![2]);
 }
+
+#[test]
+fn a_leaderinfo_epoch_no_quorum_agreed_to_is_refused() {
+    // A forged LEADERINFO(0xFFFFFFFF) to a follower in discovery: it must not persist
+    // that epoch (every later discovery would fail: the epoch space is exhausted); it
+    // looks again and follows the real leader.
+    let mut net = Net::new(&[1, 2, 3], &[], |_| {});
+    let mut forged = false;
+    for _ in 0..40 {
+        // Deliver one message at a time, forging the first LEADERINFO for 1 in flight.
+        for _ in 0..10_000 {
+            if !forged {
+                for ((_, to), q) in net.links.iter_mut() {
+                    for m in q.iter_mut().filter(|_| *to == 1) {
+                        if let PeerMessage::LeaderInfo { new_epoch } = m {
+                            *new_epoch = u32::MAX;
+                            forged = true;
+                        }
+                    }
+                }
+            }
+            let next = net
+                .links
+                .iter()
+                .find(|(_, q)| !q.is_empty())
+                .map(|(k, _)| *k);
+            let Some((a, b)) = next else { break };
+            net.deliver_one(a, b);
+        }
+        for s in [1, 2, 3] {
+            net.persist(s);
+        }
+        net.deliver_all();
+        if forged && net.leader().is_some() && net.zabs[&1].is_serving() {
+            break;
+        }
+        net.tick_all();
+    }
+    assert!(forged, "the test forged nothing");
+    assert!(
+        net.zabs[&1].accepted_epoch() < 10,
+        "{}",
+        net.zabs[&1].accepted_epoch()
+    );
+    let leader = net.leader().expect("a serving leader");
+    assert_eq!(net.zabs[&1].role(), Role::Following { leader });
+    assert!(net.zabs[&1].is_serving());
+}

@@ -10,12 +10,15 @@
 //! nudge: the larger server reads its handshake, closes it and dials back at
 //! once (ZooKeeper's "connection request from a smaller sid" rule). A second
 //! connection initiated by the larger sid (for example after that server
-//! restarted) replaces the first. The smaller server dials only when it has
-//! no connection, so a nudge that finds a connection older than
-//! [`PeerLimits::handshake_timeout`] means the smaller server closed it and
-//! the close did not arrive (across a partition, a clogged link delivers
-//! nothing): that connection is replaced too. (A younger one is kept: the
-//! nudge may have crossed the dial that made it.)
+//! restarted) replaces the first, but only if nothing arrived on the first for
+//! [`PeerLimits::replace_after_silence`]. The smaller server dials only when it
+//! has no connection, so a nudge that finds a connection silent that long
+//! means the smaller server closed it and the close did not arrive (across a
+//! partition, a clogged link delivers nothing): that connection is replaced
+//! too. A connection that is heard from (ZAB pings it every tick) is never
+//! displaced by a handshake: without authentication anyone can send one, and
+//! a forged "smaller sid" nudge or "larger sid" dial must not cut a live
+//! leader off its followers; the newcomer is closed instead.
 //!
 //! The dialer sends its handshake; the acceptor answers with its own once it
 //! accepted the connection, so the dialer also checks that it reached the sid
@@ -99,6 +102,9 @@ pub struct PeerLimits {
     pub max_pending_handshakes: usize,
     /// Time allowed to exchange handshakes.
     pub handshake_timeout: Duration,
+    /// A connection nothing arrived on for this long may be replaced by a new
+    /// handshake for the same sid; one heard from more recently is kept.
+    pub replace_after_silence: Duration,
     /// Time allowed for a TCP connect.
     pub connect_timeout: Duration,
     /// Time allowed to write and flush one frame; a peer that stops reading
@@ -118,6 +124,7 @@ impl Default for PeerLimits {
             max_queued_events: 4096,
             max_pending_handshakes: 64,
             handshake_timeout: Duration::from_secs(5),
+            replace_after_silence: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(20),
             reconnect_initial: Duration::from_millis(50),
@@ -233,8 +240,17 @@ struct Conn {
     id: u64,
     queue: mpsc::Sender<Bytes>,
     close: Arc<watch::Sender<bool>>,
-    /// When its handshake completed.
-    since: tokio::time::Instant,
+    /// When a frame last arrived on it (its handshake, at first).
+    heard: Arc<Mutex<tokio::time::Instant>>,
+}
+
+impl Conn {
+    fn silent_for(&self) -> Duration {
+        self.heard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
+    }
 }
 
 /// Everything the transport knows about one peer.
@@ -262,6 +278,8 @@ struct Shared {
     counters: Counters,
     events: mpsc::Sender<PeerEvent>,
     shutdown: watch::Sender<bool>,
+    /// The last rate-limited warning and how many were left out since.
+    warned: Mutex<(Option<tokio::time::Instant>, u64)>,
 }
 
 impl Shared {
@@ -342,6 +360,7 @@ impl PeerTransport {
             counters: Counters::default(),
             events,
             shutdown: watch::channel(false).0,
+            warned: Mutex::new((None, 0)),
         });
         let mut tasks = vec![tokio::spawn(run_listener(shared.clone(), listener))];
         for sid in sids {
@@ -578,7 +597,11 @@ async fn run_listener(shared: Arc<Shared>, listener: TcpListener) {
                         shared.lock().pending_handshakes -= 1;
                     });
                 } else {
-                    warn!(%addr, "too many peer connections in their handshake, closed");
+                    rate_limited_warn(
+                        &shared,
+                        0,
+                        &format!("too many peer connections in their handshake: {addr} closed"),
+                    );
                     bump(&shared.counters.dropped_invalid);
                 }
             }
@@ -606,14 +629,22 @@ async fn handle_inbound(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAdd
     let sid = match decode_handshake(&hello) {
         Ok(sid) => sid,
         Err(e) => {
-            warn!(%addr, error = ?e, "bad peer handshake, connection closed");
+            rate_limited_warn(
+                shared,
+                0,
+                &format!("bad peer handshake from {addr} ({e:?}), connection closed"),
+            );
             bump(&shared.counters.dropped_invalid);
             return;
         }
     };
     let wake = shared.lock().slots.get(&sid).map(|s| s.wake.clone());
     let Some(wake) = wake else {
-        warn!(%addr, sid, "peer connection from an unknown sid, closed");
+        rate_limited_warn(
+            shared,
+            sid,
+            &format!("peer connection from {addr} with an unknown sid, closed"),
+        );
         bump(&shared.counters.dropped_invalid);
         return;
     };
@@ -627,7 +658,7 @@ async fn handle_inbound(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAdd
                 let old = slot
                     .conn
                     .as_ref()
-                    .is_some_and(|c| c.since.elapsed() > limits.handshake_timeout);
+                    .is_some_and(|c| c.silent_for() > limits.replace_after_silence);
                 if old {
                     slot.conn.take()
                 } else {
@@ -636,10 +667,14 @@ async fn handle_inbound(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAdd
             })
         };
         if let Some(conn) = stale {
-            info!(
+            // Anyone can send this handshake: the log line is rate-limited.
+            rate_limited_warn(
+                shared,
                 sid,
-                conn = conn.id,
-                "a smaller sid dialed while connected: replacing the stale connection"
+                &format!(
+                    "a smaller sid dialed while connected and connection {} is silent: replacing it",
+                    conn.id
+                ),
             );
             conn.close.send_replace(true);
             bump(&shared.counters.stale_replaced);
@@ -769,6 +804,7 @@ fn install(
     let (queue_tx, queue_rx) = mpsc::channel(shared.limits.max_queued_messages);
     let close = Arc::new(watch::channel(false).0);
     let (done_tx, done_rx) = watch::channel(false);
+    let heard = Arc::new(Mutex::new(tokio::time::Instant::now()));
     let (id, prev) = {
         let mut inner = shared.lock();
         if inner.shut_down {
@@ -779,6 +815,21 @@ fn install(
         let Some(slot) = inner.slots.get_mut(&sid) else {
             return false;
         };
+        if slot
+            .conn
+            .as_ref()
+            .is_some_and(|c| c.silent_for() <= shared.limits.replace_after_silence)
+        {
+            // A live connection is never displaced by a handshake (see the module docs).
+            bump(&shared.counters.dropped_invalid);
+            drop(inner);
+            rate_limited_warn(
+                shared,
+                sid,
+                "a second connection for a peer that is heard from: the new one is closed",
+            );
+            return false;
+        }
         if let Some(old) = slot.conn.take() {
             info!(
                 sid,
@@ -792,7 +843,7 @@ fn install(
             id,
             queue: queue_tx,
             close: close.clone(),
-            since: tokio::time::Instant::now(),
+            heard: heard.clone(),
         });
         (id, slot.last_done.replace(done_rx))
     };
@@ -812,8 +863,23 @@ fn install(
         close,
         prev,
         done_tx,
+        heard,
     ));
     true
+}
+
+/// Logs a rejected peer connection at most once a second (anyone can open them: an
+/// attacker must not be able to fill the log), with the number left out since.
+fn rate_limited_warn(shared: &Shared, sid: Sid, what: &str) {
+    let mut w = shared.warned.lock().unwrap_or_else(|e| e.into_inner());
+    let now = tokio::time::Instant::now();
+    match w.0 {
+        Some(at) if now.duration_since(at) < Duration::from_secs(1) => w.1 += 1,
+        _ => {
+            warn!(sid, suppressed = w.1, "{what}");
+            *w = (Some(now), 0);
+        }
+    }
 }
 
 async fn run_writer(
@@ -863,6 +929,7 @@ async fn run_reader(
     close: Arc<watch::Sender<bool>>,
     prev: Option<watch::Receiver<bool>>,
     done: watch::Sender<bool>,
+    heard: Arc<Mutex<tokio::time::Instant>>,
 ) {
     // The previous connection to this sid emits its Disconnected first.
     if let Some(mut prev) = prev {
@@ -872,7 +939,7 @@ async fn run_reader(
     let connected =
         !*closed.borrow() && shared.events.send(PeerEvent::Connected(sid)).await.is_ok();
     if connected {
-        read_frames(&shared, sid, &mut rd, &mut closed).await;
+        read_frames(&shared, sid, &mut rd, &mut closed, &heard).await;
     }
     close.send_replace(true);
     {
@@ -902,6 +969,7 @@ async fn read_frames(
     sid: Sid,
     rd: &mut ReadHalf<TcpStream>,
     closed: &mut watch::Receiver<bool>,
+    heard: &Mutex<tokio::time::Instant>,
 ) {
     let max = shared.limits.max_frame;
     let mut buf = BytesMut::with_capacity(8 * 1024);
@@ -925,6 +993,7 @@ async fn read_frames(
                         }
                     };
                     bump(&shared.counters.received);
+                    *heard.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
                     let sent = tokio::select! {
                         biased;
                         _ = until_true(closed) => return,
@@ -1137,7 +1206,42 @@ mod tests {
         assert_eq!(ts[0].0.stats().connections, 1);
         assert_eq!(ts[1].0.stats().connections, 1);
         assert_eq!(ts[0].0.stats().dropped_invalid, 0);
-        // A second connection initiated by the larger sid replaces the first.
+        // A second connection claiming the larger sid does not displace the first,
+        // which is heard from (anyone can send a handshake).
+        let (mut dup, reply) = raw_handshake(addrs[0], 2).await;
+        assert_eq!(reply, Some(1));
+        expect_closed(&mut dup).await;
+        quiet(&mut ts[0].1, Duration::from_millis(300)).await;
+        assert_eq!(ts[0].0.send(2, commit(9)), SendOutcome::Queued);
+        assert_eq!(
+            next_event(&mut ts[1].1).await,
+            PeerEvent::Message(1, commit(9))
+        );
+        for (h, _) in &ts {
+            h.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_second_dial_replaces_a_silent_connection_only() {
+        let limits = PeerLimits {
+            replace_after_silence: Duration::from_millis(200),
+            ..PeerLimits::default()
+        };
+        let (addrs, mut ts) = mesh(&[1, 2], limits).await;
+        wait_connected(&mut ts[0].1, &[2]).await;
+        wait_connected(&mut ts[1].1, &[1]).await;
+        // Heard from a moment ago: a dial claiming sid 2 is closed.
+        assert_eq!(ts[1].0.send(1, commit(1)), SendOutcome::Queued);
+        assert_eq!(
+            next_event(&mut ts[0].1).await,
+            PeerEvent::Message(2, commit(1))
+        );
+        let (mut early, _) = raw_handshake(addrs[0], 2).await;
+        expect_closed(&mut early).await;
+        // Silent past the bound (server 2 restarted and the close was lost, say): the
+        // new connection replaces it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
         let (mut dup, reply) = raw_handshake(addrs[0], 2).await;
         assert_eq!(reply, Some(1));
         assert_eq!(next_event(&mut ts[0].1).await, PeerEvent::Disconnected(2));
@@ -1184,9 +1288,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_nudge_replaces_a_connection_older_than_a_handshake() {
+    async fn a_nudge_replaces_a_silent_connection() {
         let limits = PeerLimits {
-            handshake_timeout: Duration::from_millis(200),
+            replace_after_silence: Duration::from_millis(200),
             ..PeerLimits::default()
         };
         let (addrs, mut ts) = mesh(&[1, 2], limits).await;

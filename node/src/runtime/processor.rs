@@ -1256,8 +1256,20 @@ impl Processor {
                 Ok(Response::WhoAmI { client_info: info })
             }
             Request::MultiRead(ops) => {
-                let mut results = Vec::with_capacity(ops.len());
+                // The reply is never built beyond what this connection may still queue
+                // (OUTBOUND_BYTES): a multiRead of many large nodes would otherwise
+                // allocate far past the bound before it is checked on send.
+                let budget = self
+                    .conns
+                    .get(&conn)
+                    .map(|c| OUTBOUND_BYTES.saturating_sub(c.queued.load(Ordering::Relaxed)))
+                    .unwrap_or(0);
+                let mut size = 0usize;
+                let mut results = Vec::with_capacity(ops.len().min(1024));
                 for op in ops {
+                    if size > budget {
+                        break;
+                    }
                     results.push(match op {
                         MultiOp::GetData { path, .. } => match self
                             .can(conn, &path, perms::READ)
@@ -1280,6 +1292,20 @@ impl Processor {
                             err: ErrorCode::BadArguments.code(),
                         },
                     });
+                    size += match results.last() {
+                        Some(MultiResult::GetData { data, .. }) => data.len() + 90,
+                        Some(MultiResult::GetChildren { children }) => {
+                            children.iter().map(|c| c.len() + 4).sum::<usize>() + 13
+                        }
+                        _ => 13,
+                    };
+                }
+                if size > budget {
+                    if let Some(c) = self.conns.get(&conn) {
+                        tracing::info!(remote = %c.remote, "closing connection: the reply to a multiRead would exceed {OUTBOUND_BYTES} bytes of outbound buffer");
+                    }
+                    self.close_conn(conn);
+                    return;
                 }
                 Ok(Response::MultiRead(results))
             }
