@@ -156,10 +156,13 @@ async fn start_replica(
     for s in config.servers.iter().filter(|s| s.id != config.my_id) {
         peers.push((s.id, resolve(&s.host, s.quorum_port)?));
     }
-    // ZAB pings each connection every tick: one silent for two ticks may be replaced.
+    // ZAB pings each connection every tick, and the core gives up on a peer silent for
+    // syncLimit ticks: a connection silent that long may be replaced by a handshake.
     let limits = PeerLimits {
         max_frame: MAX_PEER_FRAME,
-        replace_after_silence: std::time::Duration::from_millis(2 * config.tick_time_ms),
+        replace_after_silence: std::time::Duration::from_millis(
+            config.tick_time_ms * u64::from(config.sync_limit).max(2),
+        ),
         ..PeerLimits::default()
     };
     let (handle, rx) = PeerTransport::start(config.my_id, listen, peers, limits).await?;
