@@ -1,4 +1,4 @@
-//! History events (the JSON Lines format of `shared/spec/history-format.md`, extended with
+//! History events (the JSON Lines format of `docs/spec/history-format.md`, extended with
 //! the ZooKeeper fields documented in `checker/README.md`) and their pairing into operations.
 
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
 //! Recording client operations as invoke/ok/fail/info events in the history format of
-//! `shared/spec/history-format.md` (JSON Lines), with ZooKeeper's extra fields.
+//! `docs/spec/history-format.md` (JSON Lines), with ZooKeeper's extra fields.
 
 use std::sync::{Arc, Mutex};
 
