@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets up what the real-process tests need, so `make test` works on a fresh machine:
 # - Python packages (kazoo, pytest) in a virtualenv under target/test-venv;
+# - node-zookeeper-client 1.1.3 from npm under target/test-node (Node.js and npm from
+#   Debian when they are missing);
 # - Debian's `zookeeper` package (zkCli.sh and Apache ZooKeeper 3.8, the reference server)
 #   and a JDK to run it, installed with apt-get when running as root; otherwise the
 #   missing piece is named and the step fails.
@@ -14,6 +16,8 @@ PY=${PYTHON:-python3}
 need_apt=()
 [ -x /usr/share/zookeeper/bin/zkCli.sh ] || need_apt+=(zookeeper)
 command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   need_apt+=(python3-venv)
 fi
@@ -38,5 +42,11 @@ fi
 if ! "$VENV/bin/python" -c 'import kazoo, pytest' >/dev/null 2>&1; then
   echo "setup: installing kazoo and pytest into $VENV" >&2
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check kazoo pytest >&2
+fi
+NODE_DIR=target/test-node
+if [ ! -d "$NODE_DIR/node_modules/node-zookeeper-client" ]; then
+  echo "setup: installing node-zookeeper-client into $NODE_DIR" >&2
+  mkdir -p "$NODE_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$NODE_DIR" node-zookeeper-client@1.1.3 >&2
 fi
 echo "$VENV/bin/python"

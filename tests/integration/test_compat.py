@@ -44,6 +44,23 @@ def test_request_pipelined_behind_connect_is_answered(any_server):
         s.close()
 
 
+def test_unknown_opcode_and_undecodable_body(any_server):
+    w = WireClient(any_server.port)
+    # A getData whose path claims more bytes than the frame holds: MarshallingError,
+    # and the connection serves on.
+    w.sock.sendall(frame(struct.pack(">ii", 1, 4) + struct.pack(">i", 1000) + b"/abc"))
+    xid, _zxid, err, _ = w._read_until_reply(1)
+    assert (xid, err) == (1, -5)
+    _, _, err, _ = w.call(3, ustring("/") + b"\x00", xid=2)
+    assert err == 0
+    # An unknown opcode: Unimplemented with zxid -1, then closed.
+    w.sock.sendall(frame(struct.pack(">ii", 3, 999)))
+    assert struct.unpack(">iqi", recv_frame(w.sock)[:16]) == (3, -1, -6)
+    with pytest.raises((ConnectionError, OSError)):
+        recv_frame(w.sock)
+    w.close()
+
+
 def test_auth_failure_is_one_frame_then_close(any_server):
     # node-zookeeper-client dies on an extra notification frame after AuthFailed.
     s = RawSession(any_server.port)
@@ -232,3 +249,32 @@ def test_four_letter_words_that_monitoring_reads(any_server, kz):
     assert int(fields["lcxid"], 16) > 0 and int(fields["lzxid"], 16) > 0
     srvr = four_letter(any_server.port, "srvr")
     assert "Outstanding: 0" in srvr
+
+
+def node_client_dir():
+    import os
+
+    from conftest import ROOT
+
+    d = os.path.join(ROOT, "target", "test-node")
+    if not os.path.isdir(os.path.join(d, "node_modules", "node-zookeeper-client")):
+        pytest.skip("node-zookeeper-client is not installed (tests/integration/setup.sh installs it)")
+    return d
+
+
+def test_node_zookeeper_client(any_server):
+    """node-zookeeper-client 1.1.3 from npm: stats as ZooKeeper reports them, and an
+    AuthFailed that does not kill the Node process."""
+    import json
+    import os
+    import subprocess
+
+    d = node_client_dir()
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node", "compat.js")
+    p = unique("node")
+    r = subprocess.run(["node", script, any_server.hosts(), p], cwd=d, capture_output=True,
+                       text=True, timeout=60, env=dict(os.environ, NODE_PATH=os.path.join(d, "node_modules")))
+    assert r.returncode == 0, f"node exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
+    seen = json.loads(r.stdout.strip().splitlines()[-1])
+    assert seen == {"cversion": 6, "num_children": 2, "sequential": f"{p}/s0000000004",
+                    "auth_failed": True, "survived": True}, seen

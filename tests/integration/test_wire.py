@@ -77,7 +77,13 @@ def test_truncated_request_body(server, bystander):
     # a getData frame whose path length claims more bytes than the frame has
     body = struct.pack(">ii", 1, 4) + struct.pack(">i", 1000) + b"/abc"
     s.sendall(frame(body))
-    assert closed_by_server(s)
+    # As ZooKeeper: MarshallingError, and the connection goes on.
+    xid, _, err = struct.unpack(">iqi", recv_frame(s)[:16])
+    assert (xid, err) == (1, -5)
+    s.sendall(frame(struct.pack(">ii", 2, 3) + ustring("/") + b"\x00"))
+    xid, _, err = struct.unpack(">iqi", recv_frame(s)[:16])
+    assert (xid, err) == (2, 0)
+    s.close()
     still_serves(server)
 
 
@@ -86,6 +92,8 @@ def test_unknown_opcode(server, bystander):
     s.sendall(connect_request())
     recv_frame(s)
     s.sendall(frame(struct.pack(">ii", 1, 9999) + b"junk"))
+    # As ZooKeeper: Unimplemented (zxid -1), then closed.
+    assert struct.unpack(">iqi", recv_frame(s)[:16]) == (1, -1, -6)
     assert closed_by_server(s)
     still_serves(server)
 

@@ -18,8 +18,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::proto::client::{
-    decode_frame, decode_request, four_letter_word, ConnectRequest, Request,
+    decode_frame, decode_request, four_letter_word, ConnectRequest, RequestHeader,
 };
+use crate::proto::jute::Reader;
 
 use super::processor::{ConnId, Inbound, Outgoing};
 
@@ -161,11 +162,8 @@ pub async fn serve_connection<S>(
         loop {
             match decode_frame(&mut buf, limits.max_frame_len) {
                 Ok(Some(frame)) => match decode_request(&frame) {
-                    Ok((_, Request::Unknown { opcode })) => {
-                        tracing::info!(%remote, "closing connection: unknown opcode {opcode}");
-                        let _ = closed_tx.send(true);
-                        break;
-                    }
+                    // An unknown opcode is answered Unimplemented and then closed by the
+                    // processor, in order with the session's other replies (as ZooKeeper).
                     Ok((header, req)) => {
                         let msg = Inbound::Request {
                             conn,
@@ -177,11 +175,25 @@ pub async fn serve_connection<S>(
                             break;
                         }
                     }
-                    Err(e) => {
-                        tracing::info!(%remote, "closing connection: malformed request: {e}");
-                        let _ = closed_tx.send(true);
-                        break;
-                    }
+                    Err(e) => match RequestHeader::read(&mut Reader::new(&frame)) {
+                        // A readable header with an undecodable body: ZooKeeper answers
+                        // MarshallingError and keeps the connection.
+                        Ok(header) => {
+                            tracing::debug!(%remote, "undecodable request body: {e}");
+                            let msg = Inbound::Undecodable {
+                                conn,
+                                xid: header.xid,
+                            };
+                            if to_processor.send(msg).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(_) => {
+                            tracing::info!(%remote, "closing connection: malformed request: {e}");
+                            let _ = closed_tx.send(true);
+                            break;
+                        }
+                    },
                 },
                 Ok(None) => break,
                 Err(e) => {

@@ -64,6 +64,8 @@ pub enum Inbound {
         opcode: i32,
         req: Request,
     },
+    /// A request whose header was read but whose body could not be decoded.
+    Undecodable { conn: ConnId, xid: i32 },
     /// The connection has ended.
     Closed { conn: ConnId },
     /// A four-letter word from `remote`; the answer goes back on `reply`.
@@ -651,6 +653,29 @@ impl Processor {
                         continue;
                     }
                     self.dispatch(conn, session, xid, opcode, req, &mut work)?;
+                }
+                Inbound::Undecodable { conn, xid } => {
+                    // ZooKeeper answers MarshallingError and keeps the connection.
+                    self.stats.received += 1;
+                    let now = self.clock.now_ms() as u64;
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.received += 1;
+                        if c.pending.len() == LATENCY_TRACKED {
+                            c.pending.pop_front();
+                        }
+                        c.pending.push_back((xid, now));
+                    }
+                    let header = ReplyHeader {
+                        xid,
+                        zxid: self.tree.last_processed_zxid(),
+                        err: ErrorCode::MarshallingError.code(),
+                    };
+                    work.push(Work::Reply {
+                        conn,
+                        xid: Some(xid),
+                        frame: encode_reply(&header, &Response::Empty),
+                        then_close: false,
+                    });
                 }
                 Inbound::Closed { conn } => work.push(Work::Closed { conn }),
                 Inbound::FourLetter { cmd, remote, reply } => {
@@ -1373,6 +1398,18 @@ impl Processor {
                 }
             }
             Request::Reconfig { .. } => Err(ErrorCode::ReconfigDisabled),
+            Request::Unknown { opcode } => {
+                // As ZooKeeper: Unimplemented (zxid -1), then the connection is closed.
+                tracing::info!("closing connection: unknown opcode {opcode}");
+                let header = ReplyHeader {
+                    xid: xid_,
+                    zxid: -1,
+                    err: ErrorCode::Unimplemented.code(),
+                };
+                self.reply(conn, xid_, encode_reply(&header, &Response::Empty));
+                self.close_conn(conn);
+                return;
+            }
             _ => Err(ErrorCode::Unimplemented),
         };
         if let Some(c) = self.conns.get_mut(&conn) {

@@ -206,7 +206,8 @@ pub async fn start_observed(
     let (shutdown, shutdown_rx) = watch::channel(false);
     let limits = ConnLimits {
         max_frame_len: config.max_frame_len(),
-        handshake_timeout: Duration::from_millis(config.max_session_timeout_ms.max(1000) as u64),
+        // ZooKeeper's zookeeper.nio.sessionlessCnxnTimeout (10 s).
+        handshake_timeout: Duration::from_secs(10),
     };
     let max_cnxns = config.max_client_cnxns;
     let (replica, peer_rx) = if config.servers.is_empty() {
