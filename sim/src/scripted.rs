@@ -78,29 +78,25 @@ fn addr(i: usize) -> String {
     format!("{}:{CLIENT_PORT}", server_ip(i))
 }
 
-/// Runs the lagging-learner reconnect script (see the module docs) in a fresh madsim
-/// runtime seeded with `seed`:
-///
-/// 1. three voters elect a leader L and settle; A and F are its followers;
-/// 2. the link L -> F is clogged: F hears nothing from L but keeps serving (for syncLimit);
-/// 3. a client creates a session through A (committed by L and A) and leaves it open;
-/// 4. the client resumes the session on F (`reconnect`), while L -> F is still clogged;
-///    the link is unclogged 100 ms later (well before F's syncLimit runs out);
-/// 5. a client resumes a session that never existed (with a valid password) on F
-///    (`reconnect-unknown`): that one must be told it expired.
-pub fn lagging_learner_reconnect(seed: u64) -> ScriptedOutput {
-    let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-    rt.set_time_limit(Duration::from_secs(120));
-    rt.block_on(lagging_learner_script(seed))
+/// The simulated three-voter ensemble both scripts start from, settled.
+struct Settled {
+    start: Instant,
+    observer: Observer,
+    servers: Vec<NodeHandle>,
+    /// The node the scripts' clients run on.
+    client: NodeHandle,
+    leader: usize,
+    /// The follower the session is made through, and the one that will lag.
+    a: usize,
+    f: usize,
 }
 
-async fn lagging_learner_script(seed: u64) -> ScriptedOutput {
+/// Starts three voters, waits for a leader and gives both followers time to sync.
+async fn settled_ensemble(seed: u64) -> Settled {
     let handle = Handle::current();
-    let net = NetSim::current();
     let start = Instant::now();
     let observer = Observer::default();
     let clocks = Clocks::default();
-    let mut notes = Vec::new();
     let servers: Vec<NodeHandle> = (0..TIMING.voters)
         .map(|i| {
             let (observer, clocks) = (observer.clone(), clocks.clone());
@@ -123,8 +119,6 @@ async fn lagging_learner_script(seed: u64) -> ScriptedOutput {
         })
         .collect();
     let client = handle.create_node().name("c0").ip(client_ip(0)).build();
-
-    // 1. A leader, and time for both followers to sync with it.
     let leader = loop {
         if let Some(l) = observer.current_leader() {
             break l;
@@ -133,10 +127,57 @@ async fn lagging_learner_script(seed: u64) -> ScriptedOutput {
     };
     sleep(Duration::from_secs(3)).await;
     let followers: Vec<usize> = (0..TIMING.voters).filter(|&i| i != leader).collect();
-    let (a, f) = (followers[0], followers[1]);
-    notes.push(format!(
+    Settled {
+        start,
+        observer,
+        servers,
+        client,
+        leader,
+        a: followers[0],
+        f: followers[1],
+    }
+}
+
+/// The scripts' client options: a 6 s session, 5 s to connect, resuming `session` if given.
+fn options(seed: u64, session: Option<i64>) -> ClientOptions {
+    let mut o = ClientOptions::with_timeout(Duration::from_secs(6));
+    o.seed = seed;
+    o.connect_timeout = Some(Duration::from_secs(5));
+    o.session = session.map(|id| (id, session_password(id)));
+    o
+}
+
+/// Runs the lagging-learner reconnect script (see the module docs) in a fresh madsim
+/// runtime seeded with `seed`:
+///
+/// 1. three voters elect a leader L and settle; A and F are its followers;
+/// 2. the link L -> F is clogged: F hears nothing from L but keeps serving (for syncLimit);
+/// 3. a client creates a session through A (committed by L and A) and leaves it open;
+/// 4. the client resumes the session on F (`reconnect`), while L -> F is still clogged;
+///    the link is unclogged 100 ms later (well before F's syncLimit runs out);
+/// 5. a client resumes a session that never existed (with a valid password) on F
+///    (`reconnect-unknown`): that one must be told it expired.
+pub fn lagging_learner_reconnect(seed: u64) -> ScriptedOutput {
+    let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    rt.set_time_limit(Duration::from_secs(120));
+    rt.block_on(lagging_learner_script(seed))
+}
+
+async fn lagging_learner_script(seed: u64) -> ScriptedOutput {
+    let net = NetSim::current();
+    // 1. A leader, and time for both followers to sync with it.
+    let Settled {
+        start,
+        observer,
+        servers,
+        client,
+        leader,
+        a,
+        f,
+    } = settled_ensemble(seed).await;
+    let mut notes = vec![format!(
         "leader s{leader}, session through s{a}, lagging s{f}"
-    ));
+    )];
 
     // 2. F stops hearing from L (messages wait on the link and arrive after the unclog).
     net.clog_link(servers[leader].id(), servers[f].id());
@@ -148,13 +189,6 @@ async fn lagging_learner_script(seed: u64) -> ScriptedOutput {
         client.spawn(async move {
             let mut history = Vec::new();
             let mut notes = Vec::new();
-            let options = |seed: u64, session: Option<i64>| {
-                let mut o = ClientOptions::with_timeout(Duration::from_secs(6));
-                o.seed = seed;
-                o.connect_timeout = Some(Duration::from_secs(5));
-                o.session = session.map(|id| (id, session_password(id)));
-                o
-            };
             let owner = match Client::connect(&addr(a), options(1, None)).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -243,54 +277,19 @@ pub fn closed_session_on_lagging_learner(seed: u64) -> ClosedSessionOutput {
 }
 
 async fn closed_session_script(seed: u64) -> ClosedSessionOutput {
-    let handle = Handle::current();
     let net = NetSim::current();
-    let start = Instant::now();
-    let observer = Observer::default();
-    let clocks = Clocks::default();
-    let mut notes = Vec::new();
-    let servers: Vec<NodeHandle> = (0..TIMING.voters)
-        .map(|i| {
-            let (observer, clocks) = (observer.clone(), clocks.clone());
-            let fs = SimFs::new(seed ^ (0x5eed_0000 + i as u64));
-            handle
-                .create_node()
-                .name(format!("s{i}"))
-                .ip(server_ip(i))
-                .init(move || {
-                    serve(
-                        i,
-                        fs.clone(),
-                        clocks.clone(),
-                        start,
-                        TIMING,
-                        observer.clone(),
-                    )
-                })
-                .build()
-        })
-        .collect();
-    let client = handle.create_node().name("c0").ip(client_ip(0)).build();
-    let leader = loop {
-        if let Some(l) = observer.current_leader() {
-            break l;
-        }
-        sleep(Duration::from_millis(50)).await;
-    };
-    sleep(Duration::from_secs(3)).await;
-    let followers: Vec<usize> = (0..TIMING.voters).filter(|&i| i != leader).collect();
-    let (a, f) = (followers[0], followers[1]);
-    notes.push(format!(
+    let Settled {
+        start,
+        servers,
+        client,
+        leader,
+        a,
+        f,
+        ..
+    } = settled_ensemble(seed).await;
+    let mut notes = vec![format!(
         "leader s{leader}, session through s{a}, lagging s{f}"
-    ));
-
-    let options = |seed: u64, session: Option<i64>| {
-        let mut o = ClientOptions::with_timeout(Duration::from_secs(6));
-        o.seed = seed;
-        o.connect_timeout = Some(Duration::from_secs(5));
-        o.session = session.map(|id| (id, session_password(id)));
-        o
-    };
+    )];
     let step = client.spawn(async move {
         let c = Client::connect(&addr(a), options(1, None)).await.ok()?;
         let id = c.session_id();
