@@ -1066,6 +1066,19 @@ mod tests {
         }
     }
 
+    /// Transports for sids 1 and 2, connected to each other (both saw `Connected`).
+    async fn connected_pair(
+        limits: PeerLimits,
+    ) -> (
+        Vec<SocketAddr>,
+        Vec<(PeerHandle, mpsc::Receiver<PeerEvent>)>,
+    ) {
+        let (addrs, mut ts) = mesh(&[1, 2], limits).await;
+        wait_connected(&mut ts[0].1, &[2]).await;
+        wait_connected(&mut ts[1].1, &[1]).await;
+        (addrs, ts)
+    }
+
     fn commit(zxid: i64) -> PeerMessage {
         PeerMessage::Commit { zxid }
     }
@@ -1193,9 +1206,7 @@ mod tests {
 
     #[tokio::test]
     async fn both_sides_dial_but_one_connection_survives() {
-        let (addrs, mut ts) = mesh(&[1, 2], PeerLimits::default()).await;
-        wait_connected(&mut ts[0].1, &[2]).await;
-        wait_connected(&mut ts[1].1, &[1]).await;
+        let (addrs, mut ts) = connected_pair(PeerLimits::default()).await;
         // Nudges from the smaller sid keep arriving while it reconnects;
         // none may disturb the established connection.
         let (mut nudge, reply) = raw_handshake(addrs[1], 1).await;
@@ -1228,9 +1239,7 @@ mod tests {
             replace_after_silence: Duration::from_millis(200),
             ..PeerLimits::default()
         };
-        let (addrs, mut ts) = mesh(&[1, 2], limits).await;
-        wait_connected(&mut ts[0].1, &[2]).await;
-        wait_connected(&mut ts[1].1, &[1]).await;
+        let (addrs, mut ts) = connected_pair(limits).await;
         // Heard from a moment ago: a dial claiming sid 2 is closed.
         assert_eq!(ts[1].0.send(1, commit(1)), SendOutcome::Queued);
         assert_eq!(
@@ -1259,9 +1268,7 @@ mod tests {
 
     #[tokio::test]
     async fn disconnect_drops_the_queue_and_a_fresh_connection_follows() {
-        let (_, mut ts) = mesh(&[1, 2], PeerLimits::default()).await;
-        wait_connected(&mut ts[0].1, &[2]).await;
-        wait_connected(&mut ts[1].1, &[1]).await;
+        let (_, mut ts) = connected_pair(PeerLimits::default()).await;
         // Queued, not yet written (no await since): the disconnect drops them.
         for z in 0..5 {
             assert_eq!(ts[0].0.send(2, commit(z)), SendOutcome::Queued);
@@ -1293,9 +1300,7 @@ mod tests {
             replace_after_silence: Duration::from_millis(200),
             ..PeerLimits::default()
         };
-        let (addrs, mut ts) = mesh(&[1, 2], limits).await;
-        wait_connected(&mut ts[0].1, &[2]).await;
-        wait_connected(&mut ts[1].1, &[1]).await;
+        let (addrs, mut ts) = connected_pair(limits).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Sid 1 dials 2 as if it had closed its side and the close was lost.
         let (mut nudge, reply) = raw_handshake(addrs[1], 1).await;
@@ -1318,9 +1323,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_restarted_peer_reconnects() {
-        let (addrs, mut ts) = mesh(&[1, 2], PeerLimits::default()).await;
-        wait_connected(&mut ts[0].1, &[2]).await;
-        wait_connected(&mut ts[1].1, &[1]).await;
+        let (addrs, mut ts) = connected_pair(PeerLimits::default()).await;
         let (old2, mut old_rx2) = ts.pop().unwrap();
         old2.shutdown().await;
         assert_eq!(next_event(&mut old_rx2).await, PeerEvent::Disconnected(1));
@@ -1467,9 +1470,7 @@ mod tests {
             max_queued_messages: 4,
             ..PeerLimits::default()
         };
-        let (_, mut ts) = mesh(&[1, 2], limits).await;
-        wait_connected(&mut ts[0].1, &[2]).await;
-        wait_connected(&mut ts[1].1, &[1]).await;
+        let (_, mut ts) = connected_pair(limits).await;
         // The writer task cannot run between these sends (current-thread
         // runtime, no await), so the queue holds exactly four.
         let outcomes: Vec<SendOutcome> = (0..10).map(|z| ts[0].0.send(2, commit(z))).collect();
