@@ -39,8 +39,38 @@ def four_letter(port, cmd, timeout=5.0):
     return b"".join(chunks).decode()
 
 
-class Server:
+class ServerProcess:
+    """What zabkeeper's and Apache ZooKeeper's test processes share: a client port, a log
+    file, and waiting until a four-letter word says the server serves."""
+
+    def wait_for(self, cmd, ready, timeout, pause):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if ready(four_letter(self.port, cmd, timeout=1.0)):
+                    return
+            except OSError:
+                pass
+            time.sleep(pause)
+        raise RuntimeError(f"{self.name} not ready on port {self.port}:\n{self.log()}")
+
+    def log(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()[-5000:]
+        except OSError:
+            return ""
+
+    def hosts(self):
+        return f"127.0.0.1:{self.port}"
+
+
+class Server(ServerProcess):
     """One zabkeeper server process."""
+
+    name = "server"
 
     def __init__(self, data_dir=None, port=None, tick_time=200, config_lines=None, log_name="server"):
         self.port = port or free_port()
@@ -78,27 +108,7 @@ class Server:
         return self
 
     def wait_ready(self, timeout=20.0):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if four_letter(self.port, "ruok", timeout=1.0) == "imok":
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"server not ready on port {self.port}:\n{self.log()}")
-
-    def log(self):
-        try:
-            with open(self.log_path) as f:
-                return f.read()[-5000:]
-        except OSError:
-            return ""
-
-    def hosts(self):
-        return f"127.0.0.1:{self.port}"
+        self.wait_for("ruok", lambda answer: answer == "imok", timeout, 0.05)
 
     def kill9(self):
         if self.proc and self.proc.poll() is None:
@@ -133,8 +143,9 @@ def fresh_server():
     s.cleanup()
 
 
-@pytest.fixture
-def kazoo_client(server):
+def kazoo_session(server):
+    """A started kazoo client of `server`, stopped and closed after the test (a generator
+    for fixtures)."""
     from kazoo.client import KazooClient
 
     c = KazooClient(hosts=server.hosts(), timeout=10.0)
@@ -142,6 +153,11 @@ def kazoo_client(server):
     yield c
     c.stop()
     c.close()
+
+
+@pytest.fixture
+def kazoo_client(server):
+    yield from kazoo_session(server)
 
 
 class Ensemble:
@@ -221,9 +237,11 @@ def apache_zookeeper_available():
     return os.path.exists("/usr/share/java/zookeeper.jar") and shutil.which("java") is not None
 
 
-class ApacheZooKeeper:
+class ApacheZooKeeper(ServerProcess):
     """Apache ZooKeeper 3.8 (Debian's `zookeeper` package), standalone on 127.0.0.1: the
     reference that compatibility tests run against beside zabkeeper."""
+
+    name = "Apache ZooKeeper"
 
     def __init__(self, tick_time=2000):
         self.port = free_port()
@@ -245,28 +263,9 @@ class ApacheZooKeeper:
              "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"Apache ZooKeeper exited:\n{self.log()}")
-            try:
-                # ruok answers imok before sessions are served; srvr shows a Mode then.
-                if "Mode: " in four_letter(self.port, "srvr", timeout=1.0):
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"Apache ZooKeeper not ready:\n{self.log()}")
-
-    def log(self):
-        try:
-            with open(self.log_path) as f:
-                return f.read()[-5000:]
-        except OSError:
-            return ""
-
-    def hosts(self):
-        return f"127.0.0.1:{self.port}"
+        # ruok answers imok before sessions are served; srvr shows a Mode then.
+        self.wait_for("srvr", lambda answer: "Mode: " in answer, 60, 0.1)
+        return self
 
     def cleanup(self):
         if self.proc and self.proc.poll() is None:

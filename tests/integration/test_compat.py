@@ -9,7 +9,7 @@ import uuid
 import pytest
 from kazoo.client import KazooClient
 
-from conftest import Ensemble
+from conftest import Ensemble, kazoo_session
 from zkwire import RawSession, WireClient, buffer, connect_request, frame, recv_frame, ustring
 
 OPEN_ACL = struct.pack(">i", 1) + struct.pack(">i", 31) + ustring("world") + ustring("anyone")
@@ -23,11 +23,7 @@ def unique(prefix):
 
 @pytest.fixture
 def kz(any_server):
-    c = KazooClient(hosts=any_server.hosts(), timeout=10.0)
-    c.start(timeout=10)
-    yield c
-    c.stop()
-    c.close()
+    yield from kazoo_session(any_server)
 
 
 def test_request_pipelined_behind_connect_is_answered(any_server):

@@ -101,6 +101,8 @@ pub struct Needs {
     pub watches: bool,
     pub dump: bool,
     pub dirs: bool,
+    /// Open and allowed file descriptors (read from /proc).
+    pub fds: bool,
 }
 
 /// What [`answer`] will read for `cmd`.
@@ -109,6 +111,7 @@ pub fn needs(cmd: &str) -> Needs {
         watches: matches!(cmd, "wchs" | "wchc" | "wchp"),
         dump: cmd == "dump",
         dirs: cmd == "dirs",
+        fds: cmd == "mntr",
     }
 }
 

@@ -118,6 +118,28 @@ pub(crate) struct Conn {
 /// Requests a connection may send before its session is established.
 const EARLY_REQUESTS: usize = 1024;
 
+impl Conn {
+    /// Counts a request taken from this connection at `now_ms` and keeps its xid for the
+    /// latency statistics (the oldest is dropped past [`LATENCY_TRACKED`]).
+    fn took(&mut self, xid: i32, now_ms: u64) {
+        self.received += 1;
+        if self.pending.len() == LATENCY_TRACKED {
+            self.pending.pop_front();
+        }
+        self.pending.push_back((xid, now_ms));
+    }
+}
+
+/// A reply frame that carries only an error code (no response record).
+pub(crate) fn error_reply(xid: i32, zxid: Zxid, err: ErrorCode) -> Bytes {
+    let header = ReplyHeader {
+        xid,
+        zxid,
+        err: err.code(),
+    };
+    encode_reply(&header, &Response::Empty)
+}
+
 /// Requests per connection whose arrival time is kept for the latency statistics; beyond
 /// this, the oldest are no longer measured.
 const LATENCY_TRACKED: usize = 1024;
@@ -355,7 +377,11 @@ impl Processor {
             received: 1,
             ..Default::default()
         });
-        let (open_fds, max_fds) = fourlw::file_descriptors();
+        let (open_fds, max_fds) = if needs.fds {
+            fourlw::file_descriptors()
+        } else {
+            (None, None)
+        };
         let zab = self.zab();
         let mut status = fourlw::Status {
             mode: self.mode_name(),
@@ -551,15 +577,10 @@ impl Processor {
         match body {
             Err(err) => {
                 if let Origin::Client { conn, xid, .. } = origin {
-                    let header = ReplyHeader {
-                        xid,
-                        zxid: self.tree.last_processed_zxid(),
-                        err: err.code(),
-                    };
                     work.push(Work::Reply {
                         conn,
                         xid: Some(xid),
-                        frame: encode_reply(&header, &Response::Empty),
+                        frame: error_reply(xid, self.tree.last_processed_zxid(), err),
                         then_close: false,
                     });
                 }
@@ -634,14 +655,11 @@ impl Processor {
                     req,
                 } => {
                     self.stats.received += 1;
+                    let now = self.clock.now_ms() as u64;
                     let Some(c) = self.conns.get_mut(&conn) else {
                         continue;
                     };
-                    c.received += 1;
-                    if c.pending.len() == LATENCY_TRACKED {
-                        c.pending.pop_front();
-                    }
-                    c.pending.push_back((xid, self.clock.now_ms() as u64));
+                    c.took(xid, now);
                     let session = c.session;
                     if session == 0 || !c.early.is_empty() {
                         if c.early.len() == EARLY_REQUESTS {
@@ -659,21 +677,13 @@ impl Processor {
                     self.stats.received += 1;
                     let now = self.clock.now_ms() as u64;
                     if let Some(c) = self.conns.get_mut(&conn) {
-                        c.received += 1;
-                        if c.pending.len() == LATENCY_TRACKED {
-                            c.pending.pop_front();
-                        }
-                        c.pending.push_back((xid, now));
+                        c.took(xid, now);
                     }
-                    let header = ReplyHeader {
-                        xid,
-                        zxid: self.tree.last_processed_zxid(),
-                        err: ErrorCode::MarshallingError.code(),
-                    };
+                    let zxid = self.tree.last_processed_zxid();
                     work.push(Work::Reply {
                         conn,
                         xid: Some(xid),
-                        frame: encode_reply(&header, &Response::Empty),
+                        frame: error_reply(xid, zxid, ErrorCode::MarshallingError),
                         then_close: false,
                     });
                 }
@@ -1008,14 +1018,7 @@ impl Processor {
                 } else {
                     Vec::new()
                 };
-                let reply = |err: ErrorCode| {
-                    let header = ReplyHeader {
-                        xid: xid::AUTH,
-                        zxid: 0,
-                        err: err.code(),
-                    };
-                    encode_reply(&header, &Response::Empty)
-                };
+                let reply = |err: ErrorCode| error_reply(xid::AUTH, 0, err);
                 if ids.is_empty() {
                     // ZooKeeper 3.8 (the running server) answers AuthFailed in one frame
                     // and closes; no AuthFailed notification follows on the wire.
@@ -1401,12 +1404,8 @@ impl Processor {
             Request::Unknown { opcode } => {
                 // As ZooKeeper: Unimplemented (zxid -1), then the connection is closed.
                 tracing::info!("closing connection: unknown opcode {opcode}");
-                let header = ReplyHeader {
-                    xid: xid_,
-                    zxid: -1,
-                    err: ErrorCode::Unimplemented.code(),
-                };
-                self.reply(conn, xid_, encode_reply(&header, &Response::Empty));
+                let frame = error_reply(xid_, -1, ErrorCode::Unimplemented);
+                self.reply(conn, xid_, frame);
                 self.close_conn(conn);
                 return;
             }

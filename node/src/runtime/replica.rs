@@ -523,12 +523,8 @@ impl Processor {
             Origin::Client { conn, xid, .. }
             | Origin::Sync { conn, xid, .. }
             | Origin::QuorumRead { conn, xid, .. } => {
-                let header = ReplyHeader {
-                    xid,
-                    zxid: self.tree.last_processed_zxid(),
-                    err: err.code(),
-                };
-                self.reply(conn, xid, encode_reply(&header, &Response::Empty));
+                let frame = super::error_reply(xid, self.tree.last_processed_zxid(), err);
+                self.reply(conn, xid, frame);
                 self.pop_in_flight(session, xid);
             }
             Origin::NewSession { conn, .. } => self.close_conn(conn),
