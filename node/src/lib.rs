@@ -5,6 +5,9 @@
 //! - [`state`]: the znode tree, txns, watches, ACLs. Pure.
 //! - [`proto`]: wire codecs (client protocol, peer messages). Pure.
 //! - [`core`]: sans-IO ZAB and sessions. Pure; time arrives as ticks.
+//! - [`server`]: the ZooKeeper server pipeline around the core (sessions, requests,
+//!   reads, watches, replies). Pure; time arrives with each input.
+//! - [`config`]: `zoo.cfg`, parsed and checked.
 //! - [`storage`]: the `Storage` trait, its file implementation and the simulated disk.
 //! - [`runtime`]: the only place that uses tokio.
 //! - [`client`]: async client library over `proto`.
@@ -27,9 +30,11 @@ compile_error!(
 );
 
 pub mod client;
+pub mod config;
 pub mod core;
 pub mod proto;
 pub mod runtime;
+pub mod server;
 pub mod state;
 pub mod storage;
 pub mod types;

@@ -1,4 +1,4 @@
-//! Tidy: the pure layers (core, state, proto) keep the determinism rules.
+//! Tidy: the pure layers (core, state, proto, server) keep the determinism rules.
 //!
 //! They must not use tokio, wall clocks (std::time, SystemTime, Instant),
 //! threads, unseeded randomness, or iterate std HashMap/HashSet (whose order
@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-const PURE_DIRS: &[&str] = &["src/core", "src/state", "src/proto"];
+const PURE_DIRS: &[&str] = &["src/core", "src/state", "src/proto", "src/server"];
 
 /// (pattern, why it is forbidden)
 const FORBIDDEN: &[(&str, &str)] = &[
@@ -22,6 +22,11 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ("from_entropy", "randomness is a seeded PRNG passed in"),
     ("OsRng", "randomness is a seeded PRNG passed in"),
     ("getrandom", "randomness is a seeded PRNG passed in"),
+    (
+        "std::fs",
+        "the pure layers never touch files: the runtime does I/O",
+    ),
+    ("std::net::TcpStream", "the pure layers never open sockets"),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -260,7 +260,9 @@ fn real_main() -> Result<ExitCode> {
             let out = out.unwrap_or_else(|| {
                 PathBuf::from(format!("sim-reports/{}-{}", opts.scenario, opts.seed))
             });
-            init_tracing();
+            if std::env::var_os("ZABKEEPER_SIM_NO_LOG").is_none() {
+                init_tracing();
+            }
             println!("{}", opts.describe());
             let rec = execute(&opts, Some(&out))?;
             println!(

@@ -24,7 +24,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use madsim::time::{sleep, Instant};
 use serde_json::Value;
 use zabkeeper::client::{Client, ClientOptions, Error};
-use zabkeeper::runtime::processor::session_password;
+use zabkeeper::server::session_password;
 use zabkeeper::storage::SimFs;
 use zabkeeper::types::{Acl, CreateMode, ErrorCode};
 

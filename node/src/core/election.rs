@@ -361,6 +361,11 @@ impl Zab {
         if !self.quorum.is_voter(self.election.proposal.leader) {
             return;
         }
+        // An ensemble of one (a standalone server) has nobody to wait for.
+        if self.quorum.voters().len() == 1 && self.cfg.observers.is_empty() {
+            let v = self.election.proposal;
+            return self.decide(v);
+        }
         if self.election.finalize_in.is_none() {
             self.election.finalize_in = Some(self.cfg.finalize_wait);
         }

@@ -1,7 +1,7 @@
 //! One client connection: framing, the four-letter-word sniff, the
 //! handshake, and the reader/writer halves.
 //!
-//! The reader decodes frames and hands requests to the processor through a
+//! The reader decodes frames and hands requests to the driver through a
 //! bounded channel (so a flood of requests back-pressures the client, as
 //! ZooKeeper's throttling does). The writer drains a bounded outbound queue;
 //! a client that stops reading fills it and is disconnected. Any malformed,
@@ -18,16 +18,84 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::proto::client::{
-    decode_frame, decode_request, four_letter_word, ConnectRequest, RequestHeader,
+    decode_frame, decode_request, four_letter_word, ConnectRequest, Request, RequestHeader,
 };
 use crate::proto::jute::Reader;
-
-use super::processor::{ConnId, Inbound, Outgoing};
+use crate::server::ConnId;
 
 /// Frames queued for one client before it counts as not reading.
 pub const OUTBOUND_QUEUE: usize = 4096;
 /// Bytes queued for one client before it counts as not reading.
 pub const OUTBOUND_BYTES: usize = 64 << 20;
+
+/// Messages from connections to the driver.
+pub enum Inbound {
+    /// A handshake arrived; replies go to `outbox`.
+    Connect {
+        conn: ConnId,
+        request: ConnectRequest,
+        remote: SocketAddr,
+        outbox: Outbox,
+    },
+    /// A decoded request on an established connection.
+    Request {
+        conn: ConnId,
+        xid: i32,
+        opcode: i32,
+        req: Request,
+    },
+    /// A request whose header was read but whose body could not be decoded.
+    Undecodable { conn: ConnId, xid: i32 },
+    /// The connection has ended.
+    Closed { conn: ConnId },
+    /// A four-letter word from `remote`; the answer goes back on `reply`.
+    FourLetter {
+        cmd: String,
+        remote: SocketAddr,
+        reply: oneshot::Sender<String>,
+    },
+}
+
+/// What a connection's writer drains.
+enum Outgoing {
+    Frame(Bytes),
+    Close,
+}
+
+/// A connection's outbound queue, as the driver holds it: bounded in frames
+/// ([`OUTBOUND_QUEUE`]) and in bytes ([`OUTBOUND_BYTES`]), the byte budget kept here
+/// (added on push, given back by the connection's writer once written).
+pub struct Outbox {
+    tx: mpsc::Sender<Outgoing>,
+    queued: Arc<AtomicUsize>,
+    closed: watch::Sender<bool>,
+}
+
+/// Why a frame could not be queued: the client is not reading its replies.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Full;
+
+impl Outbox {
+    /// Queues a frame; a client that let its queue fill up is not reading.
+    pub fn push(&self, frame: Bytes) -> Result<(), Full> {
+        let len = frame.len();
+        if self.queued.load(Ordering::Relaxed) + len > OUTBOUND_BYTES {
+            return Err(Full);
+        }
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        if self.tx.try_send(Outgoing::Frame(frame)).is_err() {
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            return Err(Full);
+        }
+        Ok(())
+    }
+
+    /// Closes the connection after what is queued (its reader reports `Closed`).
+    pub fn close(&self) {
+        let _ = self.tx.try_send(Outgoing::Close);
+        let _ = self.closed.send(true);
+    }
+}
 
 /// How long one write to a client may block before the client is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,7 +114,7 @@ pub async fn serve_connection<S>(
     remote: SocketAddr,
     conn: ConnId,
     limits: ConnLimits,
-    to_processor: mpsc::Sender<Inbound>,
+    to_driver: mpsc::Sender<Inbound>,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -71,7 +139,7 @@ pub async fn serve_connection<S>(
     let head = [buf[0], buf[1], buf[2], buf[3]];
     if let Some(cmd) = four_letter_word(&head) {
         let (tx, rx) = oneshot::channel();
-        if to_processor
+        if to_driver
             .send(Inbound::FourLetter {
                 cmd: cmd.to_string(),
                 remote,
@@ -122,14 +190,17 @@ pub async fn serve_connection<S>(
     let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(OUTBOUND_QUEUE);
     let queued = Arc::new(AtomicUsize::new(0));
     let (closed_tx, mut closed_rx) = watch::channel(false);
-    if to_processor
+    let outbox = Outbox {
+        tx: out_tx,
+        queued: queued.clone(),
+        closed: closed_tx.clone(),
+    };
+    if to_driver
         .send(Inbound::Connect {
             conn,
             request,
             remote,
-            out: out_tx,
-            queued: queued.clone(),
-            closed: closed_tx.clone(),
+            outbox,
         })
         .await
         .is_err()
@@ -163,7 +234,7 @@ pub async fn serve_connection<S>(
             match decode_frame(&mut buf, limits.max_frame_len) {
                 Ok(Some(frame)) => match decode_request(&frame) {
                     // An unknown opcode is answered Unimplemented and then closed by the
-                    // processor, in order with the session's other replies (as ZooKeeper).
+                    // driver, in order with the session's other replies (as ZooKeeper).
                     Ok((header, req)) => {
                         let msg = Inbound::Request {
                             conn,
@@ -171,7 +242,7 @@ pub async fn serve_connection<S>(
                             opcode: header.opcode,
                             req,
                         };
-                        if to_processor.send(msg).await.is_err() {
+                        if to_driver.send(msg).await.is_err() {
                             break;
                         }
                     }
@@ -184,7 +255,7 @@ pub async fn serve_connection<S>(
                                 conn,
                                 xid: header.xid,
                             };
-                            if to_processor.send(msg).await.is_err() {
+                            if to_driver.send(msg).await.is_err() {
                                 break;
                             }
                         }
@@ -217,7 +288,7 @@ pub async fn serve_connection<S>(
         }
     };
     tracing::debug!(%remote, conn, "connection ended: {reason}");
-    let _ = to_processor.send(Inbound::Closed { conn }).await;
+    let _ = to_driver.send(Inbound::Closed { conn }).await;
     let _ = closed_tx.send(true);
     let _ = writer.await;
 }

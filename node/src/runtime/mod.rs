@@ -1,19 +1,19 @@
-//! The only layer that uses tokio: the client listener, timers, and the
-//! processor that drives the pure layers and storage.
+//! The only layer that uses tokio: the client listener, the connections, the peer
+//! transport, timers, storage and the driver that feeds the sans-IO server pipeline
+//! ([`crate::server`]).
 
 pub mod background;
 pub mod clock;
-pub mod config;
 pub mod connection;
-pub mod fourlw;
-pub mod observe;
+pub mod driver;
 pub mod peer;
-pub mod processor;
 pub mod recovery;
 pub mod server;
 pub mod snapshotter;
-pub mod stats;
 pub mod tools;
+
+pub use crate::config;
+pub use crate::server::observe;
 
 pub use clock::{Clock, SharedClock, SystemClock};
 pub use config::{ServerConfig, ServerSpec};

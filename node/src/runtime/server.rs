@@ -1,4 +1,5 @@
-//! Starting a server: recovery, the client listener, and the processor task.
+//! Starting a server: recovery, the ZAB core (an ensemble of one when standalone), the
+//! peer transport, the client listener, and the driver task.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,19 +13,19 @@ use tokio::task::JoinHandle;
 use crate::storage::Storage;
 
 use super::clock::SharedClock;
-use super::config::ServerConfig;
 use super::connection::{serve_connection, ConnLimits};
-use super::peer::{PeerEvent, PeerLimits, PeerTransport};
-use super::processor::replica::Replica;
-use super::processor::{Fatal, Processor};
-use super::recovery::recover_keeping;
+use super::driver::Driver;
+use super::peer::{PeerEvent, PeerHandle, PeerLimits, PeerTransport};
+use super::recovery::{recover_keeping, Recovered};
+use crate::config::ServerConfig;
 use crate::core::{PersistedState, Zab, ZabConfig};
+use crate::server::{Fatal, Pipeline};
 
 /// A running server.
 pub struct ServerHandle {
     local_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
-    processor: JoinHandle<Result<(), Fatal>>,
+    driver: JoinHandle<Result<(), Fatal>>,
     acceptor: JoinHandle<()>,
 }
 
@@ -39,21 +40,21 @@ impl ServerHandle {
         Stopper(self.shutdown.clone())
     }
 
-    /// Stops accepting, closes every connection, and waits for the processor.
+    /// Stops accepting, closes every connection, and waits for the driver.
     pub async fn shutdown(self) -> Result<(), Fatal> {
         let _ = self.shutdown.send(true);
         self.acceptor.abort();
-        match self.processor.await {
+        match self.driver.await {
             Ok(r) => r,
-            Err(e) => Err(Fatal(format!("processor task failed: {e}"))),
+            Err(e) => Err(Fatal(format!("driver task failed: {e}"))),
         }
     }
 
     /// Waits until the server stops (a [`Stopper`] or a fatal error).
     pub async fn wait(self) -> Result<(), Fatal> {
-        let res = match self.processor.await {
+        let res = match self.driver.await {
             Ok(r) => r,
-            Err(e) => Err(Fatal(format!("processor task failed: {e}"))),
+            Err(e) => Err(Fatal(format!("driver task failed: {e}"))),
         };
         self.acceptor.abort();
         res
@@ -108,30 +109,29 @@ fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow::anyhow!("cannot resolve {host}"))
 }
 
-/// Builds ZAB from the ensemble's configuration and the recovered state, and
-/// starts the peer transport on this server's quorum port.
-async fn start_replica(
+/// Builds ZAB from the configuration and the recovered state: a standalone server (no
+/// `server.N` lines) is an ensemble of one voter, which leads at once.
+fn build_zab(
     config: &ServerConfig,
     storage: &(dyn Storage + Send),
-    recovered: &super::recovery::Recovered,
-) -> anyhow::Result<(Replica, mpsc::Receiver<PeerEvent>)> {
-    let me = config
-        .servers
-        .iter()
-        .find(|s| s.id == config.my_id)
-        .ok_or_else(|| anyhow::anyhow!("myid {} has no server.N line", config.my_id))?;
-    let voters: Vec<u64> = config
-        .servers
-        .iter()
-        .filter(|s| !s.observer)
-        .map(|s| s.id)
-        .collect();
-    let observers: Vec<u64> = config
-        .servers
-        .iter()
-        .filter(|s| s.observer)
-        .map(|s| s.id)
-        .collect();
+    recovered: &Recovered,
+) -> anyhow::Result<Zab> {
+    let (voters, observers): (Vec<u64>, Vec<u64>) = if config.servers.is_empty() {
+        (vec![config.my_id], Vec::new())
+    } else {
+        if !config.servers.iter().any(|s| s.id == config.my_id) {
+            anyhow::bail!("myid {} has no server.N line", config.my_id);
+        }
+        let ids = |observer: bool| {
+            config
+                .servers
+                .iter()
+                .filter(|s| s.observer == observer)
+                .map(|s| s.id)
+                .collect()
+        };
+        (ids(false), ids(true))
+    };
     let mut zc = ZabConfig::new(config.my_id, voters, observers);
     zc.init_limit = config.init_limit;
     zc.sync_limit = config.sync_limit;
@@ -150,7 +150,18 @@ async fn start_replica(
         log_tail_base: recovered.log_tail_base,
         log_tail: recovered.log_tail.clone(),
     };
-    let zab = Zab::new(zc, persisted).map_err(|e| anyhow::anyhow!("cannot start ZAB: {e}"))?;
+    Zab::new(zc, persisted).map_err(|e| anyhow::anyhow!("cannot start ZAB: {e}"))
+}
+
+/// Starts the peer transport on this server's quorum port.
+async fn start_peers(
+    config: &ServerConfig,
+) -> anyhow::Result<(PeerHandle, mpsc::Receiver<PeerEvent>)> {
+    let me = config
+        .servers
+        .iter()
+        .find(|s| s.id == config.my_id)
+        .ok_or_else(|| anyhow::anyhow!("myid {} has no server.N line", config.my_id))?;
     let listen = resolve(&me.host, me.quorum_port)?;
     let mut peers = Vec::new();
     for s in config.servers.iter().filter(|s| s.id != config.my_id) {
@@ -171,7 +182,7 @@ async fn start_replica(
         config.my_id,
         config.servers.len()
     );
-    Ok((Replica::new(zab, handle), rx))
+    Ok((handle, rx))
 }
 
 /// The largest peer frame: a SNAP carries the whole tree.
@@ -187,7 +198,7 @@ pub async fn start(
 }
 
 /// [`start`] with an observation hook (test harnesses: the simulator's global checks),
-/// called on the processor's task for each established leadership, applied commit and
+/// called on the driver's task for each established leadership, applied commit and
 /// tree load (the first one: the tree recovered at start-up).
 pub async fn start_observed(
     config: ServerConfig,
@@ -210,23 +221,23 @@ pub async fn start_observed(
         handshake_timeout: Duration::from_secs(10),
     };
     let max_cnxns = config.max_client_cnxns;
-    let (replica, peer_rx) = if config.servers.is_empty() {
+    let zab = build_zab(&config, storage.as_ref(), &recovered)?;
+    let (peers, peer_rx) = if config.servers.is_empty() {
         (None, None)
     } else {
-        let (replica, peer_rx) = start_replica(&config, storage.as_ref(), &recovered).await?;
-        (Some(replica), Some(peer_rx))
+        let (handle, peer_rx) = start_peers(&config).await?;
+        (Some(handle), Some(peer_rx))
     };
-    let mut processor = Processor::new(
-        config,
-        clock,
+    let pipeline = Pipeline::new(
+        config.clone(),
+        zab,
         recovered.tree,
         recovered.sessions,
-        storage,
-        replica,
+        clock.now_ms(),
+        observer.is_some(),
     );
-    processor.set_observer(observer);
-    processor.tree_loaded(super::observe::TreeSource::Startup);
-    let processor = tokio::spawn(processor.run(rx, peer_rx, shutdown_rx));
+    let driver = Driver::new(config, clock, pipeline, storage, peers, observer);
+    let driver = tokio::spawn(driver.run(rx, peer_rx, shutdown_rx));
 
     let counts = IpCounts::default();
     let acceptor = tokio::spawn(async move {
@@ -262,7 +273,7 @@ pub async fn start_observed(
     Ok(ServerHandle {
         local_addr,
         shutdown,
-        processor,
+        driver,
         acceptor,
     })
 }

@@ -74,7 +74,7 @@ impl TreeSource {
     }
 }
 
-/// The observer a harness installs with [`crate::runtime::server::start_observed`].
+/// The observer a harness installs with [`crate::runtime::start_observed`].
 pub type ObserverFn = Arc<dyn Fn(Observation) + Send + Sync>;
 
 /// 64-bit FNV-1a of `bytes`: deterministic on every platform.
@@ -87,75 +87,6 @@ pub fn txn_hash(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Start-up recovery reports the recovered tree: empty on a fresh data dir, and on a
-    /// restart the tree with the txns logged before it, at their zxid.
-    #[cfg(not(madsim))]
-    #[tokio::test]
-    async fn startup_reports_the_recovered_tree() {
-        use std::sync::Mutex;
-        use std::time::Duration;
-
-        use crate::client::{Client, ClientOptions};
-        use crate::runtime::{start_observed, ServerConfig, SystemClock};
-        use crate::state::tree::DataTree;
-        use crate::storage::{FileStorage, FileStorageOptions, RealFs};
-        use crate::types::{Acl, CreateMode};
-
-        let dir = std::env::temp_dir().join(format!("zabkeeper-observe-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let seen: Arc<Mutex<Vec<Observation>>> = Arc::default();
-        let start = || {
-            let seen = Arc::clone(&seen);
-            let hook: ObserverFn = Arc::new(move |o| seen.lock().unwrap().push(o));
-            let storage = FileStorage::open(RealFs, FileStorageOptions::new(&dir, &dir)).unwrap();
-            start_observed(
-                ServerConfig::standalone(0, &dir),
-                Box::new(storage),
-                Arc::new(SystemClock),
-                Some(hook),
-            )
-        };
-        let take = || std::mem::take(&mut *seen.lock().unwrap());
-
-        let server = start().await.unwrap();
-        assert_eq!(
-            take(),
-            vec![Observation::TreeLoaded {
-                source: TreeSource::Startup,
-                zxid: 0,
-                digest: DataTree::new().digest(),
-            }]
-        );
-        let client = Client::connect(
-            &server.local_addr().to_string(),
-            ClientOptions::with_timeout(Duration::from_secs(4)),
-        )
-        .await
-        .unwrap();
-        let (_, stat) = client
-            .create("/x", b"1", &Acl::open_unsafe(), CreateMode::Persistent)
-            .await
-            .unwrap();
-        server.shutdown().await.unwrap();
-        drop(client);
-
-        let server = start().await.unwrap();
-        match take().as_slice() {
-            [Observation::TreeLoaded {
-                source: TreeSource::Startup,
-                zxid,
-                digest,
-            }] => {
-                assert!(*zxid >= stat.czxid, "recovered 0x{zxid:x}");
-                assert_ne!(*digest, DataTree::new().digest());
-            }
-            other => panic!("expected one start-up TreeLoaded, got {other:?}"),
-        }
-        server.shutdown().await.unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 
     #[test]
     fn fnv1a_known_vectors() {

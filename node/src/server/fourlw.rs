@@ -1,17 +1,20 @@
 //! Four-letter words on the client port, in ZooKeeper 3.8's output format (monitoring
 //! tools parse `mntr`, `srvr`, `cons`).
 //!
-//! A pure formatter: the processor takes a [`Status`] snapshot of what a word needs
-//! ([`needs`] says which parts) and [`answer`] turns it into text. The words that reset
-//! counters (`srst`, `crst`) are carried out by the processor; this module only words
-//! their answers.
+//! A pure formatter: the pipeline takes a [`Status`] snapshot of what a word needs
+//! ([`needs`] says which parts; the runtime reads what only the host knows, such as file
+//! descriptors and directory sizes, into [`HostFacts`]) and [`answer`] turns it into
+//! text. The words that reset counters (`srst`, `crst`) are carried out by the pipeline;
+//! this module only words their answers.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
 
-use super::config::ServerConfig;
+use crate::config::ServerConfig;
+
 use super::stats::{Latency, ServerStats};
+use super::{ConnId, HostFacts, Pipeline};
 use crate::types::{SessionId, Zxid};
 
 /// The version string reported to clients and tools.
@@ -392,33 +395,81 @@ fn conf(c: &ServerConfig, out: &mut String) {
     }
 }
 
-/// The process's open file descriptors and their soft limit, from /proc (Linux).
-pub fn file_descriptors() -> (Option<u64>, Option<u64>) {
-    let open = std::fs::read_dir("/proc/self/fd")
-        .ok()
-        .map(|d| d.count() as u64);
-    let max = std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3))
-                .and_then(|v| v.parse().ok())
+impl Pipeline {
+    /// What the four-letter words report, taken now; `remote` is the asking connection,
+    /// which ZooKeeper counts and lists among the connections.
+    pub(super) fn status(&self, needs: Needs, remote: SocketAddr, host: HostFacts) -> Status {
+        let session_of = |conn: &ConnId| self.conns.get(conn).map(|c| c.session).unwrap_or(0);
+        let mut conns: Vec<ConnStatus> = self
+            .conns
+            .values()
+            .map(|c| ConnStatus {
+                remote: Some(c.remote),
+                queued: c.pending.len(),
+                received: c.received,
+                sent: c.sent,
+                session: c.session,
+                last_op: c.last_op,
+                established_ms: c.established_ms,
+                timeout_ms: c.timeout_ms,
+                last_cxid: c.last_cxid,
+                last_zxid: c.last_zxid,
+                last_response_ms: c.last_response_ms,
+                last_latency_ms: c.last_latency_ms,
+                latency: c.latency,
+            })
+            .collect();
+        conns.push(ConnStatus {
+            remote: Some(remote),
+            received: 1,
+            ..Default::default()
         });
-    (open, max)
-}
-
-/// Bytes of the regular files directly in `dir` (0 if it cannot be read).
-pub fn dir_size(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter_map(|e| e.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
+        let ensemble = !self.config.servers.is_empty();
+        let zab = &self.zab;
+        let mut status = Status {
+            mode: self.mode_name(),
+            serving: zab.is_serving(),
+            zxid: self.tree.last_processed_zxid(),
+            node_count: self.tree.node_count(),
+            watch_count: self.watches.count(),
+            watch_bytes: self.watches.watched_path_bytes(),
+            ephemerals_count: self.tree.ephemerals_count(),
+            approximate_data_size: self.tree.approximate_data_size(),
+            global_sessions: self.sessions.len(),
+            stats: self.stats.clone(),
+            conns,
+            uptime_ms: self.now - self.started_ms,
+            open_fds: host.open_fds,
+            max_fds: host.max_fds,
+            datadir_size: host.datadir_size,
+            logdir_size: host.logdir_size,
+            learners: zab.learner_counts().filter(|_| ensemble).map(
+                |(learners, synced_followers, synced_observers)| LearnerStatus {
+                    learners,
+                    synced_followers,
+                    synced_observers,
+                },
+            ),
+            quorum_size: self.config.servers.iter().filter(|s| !s.observer).count(),
+            epochs: ensemble.then(|| (zab.current_epoch(), zab.accepted_epoch())),
+            ..Default::default()
+        };
+        if needs.watches {
+            for (conn, paths) in self.watches.by_session() {
+                status.watches_by_session.insert(session_of(&conn), paths);
+            }
+            for (path, watchers) in self.watches.by_path() {
+                status
+                    .watches_by_path
+                    .insert(path, watchers.iter().map(session_of).collect());
+            }
+        }
+        if needs.dump {
+            status.sessions = self.session_list();
+            status.ephemerals = self.tree.all_ephemerals();
+        }
+        status
+    }
 }
 
 #[cfg(test)]
@@ -538,13 +589,7 @@ mod tests {
     }
 
     #[test]
-    fn dirs_reports_file_sizes() {
-        let dir = std::env::temp_dir().join(format!("zk-dirs-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("a"), vec![0u8; 100]).unwrap();
-        std::fs::write(dir.join("b"), vec![0u8; 23]).unwrap();
-        assert_eq!(dir_size(&dir), 123);
-        std::fs::remove_dir_all(&dir).unwrap();
+    fn dirs_reports_the_sizes_the_runtime_read() {
         let s = Status {
             datadir_size: 123,
             logdir_size: 45,

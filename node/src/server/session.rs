@@ -1,0 +1,250 @@
+//! Sessions: a new session's handshake, a reconnect (ZooKeeper's `reopenSession`), and
+//! the revalidation of a reconnect through a ZAB sync.
+
+use crate::proto::client::{ConnectRequest, ConnectResponse};
+use crate::types::SessionId;
+
+use super::{ConnId, Fatal, Forwarded, Origin, Pipeline, Revalidation};
+
+/// Syncs a revalidation makes while the leader's CloseSession of the session is still
+/// outstanding before it gives up (the connection is closed, the client retries).
+const REVALIDATION_SYNCS: u8 = 3;
+
+/// Derives a session's password from its id, as ZooKeeper does, so any server of the
+/// ensemble can check it.
+pub fn session_password(session: SessionId) -> Vec<u8> {
+    use sha1::{Digest, Sha1};
+    let mut h = Sha1::new();
+    h.update(b"zabkeeper-session-secret");
+    h.update(session.to_be_bytes());
+    h.finalize()[..16].to_vec()
+}
+
+impl Pipeline {
+    /// A handshake: a client that has seen more than this server is sent elsewhere, a
+    /// server that is not serving refuses, a new session's CreateSession goes to the
+    /// leader, a reconnect is checked.
+    pub(super) fn on_connect(
+        &mut self,
+        conn: ConnId,
+        request: ConnectRequest,
+    ) -> Result<(), Fatal> {
+        let last = self
+            .tree
+            .last_processed_zxid()
+            .max(self.zab.last_logged_zxid());
+        if request.last_zxid_seen > last {
+            tracing::info!(
+                "refusing session request: client has seen zxid 0x{:x}, our last zxid is 0x{:x}; \
+                 the client must try another server",
+                request.last_zxid_seen,
+                last
+            );
+            self.close_conn(conn);
+            return Ok(());
+        }
+        if !self.zab.is_serving() {
+            tracing::debug!("refusing a client connection: not serving (no quorum yet)");
+            self.close_conn(conn);
+            return Ok(());
+        }
+        if request.session_id != 0 {
+            self.reconnect(conn, request);
+            return Ok(());
+        }
+        let timeout_ms = self.config.negotiate_session_timeout(request.timeout);
+        let session = self.next_session;
+        self.next_session += 1;
+        let origin = Origin::NewSession {
+            conn,
+            timeout_ms,
+            passwd: session_password(session),
+        };
+        self.submit(
+            Forwarded::CreateSession { timeout_ms },
+            session,
+            0,
+            Some(origin),
+        )
+    }
+
+    /// A client resumes a session on a new connection.
+    ///
+    /// A wrong password is refused at once ("expired", as ZooKeeper answers it). The
+    /// leader (a standalone server too) answers from its table, which is the committed
+    /// state. A learner's table may lag behind the leader's, so it revalidates every
+    /// reconnect (ZooKeeper's learner asks the leader for every global session).
+    fn reconnect(&mut self, conn: ConnId, request: ConnectRequest) {
+        let session = request.session_id;
+        if request.passwd != session_password(session) {
+            tracing::info!("invalid session 0x{session:x} for client: wrong password");
+            self.refuse_session(conn);
+            return;
+        }
+        let learner = !self.is_leader();
+        // Deliberately broken (sim bites test): a learner resumes a session its own table
+        // holds without asking.
+        #[cfg(feature = "broken-sessions-not-validated")]
+        let learner = learner && !self.sessions.contains(session);
+        if self.sessions.contains(session) && !learner {
+            self.resume_session(conn, session);
+            return;
+        }
+        // Deliberately broken (sim bites test): a learner answers from its own table,
+        // which may not hold a brand-new session yet.
+        #[cfg(feature = "broken-learner-trusts-own-sessions")]
+        if !self.sessions.contains(session) {
+            tracing::info!("invalid session 0x{session:x} for client: not in my table");
+            self.refuse_session(conn);
+            return;
+        }
+        self.start_revalidation(Revalidation {
+            conn,
+            session,
+            syncs: 0,
+        });
+    }
+
+    /// Answers a reconnect "session expired" (timeout 0, session 0) and closes.
+    fn refuse_session(&mut self, conn: ConnId) {
+        self.send_connect_response(conn, 0, 0, vec![0; 16]);
+        self.close_conn(conn);
+    }
+
+    /// Moves a live session to connection `conn` and answers its reconnect.
+    fn resume_session(&mut self, conn: ConnId, session: SessionId) {
+        // The session moves to this connection: drop the old one.
+        if let Some(old) = self.session_conn.insert(session, conn) {
+            if old != conn {
+                tracing::info!("session 0x{session:x} moved to a new connection");
+                self.close_conn(old);
+                self.closed(old);
+                self.session_conn.insert(session, conn);
+            }
+        }
+        self.sessions.touch(session);
+        // A learner's leader hears of the reconnect with the next touches (as ZooKeeper's
+        // leader touches a revalidated session).
+        self.touched.insert(session);
+        let timeout = self
+            .sessions
+            .get(session)
+            .map(|s| s.timeout_ms)
+            .unwrap_or(0);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session = session;
+            c.timeout_ms = timeout;
+            if !c.early.is_empty() {
+                self.early_ready.insert(conn);
+            }
+        }
+        self.send_connect_response(conn, timeout, session, session_password(session));
+    }
+
+    /// A new session's CreateSession was applied: the handshake is answered.
+    pub(super) fn session_created(
+        &mut self,
+        conn: ConnId,
+        session: SessionId,
+        timeout_ms: i32,
+        passwd: Vec<u8>,
+    ) -> Result<(), Fatal> {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            // The client went away before its session was made: close it again.
+            return self.submit(Forwarded::CloseSession, session, 0, None);
+        };
+        c.session = session;
+        c.timeout_ms = timeout_ms;
+        if !c.early.is_empty() {
+            self.early_ready.insert(conn);
+        }
+        self.session_conn.insert(session, conn);
+        self.send_connect_response(conn, timeout_ms, session, passwd);
+        Ok(())
+    }
+
+    /// Starts (another) sync for a revalidation, or closes its connection if it cannot.
+    ///
+    /// A learner's table lags behind the leader's: a brand-new session's CreateSession
+    /// may be committed, and the client answered by another server, before this server
+    /// applies it. Answering "expired" from such a table ends a live session (its
+    /// ephemerals vanish, locks and elections built on them break), and resuming a
+    /// session from it can revive one the leader already closed. ZooKeeper asks the
+    /// leader (`Learner.validateSession`, a REVALIDATE packet). Here the server starts a
+    /// `sync` instead, the one the client's `sync` uses: its `SyncDone` comes after every
+    /// txn the leader proposed before the sync reached it has been committed and applied
+    /// here, so the session's CreateSession (committed before the client ever got its
+    /// id) or CloseSession is in this server's table by then, and the table answers. No
+    /// new peer message and no session state in the core are needed, and the leader
+    /// takes the same path for a session it holds as closing.
+    ///
+    /// If the sync cannot start, or the role changes before it completes, the connection
+    /// is closed without an answer: the client tries again (perhaps elsewhere), and is
+    /// never told "expired" by a server that does not know. A deposed leader that has not
+    /// noticed yet answers syncs from its own history, as ZooKeeper's leader answers
+    /// REVALIDATE; with `quorumReads` on the sync also waits for a quorum's heartbeat
+    /// round, which a deposed leader does not get.
+    fn start_revalidation(&mut self, mut rv: Revalidation) {
+        let id = self.next_sync;
+        self.next_sync += 1;
+        rv.syncs += 1;
+        match self.zab.sync(id) {
+            Ok(()) => {
+                tracing::debug!(
+                    "revalidating session 0x{:x} (sync {id}, attempt {})",
+                    rv.session,
+                    rv.syncs
+                );
+                self.revalidations.insert(id, rv);
+            }
+            Err(e) => {
+                tracing::info!(
+                    "cannot revalidate session 0x{:x} now ({e:?}): closing the connection",
+                    rv.session
+                );
+                self.close_conn(rv.conn);
+            }
+        }
+    }
+
+    /// Answers a revalidated reconnect from the session table, now that every txn
+    /// committed before its sync has been applied.
+    pub(super) fn finish_revalidation(&mut self, rv: Revalidation) {
+        if !self.conns.contains_key(&rv.conn) {
+            return;
+        }
+        let session = rv.session;
+        if self.sessions.contains(session) {
+            self.resume_session(rv.conn, session);
+        } else if self.sessions.get(session).is_none() {
+            tracing::info!("invalid session 0x{session:x} for client: expired");
+            self.refuse_session(rv.conn);
+        } else if rv.syncs < REVALIDATION_SYNCS {
+            // Closing: the leader is proposing its CloseSession; answer once it is
+            // committed (or the session reopened, if the proposal is lost).
+            self.start_revalidation(rv);
+        } else {
+            tracing::info!("session 0x{session:x} is still closing: closing the connection");
+            self.close_conn(rv.conn);
+        }
+    }
+
+    fn send_connect_response(
+        &mut self,
+        conn: ConnId,
+        timeout: i32,
+        session: SessionId,
+        passwd: Vec<u8>,
+    ) {
+        let read_only_present = self.conns.get(&conn).is_some_and(|c| c.read_only_present);
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout,
+            session_id: session,
+            passwd,
+            read_only: false,
+            read_only_present,
+        };
+        self.send(conn, resp.encode());
+    }
+}
