@@ -6,7 +6,7 @@ MADSIM_ENV = RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=$(MADSIM_TARGET)
 PYTHON ?= python3
 
 .PHONY: all build build-madsim sim sim-ensemble test test-rust test-madsim test-sim test-integration lint fmt \
-        bench-storage bench-checker bench-sim bench-compare clean
+        rewrite bench-storage bench-checker bench-sim bench-compare clean
 
 all: build
 
@@ -37,6 +37,10 @@ test: test-rust test-madsim test-sim test-integration
 
 test-rust:
 	$(CARGO) test --workspace
+
+# Accept new output of the transcript tests (ZAB core and server pipeline): read the diff.
+rewrite:
+	REWRITE=1 $(CARGO) test -p zabkeeper --test core_transcripts --test server_transcripts
 
 # The node's code compiles against madsim (the simulator's release build proves it).
 test-madsim: build-madsim

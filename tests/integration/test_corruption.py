@@ -390,9 +390,10 @@ def test_deleted_snapshots_with_logs_that_need_them_refuse(make_server):
 
 
 def test_snapshot_newer_than_current_epoch_refuses(make_server):
-    """ZOOKEEPER-2354: a snapshot of epoch 1 while currentEpoch says 0 (a learner that took
-    the new leader's snapshot and crashed before writing currentEpoch, without the
-    updatingEpoch marker). Produced by hand: re-header a valid snapshot at epoch 1."""
+    """ZOOKEEPER-2354: a snapshot of epoch e+1 while currentEpoch says e (a learner that
+    took the new leader's snapshot and crashed before writing currentEpoch, without the
+    updatingEpoch marker). Produced by hand: re-header a valid snapshot one epoch up (a
+    standalone server is an ensemble of one: its first start leads epoch 1)."""
     s = make_server(config_lines=SNAP_CONFIG).start()
     write_nodes(s, "/epoch", 20)
     s.stop()
@@ -400,10 +401,11 @@ def test_snapshot_newer_than_current_epoch_refuses(make_server):
     with open(src, "rb") as f:
         data = f.read()
     magic, version, zxid, body_len = struct.unpack(">4sIqQ", data[:SNAP_HEADER_LEN])
-    assert magic == b"ZBSN" and zxid >> 32 == 0
+    epoch = zxid >> 32
+    assert magic == b"ZBSN" and epoch == 1
     body = data[SNAP_HEADER_LEN:SNAP_HEADER_LEN + body_len]
     assert struct.unpack(">I", data[-8:-4])[0] == crc32c(data[:SNAP_HEADER_LEN] + body)
-    new_zxid = (1 << 32) | (zxid & 0xFFFFFFFF)
+    new_zxid = ((epoch + 1) << 32) | (zxid & 0xFFFFFFFF)
     header = struct.pack(">4sIqQ", magic, version, new_zxid, body_len)
     forged = header + body + struct.pack(">I", crc32c(header + body)) + b"ZBSE"
     forged_path = os.path.join(version2(s), f"snapshot.{new_zxid:x}")
@@ -412,8 +414,8 @@ def test_snapshot_newer_than_current_epoch_refuses(make_server):
 
     rc, out = start_expecting_refusal(s)
     assert rc != 0
-    assert (f"snapshot {forged_path} has zxid 0x{new_zxid:x} of epoch 1, "
-            f"newer than currentEpoch 0") in out, out
+    assert (f"snapshot {forged_path} has zxid 0x{new_zxid:x} of epoch {epoch + 1}, "
+            f"newer than currentEpoch {epoch}") in out, out
     # removing the forged snapshot restores a startable data dir
     os.remove(forged_path)
     s.start()
@@ -455,7 +457,8 @@ def test_dump_log_and_dump_snapshot_print_contents(make_server):
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "(starts the history)" in out
-    assert "zxid 0x1 (epoch 0 counter 1) offset 16" in out and "CreateSession" in out
+    # A standalone server leads epoch 1 of its ensemble of one.
+    assert "zxid 0x100000001 (epoch 1 counter 1) offset 16" in out and "CreateSession" in out
     assert 'Create { path: "/dump/alpha"' in out
     assert 'SetData { path: "/dump/alpha"' in out
     assert 'Delete { path: "/dump/n-0" }' in out
