@@ -711,7 +711,7 @@ mod tests {
     /// session of that id had closed, and an ephemeral outlived its session.
     #[test]
     fn session_ids_never_collide_with_another_servers() {
-        let now = 0x8cc2_51f4_02i64;
+        let now = 0x008c_c251_f402_i64;
         let leader = first_session_id(7, now, &[]);
         assert_eq!(leader as u64 >> 56, 7);
         // The follower knows the leader's sessions leader, leader+1, and one of its own.
