@@ -157,6 +157,11 @@ impl SessionTracker {
         self.sessions.values()
     }
 
+    /// Every session and its timeout, in id order, as a snapshot holds them.
+    pub fn timeouts(&self) -> Vec<(SessionId, i32)> {
+        self.sessions().map(|s| (s.id, s.timeout_ms)).collect()
+    }
+
     /// Advances one tick; returns the sessions that expired, in id order.
     /// They are marked closing: the caller issues their CloseSession txns.
     pub fn tick(&mut self) -> Vec<SessionId> {

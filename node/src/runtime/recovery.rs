@@ -31,12 +31,7 @@ pub struct Recovered {
 
 /// Serializes the session table and the tree (both at the tree's zxid).
 pub fn encode_snapshot(tree: &DataTree, sessions: &SessionTracker) -> Vec<u8> {
-    encode_frozen(&tree.freeze(), &session_list(sessions))
-}
-
-/// The live sessions and their timeouts, as a snapshot holds them.
-pub fn session_list(sessions: &SessionTracker) -> Vec<(SessionId, i32)> {
-    sessions.sessions().map(|s| (s.id, s.timeout_ms)).collect()
+    encode_frozen(&tree.freeze(), &sessions.timeouts())
 }
 
 /// Serializes a frozen tree and the session table taken at the same zxid.

@@ -465,7 +465,7 @@ impl Pipeline {
             }
         }
         if needs.dump {
-            status.sessions = self.session_list();
+            status.sessions = self.sessions.timeouts();
             status.ephemerals = self.tree.all_ephemerals();
         }
         status

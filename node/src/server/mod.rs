@@ -535,7 +535,7 @@ impl Pipeline {
         SnapshotDue {
             zxid: self.tree.last_processed_zxid(),
             tree: self.tree.freeze(),
-            sessions: self.session_list(),
+            sessions: self.sessions.timeouts(),
         }
     }
 
@@ -572,14 +572,6 @@ impl Pipeline {
     /// The session table (read-only).
     pub fn sessions(&self) -> &SessionTracker {
         &self.sessions
-    }
-
-    /// The live sessions and their timeouts, as a snapshot holds them.
-    pub fn session_list(&self) -> Vec<(SessionId, i32)> {
-        self.sessions
-            .sessions()
-            .map(|s| (s.id, s.timeout_ms))
-            .collect()
     }
 
     /// The connections the pipeline knows, by id.

@@ -344,7 +344,7 @@ impl Pipeline {
                         to,
                         zxid,
                         tree: self.tree.freeze(),
-                        sessions: self.session_list(),
+                        sessions: self.sessions.timeouts(),
                     });
                 }
             }
