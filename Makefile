@@ -89,16 +89,23 @@ bench-storage:
 	$(CARGO) run -q --release -p zabkeeper --example bench_snapshot -- \
 	    --znodes 1000000 --seconds 20 $(if $(BENCH_DIR),--dir $(BENCH_DIR)/snapshot)
 
-# zabkeeper against Apache ZooKeeper 3.8 (Debian's `zookeeper` package: apt-get install
-# zookeeper), one at a time, standalone on 127.0.0.1 with the same zoo.cfg and real fsyncs,
-# under the same load from 8 sessions of the same Rust client: writes, reads, 90/10 mixed
-# (ops/s, p50/p99/p99.9/max), RSS with 100,000 znodes of 100 bytes, restart time with them.
-# About 4 minutes; shorter: make bench-compare BENCH_COMPARE_ARGS="--seconds 5 --warmup 3".
-# Numbers also go to target/bench-compare.json.
+# zabkeeper against Apache ZooKeeper 3.8 (Debian's `zookeeper` package, installed here with
+# apt-get when missing and running as root), one at a time in ABBA order, with the same
+# zoo.cfg and real fsyncs, under the same load from the same Rust client:
+# - standalone on 127.0.0.1, 8 sessions: writes, reads, 90/10 mixed (ops/s,
+#   p50/p99/p99.9/max), RSS with 100,000 znodes of 100 bytes, restart time with them;
+# - 3-server ensembles on 127.0.0.1 (each member its own data dir), 8 and 32 sessions
+#   spread over the members: create, setData, getData, mixed, with the ratio per row and
+#   the CPU share of every member and of the load generator.
+# About 15 minutes; shorter: make bench-compare BENCH_COMPARE_ARGS="--seconds 5 --warmup 3
+# --ensemble-seconds 5". Numbers also go to target/bench-compare.json.
 BENCH_COMPARE_ARGS ?=
 bench-compare:
+	@[ -f /usr/share/java/zookeeper.jar ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq zookeeper default-jre-headless >/dev/null; } || \
+	    { echo "bench-compare needs Debian's zookeeper package: sudo apt-get install zookeeper" >&2; exit 1; }
 	$(CARGO) build -q --release -p zabkeeper --bin zabkeeper
 	$(CARGO) run -q --release -p zabkeeper --example bench_compare -- \
+	    --servers zookeeper,zabkeeper,zabkeeper,zookeeper \
 	    --json target/bench-compare.json $(if $(BENCH_DIR),--dir $(BENCH_DIR)) $(BENCH_COMPARE_ARGS)
 
 # Checker speed and memory: generated kv and register histories of 10k, 100k and 1M

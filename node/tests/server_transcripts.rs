@@ -9,8 +9,9 @@
 //! servers, and client connections that are only names. After every command it runs
 //! every server until nothing is left to do (persist actions executed and reported
 //! durable, outputs taken, peer messages delivered), printing what each server did in
-//! order. A server under `hold` executes nothing it is asked to persist and reports
-//! nothing durable: what waits on its fsync stays back, what does not goes out.
+//! order. A server under `hold` writes one batch of what it is asked to persist and then
+//! holds its fsync: it reports nothing durable and takes no next batch, so what waits on
+//! the fsync stays back and what does not goes out.
 //!
 //! Commands:
 //! - `new standalone` | `new 1 2 3 [observers=4]`, optional `quorumReads`
@@ -25,7 +26,7 @@
 //!   at once)
 //! - `tick [N]`: N ticks (default 1) on every server
 //! - `4lw <sid> <word>`: a four-letter word's answer (uptime lines left out)
-//! - `hold <sid>`, `release <sid>`: stop and restart executing its persistence
+//! - `hold <sid>`, `release <sid>`: hold its fsync, then let it finish
 //! - `partition <sid>` / `heal`: cut a server off (its links drop what they carry)
 //!
 //! Notation: zxids are `epoch.counter`, sessions `S1`, `S2`... in the order they are
@@ -60,6 +61,8 @@ fn z(zxid: Zxid) -> String {
 struct Server {
     pipeline: Pipeline,
     held: bool,
+    /// A batch written and not yet fsynced (and whether it appended).
+    unsynced: Option<bool>,
     /// Opcode of each request sent, per connection and xid, to decode its reply.
     sent: BTreeMap<(u64, i32), i32>,
     /// Connections that have had their ConnectResponse.
@@ -126,6 +129,7 @@ impl Harness {
                 Server {
                     pipeline,
                     held: false,
+                    unsynced: None,
                     sent: BTreeMap::new(),
                     answered: BTreeSet::new(),
                 },
@@ -203,7 +207,21 @@ impl Harness {
     /// One server's outputs and persistence; true if it did anything.
     fn run_server(&mut self, sid: Sid) -> bool {
         let mut busy = self.drain(sid);
-        while !self.server(sid).held {
+        loop {
+            // The fsync of the last written batch, unless held; no new batch before it.
+            if let Some(appended) = self.server(sid).unsynced {
+                if self.server(sid).held {
+                    break;
+                }
+                self.server(sid).unsynced = None;
+                if appended {
+                    let _ = writeln!(self.out, "s{sid} fsync");
+                }
+                let now = self.now;
+                self.server(sid).pipeline.durable(now).unwrap();
+                self.drain(sid);
+                busy = true;
+            }
             let Some(actions) = self.server(sid).pipeline.take_persist() else {
                 break;
             };
@@ -232,12 +250,10 @@ impl Harness {
                         .replace_tree(tree, sessions, TreeSource::Snap);
                 }
             }
-            if appended {
-                let _ = writeln!(self.out, "s{sid} fsync");
-            }
             let now = self.now;
-            self.server(sid).pipeline.persisted(now).unwrap();
+            self.server(sid).pipeline.written(now).unwrap();
             self.drain(sid);
+            self.server(sid).unsynced = Some(appended);
         }
         busy
     }

@@ -75,6 +75,9 @@ pub(crate) enum Issued {
 #[derive(Debug, Default)]
 pub(crate) struct Durability {
     next_seq: u64,
+    /// The last action handed to the runtime (drained with a `Ready`): what
+    /// [`Durability::report_handed_out`] reports.
+    handed_out: u64,
     unsynced: VecDeque<(u64, Issued)>,
     held: VecDeque<(u64, AfterPersist)>,
 }
@@ -111,10 +114,19 @@ impl Durability {
         Some(self.release_through(seq))
     }
 
-    /// Everything issued so far is durable.
-    pub(crate) fn report_all(&mut self) -> Vec<Released> {
-        self.unsynced.clear();
-        self.release_through(self.next_seq)
+    /// Every action issued so far has been handed to the runtime.
+    pub(crate) fn mark_handed_out(&mut self) {
+        self.handed_out = self.next_seq;
+    }
+
+    /// Everything handed to the runtime so far is durable (not what was issued
+    /// since: the runtime has not seen it yet).
+    pub(crate) fn report_handed_out(&mut self) -> Vec<Released> {
+        let upto = self.handed_out;
+        while self.unsynced.front().is_some_and(|(s, _)| *s <= upto) {
+            self.unsynced.pop_front();
+        }
+        self.release_through(upto)
     }
 
     /// Forgets all held work (on a role change nothing held is still meaningful).
@@ -167,11 +179,31 @@ mod tests {
             d.report(|w| *w == Issued::Txn(5)).is_none(),
             "a stale report matches nothing"
         );
-        assert_eq!(d.report_all().len(), 1);
+        d.mark_handed_out();
+        assert_eq!(d.report_handed_out().len(), 1);
         assert!(
             d.after_persisted(ack(7)).is_some(),
             "nothing pending: released at once"
         );
+    }
+
+    #[test]
+    fn only_what_was_handed_out_is_reported() {
+        let mut d = Durability::default();
+        d.issue(Issued::Txn(5));
+        assert!(d.after_persisted(ack(5)).is_none());
+        d.mark_handed_out();
+        // Issued after the runtime took its Ready: not covered by the report.
+        d.issue(Issued::Txn(6));
+        assert!(d.after_persisted(ack(6)).is_none());
+        let r = d.report_handed_out();
+        assert!(
+            matches!(&r[..], [Released::Message(m)] if *m.message() == PeerMessage::Ack { zxid: 5 })
+        );
+        assert_eq!(d.unsynced_len(), 1);
+        d.mark_handed_out();
+        assert_eq!(d.report_handed_out().len(), 1);
+        assert_eq!(d.unsynced_len(), 0);
     }
 
     #[test]

@@ -626,9 +626,10 @@ impl Zab {
         self.on_released(r);
     }
 
-    /// Every persist action handed out so far is durable.
+    /// Every persist action handed out so far (drained with [`Zab::ready`]) is
+    /// durable; actions issued since are not covered.
     pub fn all_persisted(&mut self) {
-        let r = self.durability.report_all();
+        let r = self.durability.report_handed_out();
         self.on_released(Some(r));
     }
 
@@ -669,6 +670,7 @@ impl Zab {
     /// Drains the work accumulated since the last call.
     pub fn ready(&mut self) -> Ready {
         let mut ready = std::mem::take(&mut self.ready);
+        self.durability.mark_handed_out();
         // Snapshots are taken after this Ready's commits: they cover every
         // txn committed so far, so txns at or below that point queued for the
         // same learner after the snapshot request are redundant.

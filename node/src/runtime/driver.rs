@@ -108,28 +108,38 @@ impl Driver {
                     self.pipeline.tick(now)?;
                 }
                 ev = recv_opt(&mut peer_rx) => match ev {
-                    Some(PeerEvent::Connected(sid)) => self.pipeline.peer_connected(sid)?,
-                    Some(PeerEvent::Disconnected(sid)) => {
-                        self.snaps.remove(&sid);
-                        self.pipeline.peer_disconnected(sid)?
-                    }
-                    Some(PeerEvent::Message(sid, msg)) => self.pipeline.peer_message(sid, msg)?,
+                    Some(ev) => self.peer_event(ev)?,
                     None => return Err(Fatal("the peer transport stopped".into())),
                 },
                 m = rx.recv() => match m {
                     None => break,
-                    Some(m) => {
-                        self.handle(m)?;
-                        let mut n = 1;
-                        while n < max_batch {
-                            match rx.try_recv() {
-                                Ok(m) => self.handle(m)?,
-                                Err(_) => break,
-                            }
-                            n += 1;
-                        }
-                    }
+                    Some(m) => self.handle(m)?,
                 },
+            }
+            // A batch: whatever else has arrived from peers and clients, up to
+            // globalOutstandingLimit of each, goes into the same step, so a leader
+            // proposes it in one go and a follower appends every PROPOSE that arrived
+            // with one fsync (group commit on every server).
+            let (mut from_peers, mut from_clients) = (0, 0);
+            loop {
+                let mut took = false;
+                if from_peers < max_batch {
+                    if let Some(Ok(ev)) = peer_rx.as_mut().map(|r| r.try_recv()) {
+                        self.peer_event(ev)?;
+                        from_peers += 1;
+                        took = true;
+                    }
+                }
+                if from_clients < max_batch {
+                    if let Ok(m) = rx.try_recv() {
+                        self.handle(m)?;
+                        from_clients += 1;
+                        took = true;
+                    }
+                }
+                if !took {
+                    break;
+                }
             }
             self.flush()?;
             self.end_step()?;
@@ -139,6 +149,18 @@ impl Driver {
             outbox.close();
         }
         Ok(())
+    }
+
+    /// Hands one event of the quorum transport to the pipeline.
+    fn peer_event(&mut self, ev: PeerEvent) -> Result<(), Fatal> {
+        match ev {
+            PeerEvent::Connected(sid) => self.pipeline.peer_connected(sid),
+            PeerEvent::Disconnected(sid) => {
+                self.snaps.remove(&sid);
+                self.pipeline.peer_disconnected(sid)
+            }
+            PeerEvent::Message(sid, msg) => self.pipeline.peer_message(sid, msg),
+        }
     }
 
     /// Hands one message from a connection to the pipeline.
@@ -178,7 +200,8 @@ impl Driver {
     }
 
     /// Sends what the pipeline produced, and executes its persist actions (one fsync
-    /// for all the appends among them) until it has nothing more.
+    /// for all the appends among them) until it has nothing more: execute, `written`,
+    /// send, fsync, `durable`.
     fn flush(&mut self) -> Result<(), Fatal> {
         loop {
             self.drain_outputs();
@@ -189,11 +212,16 @@ impl Driver {
             for action in actions {
                 appended |= self.persist(action)?;
             }
+            // Written: commits applied and answered, PROPOSE/COMMIT on their way to the
+            // followers (their writer tasks send while this one fsyncs).
+            let now = self.now();
+            self.pipeline.written(now)?;
+            self.drain_outputs();
             if appended {
                 self.fsync()?;
             }
             let now = self.now();
-            self.pipeline.persisted(now)?;
+            self.pipeline.durable(now)?;
         }
         Ok(())
     }

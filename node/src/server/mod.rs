@@ -19,10 +19,14 @@
 //!
 //! 1. Storage: [`Pipeline::take_persist`] hands out the core's persist actions (appends,
 //!    TRUNC, epochs, SNAP). The runtime executes them in order (for a SNAP or a TRUNC
-//!    reload it hands the new tree back with [`Pipeline::replace_tree`]), fsyncs once if
-//!    anything was appended, and then calls [`Pipeline::persisted`]. Only then are the
-//!    commits applied and answered and the messages that depend on the persistence
-//!    released. It repeats while `take_persist` has work.
+//!    reload it hands the new tree back with [`Pipeline::replace_tree`]) and calls
+//!    [`Pipeline::written`]: the core's messages that depend on no persistence (a
+//!    leader's PROPOSE and COMMIT) are released, so they leave while the log is being
+//!    fsynced. The runtime then fsyncs once if anything was appended and calls
+//!    [`Pipeline::durable`]: only then are the commits applied and answered, and does
+//!    the core release what depends on the persistence (a learner's ACK, the leader's
+//!    own ACK, hence the commit of a standalone server's or a leader's txn). It repeats
+//!    while `take_persist` has work.
 //! 2. Everything else, from [`Pipeline::poll_output`], in the order it was produced:
 //!    client frames and closes, peer messages and disconnects, SNAPs to serialize,
 //!    observations. All of it may leave at once: a reply to a write enters the queue
@@ -51,7 +55,7 @@ use bytes::Bytes;
 
 use crate::config::ServerConfig;
 use crate::core::session::SessionTracker;
-use crate::core::{PersistAction, Ready, Role, Zab};
+use crate::core::{Outbound, PersistAction, Ready, Role, Zab};
 use crate::proto::client::{ConnectRequest, Request};
 use crate::proto::peer::{PeerMessage, Sid};
 use crate::state::prep::Prepper;
@@ -193,7 +197,7 @@ pub struct Pipeline {
     next_session: SessionId,
     zab: Zab,
     /// The rest of the Ready whose persist actions the runtime is executing.
-    unpersisted: Option<Ready>,
+    unwritten: Option<Ready>,
     /// Requests taken here waiting for their commit (or sync): (session, cxid) -> origin.
     pending: BTreeMap<(SessionId, i32), Origin>,
     /// Per-session FIFO of requests not answered yet.
@@ -245,7 +249,7 @@ impl Pipeline {
             early_ready: BTreeSet::new(),
             next_session,
             zab,
-            unpersisted: None,
+            unwritten: None,
             pending: BTreeMap::new(),
             queues: BTreeMap::new(),
             syncs: BTreeMap::new(),
@@ -438,28 +442,62 @@ impl Pipeline {
     // ----- storage -----
 
     /// The core's next persist actions, if it has anything to do (the list may be
-    /// empty: then there is nothing to persist, but [`Pipeline::persisted`] must still
-    /// be called to release the rest).
+    /// empty: then there is nothing to persist, but [`Pipeline::written`] and
+    /// [`Pipeline::durable`] must still be called to release the rest).
     pub fn take_persist(&mut self) -> Option<Vec<PersistAction>> {
-        debug_assert!(self.unpersisted.is_none(), "persisted() was not called");
+        debug_assert!(self.unwritten.is_none(), "durable() was not called");
         if !self.zab.has_ready() {
             return None;
         }
         let mut ready = self.zab.ready();
         let persist = std::mem::take(&mut ready.persist);
-        self.unpersisted = Some(ready);
+        self.unwritten = Some(ready);
         Some(persist)
     }
 
-    /// The actions from the last [`Pipeline::take_persist`] are executed and durable:
-    /// applies the commits, answers their requests, releases the messages.
-    pub fn persisted(&mut self, now_ms: i64) -> Result<(), Fatal> {
+    /// The actions from the last [`Pipeline::take_persist`] are executed (written, not
+    /// necessarily durable): the core's messages up to its first SNAP or disconnect
+    /// (a leader's PROPOSE and COMMIT, ACKs released by earlier fsyncs) are released
+    /// now, so they leave while the log is being fsynced. None of them depends on this
+    /// step's persistence: what does is a [`crate::core::Outbound::Durable`] message,
+    /// which the core builds only after [`Pipeline::durable`].
+    pub fn written(&mut self, now_ms: i64) -> Result<(), Fatal> {
         self.now = now_ms;
-        let Some(ready) = self.unpersisted.take() else {
+        let Some(ready) = self.unwritten.as_mut() else {
             return Ok(());
         };
+        let early = ready
+            .messages
+            .iter()
+            .position(|m| matches!(m, Outbound::Snapshot { .. } | Outbound::Disconnect { .. }))
+            .unwrap_or(ready.messages.len());
+        let early: Vec<Outbound> = ready.messages.drain(..early).collect();
+        for out in early {
+            match out {
+                Outbound::Send { to, msg } => self.send_peer(to, msg),
+                Outbound::Durable(ack) => {
+                    let (to, msg) = ack.into_parts();
+                    self.send_peer(to, msg);
+                }
+                Outbound::Snapshot { .. } | Outbound::Disconnect { .. } => {
+                    unreachable!("stops before the first")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every action handed out by [`Pipeline::take_persist`] so far is durable: the
+    /// core releases the ACKs that waited for it (and a leader counts its own); the
+    /// commits that came with the actions are applied and answered, then the rest of
+    /// the messages and the events. A server thus applies only txns it holds durably.
+    pub fn durable(&mut self, now_ms: i64) -> Result<(), Fatal> {
+        self.now = now_ms;
+        let ready = self.unwritten.take();
         self.zab.all_persisted();
-        self.release(ready)?;
+        if let Some(ready) = ready {
+            self.release(ready)?;
+        }
         self.settle()
     }
 

@@ -356,7 +356,7 @@ impl Pipeline {
     }
 
     /// Sends to a peer, behind the SNAP being serialized for it, if any.
-    fn send_peer(&mut self, to: u64, msg: crate::proto::peer::PeerMessage) {
+    pub(super) fn send_peer(&mut self, to: u64, msg: crate::proto::peer::PeerMessage) {
         match self.snaps.send(to, msg) {
             Held::No(msg) => self.out.push_back(Output::Send { to, msg }),
             Held::Yes => {}

@@ -19,6 +19,10 @@
 //!
 //! with ops/s, latency p50/p99/p99.9/max and RSS for each of 4-6.
 //!
+//! Then each server as a 3-server ensemble (see `ensemble.rs`): sessions spread over all
+//! members, 8 and 32 of them, create / setData / getData / mixed, with the CPU share of
+//! each member and of the load generator.
+//!
 //! Prints one side-by-side table and optionally writes the numbers as JSON. Both servers are
 //! stopped and the data directories removed at the end, on error and on Ctrl-C/SIGTERM.
 //!
@@ -42,6 +46,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zookeeper_client::{Acls, Client, CreateMode};
+
+mod ensemble;
 
 /// The server implementations this benchmark can start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -131,14 +137,40 @@ struct Args {
     /// Seed of the clients' choice of znodes and of reads versus writes.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Skip the standalone measurement (only the ensembles).
+    #[arg(long)]
+    skip_standalone: bool,
+    /// Session counts of the ensemble measurement, each a round of phases; `0` skips the
+    /// ensembles.
+    #[arg(long, value_delimiter = ',', default_value = "8,32")]
+    ensemble_sessions: Vec<usize>,
+    /// Members of each ensemble.
+    #[arg(long, default_value_t = 3)]
+    ensemble_size: usize,
+    /// Seconds per measured ensemble phase (create, setData, getData, mixed).
+    #[arg(long, default_value_t = 10)]
+    ensemble_seconds: u64,
+    /// Seconds of unmeasured mixed load before each round of ensemble phases.
+    #[arg(long, default_value_t = 3)]
+    ensemble_warmup: u64,
+    /// Znodes loaded into each ensemble (setData and getData pick among them).
+    #[arg(long, default_value_t = 10_000)]
+    ensemble_keys: u64,
 }
 
 /// The three measured workloads (and the warm-up, which is `Mixed`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Workload {
+    /// create (persistent sequential) and setData alternately.
     Writes,
+    /// getData of random loaded znodes.
     Reads,
+    /// 90% reads, 10% writes (as `Writes`).
     Mixed,
+    /// create of persistent znodes at unique paths (the ensemble's create row).
+    Create,
+    /// setData of random loaded znodes (the ensemble's setData row).
+    SetData,
 }
 
 impl Workload {
@@ -149,6 +181,8 @@ impl Workload {
             Workload::Writes => "writes",
             Workload::Reads => "reads",
             Workload::Mixed => "mixed",
+            Workload::Create => "create",
+            Workload::SetData => "setData",
         }
     }
 }
@@ -358,8 +392,22 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// A standalone server of `kind` (its log `<kind>.log` in `run_dir`).
     fn spawn(kind: ServerKind, args: &Args, run_dir: &Path, cfg: &Path) -> anyhow::Result<Self> {
-        let log = run_dir.join(format!("{}.log", kind.name()));
+        Self::spawn_named(kind, args, run_dir, cfg, kind.name(), false)
+    }
+
+    /// A server of `kind` logging to `<name>.log` in `run_dir`; `quorum` starts
+    /// ZooKeeper's `QuorumPeerMain` (an ensemble member) instead of `ZooKeeperServerMain`.
+    fn spawn_named(
+        kind: ServerKind,
+        args: &Args,
+        run_dir: &Path,
+        cfg: &Path,
+        name: &str,
+        quorum: bool,
+    ) -> anyhow::Result<Self> {
+        let log = run_dir.join(format!("{name}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -373,7 +421,11 @@ impl ServerProcess {
                 }
                 c.arg("-cp")
                     .arg(&args.zookeeper_classpath)
-                    .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
+                    .arg(if quorum {
+                        "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+                    } else {
+                        "org.apache.zookeeper.server.ZooKeeperServerMain"
+                    })
                     .arg(cfg);
                 c
             }
@@ -609,7 +661,8 @@ async fn session_loop(
     seed: u64,
 ) -> SessionStats {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ ((session as u64) << 32));
-    let seq_prefix = format!("/bench/seq/s{session}-");
+    // Unique per phase (the seed) and session, so that no two creates collide.
+    let seq_prefix = format!("/bench/seq/s{session}-{seed}-");
     let mut writes = 0u64;
     let mut stats = SessionStats {
         nanos: Vec::with_capacity(1 << 16),
@@ -617,13 +670,27 @@ async fn session_loop(
     };
     while Instant::now() < until {
         let write = match workload {
-            Workload::Writes => true,
+            Workload::Writes | Workload::Create | Workload::SetData => true,
             Workload::Reads => false,
             Workload::Mixed => rng.gen_bool(0.1),
         };
         let path = znode_path(rng.gen_range(0..znodes));
         let start = Instant::now();
-        let ok = if write {
+        let ok = if workload == Workload::Create {
+            writes += 1;
+            let unique = format!("{seq_prefix}{writes}");
+            let op = client.create(&unique, &payload, &persistent());
+            matches!(
+                tokio::time::timeout(Duration::from_secs(10), op).await,
+                Ok(Ok(_))
+            )
+        } else if workload == Workload::SetData {
+            let op = client.set_data(&path, &payload, None);
+            matches!(
+                tokio::time::timeout(Duration::from_secs(10), op).await,
+                Ok(Ok(_))
+            )
+        } else if write {
             writes += 1;
             let op = async {
                 if writes % 2 == 1 {
@@ -659,7 +726,7 @@ async fn phase(
     clients: &[Client],
     workload: Workload,
     seconds: u64,
-    args: &Args,
+    znodes: u64,
     payload: &Arc<Vec<u8>>,
     seed: u64,
 ) -> anyhow::Result<PhaseResult> {
@@ -673,7 +740,7 @@ async fn phase(
                 c.clone(),
                 s,
                 workload,
-                args.znodes,
+                znodes,
                 payload.clone(),
                 until,
                 seed,
@@ -781,7 +848,7 @@ async fn bench_server(
             &clients,
             Workload::Mixed,
             args.warmup,
-            args,
+            args.znodes,
             &payload,
             args.seed.wrapping_add(100),
         )
@@ -793,7 +860,7 @@ async fn bench_server(
             &clients,
             w,
             args.seconds,
-            args,
+            args.znodes,
             &payload,
             args.seed + i as u64,
         )
@@ -848,6 +915,25 @@ fn load_average() -> f64 {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Column heads for runs of these servers: a server measured more than once (e.g.
+/// --servers zookeeper,zabkeeper,zabkeeper,zookeeper to even out background load) gets
+/// numbered columns.
+fn column_names<'a>(servers: impl Iterator<Item = &'a str> + Clone) -> Vec<String> {
+    let all: Vec<&str> = servers.collect();
+    all.iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let label = if s == "zookeeper" { "ZooKeeper" } else { s };
+            if all.iter().filter(|&&o| o == s).count() > 1 {
+                let n = all[..=i].iter().filter(|&&o| o == s).count();
+                format!("{label} #{n}")
+            } else {
+                label.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The side-by-side table.
@@ -939,20 +1025,7 @@ fn table(results: &[ServerResult], args: &Args) -> String {
     let col = 12;
     let mut out = String::new();
     let _ = write!(out, "| {:<label_width$} |", "");
-    for (i, r) in results.iter().enumerate() {
-        let mut name = match r.server.as_str() {
-            "zookeeper" => "ZooKeeper".to_string(),
-            other => other.to_string(),
-        };
-        // A server measured more than once (e.g. --servers zookeeper,zabkeeper,zabkeeper,
-        // zookeeper to even out background load) gets numbered columns.
-        if results.iter().filter(|o| o.server == r.server).count() > 1 {
-            let n = results[..=i]
-                .iter()
-                .filter(|o| o.server == r.server)
-                .count();
-            name = format!("{name} #{n}");
-        }
+    for name in column_names(results.iter().map(|r| r.server.as_str())) {
         let _ = write!(out, " {name:>col$} |");
     }
     out.push('\n');
@@ -974,6 +1047,9 @@ fn table(results: &[ServerResult], args: &Args) -> String {
 async fn run(args: Args) -> anyhow::Result<()> {
     if args.sessions == 0 || args.znodes == 0 || args.servers.is_empty() {
         bail!("--sessions, --znodes and --servers must be non-empty");
+    }
+    if args.ensemble_size == 0 || args.ensemble_keys == 0 {
+        bail!("--ensemble-size and --ensemble-keys must be at least 1");
     }
     if args.servers.contains(&ServerKind::Zookeeper) {
         let jar = args
@@ -1004,8 +1080,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let date = utc_now();
     let machine = machine();
     println!("bench-compare {date}, {machine}");
-    println!(
-        "{} sessions, {} s per phase after {} s warm-up, {} znodes of {} bytes, forceSync=yes, \
+    if args.skip_standalone {
+        println!("data under {}", base.path.display());
+    } else {
+        println!(
+        "standalone: {} sessions, {} s per phase after {} s warm-up, {} znodes of {} bytes, forceSync=yes, \
          data under {}",
         args.sessions,
         args.seconds,
@@ -1014,16 +1093,50 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.data_bytes,
         base.path.display()
     );
+    }
     let mut results = Vec::new();
-    for (run, &kind) in args.servers.iter().enumerate() {
-        results.push(bench_server(kind, run, &args, &base.path).await?);
+    if !args.skip_standalone {
+        for (run, &kind) in args.servers.iter().enumerate() {
+            results.push(bench_server(kind, run, &args, &base.path).await?);
+        }
+    }
+    let rounds: Vec<usize> = args
+        .ensemble_sessions
+        .iter()
+        .copied()
+        .filter(|&n| n > 0)
+        .collect();
+    let mut ensembles = Vec::new();
+    if !rounds.is_empty() {
+        let ens_args = Args {
+            ensemble_sessions: rounds,
+            ..args.clone()
+        };
+        println!(
+            "{}-server ensembles: sessions {:?}, {} s per phase after {} s warm-up, {} keys",
+            args.ensemble_size,
+            ens_args.ensemble_sessions,
+            args.ensemble_seconds,
+            args.ensemble_warmup,
+            args.ensemble_keys
+        );
+        for (run, &kind) in args.servers.iter().enumerate() {
+            ensembles.push(ensemble::bench_ensemble(kind, run, &ens_args, &base.path).await?);
+        }
     }
     println!();
     println!("{date}, {machine}");
     for r in &results {
         println!("{}: {}", r.server, r.version);
     }
-    print!("{}", table(&results, &args));
+    if !results.is_empty() {
+        println!("\nstandalone, {} sessions:", args.sessions);
+        print!("{}", table(&results, &args));
+    }
+    if !ensembles.is_empty() {
+        println!();
+        print!("{}", ensemble::ensemble_table(&ensembles));
+    }
     if let Some(path) = &args.json {
         let doc = serde_json::json!({
             "date": date,
@@ -1040,6 +1153,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "zoo_cfg": zoo_cfg(args.tick_time, Path::new("<dataDir>"), 0),
             },
             "results": results,
+            "ensemble_settings": {
+                "members": args.ensemble_size,
+                "sessions": args.ensemble_sessions,
+                "seconds_per_phase": args.ensemble_seconds,
+                "warmup_seconds": args.ensemble_warmup,
+                "keys": args.ensemble_keys,
+                "zoo_cfg": ensemble::ensemble_cfg(args.tick_time, Path::new("<dataDir>"), 0,
+                    &[(0, 0); 3]),
+            },
+            "ensembles": ensembles,
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
