@@ -250,8 +250,7 @@ impl Harness {
                         .replace_tree(tree, sessions, TreeSource::Snap);
                 }
             }
-            let now = self.now;
-            self.server(sid).pipeline.written(now).unwrap();
+            self.server(sid).pipeline.written();
             self.drain(sid);
             self.server(sid).unsynced = Some(appended);
         }

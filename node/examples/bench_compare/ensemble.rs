@@ -72,21 +72,8 @@ pub fn ensemble_cfg(
     client_port: u16,
     members: &[(u16, u16)],
 ) -> String {
-    let mut cfg = format!(
-        "tickTime={tick_time}\n\
-         initLimit=10\n\
-         syncLimit=5\n\
-         dataDir={}\n\
-         clientPort={client_port}\n\
-         clientPortAddress=127.0.0.1\n\
-         maxClientCnxns=60\n\
-         forceSync=yes\n\
-         snapCount=100000\n\
-         autopurge.purgeInterval=0\n\
-         4lw.commands.whitelist=ruok,srvr,mntr\n\
-         admin.enableServer=false\n",
-        data_dir.display()
-    );
+    let mut cfg = super::zoo_cfg(tick_time, data_dir, client_port);
+    cfg.push_str("initLimit=10\nsyncLimit=5\n");
     for (i, (quorum, election)) in members.iter().enumerate() {
         let _ = writeln!(cfg, "server.{}=127.0.0.1:{quorum}:{election}", i + 1);
     }

@@ -676,42 +676,28 @@ async fn session_loop(
         };
         let path = znode_path(rng.gen_range(0..znodes));
         let start = Instant::now();
-        let ok = if workload == Workload::Create {
-            writes += 1;
-            let unique = format!("{seq_prefix}{writes}");
-            let op = client.create(&unique, &payload, &persistent());
-            matches!(
-                tokio::time::timeout(Duration::from_secs(10), op).await,
-                Ok(Ok(_))
-            )
-        } else if workload == Workload::SetData {
-            let op = client.set_data(&path, &payload, None);
-            matches!(
-                tokio::time::timeout(Duration::from_secs(10), op).await,
-                Ok(Ok(_))
-            )
-        } else if write {
-            writes += 1;
-            let op = async {
-                if writes % 2 == 1 {
-                    client
-                        .create(&seq_prefix, &payload, &sequential())
-                        .await
-                        .map(|_| ())
-                } else {
-                    client.set_data(&path, &payload, None).await.map(|_| ())
-                }
-            };
-            matches!(
-                tokio::time::timeout(Duration::from_secs(10), op).await,
-                Ok(Ok(()))
-            )
-        } else {
-            matches!(
-                tokio::time::timeout(Duration::from_secs(10), client.get_data(&path)).await,
-                Ok(Ok(_))
-            )
+        writes += u64::from(write);
+        let op = async {
+            match workload {
+                // Unique per phase, session and write: never an existing path.
+                Workload::Create => client
+                    .create(&format!("{seq_prefix}{writes}"), &payload, &persistent())
+                    .await
+                    .map(|_| ()),
+                Workload::SetData => client.set_data(&path, &payload, None).await.map(|_| ()),
+                // Writes and mixed: create (sequential) and setData alternately.
+                _ if write && writes % 2 == 1 => client
+                    .create(&seq_prefix, &payload, &sequential())
+                    .await
+                    .map(|_| ()),
+                _ if write => client.set_data(&path, &payload, None).await.map(|_| ()),
+                _ => client.get_data(&path).await.map(|_| ()),
+            }
         };
+        let ok = matches!(
+            tokio::time::timeout(Duration::from_secs(10), op).await,
+            Ok(Ok(()))
+        );
         if ok {
             stats.nanos.push(start.elapsed().as_nanos() as u64);
         } else {
@@ -920,7 +906,7 @@ fn load_average() -> f64 {
 /// Column heads for runs of these servers: a server measured more than once (e.g.
 /// --servers zookeeper,zabkeeper,zabkeeper,zookeeper to even out background load) gets
 /// numbered columns.
-fn column_names<'a>(servers: impl Iterator<Item = &'a str> + Clone) -> Vec<String> {
+fn column_names<'a>(servers: impl Iterator<Item = &'a str>) -> Vec<String> {
     let all: Vec<&str> = servers.collect();
     all.iter()
         .enumerate()

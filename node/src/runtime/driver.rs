@@ -212,10 +212,9 @@ impl Driver {
             for action in actions {
                 appended |= self.persist(action)?;
             }
-            // Written: commits applied and answered, PROPOSE/COMMIT on their way to the
-            // followers (their writer tasks send while this one fsyncs).
-            let now = self.now();
-            self.pipeline.written(now)?;
+            // Written: a leader's PROPOSE/COMMIT on their way to the followers (their
+            // writer tasks send while this one fsyncs).
+            self.pipeline.written();
             self.drain_outputs();
             if appended {
                 self.fsync()?;

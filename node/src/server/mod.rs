@@ -196,8 +196,9 @@ pub struct Pipeline {
     early_ready: BTreeSet<ConnId>,
     next_session: SessionId,
     zab: Zab,
-    /// The rest of the Ready whose persist actions the runtime is executing.
-    unwritten: Option<Ready>,
+    /// The rest of the Ready whose persist actions the runtime is executing, until
+    /// they are durable.
+    unpersisted: Option<Ready>,
     /// Requests taken here waiting for their commit (or sync): (session, cxid) -> origin.
     pending: BTreeMap<(SessionId, i32), Origin>,
     /// Per-session FIFO of requests not answered yet.
@@ -249,7 +250,7 @@ impl Pipeline {
             early_ready: BTreeSet::new(),
             next_session,
             zab,
-            unwritten: None,
+            unpersisted: None,
             pending: BTreeMap::new(),
             queues: BTreeMap::new(),
             syncs: BTreeMap::new(),
@@ -445,13 +446,13 @@ impl Pipeline {
     /// empty: then there is nothing to persist, but [`Pipeline::written`] and
     /// [`Pipeline::durable`] must still be called to release the rest).
     pub fn take_persist(&mut self) -> Option<Vec<PersistAction>> {
-        debug_assert!(self.unwritten.is_none(), "durable() was not called");
+        debug_assert!(self.unpersisted.is_none(), "durable() was not called");
         if !self.zab.has_ready() {
             return None;
         }
         let mut ready = self.zab.ready();
         let persist = std::mem::take(&mut ready.persist);
-        self.unwritten = Some(ready);
+        self.unpersisted = Some(ready);
         Some(persist)
     }
 
@@ -461,10 +462,9 @@ impl Pipeline {
     /// now, so they leave while the log is being fsynced. None of them depends on this
     /// step's persistence: what does is a [`crate::core::Outbound::Durable`] message,
     /// which the core builds only after [`Pipeline::durable`].
-    pub fn written(&mut self, now_ms: i64) -> Result<(), Fatal> {
-        self.now = now_ms;
-        let Some(ready) = self.unwritten.as_mut() else {
-            return Ok(());
+    pub fn written(&mut self) {
+        let Some(ready) = self.unpersisted.as_mut() else {
+            return;
         };
         let early = ready
             .messages
@@ -473,18 +473,8 @@ impl Pipeline {
             .unwrap_or(ready.messages.len());
         let early: Vec<Outbound> = ready.messages.drain(..early).collect();
         for out in early {
-            match out {
-                Outbound::Send { to, msg } => self.send_peer(to, msg),
-                Outbound::Durable(ack) => {
-                    let (to, msg) = ack.into_parts();
-                    self.send_peer(to, msg);
-                }
-                Outbound::Snapshot { .. } | Outbound::Disconnect { .. } => {
-                    unreachable!("stops before the first")
-                }
-            }
+            self.release_message(out);
         }
-        Ok(())
     }
 
     /// Every action handed out by [`Pipeline::take_persist`] so far is durable: the
@@ -493,7 +483,7 @@ impl Pipeline {
     /// the messages and the events. A server thus applies only txns it holds durably.
     pub fn durable(&mut self, now_ms: i64) -> Result<(), Fatal> {
         self.now = now_ms;
-        let ready = self.unwritten.take();
+        let ready = self.unpersisted.take();
         self.zab.all_persisted();
         if let Some(ready) = ready {
             self.release(ready)?;

@@ -324,30 +324,7 @@ impl Pipeline {
             self.apply_committed(zxid, &payload)?;
         }
         for out in ready.messages {
-            match out {
-                Outbound::Disconnect { peer } => {
-                    // The core gave up on this peer: a fresh connection for what
-                    // follows, nothing stale queued ahead of it.
-                    self.snaps.abandon(peer);
-                    self.out.push_back(Output::Disconnect { peer });
-                }
-                Outbound::Send { to, msg } => self.send_peer(to, msg),
-                Outbound::Durable(ack) => {
-                    let (to, msg) = ack.into_parts();
-                    self.send_peer(to, msg);
-                }
-                Outbound::Snapshot { to, zxid } => {
-                    if self.snaps.start(to, zxid) {
-                        tracing::info!("a new SNAP for server {to} replaces one not sent yet");
-                    }
-                    self.out.push_back(Output::SerializeSnap {
-                        to,
-                        zxid,
-                        tree: self.tree.freeze(),
-                        sessions: self.sessions.timeouts(),
-                    });
-                }
-            }
+            self.release_message(out);
         }
         for ev in ready.events {
             self.on_zab_event(ev)?;
@@ -355,8 +332,37 @@ impl Pipeline {
         Ok(())
     }
 
+    /// One of the core's messages: sent (behind a SNAP in flight to that peer), a SNAP
+    /// to serialize from the tree as it stands, or a disconnect.
+    pub(super) fn release_message(&mut self, out: Outbound) {
+        match out {
+            Outbound::Disconnect { peer } => {
+                // The core gave up on this peer: a fresh connection for what
+                // follows, nothing stale queued ahead of it.
+                self.snaps.abandon(peer);
+                self.out.push_back(Output::Disconnect { peer });
+            }
+            Outbound::Send { to, msg } => self.send_peer(to, msg),
+            Outbound::Durable(ack) => {
+                let (to, msg) = ack.into_parts();
+                self.send_peer(to, msg);
+            }
+            Outbound::Snapshot { to, zxid } => {
+                if self.snaps.start(to, zxid) {
+                    tracing::info!("a new SNAP for server {to} replaces one not sent yet");
+                }
+                self.out.push_back(Output::SerializeSnap {
+                    to,
+                    zxid,
+                    tree: self.tree.freeze(),
+                    sessions: self.sessions.timeouts(),
+                });
+            }
+        }
+    }
+
     /// Sends to a peer, behind the SNAP being serialized for it, if any.
-    pub(super) fn send_peer(&mut self, to: u64, msg: crate::proto::peer::PeerMessage) {
+    fn send_peer(&mut self, to: u64, msg: crate::proto::peer::PeerMessage) {
         match self.snaps.send(to, msg) {
             Held::No(msg) => self.out.push_back(Output::Send { to, msg }),
             Held::Yes => {}
