@@ -35,6 +35,12 @@ pub(crate) struct Election {
     /// interval later loses its connection before the resend (see
     /// [`super::Outbound::Disconnect`]).
     pub(crate) unanswered: BTreeMap<Sid, u64>,
+    /// FOLLOWERINFO or OBSERVERINFO that arrived in this round, the last one
+    /// from each sender and only while nothing else came from it after: a
+    /// learner that decided for us before our own finalize wait ended. The
+    /// leader we may become takes them as if they arrived just then, instead
+    /// of waiting a tick for the learner to repeat them.
+    pub(crate) early_info: BTreeMap<Sid, PeerMessage>,
 }
 
 /// True if `new` beats `cur` (`totalOrderPredicate`): higher peer epoch,
@@ -62,6 +68,7 @@ impl Election {
             resend_in: cfg.election_resend,
             resend_interval: cfg.election_resend,
             unanswered: BTreeMap::new(),
+            early_info: BTreeMap::new(),
         }
     }
 }
@@ -115,6 +122,7 @@ impl Zab {
         e.resend_interval = self.cfg.election_resend;
         e.resend_in = self.cfg.election_resend;
         e.unanswered.clear();
+        e.early_info.clear();
         self.election.proposal = self.initial_vote();
         self.broadcast_notification(false);
         // A single-voter ensemble decides alone.
@@ -147,6 +155,33 @@ impl Zab {
             }
             self.election.unanswered.entry(v).or_insert(now);
             self.send(v, PeerMessage::Notification(n));
+        }
+    }
+
+    /// A ZAB message while looking: a learner's FOLLOWERINFO or OBSERVERINFO
+    /// is kept for the leader this server may become (see
+    /// `Election::early_info`); anything else is dropped, with any kept info
+    /// of its sender (which it follows, so the info is stale).
+    pub(crate) fn looking_step(&mut self, from: Sid, msg: PeerMessage) {
+        match msg {
+            PeerMessage::FollowerInfo { .. } | PeerMessage::ObserverInfo { .. } => {
+                self.election.early_info.insert(from, msg);
+            }
+            _ => {
+                self.election.early_info.remove(&from);
+                self.drop_msg(from, &msg, "looking");
+            }
+        }
+    }
+
+    /// A notification from `sid` or a broken connection: a kept learner info
+    /// of `sid` stays valid only behind a notification that says `sid`
+    /// settled on this server.
+    pub(crate) fn forget_early_info(&mut self, sid: Sid, n: Option<&Notification>) {
+        let still_ours =
+            n.is_some_and(|n| n.state != ServerState::Looking && n.vote.leader == self.cfg.my_sid);
+        if !still_ours {
+            self.election.early_info.remove(&sid);
         }
     }
 
@@ -264,6 +299,17 @@ impl Zab {
                     return;
                 } else if total_order(&n.vote, &self.election.proposal, is_voter) {
                     self.update_proposal(n.vote);
+                } else if n.vote != self.election.proposal
+                    && !self.cfg.is_observer()
+                    && self.election.out_of_election.contains_key(&from)
+                {
+                    // The sender votes worse in our round, and it answered
+                    // our vote of this round while it was still settled: it
+                    // never recorded ours. Tell it now rather than at our
+                    // next resend. (Every such answer carries a strictly
+                    // better vote than the one it answers, so answers end.)
+                    let mine = self.my_notification();
+                    self.send(from, PeerMessage::Notification(mine));
                 }
                 self.election
                     .recv
@@ -378,8 +424,12 @@ impl Zab {
         self.election.joining = None;
         self.election.recv.clear();
         self.election.out_of_election.clear();
+        let early = std::mem::take(&mut self.election.early_info);
         if vote.leader == self.cfg.my_sid && !self.cfg.is_observer() {
             self.become_leader();
+            for (sid, info) in early {
+                self.leader_step(sid, info);
+            }
         } else if vote.leader != self.cfg.my_sid {
             let observer = self.cfg.is_observer();
             self.become_learner(vote.leader, observer, vote.peer_epoch);

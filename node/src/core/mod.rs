@@ -486,11 +486,12 @@ impl Zab {
             self.drop_msg(from, &msg, "not a peer");
         } else if let PeerMessage::Notification(n) = msg {
             self.heard_from(from);
+            self.forget_early_info(from, Some(&n));
             self.on_notification(from, n);
         } else {
             self.heard_from(from);
             match self.role {
-                RoleState::Looking => self.drop_msg(from, &msg, "looking"),
+                RoleState::Looking => self.looking_step(from, msg),
                 RoleState::Leading(_) => self.leader_step(from, msg),
                 RoleState::Learning(_) => self.learner_step(from, msg),
             }
@@ -652,6 +653,7 @@ impl Zab {
     /// leader that was paused learns this way that the ensemble moved on,
     /// before it answers another `sync`).
     pub fn peer_disconnected(&mut self, sid: Sid) {
+        self.forget_early_info(sid, None);
         match &mut self.role {
             RoleState::Learning(l) if l.leader == sid => self.start_election(),
             RoleState::Leading(ld) => {

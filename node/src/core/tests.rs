@@ -948,7 +948,7 @@ fn a_zero_window_still_informs_observers_with_the_txn() {
 /// and re-elected 3 with the same phase shift, forever. Learners now repeat
 /// FOLLOWERINFO each tick until LEADERINFO arrives.
 #[test]
-fn followerinfo_dropped_by_a_still_looking_leader_is_repeated() {
+fn followerinfo_that_reaches_a_still_looking_leader_counts_once_it_leads() {
     let mut net = Net::new(&[1, 2, 3], &[], |_| {});
     net.deliver_all();
     // 1 and 2 finish their finalize wait first and follow 3 ...
@@ -963,18 +963,110 @@ fn followerinfo_dropped_by_a_still_looking_leader_is_repeated() {
     assert_eq!(net.zabs[&1].role(), Role::Following { leader: 3 });
     assert_eq!(net.zabs[&2].role(), Role::Following { leader: 3 });
     assert_eq!(net.zabs[&3].role(), Role::Looking);
-    // ... and 3, still looking, drops their FOLLOWERINFO.
+    // ... and 3, still looking, keeps their FOLLOWERINFO rather than drop it.
+    let dropped = net.zabs[&3].stats().dropped;
     net.deliver_all();
+    assert_eq!(net.zabs[&3].stats().dropped, dropped);
     while net.zabs[&3].role() == Role::Looking {
         net.zabs.get_mut(&3).unwrap().tick();
         net.drain(3);
     }
     assert_eq!(net.zabs[&3].role(), Role::Leading);
-    net.deliver_all();
-    // A tick or two later the repeated FOLLOWERINFO establishes the epoch.
-    net.settle();
+    // Discovery and synchronization complete without another tick: the
+    // learners need not repeat their FOLLOWERINFO.
+    for _ in 0..4 {
+        net.deliver_all();
+        for s in [1, 2, 3] {
+            net.persist(s);
+        }
+    }
     assert_eq!(net.leader(), Some(3));
     assert!(net.zabs.values().all(|z| z.is_serving()));
+}
+
+/// A FOLLOWERINFO kept by a looking server is forgotten once its sender says
+/// it looks again or its connection breaks: the leader this server may
+/// become never counts a learner that left it.
+#[test]
+fn a_kept_followerinfo_is_forgotten_when_its_sender_looks_again() {
+    let mut net = Net::new(&[1, 2, 3], &[], |_| {});
+    net.deliver_all();
+    for _ in 0..8 {
+        for sid in [1, 2] {
+            if net.zabs[&sid].role() == Role::Looking {
+                net.zabs.get_mut(&sid).unwrap().tick();
+                net.drain(sid);
+            }
+        }
+    }
+    assert_eq!(net.zabs[&3].role(), Role::Looking);
+    let kept = |net: &Net| {
+        let k: Vec<Sid> = net.zabs[&3].election.early_info.keys().copied().collect();
+        k
+    };
+    // 1 gives up on 3 before 3 hears anything: its FOLLOWERINFO reaches 3
+    // and is kept, then its LOOKING notification of a new round, which
+    // forgets it. 2's FOLLOWERINFO, behind no such notification, stays.
+    let z1 = net.zabs.get_mut(&1).unwrap();
+    z1.peer_disconnected(3);
+    assert_eq!(z1.role(), Role::Looking);
+    net.drain(1);
+    assert!(net.deliver_one(1, 3));
+    assert_eq!(kept(&net), vec![1]);
+    while let Some(PeerMessage::FollowerInfo { .. }) = net.links[&(1, 3)].front() {
+        net.deliver_one(1, 3);
+    }
+    assert!(net.deliver_one(1, 3));
+    assert_eq!(kept(&net), Vec::<Sid>::new());
+    assert!(net.deliver_one(2, 3));
+    assert_eq!(kept(&net), vec![2]);
+    // A broken connection forgets too.
+    net.zabs.get_mut(&3).unwrap().peer_disconnected(2);
+    assert_eq!(kept(&net), Vec::<Sid>::new());
+    // The ensemble still settles on one leader that all serve.
+    for _ in 0..20 {
+        net.settle();
+        if net.leader().is_some() && net.zabs.values().all(|z| z.is_serving()) {
+            break;
+        }
+    }
+    assert!(net.leader().is_some());
+    assert!(net.zabs.values().all(|z| z.is_serving()));
+}
+
+/// A looking server that hears a worse vote of its own round answers it at
+/// once: the sender may have voted while this server was still settled (a
+/// follower whose leader died a moment after the sender saw it die).
+#[test]
+fn a_worse_vote_of_the_same_round_is_answered_at_once() {
+    let mut net = Net::new(&[1, 2, 3], &[], |_| {});
+    net.settle();
+    assert_eq!(net.leader(), Some(3));
+    // 3 dies. 2 sees it first and votes for itself; 1, still following 3,
+    // answers with its settled vote; then 1 sees 3 die and votes for itself.
+    net.links.retain(|(a, b), _| *a != 3 && *b != 3);
+    net.zabs.get_mut(&2).unwrap().peer_disconnected(3);
+    net.drain(2);
+    net.deliver_one(2, 1);
+    net.deliver_one(1, 2);
+    net.zabs.get_mut(&1).unwrap().peer_disconnected(3);
+    net.drain(1);
+    assert_eq!(net.zabs[&1].election_epoch(), net.zabs[&2].election_epoch());
+    // 1's vote reaches 2, which votes better in the same round: 2 answers,
+    // 1 adopts 2's vote, and both agree without a tick.
+    net.links.retain(|(a, b), _| *a != 3 && *b != 3);
+    net.deliver_all();
+    assert_eq!(net.zabs[&1].current_vote().leader, 2);
+    for _ in 0..3 {
+        net.zabs.get_mut(&1).unwrap().tick();
+        net.drain(1);
+        net.zabs.get_mut(&2).unwrap().tick();
+        net.drain(2);
+        net.links.retain(|(a, b), _| *a != 3 && *b != 3);
+        net.deliver_all();
+    }
+    assert_eq!(net.zabs[&2].role(), Role::Leading);
+    assert_eq!(net.zabs[&1].role(), Role::Following { leader: 2 });
 }
 
 /// Regression (sim `rolling-restart` seed 123 with replication): in a new
