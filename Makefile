@@ -6,7 +6,7 @@ MADSIM_ENV = RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=$(MADSIM_TARGET)
 PYTHON ?= python3
 
 .PHONY: all build build-madsim sim sim-ensemble test test-rust test-madsim test-sim test-integration lint fmt \
-        rewrite bench-storage bench-checker bench-sim bench-compare clean
+        rewrite bench-storage bench-checker bench-sim bench-compare bench-failover clean
 
 all: build
 
@@ -107,6 +107,20 @@ bench-compare:
 	$(CARGO) run -q --release -p zabkeeper --example bench_compare -- \
 	    --servers zookeeper,zabkeeper,zabkeeper,zookeeper \
 	    --json target/bench-compare.json $(if $(BENCH_DIR),--dir $(BENCH_DIR)) $(BENCH_COMPARE_ARGS)
+
+# Failover, side by side: a 3-server ensemble of each server (ABBA), 4 writer sessions on
+# the followers, then the leader is killed (kill -9, tickTime=200) or stopped (SIGSTOP,
+# tickTime=500, syncLimit=5); prints how long acknowledged writes stop, 3 runs each. About
+# 5 minutes. Numbers also go to target/bench-failover.json.
+BENCH_FAILOVER_ARGS ?=
+bench-failover:
+	@[ -f /usr/share/java/zookeeper.jar ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq zookeeper default-jre-headless >/dev/null; } || \
+	    { echo "bench-failover needs Debian's zookeeper package: sudo apt-get install zookeeper" >&2; exit 1; }
+	$(CARGO) build -q --release -p zabkeeper --bin zabkeeper
+	$(CARGO) run -q --release -p zabkeeper --example bench_compare -- \
+	    --skip-standalone --ensemble-sessions 0 --failover-runs 3 \
+	    --servers zookeeper,zabkeeper,zabkeeper,zookeeper \
+	    --json target/bench-failover.json $(if $(BENCH_DIR),--dir $(BENCH_DIR)) $(BENCH_FAILOVER_ARGS)
 
 # Checker speed and memory: generated kv and register histories of 10k, 100k and 1M
 # operations, 10 to 100 processes, a few percent info ops.

@@ -116,15 +116,15 @@ fn clock_ticks() -> f64 {
 }
 
 /// The `Mode:` of a `srvr` answer (leader, follower, standalone, ...).
-fn srvr_mode(srvr: &str) -> Option<&str> {
+pub fn srvr_mode(srvr: &str) -> Option<&str> {
     srvr.lines()
         .find_map(|l| l.strip_prefix("Mode:"))
         .map(str::trim)
 }
 
-struct Member {
-    process: ServerProcess,
-    addr: SocketAddr,
+pub struct Member {
+    pub process: ServerProcess,
+    pub addr: SocketAddr,
 }
 
 /// Waits until every member answers `srvr` as leader or follower and a new session on
@@ -167,6 +167,40 @@ async fn wait_serving(members: &mut [Member], started: Instant) -> anyhow::Resul
     }
 }
 
+/// Starts `--ensemble-size` members of `kind` under `run_dir` (data dirs `s<id>`, configs
+/// `zoo<id>.cfg`, logs `<kind>-<id>.log`) with this tickTime and waits until all serve;
+/// returns them in server id order and the index of the leader.
+pub async fn start_ensemble(
+    kind: ServerKind,
+    args: &Args,
+    run_dir: &Path,
+    tick_time: u64,
+) -> anyhow::Result<(Vec<Member>, usize)> {
+    let n = args.ensemble_size;
+    let ports: Vec<(u16, u16, u16)> = (0..n)
+        .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
+        .collect::<anyhow::Result<_>>()?;
+    let quorum: Vec<(u16, u16)> = ports.iter().map(|&(_, q, e)| (q, e)).collect();
+    let started = Instant::now();
+    let mut members = Vec::with_capacity(n);
+    for (i, &(client, _, _)) in ports.iter().enumerate() {
+        let id = i + 1;
+        let data: PathBuf = run_dir.join(format!("s{id}"));
+        std::fs::create_dir_all(&data)?;
+        std::fs::write(data.join("myid"), format!("{id}\n"))?;
+        let cfg = run_dir.join(format!("zoo{id}.cfg"));
+        std::fs::write(&cfg, ensemble_cfg(tick_time, &data, client, &quorum))?;
+        let name = format!("{}-{id}", kind.name());
+        let process = ServerProcess::spawn_named(kind, args, run_dir, &cfg, &name, true)?;
+        members.push(Member {
+            process,
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, client)),
+        });
+    }
+    let leader = wait_serving(&mut members, started).await?;
+    Ok((members, leader))
+}
+
 /// The whole measurement of one implementation as an ensemble.
 pub async fn bench_ensemble(
     kind: ServerKind,
@@ -178,39 +212,20 @@ pub async fn bench_ensemble(
         path: base.join(format!("{}-ensemble-{run}", kind.name())),
         keep: args.keep,
     };
-    let n = args.ensemble_size;
-    let ports: Vec<(u16, u16, u16)> = (0..n)
-        .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
-        .collect::<anyhow::Result<_>>()?;
-    let quorum: Vec<(u16, u16)> = ports.iter().map(|&(_, q, e)| (q, e)).collect();
     let mut result = EnsembleResult {
         server: kind.name().to_string(),
-        members: n,
+        members: args.ensemble_size,
         load_average_before: load_average(),
         ..EnsembleResult::default()
     };
     println!(
-        "== {} as a {n}-server ensemble, data in {}",
+        "== {} as a {}-server ensemble, data in {}",
         kind.label(),
+        args.ensemble_size,
         run_dir.path.display()
     );
     let started = Instant::now();
-    let mut members = Vec::with_capacity(n);
-    for (i, &(client, _, _)) in ports.iter().enumerate() {
-        let id = i + 1;
-        let data: PathBuf = run_dir.path.join(format!("s{id}"));
-        std::fs::create_dir_all(&data)?;
-        std::fs::write(data.join("myid"), format!("{id}\n"))?;
-        let cfg = run_dir.path.join(format!("zoo{id}.cfg"));
-        std::fs::write(&cfg, ensemble_cfg(args.tick_time, &data, client, &quorum))?;
-        let name = format!("{}-{id}", kind.name());
-        let process = ServerProcess::spawn_named(kind, args, &run_dir.path, &cfg, &name, true)?;
-        members.push(Member {
-            process,
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, client)),
-        });
-    }
-    let leader = wait_serving(&mut members, started).await?;
+    let (mut members, leader) = start_ensemble(kind, args, &run_dir.path, args.tick_time).await?;
     result.start_ms = started.elapsed().as_secs_f64() * 1e3;
     result.leader_index = Some(leader);
     result.version = four_letter(members[0].addr, "srvr")
@@ -421,7 +436,7 @@ pub fn ensemble_table(results: &[EnsembleResult]) -> String {
 }
 
 /// `12,345` for 12345.4.
-fn thousands(v: f64) -> String {
+pub fn thousands(v: f64) -> String {
     let s = format!("{:.0}", v.max(0.0));
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {

@@ -23,6 +23,11 @@
 //! members, 8 and 32 of them, create / setData / getData / mixed, with the CPU share of
 //! each member and of the load generator.
 //!
+//! With `--failover-runs N` (`make bench-failover`), each server as a 3-server ensemble
+//! again, N times per fault (see `failover.rs`): writers on the followers, then the leader
+//! killed with SIGKILL or stopped with SIGSTOP, and the time from the fault until a write
+//! sent after it is acknowledged.
+//!
 //! Prints one side-by-side table and optionally writes the numbers as JSON. Both servers are
 //! stopped and the data directories removed at the end, on error and on Ctrl-C/SIGTERM.
 //!
@@ -48,6 +53,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zookeeper_client::{Acls, Client, CreateMode};
 
 mod ensemble;
+mod failover;
 
 /// The server implementations this benchmark can start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -110,6 +116,11 @@ struct Args {
     /// The zabkeeper binary (default: `zabkeeper` next to this example's target dir).
     #[arg(long)]
     zabkeeper_bin: Option<PathBuf>,
+    /// RUST_LOG of the zabkeeper servers (their logs are kept with --keep). ZooKeeper runs
+    /// with Debian's classpath, which has no SLF4J binding, so it logs nothing; the default
+    /// keeps zabkeeper to warnings to do comparable work.
+    #[arg(long, default_value = "warn")]
+    zabkeeper_log: String,
     /// The java executable for ZooKeeper.
     #[arg(long, default_value = "/usr/bin/java")]
     java: PathBuf,
@@ -156,6 +167,25 @@ struct Args {
     /// Znodes loaded into each ensemble (setData and getData pick among them).
     #[arg(long, default_value_t = 10_000)]
     ensemble_keys: u64,
+    /// Failover runs per server and fault (each a fresh ensemble); 0 skips failover
+    /// (`make bench-failover` sets it).
+    #[arg(long, default_value_t = 0)]
+    failover_runs: usize,
+    /// The faults of the failover runs.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "kill,stop")]
+    failover_faults: Vec<failover::Fault>,
+    /// tickTime (ms) of the ensembles whose leader is killed.
+    #[arg(long, default_value_t = 200)]
+    failover_kill_tick: u64,
+    /// tickTime (ms) of the ensembles whose leader is paused.
+    #[arg(long, default_value_t = 500)]
+    failover_stop_tick: u64,
+    /// Writer sessions (on the followers) of a failover run.
+    #[arg(long, default_value_t = 4)]
+    failover_sessions: usize,
+    /// Seconds a failover run waits for writes to resume before it says they never did.
+    #[arg(long, default_value_t = 60)]
+    failover_timeout: u64,
 }
 
 /// The three measured workloads (and the warm-up, which is `Mixed`).
@@ -431,9 +461,7 @@ impl ServerProcess {
             }
             ServerKind::Zabkeeper => {
                 let mut c = Command::new(zabkeeper_bin(args)?);
-                // ZooKeeper runs with Debian's classpath, which has no SLF4J binding, so it
-                // logs nothing; zabkeeper is kept to warnings to do comparable work.
-                c.env("RUST_LOG", "warn")
+                c.env("RUST_LOG", &args.zabkeeper_log)
                     .arg("server")
                     .arg("--config")
                     .arg(cfg);
@@ -458,6 +486,25 @@ impl ServerProcess {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGKILL, and reaps the process.
+    fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Sends a signal (`-STOP`, `-CONT`, ...) with kill(1).
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(self.pid().to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill {signal} {} failed", self.pid());
+        }
+        Ok(())
     }
 
     /// Fails with the end of the server's log if it has exited.
@@ -1110,6 +1157,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ensembles.push(ensemble::bench_ensemble(kind, run, &ens_args, &base.path).await?);
         }
     }
+    let mut failovers = Vec::new();
+    if args.failover_runs > 0 {
+        println!(
+            "{}-server ensembles, failover: {:?}, {} run(s) per server and fault, {} writer \
+             sessions on the followers",
+            args.ensemble_size, args.failover_faults, args.failover_runs, args.failover_sessions
+        );
+        for _ in 0..args.failover_runs {
+            for &fault in &args.failover_faults {
+                for &kind in &args.servers {
+                    let n = failovers.len();
+                    failovers
+                        .push(failover::failover_run(kind, fault, n, &args, &base.path).await?);
+                }
+            }
+        }
+    }
     println!();
     println!("{date}, {machine}");
     for r in &results {
@@ -1122,6 +1186,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if !ensembles.is_empty() {
         println!();
         print!("{}", ensemble::ensemble_table(&ensembles));
+    }
+    if !failovers.is_empty() {
+        println!();
+        print!(
+            "{}",
+            failover::failover_table(&failovers, &args.failover_faults)
+        );
     }
     if let Some(path) = &args.json {
         let doc = serde_json::json!({
@@ -1149,6 +1220,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     &[(0, 0); 3]),
             },
             "ensembles": ensembles,
+            "failover_settings": {
+                "members": args.ensemble_size,
+                "runs_per_server_and_fault": args.failover_runs,
+                "writer_sessions": args.failover_sessions,
+                "kill_tick_time": args.failover_kill_tick,
+                "stop_tick_time": args.failover_stop_tick,
+            },
+            "failovers": failovers,
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
