@@ -112,13 +112,13 @@ bench-compare:
 # the followers, then the leader is killed (kill -9, tickTime=200) or stopped (SIGSTOP,
 # tickTime=500, syncLimit=5); prints how long acknowledged writes stop, 3 runs each. About
 # 5 minutes. Numbers also go to target/bench-failover.json.
-BENCH_FAILOVER_ARGS ?=
+BENCH_FAILOVER_ARGS ?= --failover-runs 3
 bench-failover:
 	@[ -f /usr/share/java/zookeeper.jar ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq zookeeper default-jre-headless >/dev/null; } || \
 	    { echo "bench-failover needs Debian's zookeeper package: sudo apt-get install zookeeper" >&2; exit 1; }
 	$(CARGO) build -q --release -p zabkeeper --bin zabkeeper
 	$(CARGO) run -q --release -p zabkeeper --example bench_compare -- \
-	    --skip-standalone --ensemble-sessions 0 --failover-runs 3 \
+	    --skip-standalone --ensemble-sessions 0 \
 	    --servers zookeeper,zabkeeper,zabkeeper,zookeeper \
 	    --json target/bench-failover.json $(if $(BENCH_DIR),--dir $(BENCH_DIR)) $(BENCH_FAILOVER_ARGS)
 

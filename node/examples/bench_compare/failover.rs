@@ -207,12 +207,14 @@ pub async fn failover_run(
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let at = Instant::now();
-    *shared.fault_at.lock().unwrap() = Some(at);
     match fault {
         Fault::Kill => members[leader].process.kill()?,
         Fault::Stop => members[leader].process.signal("-STOP")?,
     }
+    // The fault counts from when the signal was sent (`kill` has exited), not from before
+    // it: a write sent in between may still be acknowledged by the leader.
+    let at = Instant::now();
+    *shared.fault_at.lock().unwrap() = Some(at);
     let deadline = at + Duration::from_secs(args.failover_timeout);
     let first = loop {
         if let Some(t) = *shared.first_after.lock().unwrap() {
