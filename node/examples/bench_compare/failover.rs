@@ -30,7 +30,7 @@ use serde::Serialize;
 use zookeeper_client::Client;
 
 use super::ensemble::{srvr_mode, start_ensemble, Member};
-use super::{four_letter, Args, ServerKind, TempDir};
+use super::{connect_within, four_letter, Args, ServerKind, TempDir};
 
 /// How the leader fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
@@ -80,14 +80,7 @@ struct Shared {
 
 /// A new session on `addr` that gives up quickly (the writers move on to the next follower).
 async fn quick_connect(addr: SocketAddr) -> anyhow::Result<Client> {
-    let cluster = addr.to_string();
-    let connect = Client::connector()
-        .with_session_timeout(Duration::from_secs(10))
-        .with_fail_eagerly()
-        .connect(&cluster);
-    Ok(tokio::time::timeout(Duration::from_secs(1), connect)
-        .await
-        .context("no session within 1 s")??)
+    connect_within(addr, Duration::from_secs(10), Duration::from_secs(1)).await
 }
 
 /// One writer: setData of its own znode in a closed loop, over the followers in turn.

@@ -600,14 +600,23 @@ async fn four_letter(addr: SocketAddr, cmd: &str) -> anyhow::Result<String> {
 
 /// A new session (the same settings for every server and every session).
 async fn connect(addr: SocketAddr) -> anyhow::Result<Client> {
+    connect_within(addr, Duration::from_secs(20), Duration::from_secs(5)).await
+}
+
+/// A new session with this session timeout, given up if not established within `wait`.
+async fn connect_within(
+    addr: SocketAddr,
+    session_timeout: Duration,
+    wait: Duration,
+) -> anyhow::Result<Client> {
     let cluster = addr.to_string();
     let connect = Client::connector()
-        .with_session_timeout(Duration::from_secs(20))
+        .with_session_timeout(session_timeout)
         .with_fail_eagerly()
         .connect(&cluster);
-    Ok(tokio::time::timeout(Duration::from_secs(5), connect)
+    Ok(tokio::time::timeout(wait, connect)
         .await
-        .map_err(|_| anyhow!("session to {addr}: no answer within 5 s"))??)
+        .map_err(|_| anyhow!("session to {addr}: no answer within {wait:?}"))??)
 }
 
 /// Waits until the server answers `ruok` with `imok`, then until a new session reads
