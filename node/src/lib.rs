@@ -32,6 +32,7 @@ compile_error!(
 pub mod client;
 pub mod config;
 pub mod core;
+pub mod hash;
 pub mod proto;
 pub mod runtime;
 pub mod server;

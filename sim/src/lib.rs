@@ -8,6 +8,7 @@
 //! Modules:
 //! - [`scenario`]: named scenario files (`scenarios/*.toml`).
 //! - [`options`]: the options of one run, derived from (scenario, seed).
+//! - [`fault`]: the fault vocabulary (generator kinds, faults, disk faults).
 //! - [`plan`]: the fault plan, an explicit list of timed events.
 //! - [`history`]: invoke/ok/fail/info events in the checker's history format.
 //! - [`judge`]: the verdict of a run (history + node observations).
@@ -37,6 +38,7 @@ compile_error!(
 
 pub mod campaign;
 pub mod clock;
+pub mod fault;
 pub mod history;
 pub mod judge;
 pub mod options;

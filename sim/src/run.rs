@@ -19,10 +19,11 @@ use sha1::{Digest, Sha1};
 
 use crate::campaign::{Class, RunRecord};
 use crate::clock::Clocks;
+use crate::fault::Fault;
 use crate::history::{EventType, HistoryEvent, Recorder};
 use crate::judge::{convergence, judge, Observation, Observer, ReplicaTree, Verdict};
 use crate::options::RunOptions;
-use crate::plan::{Fault, FaultPlan};
+use crate::plan::FaultPlan;
 use crate::sut::node::{NodeConn, NodeTiming};
 use crate::sut::toy::ToyConn;
 use crate::sut::{client_ip, server_ip, Conn, Disk, OpError, SetReply, SutKind, CLIENT_PORT};

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::plan::FaultKind;
+use crate::fault::FaultGen;
 
 /// One named scenario file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,24 +93,6 @@ impl Default for Timing {
             session_timeout_ms: [2_000, 6_000],
         }
     }
-}
-
-/// One fault generator: `rate_per_min` events per virtual minute of the safety phase on
-/// average, each lasting `duration_ms` (a `[lo, hi]` range) before its paired end event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultGen {
-    /// Which fault.
-    pub kind: FaultKind,
-    /// Mean events per virtual minute.
-    pub rate_per_min: f64,
-    /// How long the fault lasts, `[lo, hi]` ms.
-    #[serde(default = "default_duration")]
-    pub duration_ms: [u64; 2],
-}
-
-fn default_duration() -> [u64; 2] {
-    [500, 5_000]
 }
 
 /// Relative weights of the workloads each client draws its operations from.
@@ -380,7 +362,7 @@ duration_ms = [100, 200]
         assert_eq!(s.cluster.servers, vec![3, 5]);
         assert_eq!(s.cluster.observers, vec![0]);
         assert_eq!(s.faults.len(), 1);
-        assert_eq!(s.faults[0].kind, FaultKind::Crash);
+        assert_eq!(s.faults[0].kind, crate::fault::FaultKind::Crash);
         assert_eq!(s.phases, Phases::default());
     }
 

@@ -129,7 +129,8 @@ pub fn shrink_run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Fault, FaultPlan, TimedEvent};
+    use crate::fault::Fault;
+    use crate::plan::{FaultPlan, TimedEvent};
 
     #[test]
     fn ddmin_finds_the_culprit_pair() {

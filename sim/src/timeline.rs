@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::fault::Fault;
 use crate::history::{EventType, HistoryEvent};
-use crate::plan::{Fault, FaultPlan};
+use crate::plan::FaultPlan;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")

@@ -77,21 +77,8 @@ impl TreeSource {
 /// The observer a harness installs with [`crate::runtime::start_observed`].
 pub type ObserverFn = Arc<dyn Fn(Observation) + Send + Sync>;
 
-/// 64-bit FNV-1a of `bytes`: deterministic on every platform.
+/// The hash that names a txn in [`Observation::Committed`]: FNV-1a of its serialized
+/// bytes (equal txns hash equal on every server).
 pub fn txn_hash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fnv1a_known_vectors() {
-        assert_eq!(txn_hash(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(txn_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_ne!(txn_hash(b"ab"), txn_hash(b"ba"));
-    }
+    crate::hash::fnv1a(bytes)
 }

@@ -934,7 +934,7 @@ fn node_digest(path: &str, n: &DataNode) -> u64 {
     if path == CONFIG_ZOOKEEPER {
         return 0;
     }
-    let mut h = Fnv64::new();
+    let mut h = crate::hash::Fnv64::new();
     h.bytes(path.as_bytes());
     h.bytes(&n.data);
     h.u64(n.acl.len() as u64);
@@ -963,31 +963,7 @@ fn node_digest(path: &str, n: &DataNode) -> u64 {
     ] {
         h.u64(v as u32 as u64);
     }
-    splitmix64(h.0)
-}
-
-struct Fnv64(u64);
-
-impl Fnv64 {
-    fn new() -> Fnv64 {
-        Fnv64(0xcbf2_9ce4_8422_2325)
-    }
-    fn byte(&mut self, b: u8) {
-        self.0 ^= b as u64;
-        self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-    }
-    fn u64(&mut self, v: u64) {
-        for b in v.to_be_bytes() {
-            self.byte(b);
-        }
-    }
-    /// Length-prefixed, so that field boundaries are unambiguous.
-    fn bytes(&mut self, b: &[u8]) {
-        self.u64(b.len() as u64);
-        for &x in b {
-            self.byte(x);
-        }
-    }
+    splitmix64(h.finish())
 }
 
 fn splitmix64(mut z: u64) -> u64 {

@@ -93,7 +93,7 @@ mod sim_only {
     use super::node::NodeConn;
     use super::toy::{ToyConn, ToyDisk};
     use super::{DataReply, OpError, SetReply};
-    use crate::plan::DiskFault;
+    use crate::fault::DiskFault;
 
     /// A server's disk, surviving restarts within a run.
     #[derive(Clone)]

@@ -23,9 +23,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{DataReply, OpError, SetReply, CLIENT_PORT};
+use crate::fault::DiskFault;
 use crate::judge::{Observed, Observer};
-use crate::options::fnv1a;
-use crate::plan::DiskFault;
+use zabkeeper::hash::fnv1a;
 
 /// One durable log record: a setData/create txn.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
