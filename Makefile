@@ -18,8 +18,7 @@ build-madsim:
 	$(MADSIM_ENV) $(CARGO) build --release -p zabkeeper-sim
 
 SIM = $(MADSIM_TARGET)/release/zabkeeper-sim
-SIM_BROKEN = broken-ack-before-fsync broken-lost-cas-check broken-stale-read \
-             broken-node-lying-fsync broken-node-recovery-drops-tail \
+SIM_BROKEN = broken-node-lying-fsync broken-node-recovery-drops-tail \
              broken-commit-without-quorum broken-skip-trunc broken-observer-never-rejoins \
              broken-learner-trusts-own-sessions broken-sessions-not-validated
 

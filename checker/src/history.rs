@@ -93,7 +93,8 @@ pub struct Event {
     /// zk: the read set a one-shot watch.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub watch: bool,
-    /// zk: the read was made with the quorum-read option (checked as linearizable).
+    /// zk: the read is linearizable by ZooKeeper's contract (a quorum read, a read from a
+    /// standalone server, or a sync and the read as one operation): checked as such.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub quorum: bool,
     /// zk notifications: the event type (`NodeCreated`, `NodeDeleted`, `NodeDataChanged`,

@@ -868,6 +868,11 @@ fn contract(events: &[Event], ops: &[Op]) -> Vec<Violation> {
     let mut completed_order: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
     // Watches: (session, path, child?) -> (registering op, zxid, what it saw).
     let mut armed: BTreeMap<WatchKey, Armed> = BTreeMap::new();
+    // Watch-setting reads in flight, and those whose watch already fired: a client may
+    // hand over a notification before it completes the read that set the watch (the
+    // server sends the reply first, but the recorder can see the event first).
+    let mut arming: BTreeMap<WatchKey, usize> = BTreeMap::new();
+    let mut fired_early: BTreeSet<usize> = BTreeSet::new();
     let mut expired_at: BTreeMap<i64, usize> = BTreeMap::new();
     let mut sync_after_expiry: BTreeMap<i64, usize> = BTreeMap::new(); // session -> sync invoke event
     let mut sync_invoke: BTreeMap<usize, usize> = BTreeMap::new();
@@ -882,6 +887,9 @@ fn contract(events: &[Event], ops: &[Op]) -> Vec<Violation> {
                     sync_invoke.insert(oi, i);
                 }
                 if is_plain_read(&e.f) {
+                    if let (Some(s), Some(p), true) = (session, &e.path, e.watch) {
+                        arming.insert((s, p.clone(), e.f == "getChildren"), oi);
+                    }
                     if let Some(s) = session {
                         read_bound.insert(
                             oi,
@@ -979,7 +987,10 @@ fn contract(events: &[Event], ops: &[Op]) -> Vec<Violation> {
                                     ));
                                 }
                             }
-                            if inv.watch {
+                            if arming.get(&(s, p.clone(), child)) == Some(&oi) {
+                                arming.remove(&(s, p.clone(), child));
+                            }
+                            if inv.watch && !fired_early.contains(&oi) {
                                 armed.insert((s, p.clone(), child), (oi, z, seen.clone()));
                             }
                         }
@@ -1023,7 +1034,11 @@ fn contract(events: &[Event], ops: &[Op]) -> Vec<Violation> {
                 };
                 let mut fired = false;
                 for &child in kinds {
-                    if armed.remove(&(s, p.clone(), child)).is_some() {
+                    let key = (s, p.clone(), child);
+                    if armed.remove(&key).is_some() {
+                        fired = true;
+                    } else if let Some(oi) = arming.remove(&key) {
+                        fired_early.insert(oi);
                         fired = true;
                     }
                 }

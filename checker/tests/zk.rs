@@ -445,6 +445,35 @@ fn watches_fire_once_and_before_the_change_is_seen() {
         "{}",
         twice.to_text("t")
     );
+    // The client handed over the event before it completed the read that set the watch
+    // (the read saw the old data): the event fires that read's watch, once.
+    let mut early_read = watch_get(1, 1, "x", 0);
+    let early_done = early_read.pop().unwrap();
+    let early = run(cat(vec![
+        create(1, 1, "/a", "x", 1),
+        early_read.clone(),
+        set(1, 1, "/a", "y", 2),
+        vec![notify.clone(), early_done.clone()],
+        get(0, 5, "/a", "y", 2, 2, 1),
+    ]));
+    assert_eq!(
+        early.verdict,
+        Verdict::Linearizable,
+        "{}",
+        early.to_text("t")
+    );
+    let early_twice = run(cat(vec![
+        create(1, 1, "/a", "x", 1),
+        early_read,
+        set(1, 1, "/a", "y", 2),
+        vec![notify.clone(), early_done, notify.clone()],
+    ]));
+    assert_eq!(
+        props(&early_twice),
+        vec!["watch-at-most-once"],
+        "{}",
+        early_twice.to_text("t")
+    );
     let late = run(cat(vec![
         create(1, 1, "/a", "x", 1),
         watch_get(1, 1, "x", 0),

@@ -10,8 +10,9 @@
 //! - [`options`]: the options of one run, derived from (scenario, seed).
 //! - [`fault`]: the fault vocabulary (generator kinds, faults, disk faults).
 //! - [`plan`]: the fault plan, an explicit list of timed events.
-//! - [`history`]: invoke/ok/fail/info events in the checker's history format.
-//! - [`judge`]: the verdict of a run (history + node observations).
+//! - [`history`]: the client history, recorded in the checker's own event type.
+//! - [`judge`]: the verdict of a run: the checker's `zk` model on the history, and the
+//!   simulator's own checks on node observations (one small module each).
 //! - [`shrink`]: delta debugging of a failing run.
 //! - [`campaign`]: processes per seed, progress, summaries, shards, merge.
 //! - [`timeline`]: the HTML timeline of a replayed run.
@@ -24,9 +25,6 @@
 #[cfg(all(
     not(madsim),
     any(
-        feature = "broken-ack-before-fsync",
-        feature = "broken-lost-cas-check",
-        feature = "broken-stale-read",
         feature = "broken-node-lying-fsync",
         feature = "broken-node-recovery-drops-tail"
     )

@@ -54,9 +54,6 @@ pub struct RunOptions {
     pub max_ops: usize,
     /// Virtual time limit for the whole run.
     pub virtual_limit_ms: u64,
-    /// The system under test.
-    #[serde(default)]
-    pub sut: crate::sut::SutKind,
     /// The fault plan.
     pub plan: FaultPlan,
 }
@@ -143,7 +140,6 @@ impl RunOptions {
                     + converge_ticks(init_limit, sync_limit) * tick_ms
                     + 10_000,
             ),
-            sut: scenario.sut,
             plan,
         }
     }
@@ -164,8 +160,7 @@ impl RunOptions {
     /// A short human summary printed at the start of every run.
     pub fn describe(&self) -> String {
         format!(
-            "sut={:?} scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} commit_log_count={} safety={}ms liveness={}ms converge={}ms ({} ticks) faults={}\n{}",
-            self.sut,
+            "scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} commit_log_count={} safety={}ms liveness={}ms converge={}ms ({} ticks) faults={}\n{}",
             self.scenario,
             self.seed,
             self.servers,

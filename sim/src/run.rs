@@ -20,13 +20,18 @@ use sha1::{Digest, Sha1};
 use crate::campaign::{Class, RunRecord};
 use crate::clock::Clocks;
 use crate::fault::Fault;
-use crate::history::{EventType, HistoryEvent, Recorder};
-use crate::judge::{convergence, judge, Observation, Observer, ReplicaTree, Verdict};
+use crate::history::{Event, EventType, Recorder, ZkStat};
+use crate::judge::{convergence, judge, Observation, ObservationLog, ReplicaTree, Verdict};
 use crate::options::RunOptions;
 use crate::plan::FaultPlan;
 use crate::sut::node::{NodeConn, NodeTiming};
-use crate::sut::toy::ToyConn;
-use crate::sut::{client_ip, server_ip, Conn, Disk, OpError, SetReply, SutKind, CLIENT_PORT};
+use crate::sut::{client_ip, server_ip, Disk, OpError, CLIENT_PORT};
+use zabkeeper::client::Reply;
+use zabkeeper::proto::client::{CreateRequest, MultiOp, MultiResult, Request, Response};
+use zabkeeper::types::{Acl, CreateMode, ErrorCode};
+
+/// A simulated client's session.
+type Conn = NodeConn;
 
 /// Phases of a run, shared with the client tasks.
 const PHASE_SETUP: u8 = 0;
@@ -40,7 +45,7 @@ pub struct RunOutput {
     /// The record (class, check, hash, ...).
     pub record: RunRecord,
     /// The client history.
-    pub history: Vec<HistoryEvent>,
+    pub history: Vec<Event>,
     /// Node observations.
     pub observations: Vec<Observation>,
     /// Notes from the fault executor (what it did, in order).
@@ -52,7 +57,7 @@ pub struct RunOutput {
 struct Shared {
     opts: Arc<RunOptions>,
     recorder: Recorder,
-    observer: Observer,
+    observations: ObservationLog,
     clocks: Clocks,
     disks: Vec<Disk>,
     phase: Arc<AtomicU8>,
@@ -126,10 +131,10 @@ async fn simulate(opts: RunOptions) -> RunOutput {
     let shared = Shared {
         opts: Arc::new(opts.clone()),
         recorder: Recorder::default(),
-        observer: Observer::default(),
+        observations: ObservationLog::default(),
         clocks: Clocks::default(),
         disks: (0..n)
-            .map(|i| Disk::new(opts.sut, opts.seed ^ (0x5eed_0000 + i as u64)))
+            .map(|i| Disk::new(opts.seed ^ (0x5eed_0000 + i as u64)))
             .collect(),
         phase: Arc::new(AtomicU8::new(PHASE_SETUP)),
         setup_done: Arc::new(AtomicU8::new(0)),
@@ -147,32 +152,25 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                 .init(move || {
                     let sh = sh.clone();
                     async move {
-                        match sh.disks[i].clone() {
-                            Disk::Toy(d) => {
-                                crate::sut::toy::serve(i, d, sh.observer.clone(), sh.start).await
-                            }
-                            Disk::Node(fs) => {
-                                let timing = NodeTiming {
-                                    tick_ms: sh.opts.tick_ms,
-                                    voters: sh.opts.servers,
-                                    observers: sh.opts.observers,
-                                    snap_count: sh.opts.snap_count,
-                                    autopurge: sh.opts.autopurge,
-                                    commit_log_count: sh.opts.commit_log_count,
-                                    init_limit: sh.opts.init_limit,
-                                    sync_limit: sh.opts.sync_limit,
-                                };
-                                crate::sut::node::serve(
-                                    i,
-                                    fs,
-                                    sh.clocks.clone(),
-                                    sh.start,
-                                    timing,
-                                    sh.observer.clone(),
-                                )
-                                .await
-                            }
-                        }
+                        let timing = NodeTiming {
+                            tick_ms: sh.opts.tick_ms,
+                            voters: sh.opts.servers,
+                            observers: sh.opts.observers,
+                            snap_count: sh.opts.snap_count,
+                            autopurge: sh.opts.autopurge,
+                            commit_log_count: sh.opts.commit_log_count,
+                            init_limit: sh.opts.init_limit,
+                            sync_limit: sh.opts.sync_limit,
+                        };
+                        crate::sut::node::serve(
+                            i,
+                            sh.disks[i].0.clone(),
+                            sh.clocks.clone(),
+                            sh.start,
+                            timing,
+                            sh.observations.clone(),
+                        )
+                        .await
                     }
                 })
                 .build()
@@ -271,7 +269,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                 format!("clogged {} links", cut.len())
             }
             Fault::IsolateLeader { minority } => {
-                match shared.observer.current_leader().filter(|_| n > 1) {
+                match shared.observations.current_leader().filter(|_| n > 1) {
                     None => "no leader known (or standalone): skipped".to_string(),
                     Some(leader) => {
                         let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ ev.at_ms);
@@ -457,7 +455,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
     });
     // Convergence (ensembles): every replica reaches one tree at or after a final write.
     let liveness = match (liveness, clients.first()) {
-        (None, Some(client)) if n > 1 && opts.sut == SutKind::Node => {
+        (None, Some(client)) if n > 1 => {
             let server_ids: Vec<madsim::task::NodeId> = servers.iter().map(|s| s.id()).collect();
             let rotted: BTreeSet<usize> = opts
                 .plan
@@ -473,7 +471,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                 match down {
                     false => None,
                     true if rotted.contains(&i)
-                        && shared.observer.refused_start_since(i, heal_ms) =>
+                        && shared.observations.refused_start_since(i, heal_ms) =>
                     {
                         Some(ReplicaTree::RefusedOnRottedDisk)
                     }
@@ -486,8 +484,8 @@ async fn simulate(opts: RunOptions) -> RunOutput {
     };
     notes.extend(shared_notes.lock().expect("notes").drain(..));
     let history = shared.recorder.snapshot();
-    let observations = shared.observer.snapshot();
-    let verdict = judge(&history, &observations, n > 1);
+    let observations = shared.observations.snapshot();
+    let verdict = judge(&history, &observations);
     finish(&shared, verdict, liveness, notes)
 }
 
@@ -548,7 +546,7 @@ async fn await_convergence(
     ));
     loop {
         let trees: Vec<ReplicaTree> = sh
-            .observer
+            .observations
             .latest_trees(n)
             .into_iter()
             .enumerate()
@@ -640,7 +638,7 @@ fn finish(
     notes: Vec<String>,
 ) -> RunOutput {
     let history = shared.recorder.snapshot();
-    let observations = shared.observer.snapshot();
+    let observations = shared.observations.snapshot();
     let (class, check, detail) = match verdict {
         Verdict::Violation { check, detail } => (Class::Safety, Some(check), detail),
         Verdict::Unknown { reason } => (Class::Pass, Some("unknown".into()), reason),
@@ -671,7 +669,7 @@ fn finish(
 /// SHA-1 over the plan, the history, the observations and the executor's notes.
 pub fn trace_hash(
     plan: &FaultPlan,
-    history: &[HistoryEvent],
+    history: &[Event],
     observations: &[Observation],
     notes: &[String],
 ) -> String {
@@ -683,12 +681,109 @@ pub fn trace_hash(
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A client's view of the registers it last read: key -> (value, version).
-type Known = std::collections::BTreeMap<String, (Value, i32)>;
+/// A client's view of the registers it last read: path -> (data, version).
+type Known = std::collections::BTreeMap<String, (String, i32)>;
 
-/// Names of the register keys.
+/// Paths of the register znodes.
 fn keys(opts: &RunOptions) -> Vec<String> {
     (0..opts.workload.keys).map(|k| format!("/r{k}")).collect()
+}
+
+/// Parent of the sequential queue.
+const QUEUE: &str = "/q";
+/// The ephemeral lock node.
+const LOCK: &str = "/lock";
+/// Parent of the ephemeral membership nodes.
+const MEMBERS: &str = "/members";
+
+/// Error codes that answer a request whose precondition failed: the operation ran and
+/// had no effect (the checker verifies the precondition).
+const PRECONDITION_ERRORS: [ErrorCode; 5] = [
+    ErrorCode::NoNode,
+    ErrorCode::NodeExists,
+    ErrorCode::BadVersion,
+    ErrorCode::NotEmpty,
+    ErrorCode::NoChildrenForEphemerals,
+];
+
+fn code_name(err: i32) -> String {
+    ErrorCode::from_code(err).map_or_else(|| format!("error {err}"), |c| format!("{c:?}"))
+}
+
+fn zk_stat(s: &zabkeeper::types::Stat) -> ZkStat {
+    ZkStat {
+        czxid: s.czxid,
+        mzxid: s.mzxid,
+        version: s.version,
+        cversion: s.cversion,
+        ephemeral_owner: s.ephemeral_owner,
+        num_children: s.num_children,
+    }
+}
+
+/// The completion of `inv` from the server's reply, in the checker's fields: the header
+/// zxid, the error code's name, and what the body carries (data and stat of a read,
+/// children, the created path, a multi's per-op results).
+fn completion(inv: &Event, reply: &Reply, now_ns: u64) -> Event {
+    let mut ev = Event {
+        kind: EventType::Ok,
+        time: Some(now_ns),
+        zxid: Some(reply.zxid),
+        value: if inv.f == "getData" || inv.f == "getChildren" {
+            Value::Null
+        } else {
+            inv.value.clone()
+        },
+        ..inv.clone()
+    };
+    if reply.err != 0 {
+        ev.error = Some(code_name(reply.err));
+    }
+    match &reply.response {
+        Response::Create { path } => ev.result = Some(json!(path)),
+        Response::Create2 { path, stat } => {
+            ev.result = Some(json!(path));
+            ev.stat = Some(zk_stat(stat));
+        }
+        Response::Stat { stat } => ev.stat = Some(zk_stat(stat)),
+        Response::GetData { data, stat } => {
+            ev.value = json!(String::from_utf8_lossy(data));
+            ev.stat = Some(zk_stat(stat));
+        }
+        Response::GetChildren { children } | Response::GetChildren2 { children, .. } => {
+            let mut c = children.clone();
+            c.sort();
+            ev.value = json!(c);
+        }
+        Response::Multi(results) => {
+            // A failed multi answers an error per op (the failing op's code, then
+            // RuntimeInconsistency for the others): all or nothing.
+            let failing = results.iter().find_map(|r| match r {
+                MultiResult::Error { err }
+                    if *err != 0 && *err != ErrorCode::RuntimeInconsistency.code() =>
+                {
+                    Some(*err)
+                }
+                _ => None,
+            });
+            if let Some(err) = failing {
+                ev.error = Some(code_name(err));
+            }
+            ev.result = Some(Value::Array(
+                results
+                    .iter()
+                    .map(|r| match r {
+                        MultiResult::Create { path } | MultiResult::Create2 { path, .. } => {
+                            json!(path)
+                        }
+                        _ => Value::Null,
+                    })
+                    .collect(),
+            ));
+        }
+        _ => {}
+    }
+    ev
 }
 
 struct ClientCtx {
@@ -696,47 +791,50 @@ struct ClientCtx {
     sh: Shared,
     rng: ChaCha8Rng,
     conn: Option<Conn>,
-    server: usize,
     process: u64,
     generation: u64,
     counter: u64,
     known: Known,
     /// The session for which this client's ephemeral member node was created.
-    joined: Option<String>,
+    joined: Option<i64>,
+    /// The last session whose expiry this client recorded.
+    expired: Option<i64>,
 }
 
 impl ClientCtx {
-    fn event(&self, kind: EventType, f: &str, key: &str, value: Value) -> HistoryEvent {
-        let mut e = HistoryEvent::new(self.process, kind, f, Some(key), value);
-        e.time = self.sh.now_ns();
-        e.session = self.conn.as_ref().and_then(Conn::session);
-        e.node = Some(format!("s{}", self.server));
-        e
+    /// An invoke of this client's process and session on `path`.
+    fn invoke(&self, f: &str, path: &str, value: Value) -> Event {
+        Event {
+            process: self.process,
+            kind: EventType::Invoke,
+            f: f.to_string(),
+            path: Some(path.to_string()),
+            value,
+            time: Some(self.sh.now_ns()),
+            session: self.conn.as_ref().map(Conn::session),
+            ..Event::default()
+        }
     }
 
     fn timeout(&self) -> Duration {
         Duration::from_millis(self.sh.opts.workload.op_timeout_ms)
     }
 
+    /// Whether reads are linearizable as served: a standalone server serves every read
+    /// from the one copy of the tree.
+    fn standalone(&self) -> bool {
+        self.sh.opts.total_servers() == 1
+    }
+
     async fn conn(&mut self) -> Result<&mut Conn, OpError> {
         if self.conn.is_none() {
             let n = self.sh.opts.total_servers();
             let timeout = self.timeout();
-            let conn = match self.sh.opts.sut {
-                SutKind::Toy => {
-                    self.server = self.rng.gen_range(0..n);
-                    Conn::Toy(ToyConn::connect(server_addr(self.server), timeout).await?)
-                }
-                SutKind::Node => {
-                    let connect: Vec<String> = (0..n).map(|i| server_addr(i).to_string()).collect();
-                    let session = Duration::from_millis(self.sh.opts.session_timeout_ms);
-                    let seed = self.rng.gen();
-                    Conn::Node(
-                        NodeConn::connect(&connect.join(","), session, seed, timeout.max(session))
-                            .await?,
-                    )
-                }
-            };
+            let connect: Vec<String> = (0..n).map(|i| server_addr(i).to_string()).collect();
+            let session = Duration::from_millis(self.sh.opts.session_timeout_ms);
+            let seed = self.rng.gen();
+            let conn =
+                NodeConn::connect(&connect.join(","), session, seed, timeout.max(session)).await?;
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("connected"))
@@ -752,7 +850,7 @@ impl ClientCtx {
         while self
             .conn
             .as_ref()
-            .is_some_and(|c| !c.is_connected() && !c.replace_after_loss())
+            .is_some_and(|c| !c.is_connected() && !c.is_dead())
             && t0.elapsed() < deadline
             && self.sh.phase() < PHASE_DONE
         {
@@ -763,320 +861,315 @@ impl ClientCtx {
     /// After an indeterminate result, the process is "crashed" (Jepsen): continue with a
     /// fresh process id so one operation is in flight per process.
     fn lost(&mut self) {
-        if self.conn.as_ref().is_none_or(Conn::replace_after_loss) {
+        if self.conn.as_ref().is_none_or(Conn::is_dead) {
             self.conn = None;
         }
         self.generation += 1;
         self.process = self.j as u64 + self.sh.opts.clients as u64 * self.generation;
     }
 
-    fn complete(&mut self, mut ev: HistoryEvent, res: Result<(), OpError>) {
-        match res {
-            Ok(()) => {
-                self.sh.ops.fetch_add(1, Ordering::SeqCst);
-            }
-            Err(OpError::Definite(e)) => {
-                ev.kind = EventType::Fail;
-                ev.error = Some(e);
-                if self.conn.as_ref().is_none_or(Conn::replace_after_loss) {
-                    self.conn = None;
-                }
-            }
-            Err(OpError::Indeterminate(e)) => {
-                ev.kind = EventType::Info;
-                ev.error = Some(e);
-            }
+    /// Record that `session` was told it expired (once per session): the checker's
+    /// `session` notification, after which none of its ephemerals may be seen.
+    fn record_expired(&mut self, session: i64) {
+        if self.expired == Some(session) {
+            return;
         }
-        let lost = ev.kind == EventType::Info;
-        self.record_notifications();
-        self.sh.recorder.record(ev);
-        if lost {
-            self.lost();
-        }
+        self.expired = Some(session);
+        self.sh.recorder.record(Event {
+            process: self.process,
+            kind: EventType::Event,
+            f: "session".into(),
+            event: Some("expired".into()),
+            session: Some(session),
+            time: Some(self.sh.now_ns()),
+            ..Event::default()
+        });
     }
 
-    /// Record the watch notifications delivered so far, each as an instantaneous `notify`
-    /// operation of a per-client pseudo-process, before the completion being recorded (the
-    /// client library queues an event before it completes any later reply).
+    /// Record the notifications the client handed over so far, before the completion
+    /// being recorded (the server sends a notification before any later reply; one that
+    /// came after this reply may be recorded first, which the checker allows for the
+    /// watch this very read set): watch events, and the session's expiry.
     fn record_notifications(&mut self) {
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
+        let session = conn.session();
         let events = conn.drain_events();
-        let process = 2_000_000 + self.j as u64;
-        for (kind, path) in events {
-            for t in [EventType::Invoke, EventType::Ok] {
-                let mut e = self.event(t, "notify", &path, json!(kind.clone()));
-                e.process = process;
-                self.sh.recorder.record(e);
+        for e in events {
+            if e.event_type == zabkeeper::types::EventType::None {
+                if e.state == zabkeeper::types::keeper_state::EXPIRED {
+                    self.record_expired(session);
+                }
+                continue;
             }
+            self.sh.recorder.record(Event {
+                process: self.process,
+                kind: EventType::Event,
+                f: "watch".into(),
+                path: Some(e.path),
+                event: Some(format!("{:?}", e.event_type)),
+                session: Some(session),
+                time: Some(self.sh.now_ns()),
+                ..Event::default()
+            });
         }
     }
 
-    async fn read(&mut self, key: &str, sync_first: bool) -> bool {
-        self.read_watch(key, sync_first, false).await
-    }
-
-    /// getData (after `sync` if asked), leaving a data watch if asked; the ok event's
-    /// `result` carries the data version and whether a watch was set.
-    async fn read_watch(&mut self, key: &str, sync_first: bool, watch: bool) -> bool {
-        let f = "read";
-        let mut inv = self.event(EventType::Invoke, f, key, Value::Null);
-        if watch {
-            inv.result = Some(json!({ "watch": true }));
-        }
-        self.sh.recorder.record(inv);
+    /// Run `requests` in order on one connection as one history operation `inv` (a sync
+    /// and the read behind it, or a single request): connect first (a failed connect
+    /// issues nothing and records nothing), record the invoke, then the completion made
+    /// from the last reply. A precondition error is an answer (`ok` with `error`); an
+    /// error of an earlier request fails the operation; a lost connection, an expired
+    /// session, a timeout or any other error leave it unknown (`info`). Returns the
+    /// recorded completion.
+    async fn op(&mut self, mut inv: Event, requests: Vec<Request>) -> Option<Event> {
         let t = self.timeout();
-        let res = async {
-            let c = self.conn().await?;
-            if sync_first {
-                c.sync(key, t).await?;
-            }
-            c.get_data(key, watch, t).await
+        if let Err(e) = self.conn().await {
+            let _ = e;
+            return None;
         }
-        .await;
-        let mut ev = self.event(EventType::Ok, f, key, Value::Null);
-        let ok = res.is_ok();
-        let res = res.map(|r| {
-            let v = r.data.map_or(Value::Null, Value::String);
-            self.known.insert(key.to_string(), (v.clone(), r.version));
-            ev.value = v;
-            ev.zxid = Some(r.zxid);
-            ev.result = Some(json!({ "version": r.version, "watch": watch, "sync": sync_first }));
-        });
-        self.complete(ev, res);
-        ok
+        inv.session = self.conn.as_ref().map(Conn::session);
+        inv.time = Some(self.sh.now_ns());
+        self.sh.recorder.record(inv.clone());
+        let last = requests.len().saturating_sub(1);
+        let mut outcome: Result<Reply, OpError> = Err(OpError::Definite("no request".into()));
+        for (i, request) in requests.into_iter().enumerate() {
+            let conn = self.conn.as_mut().expect("connected");
+            outcome = conn.submit(request, t).await;
+            match &outcome {
+                Ok(reply) if reply.err != 0 && i < last => {
+                    outcome = Err(OpError::Definite(code_name(reply.err)));
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        let now = self.sh.now_ns();
+        let session = inv.session.unwrap_or(0);
+        let mut ev = match &outcome {
+            Ok(reply) => completion(&inv, reply, now),
+            Err(_) => Event {
+                time: Some(now),
+                value: Value::Null,
+                ..inv.clone()
+            },
+        };
+        match outcome {
+            Ok(reply)
+                if reply.err == 0
+                    || PRECONDITION_ERRORS.iter().any(|c| c.code() == reply.err)
+                    || ev.error.is_some() && inv.f == "multi" => {}
+            Ok(reply) => {
+                ev.kind = EventType::Info;
+                ev.zxid = None;
+                ev.stat = None;
+                if reply.err == ErrorCode::SessionExpired.code() {
+                    self.record_expired(session);
+                }
+            }
+            Err(OpError::Definite(e)) => {
+                ev.kind = EventType::Fail;
+                ev.error = Some(e);
+            }
+            Err(OpError::Indeterminate(e)) => {
+                ev.kind = EventType::Info;
+                if e == "SessionExpired" {
+                    self.record_expired(session);
+                }
+                ev.error = Some(e);
+            }
+        }
+        self.record_notifications();
+        self.sh.recorder.record(ev.clone());
+        match ev.kind {
+            EventType::Ok => {
+                self.sh.ops.fetch_add(1, Ordering::SeqCst);
+            }
+            EventType::Info => self.lost(),
+            _ => {
+                if self.conn.as_ref().is_none_or(Conn::is_dead) {
+                    self.conn = None;
+                }
+            }
+        }
+        Some(ev)
     }
 
+    /// getData (after a sync if asked, as one operation), leaving a data watch if asked.
+    /// Linearizable (`quorum`) when synced first or served by a standalone server.
+    async fn read(&mut self, key: &str, sync_first: bool, watch: bool) -> bool {
+        let mut inv = self.invoke("getData", key, Value::Null);
+        inv.watch = watch;
+        inv.quorum = sync_first || self.standalone();
+        let mut requests = Vec::new();
+        if sync_first {
+            requests.push(Request::Sync { path: key.into() });
+        }
+        requests.push(Request::GetData {
+            path: key.into(),
+            watch,
+        });
+        let Some(ev) = self.op(inv, requests).await else {
+            return false;
+        };
+        if ev.kind != EventType::Ok {
+            return false;
+        }
+        match (ev.value.as_str(), ev.stat) {
+            (Some(data), Some(stat)) if ev.error.is_none() => {
+                self.known
+                    .insert(key.to_string(), (data.to_string(), stat.version));
+            }
+            _ => {
+                self.known.remove(key);
+            }
+        }
+        true
+    }
+
+    /// setData: a conditional one (cas) with the last-read version when asked and known,
+    /// else a blind one (version -1).
     async fn write(&mut self, key: &str, cas: bool) {
         self.counter += 1;
-        let new = Value::String(format!("c{}-{}", self.j, self.counter));
-        let (f, arg, version) = match (cas, self.known.get(key).cloned()) {
-            (true, Some((old, version))) => ("cas", json!([old, new]), version),
-            _ => ("write", new.clone(), -1),
+        let new = format!("c{}-{}", self.j, self.counter);
+        let version = match (cas, self.known.get(key)) {
+            (true, Some((_, v))) => *v,
+            _ => -1,
         };
-        self.sh
-            .recorder
-            .record(self.event(EventType::Invoke, f, key, arg.clone()));
-        let data = new.as_str().unwrap_or_default().to_string();
-        let t = self.timeout();
-        let res = async {
-            let c = self.conn().await?;
-            c.set_data(key, &data, version, t).await
-        }
-        .await;
-        let mut ev = self.event(EventType::Ok, f, key, arg);
-        let res = res.and_then(|r| match r {
-            SetReply::Ok { version, zxid } => {
-                self.known.insert(key.to_string(), (new.clone(), version));
-                ev.zxid = Some(zxid);
-                Ok(())
+        let mut inv = self.invoke("setData", key, json!(new));
+        inv.version = Some(version);
+        let request = Request::SetData {
+            path: key.into(),
+            data: new.clone().into_bytes(),
+            version,
+        };
+        let ev = self.op(inv, vec![request]).await;
+        match ev
+            .as_ref()
+            .and_then(|e| e.stat.filter(|_| e.error.is_none()))
+        {
+            Some(stat) => {
+                self.known.insert(key.to_string(), (new, stat.version));
             }
-            SetReply::BadVersion if cas => {
+            None => {
                 self.known.remove(key);
-                ev.result = Some(Value::Bool(false));
-                Ok(())
             }
-            SetReply::BadVersion => Err(OpError::Definite("BadVersion".into())),
-            SetReply::NoNode => Err(OpError::Definite("NoNode".into())),
-        });
-        self.complete(ev, res);
+        }
     }
-}
 
-/// Parent of the sequential queue.
-const QUEUE: &str = "/q";
-/// The ephemeral lock node.
-const LOCK: &str = "/lock";
-/// Parent of the ephemeral membership nodes.
-const MEMBERS: &str = "/members";
-
-impl ClientCtx {
-    /// Run one operation recorded as invoke + completion; `op` returns the ok event's
-    /// value and result, or an error.
-    async fn recorded<F>(&mut self, f: &str, key: &str, arg: Value, op: F) -> Result<Value, OpError>
-    where
-        F: for<'a> FnOnce(
-            &'a mut Conn,
-            Duration,
-        ) -> std::pin::Pin<
-            Box<
-                dyn std::future::Future<
-                        Output = Result<(Value, Option<Value>, Option<i64>), OpError>,
-                    > + 'a,
-            >,
-        >,
-    {
-        self.sh
-            .recorder
-            .record(self.event(EventType::Invoke, f, key, arg.clone()));
-        let t = self.timeout();
-        let res = match self.conn().await {
-            Ok(c) => op(c, t).await,
-            Err(e) => Err(e),
-        };
-        let mut ev = self.event(EventType::Ok, f, key, arg);
-        let out = res.clone().map(|(v, _, _)| v);
-        let res = res.map(|(v, result, zxid)| {
-            ev.value = v;
-            ev.result = result;
-            ev.zxid = zxid;
+    /// create with a mode; returns the completion.
+    async fn create(&mut self, path: &str, data: &str, mode: CreateMode) -> Option<Event> {
+        let mut inv = self.invoke("create", path, json!(data));
+        inv.mode = Some(
+            match mode {
+                CreateMode::Persistent => "persistent",
+                CreateMode::Ephemeral => "ephemeral",
+                CreateMode::PersistentSequential => "persistent_sequential",
+                CreateMode::EphemeralSequential => "ephemeral_sequential",
+                _ => "persistent",
+            }
+            .to_string(),
+        );
+        let request = Request::Create(CreateRequest {
+            path: path.into(),
+            data: data.as_bytes().to_vec(),
+            acl: Acl::open_unsafe(),
+            flags: mode.flag(),
         });
-        self.complete(ev, res);
-        out
+        self.op(inv, vec![request]).await
     }
 
     /// Enqueue: create a PERSISTENT_SEQUENTIAL child of the queue.
     async fn enqueue(&mut self) {
         self.counter += 1;
         let payload = format!("c{}-{}", self.j, self.counter);
-        let _ = self
-            .recorded("enqueue", QUEUE, json!(payload.clone()), move |c, t| {
-                Box::pin(async move {
-                    match c
-                        .create_mode(
-                            &format!("{QUEUE}/item-"),
-                            &payload,
-                            zabkeeper::types::CreateMode::PersistentSequential,
-                            t,
-                        )
-                        .await?
-                    {
-                        Ok((path, zxid)) => Ok((json!(payload), Some(json!(path)), Some(zxid))),
-                        Err(code) => Err(OpError::Definite(code)),
-                    }
-                })
-            })
-            .await;
+        self.create(
+            &format!("{QUEUE}/item-"),
+            &payload,
+            CreateMode::PersistentSequential,
+        )
+        .await;
     }
 
-    /// List a parent's children (sync first), recorded as `f`.
-    async fn list(&mut self, f: &str, parent: &'static str) -> bool {
-        self.recorded(f, parent, Value::Null, move |c, t| {
-            Box::pin(async move {
-                let zxid = c.sync(parent, t).await?;
-                let children = c.get_children(parent, t).await?;
-                Ok((json!(children), None, Some(zxid)))
-            })
-        })
-        .await
-        .is_ok()
+    /// List a parent's children after a sync, as one linearizable operation.
+    async fn list(&mut self, parent: &str) -> bool {
+        let mut inv = self.invoke("getChildren", parent, Value::Null);
+        inv.quorum = true;
+        let requests = vec![
+            Request::Sync {
+                path: parent.into(),
+            },
+            Request::GetChildren {
+                path: parent.into(),
+                watch: false,
+            },
+        ];
+        self.op(inv, requests)
+            .await
+            .is_some_and(|e| e.kind == EventType::Ok && e.error.is_none())
     }
 
-    /// Once per session: create this client's ephemeral member node (`join`).
+    /// Once per session: create this client's ephemeral member node.
     async fn ensure_member(&mut self) {
-        let Some(session) = self.conn.as_ref().and_then(Conn::session) else {
+        let Some(session) = self.conn.as_ref().map(Conn::session) else {
             return;
         };
-        if self.joined.as_deref() == Some(session.as_str()) {
+        if self.joined == Some(session) {
             return;
         }
         self.counter += 1;
-        let name = format!("c{}-{}", self.j, self.counter);
-        let joined = self
-            .recorded("join", MEMBERS, json!(name.clone()), move |c, t| {
-                Box::pin(async move {
-                    let path = format!("{MEMBERS}/{name}");
-                    match c
-                        .create_mode(&path, "", zabkeeper::types::CreateMode::Ephemeral, t)
-                        .await?
-                    {
-                        Ok((path, zxid)) => Ok((json!(name), Some(json!(path)), Some(zxid))),
-                        Err(code) => Err(OpError::Definite(code)),
-                    }
-                })
-            })
-            .await
-            .is_ok();
-        if joined {
+        let path = format!("{MEMBERS}/c{}-{}", self.j, self.counter);
+        let ev = self.create(&path, "", CreateMode::Ephemeral).await;
+        if ev.is_some_and(|e| {
+            e.kind == EventType::Ok && e.error.is_none() && e.session == Some(session)
+        }) {
             self.joined = Some(session);
         }
     }
 
-    /// A multi setting two registers with their last-read versions, recorded as two `cas`
-    /// operations (one per key, each under its own fresh pseudo-process) that share one
-    /// invocation and one completion: all or nothing, so a failed multi is a `fail` of
-    /// both, and a partially applied one shows up in the per-key checks.
+    /// A multi setting two registers, each conditional on its last-read version: all or
+    /// nothing.
     async fn multi(&mut self, keys: &[String]) {
         let (a, b) = (keys[0].clone(), keys[1].clone());
-        let (Some((old_a, ver_a)), Some((old_b, ver_b))) =
+        let (Some((_, ver_a)), Some((_, ver_b))) =
             (self.known.get(&a).cloned(), self.known.get(&b).cloned())
         else {
-            self.read(&a, false).await;
+            self.read(&a, false, false).await;
             return;
         };
         self.counter += 1;
-        let new_a = format!("c{}-{}a", self.j, self.counter);
-        let new_b = format!("c{}-{}b", self.j, self.counter);
-        let base = 1_000_000 + 2 * (self.j as u64 * 1_000_000 + self.counter);
-        let mut invokes = Vec::new();
-        for (i, (key, old, new)) in [(&a, &old_a, &new_a), (&b, &old_b, &new_b)]
-            .into_iter()
-            .enumerate()
-        {
-            let mut e = self.event(EventType::Invoke, "cas", key, json!([old, new]));
-            e.process = base + i as u64;
-            self.sh.recorder.record(e.clone());
-            invokes.push(e);
-        }
-        let ops = vec![
-            (a.clone(), new_a.clone(), ver_a),
-            (b.clone(), new_b.clone(), ver_b),
+        let sets = [
+            (a.clone(), format!("c{}-{}a", self.j, self.counter), ver_a),
+            (b.clone(), format!("c{}-{}b", self.j, self.counter), ver_b),
         ];
-        let t = self.timeout();
-        let res = match self.conn().await {
-            Ok(c) => c.multi_set(&ops, t).await,
-            Err(e) => Err(e),
-        };
-        let now = self.sh.now_ns();
-        let versions: Option<Vec<i32>> = match &res {
-            Ok(Ok(r)) => Some(r.iter().map(|(v, _)| *v).collect()),
-            _ => None,
-        };
-        let done = |inv: &HistoryEvent, kind: EventType, zxid: Option<i64>, err: Option<String>| {
-            let mut e = inv.clone();
-            e.kind = kind;
-            e.time = now;
-            e.zxid = zxid;
-            e.error = err;
-            e.f = "cas".into();
-            self.sh.recorder.record(e);
-        };
-        let mut lost = false;
-        match res {
-            Ok(Ok(results)) => {
-                for (inv, (_, zxid)) in invokes.iter().zip(&results) {
-                    done(inv, EventType::Ok, Some(*zxid), None);
-                }
-                self.sh.ops.fetch_add(1, Ordering::SeqCst);
+        let subs: Vec<Value> = sets
+            .iter()
+            .map(|(path, data, version)| {
+                json!({"op": "setData", "path": path, "value": data, "version": version})
+            })
+            .collect();
+        let inv = self.invoke("multi", &a, Value::Array(subs));
+        let request = Request::Multi(
+            sets.iter()
+                .map(|(path, data, version)| MultiOp::SetData {
+                    path: path.clone(),
+                    data: data.clone().into_bytes(),
+                    version: *version,
+                })
+                .collect(),
+        );
+        let done = self
+            .op(inv, vec![request])
+            .await
+            .is_some_and(|e| e.kind == EventType::Ok && e.error.is_none());
+        for (path, data, version) in sets {
+            if done {
+                self.known.insert(path, (data, version + 1));
+            } else {
+                self.known.remove(&path);
             }
-            Ok(Err(code)) => {
-                for inv in &invokes {
-                    done(inv, EventType::Fail, None, Some(code.clone()));
-                }
-            }
-            Err(OpError::Definite(e)) => {
-                for inv in &invokes {
-                    done(inv, EventType::Fail, None, Some(e.clone()));
-                }
-            }
-            Err(OpError::Indeterminate(e)) => {
-                for inv in &invokes {
-                    done(inv, EventType::Info, None, Some(e.clone()));
-                }
-                lost = true;
-            }
-        }
-        if let Some(versions) = versions {
-            for ((key, new, _), version) in ops.iter().zip(versions) {
-                self.known.insert(key.clone(), (json!(new), version));
-            }
-        } else {
-            self.known.remove(&a);
-            self.known.remove(&b);
-        }
-        if lost && self.conn.as_ref().is_none_or(Conn::replace_after_loss) {
-            self.conn = None;
         }
     }
 
@@ -1084,34 +1177,36 @@ impl ClientCtx {
     async fn lock_cycle(&mut self) {
         let owner = format!("c{}", self.j);
         let acquired = self
-            .recorded("acquire", LOCK, json!(owner.clone()), move |c, t| {
-                Box::pin(async move {
-                    match c
-                        .create_mode(LOCK, &owner, zabkeeper::types::CreateMode::Ephemeral, t)
-                        .await?
-                    {
-                        Ok((_, zxid)) => Ok((json!(owner), None, Some(zxid))),
-                        Err(code) => Err(OpError::Definite(code)),
-                    }
-                })
-            })
+            .create(LOCK, &owner, CreateMode::Ephemeral)
             .await
-            .is_ok();
+            .is_some_and(|e| e.kind == EventType::Ok && e.error.is_none());
         if !acquired {
             return;
         }
         let hold = self.rng.gen_range(10..300);
         madsim::time::sleep(Duration::from_millis(hold)).await;
-        let _ = self
-            .recorded("release", LOCK, Value::Null, |c, t| {
-                Box::pin(async move {
-                    match c.delete(LOCK, -1, t).await? {
-                        None => Ok((Value::Null, None, None)),
-                        Some(code) => Err(OpError::Definite(code)),
-                    }
-                })
-            })
-            .await;
+        let mut inv = self.invoke("delete", LOCK, Value::Null);
+        inv.version = Some(-1);
+        let request = Request::Delete {
+            path: LOCK.into(),
+            version: -1,
+        };
+        self.op(inv, vec![request]).await;
+    }
+
+    /// Create a persistent znode until the server answers (created, or there already from
+    /// an attempt whose reply was lost).
+    async fn create_until_answered(&mut self, path: &str, data: &str) {
+        loop {
+            let answered = self
+                .create(path, data, CreateMode::Persistent)
+                .await
+                .is_some_and(|e| e.kind == EventType::Ok);
+            if answered {
+                return;
+            }
+            madsim::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -1122,67 +1217,21 @@ async fn client_main(j: usize, sh: Shared) {
         rng: ChaCha8Rng::seed_from_u64(opts.seed.wrapping_mul(31).wrapping_add(j as u64 + 1)),
         sh: sh.clone(),
         conn: None,
-        server: 0,
         process: j as u64,
         generation: 0,
         counter: 0,
         known: Known::new(),
         joined: None,
+        expired: None,
     };
     let keys = keys(&opts);
     if j == 0 {
-        // Setup: create every register with an initial value (recorded as writes).
+        // Setup: every register with its initial data, the queue and the members parent.
         for key in &keys {
-            loop {
-                cx.sh
-                    .recorder
-                    .record(cx.event(EventType::Invoke, "write", key, json!("init")));
-                let t = cx.timeout();
-                let res = async {
-                    let c = cx.conn().await?;
-                    c.create(key, "init", t).await
-                }
-                .await;
-                let mut ev = cx.event(EventType::Ok, "write", key, json!("init"));
-                match res {
-                    Ok((true, zxid)) => {
-                        ev.zxid = Some(zxid);
-                        cx.complete(ev, Ok(()));
-                        break;
-                    }
-                    Ok((false, _)) => {
-                        // Created by an earlier attempt whose reply was lost: keep the
-                        // earlier invoke as the write; this one did nothing.
-                        cx.complete(ev, Err(OpError::Definite("NodeExists".into())));
-                        break;
-                    }
-                    Err(e) => {
-                        cx.complete(ev, Err(e));
-                        madsim::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
-            }
+            cx.create_until_answered(key, "init").await;
         }
-        for parent in [QUEUE, MEMBERS]
-            .into_iter()
-            .filter(|_| opts.sut == SutKind::Node)
-        {
-            loop {
-                let r = cx
-                    .recorded("create", parent, Value::Null, move |c, t| {
-                        Box::pin(async move {
-                            match c.create(parent, "", t).await? {
-                                (true, zxid) => Ok((Value::Null, None, Some(zxid))),
-                                (false, _) => Ok((Value::Null, Some(json!("exists")), None)),
-                            }
-                        })
-                    })
-                    .await;
-                if r.is_ok() {
-                    break;
-                }
-                madsim::time::sleep(Duration::from_millis(50)).await;
-            }
+        for parent in [QUEUE, MEMBERS] {
+            cx.create_until_answered(parent, "").await;
         }
         sh.setup_done.store(1, Ordering::SeqCst);
     }
@@ -1190,15 +1239,14 @@ async fn client_main(j: usize, sh: Shared) {
         madsim::time::sleep(Duration::from_millis(5)).await;
     }
     let w = opts.workload.clone();
-    let node = opts.sut == SutKind::Node;
     let weights = [
         w.register.max(1) * 2,
         w.register,
         w.sync_read,
-        if node { w.queue } else { 0 },
-        if node { w.lock } else { 0 },
-        if node && keys.len() >= 2 { w.multi } else { 0 },
-        if node { w.watch } else { 0 },
+        w.queue,
+        w.lock,
+        if keys.len() >= 2 { w.multi } else { 0 },
+        w.watch,
     ];
     let total: u32 = weights.iter().sum();
     while sh.phase() == PHASE_SAFETY {
@@ -1207,9 +1255,7 @@ async fn client_main(j: usize, sh: Shared) {
             continue;
         }
         cx.await_connected().await;
-        if node {
-            cx.ensure_member().await;
-        }
+        cx.ensure_member().await;
         let key = keys[cx.rng.gen_range(0..keys.len())].clone();
         let mut pick = cx.rng.gen_range(0..total);
         let choice = weights
@@ -1229,15 +1275,15 @@ async fn client_main(j: usize, sh: Shared) {
                 cx.write(&key, cas).await
             }
             1 => {
-                cx.read(&key, false).await;
+                cx.read(&key, false, false).await;
             }
             2 => {
-                cx.read(&key, true).await;
+                cx.read(&key, true, false).await;
             }
             3 => cx.enqueue().await,
             4 => cx.lock_cycle().await,
             6 => {
-                cx.read_watch(&key, false, true).await;
+                cx.read(&key, false, true).await;
             }
             _ => {
                 let mut two = keys.clone();
@@ -1251,21 +1297,22 @@ async fn client_main(j: usize, sh: Shared) {
         let think = cx.rng.gen_range(w.think_ms[0]..=w.think_ms[1]);
         madsim::time::sleep(Duration::from_millis(think)).await;
     }
-    // Liveness: sync + read every key, retrying until all succeed or the run ends.
+    // Liveness: sync + read every key, then list the queue and the members, retrying
+    // until all succeed or the run ends.
     let mut pending: Vec<String> = keys.clone();
     while sh.phase() == PHASE_LIVENESS && !pending.is_empty() {
         cx.await_connected().await;
         let key = pending[0].clone();
-        if cx.read(&key, true).await {
+        if cx.read(&key, true, false).await {
             pending.remove(0);
         } else {
             madsim::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let mut listed = !node;
+    let mut listed = false;
     while sh.phase() == PHASE_LIVENESS && !listed {
         cx.await_connected().await;
-        listed = cx.list("list", QUEUE).await && cx.list("members", MEMBERS).await;
+        listed = cx.list(QUEUE).await && cx.list(MEMBERS).await;
         if !listed {
             madsim::time::sleep(Duration::from_millis(50)).await;
         }

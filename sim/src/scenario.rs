@@ -39,9 +39,6 @@ pub struct Scenario {
     /// Limits on the run.
     #[serde(default)]
     pub budgets: Budgets,
-    /// Which system runs on the servers (default: the real node).
-    #[serde(default)]
-    pub sut: crate::sut::SutKind,
 }
 
 /// Ensemble and client shape; one value of each list is picked per seed.

@@ -22,15 +22,14 @@ use std::time::Duration;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::time::{sleep, Instant};
-use serde_json::Value;
 use zabkeeper::client::{Client, ClientOptions, Error};
 use zabkeeper::server::session_password;
 use zabkeeper::storage::SimFs;
 use zabkeeper::types::{Acl, CreateMode, ErrorCode};
 
 use crate::clock::Clocks;
-use crate::history::{EventType, HistoryEvent};
-use crate::judge::{Observation, Observer};
+use crate::history::{Event, EventType};
+use crate::judge::{Observation, ObservationLog};
 use crate::sut::node::{serve, NodeTiming};
 use crate::sut::{client_ip, server_ip, CLIENT_PORT};
 
@@ -38,7 +37,7 @@ use crate::sut::{client_ip, server_ip, CLIENT_PORT};
 #[derive(Debug, Clone)]
 pub struct ScriptedOutput {
     /// The client history (the reconnects, recorded as `reconnect` operations).
-    pub history: Vec<HistoryEvent>,
+    pub history: Vec<Event>,
     /// The servers' observations.
     pub observations: Vec<Observation>,
     /// What happened, step by step.
@@ -48,7 +47,7 @@ pub struct ScriptedOutput {
 impl ScriptedOutput {
     /// The history without the `reconnect-unknown` probe (a session that never existed,
     /// so never closed either: [`crate::judge::expiry_check`] judges the real session).
-    pub fn real_session(&self) -> Vec<HistoryEvent> {
+    pub fn real_session(&self) -> Vec<Event> {
         self.history
             .iter()
             .filter(|e| e.f != "reconnect-unknown")
@@ -81,7 +80,7 @@ fn addr(i: usize) -> String {
 /// The simulated three-voter ensemble both scripts start from, settled.
 struct Settled {
     start: Instant,
-    observer: Observer,
+    log: ObservationLog,
     servers: Vec<NodeHandle>,
     /// The node the scripts' clients run on.
     client: NodeHandle,
@@ -95,32 +94,23 @@ struct Settled {
 async fn settled_ensemble(seed: u64) -> Settled {
     let handle = Handle::current();
     let start = Instant::now();
-    let observer = Observer::default();
+    let log = ObservationLog::default();
     let clocks = Clocks::default();
     let servers: Vec<NodeHandle> = (0..TIMING.voters)
         .map(|i| {
-            let (observer, clocks) = (observer.clone(), clocks.clone());
+            let (log, clocks) = (log.clone(), clocks.clone());
             let fs = SimFs::new(seed ^ (0x5eed_0000 + i as u64));
             handle
                 .create_node()
                 .name(format!("s{i}"))
                 .ip(server_ip(i))
-                .init(move || {
-                    serve(
-                        i,
-                        fs.clone(),
-                        clocks.clone(),
-                        start,
-                        TIMING,
-                        observer.clone(),
-                    )
-                })
+                .init(move || serve(i, fs.clone(), clocks.clone(), start, TIMING, log.clone()))
                 .build()
         })
         .collect();
     let client = handle.create_node().name("c0").ip(client_ip(0)).build();
     let leader = loop {
-        if let Some(l) = observer.current_leader() {
+        if let Some(l) = log.current_leader() {
             break l;
         }
         sleep(Duration::from_millis(50)).await;
@@ -129,7 +119,7 @@ async fn settled_ensemble(seed: u64) -> Settled {
     let followers: Vec<usize> = (0..TIMING.voters).filter(|&i| i != leader).collect();
     Settled {
         start,
-        observer,
+        log,
         servers,
         client,
         leader,
@@ -168,7 +158,7 @@ async fn lagging_learner_script(seed: u64) -> ScriptedOutput {
     // 1. A leader, and time for both followers to sync with it.
     let Settled {
         start,
-        observer,
+        log,
         servers,
         client,
         leader,
@@ -204,13 +194,14 @@ async fn lagging_learner_script(seed: u64) -> ScriptedOutput {
             created.store(true, Ordering::SeqCst);
             for (f_name, session) in [("reconnect", id), ("reconnect-unknown", id ^ 0x7777)] {
                 let session_hex = format!("{session:#x}");
-                let event = |kind, error: Option<String>| {
-                    let mut e = HistoryEvent::new(0, kind, f_name, None, Value::Null);
-                    e.time = start.elapsed().as_nanos() as u64;
-                    e.session = Some(session_hex.clone());
-                    e.node = Some(format!("s{f}"));
-                    e.error = error;
-                    e
+                let event = |kind, error: Option<String>| Event {
+                    kind,
+                    f: f_name.to_string(),
+                    time: Some(start.elapsed().as_nanos() as u64),
+                    session: Some(session),
+                    node: Some(format!("s{f}")),
+                    error,
+                    ..Event::default()
                 };
                 history.push(event(EventType::Invoke, None));
                 let outcome = Client::connect(&addr(f), options(2, Some(session))).await;
@@ -247,7 +238,7 @@ async fn lagging_learner_script(seed: u64) -> ScriptedOutput {
     notes.extend(client_notes);
     ScriptedOutput {
         history,
-        observations: observer.snapshot(),
+        observations: log.snapshot(),
         notes,
     }
 }

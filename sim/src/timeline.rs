@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::fault::Fault;
-use crate::history::{EventType, HistoryEvent};
+use crate::history::{Event, EventType};
 use crate::plan::FaultPlan;
 
 fn esc(s: &str) -> String {
@@ -17,25 +17,35 @@ fn esc(s: &str) -> String {
 
 /// Render the timeline. `end_ms` is the run's total virtual length; `title` goes in the
 /// page heading.
-pub fn render(title: &str, history: &[HistoryEvent], plan: &FaultPlan, end_ms: u64) -> String {
+pub fn render(title: &str, history: &[Event], plan: &FaultPlan, end_ms: u64) -> String {
     let end_ns = (end_ms.max(1) * 1_000_000) as f64;
     let px_per_ns = 2_000.0 / end_ns;
     // Pair invokes with completions per process.
-    let mut open: BTreeMap<u64, &HistoryEvent> = BTreeMap::new();
-    let mut bars: BTreeMap<u64, Vec<(u64, u64, EventType, &HistoryEvent)>> = BTreeMap::new();
+    let mut open: BTreeMap<u64, &Event> = BTreeMap::new();
+    let mut bars: BTreeMap<u64, Vec<(u64, u64, EventType, &Event)>> = BTreeMap::new();
     for e in history {
+        if e.kind == EventType::Event {
+            // Notifications are not operations.
+            continue;
+        }
         if e.kind == EventType::Invoke {
             open.insert(e.process, e);
         } else if let Some(inv) = open.remove(&e.process) {
-            bars.entry(e.process)
-                .or_default()
-                .push((inv.time, e.time, e.kind, e));
+            bars.entry(e.process).or_default().push((
+                inv.time.unwrap_or(0),
+                e.time.unwrap_or(0),
+                e.kind,
+                e,
+            ));
         }
     }
     for (p, inv) in open {
-        bars.entry(p)
-            .or_default()
-            .push((inv.time, end_ms * 1_000_000, EventType::Info, inv));
+        bars.entry(p).or_default().push((
+            inv.time.unwrap_or(0),
+            end_ms * 1_000_000,
+            EventType::Info,
+            inv,
+        ));
     }
     let lane_h = 22;
     let top = 30;
@@ -90,7 +100,7 @@ pub fn render(title: &str, history: &[HistoryEvent], plan: &FaultPlan, end_ms: u
             let tip = format!(
                 "{} {} {} -> {} {}",
                 e.f,
-                e.key.clone().unwrap_or_default(),
+                e.path.clone().unwrap_or_default(),
                 e.value,
                 class,
                 e.zxid.map(|z| format!("zxid {z:#x}")).unwrap_or_default()
@@ -147,12 +157,23 @@ mod tests {
 
     #[test]
     fn renders_lanes_bars_and_bands() {
-        let mut a = HistoryEvent::new(0, EventType::Invoke, "write", Some("/r<0>"), json!(1));
-        a.time = 1_000_000;
-        let mut b = HistoryEvent::new(0, EventType::Ok, "write", Some("/r<0>"), json!(1));
-        b.time = 5_000_000;
-        let mut c = HistoryEvent::new(1, EventType::Invoke, "read", Some("/r<0>"), json!(null));
-        c.time = 2_000_000;
+        let at = |process, kind, f: &str, time| Event {
+            process,
+            kind,
+            f: f.into(),
+            path: Some("/r<0>".into()),
+            value: json!(1),
+            time: Some(time),
+            ..Event::default()
+        };
+        let a = at(0, EventType::Invoke, "setData", 1_000_000);
+        let b = at(0, EventType::Ok, "setData", 5_000_000);
+        let c = at(1, EventType::Invoke, "getData", 2_000_000);
+        let note = Event {
+            kind: EventType::Event,
+            f: "watch".into(),
+            ..at(1, EventType::Event, "watch", 3_000_000)
+        };
         let plan = FaultPlan {
             events: vec![
                 TimedEvent {
@@ -168,7 +189,7 @@ mod tests {
                 },
             ],
         };
-        let html = render("t", &[a, b, c], &plan, 10);
+        let html = render("t", &[a, b, note, c], &plan, 10);
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert_eq!(html.matches(r#"class="fault""#).count(), 1);
         assert_eq!(html.matches(r#"class="ok""#).count(), 1);

@@ -1,6 +1,6 @@
 //! Proof that the testbed bites: each deliberately broken build (cargo features
-//! `broken-*`: toy-SUT variants in `sut::toy`, real-node storage variants in
-//! `sut::node::broken`) is caught by the default scenario `mixed` within the first
+//! `broken-*`: real-node storage variants in `sut::node::broken`, ZAB and session
+//! variants in the node) is caught by the default scenario `mixed` within the first
 //! `WITHIN` seeds, and `shrink` reduces the failing plan while keeping the same failure.
 //! The correct builds pass the same seeds.
 //!
@@ -14,37 +14,28 @@ use zabkeeper_sim::options::RunOptions;
 use zabkeeper_sim::run::run_one;
 use zabkeeper_sim::scenario;
 use zabkeeper_sim::shrink::shrink_run;
-use zabkeeper_sim::sut::{SutKind, REPLICATION_AVAILABLE};
+use zabkeeper_sim::sut::REPLICATION_AVAILABLE;
 
 /// Every broken build must be caught within this many seeds of `mixed`.
 const WITHIN: u64 = 5;
 
-fn derive(name: &str, seed: u64, sut: SutKind, replicated: bool) -> RunOptions {
+fn derive(name: &str, seed: u64, replicated: bool) -> RunOptions {
     let dir = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios"));
     let s = scenario::find(&dir, name).expect("scenario");
-    let mut o = RunOptions::derive(&s, seed, replicated);
-    o.sut = sut;
-    o
-}
-
-/// The toy SUT (the `broken-*` toy variants).
-#[allow(dead_code)]
-fn toy_options(name: &str, seed: u64) -> RunOptions {
-    // The toy SUT does not replicate: one standalone server.
-    derive(name, seed, SutKind::Toy, false)
+    RunOptions::derive(&s, seed, replicated)
 }
 
 /// The real node on one standalone server (the `broken-node-*` storage variants are
 /// single-server bugs).
 #[allow(dead_code)]
 fn node_options(name: &str, seed: u64) -> RunOptions {
-    derive(name, seed, SutKind::Node, false)
+    derive(name, seed, false)
 }
 
 /// The real node on the ensemble the scenario asks for (the replication-level variants).
 #[allow(dead_code)]
 fn ensemble_options(name: &str, seed: u64) -> RunOptions {
-    derive(name, seed, SutKind::Node, REPLICATION_AVAILABLE)
+    derive(name, seed, REPLICATION_AVAILABLE)
 }
 
 #[allow(dead_code)]
@@ -85,24 +76,6 @@ fn caught_as_and_shrunk(
         "shrink reduced nothing"
     );
     assert!(shrunk.plan.events.len() <= original.plan.events.len());
-}
-
-#[cfg(feature = "broken-ack-before-fsync")]
-#[test]
-fn catches_ack_before_fsync() {
-    caught_and_shrunk("mixed", toy_options);
-}
-
-#[cfg(feature = "broken-lost-cas-check")]
-#[test]
-fn catches_setdata_ignoring_expected_version() {
-    caught_and_shrunk("mixed", toy_options);
-}
-
-#[cfg(feature = "broken-stale-read")]
-#[test]
-fn catches_stale_reads() {
-    caught_and_shrunk("mixed", toy_options);
 }
 
 #[cfg(feature = "broken-node-lying-fsync")]
@@ -159,7 +132,7 @@ fn catches_an_observer_that_never_rejoins() {
 #[test]
 fn catches_a_learner_expiring_a_session_it_does_not_know_yet() {
     let out = zabkeeper_sim::scripted::lagging_learner_reconnect(LAGGING_LEARNER_SEED);
-    let verdict = zabkeeper_sim::judge::expiry_check(&out.real_session(), &out.observations);
+    let verdict = zabkeeper_sim::judge::expiry::check(&out.real_session(), &out.observations);
     assert!(
         matches!(&verdict, zabkeeper_sim::judge::Verdict::Violation { check, .. }
             if check == "expired-only-after-close"),
@@ -188,9 +161,6 @@ const LAGGING_LEARNER_SEED: u64 = 7;
     feature = "broken-observer-never-rejoins",
     feature = "broken-commit-without-quorum",
     feature = "broken-skip-trunc",
-    feature = "broken-ack-before-fsync",
-    feature = "broken-lost-cas-check",
-    feature = "broken-stale-read",
     feature = "broken-node-lying-fsync",
     feature = "broken-node-recovery-drops-tail"
 )))]
@@ -200,17 +170,13 @@ mod correct {
     #[test]
     fn correct_builds_pass_the_same_seeds() {
         for seed in 0..WITHIN {
-            for o in [
-                toy_options("mixed", seed),
-                node_options("mixed", seed),
-                ensemble_options("mixed", seed),
-            ] {
+            for o in [node_options("mixed", seed), ensemble_options("mixed", seed)] {
                 let out = run_one(&o);
                 assert_eq!(
                     out.record.class,
                     Class::Pass,
-                    "{:?} {:?}",
-                    o.sut,
+                    "servers {} {:?}",
+                    o.servers,
                     out.record
                 );
                 assert!(out.record.ops > 50, "the workload ran: {:?}", out.record);
@@ -228,7 +194,7 @@ mod correct {
             let out = zabkeeper_sim::scripted::lagging_learner_reconnect(seed);
             let notes = &out.notes;
             assert_eq!(
-                zabkeeper_sim::judge::expiry_check(&out.real_session(), &out.observations),
+                zabkeeper_sim::judge::expiry::check(&out.real_session(), &out.observations),
                 zabkeeper_sim::judge::Verdict::Pass,
                 "{notes:#?}"
             );

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use zabkeeper::client::{Client, ClientOptions, Error};
-use zabkeeper::proto::client::{Request, Response};
+use zabkeeper::client::{Client, ClientOptions, Error, Reply, WatchedEvent};
+use zabkeeper::proto::client::Request;
 use zabkeeper::runtime::{Clock, ServerConfig};
 use zabkeeper::storage::{FileStorage, FileStorageOptions, SimFs};
 use zabkeeper::types::{Acl, CreateMode, ErrorCode};
 
-use super::{DataReply, OpError, SetReply, CLIENT_PORT};
+use super::{OpError, CLIENT_PORT};
 use crate::clock::Clocks;
 
 /// Wall-clock epoch of simulated time 0 (2024-01-01T00:00:00Z), in ms.
@@ -55,14 +55,14 @@ pub struct NodeTiming {
 /// Logs and reports that server `index` refused to start (its storage or recovery
 /// refused the data on its disk).
 fn refused_start(
-    observer: &crate::judge::Observer,
+    log: &crate::judge::ObservationLog,
     start: madsim::time::Instant,
     index: usize,
     reason: String,
 ) {
     tracing::warn!(server = index, "{reason}");
     let at_ms = (madsim::time::Instant::now() - start).as_millis() as u64;
-    observer.observe(
+    log.observe(
         at_ms,
         index,
         crate::judge::Observed::RefusedStart { reason },
@@ -82,7 +82,7 @@ pub async fn serve(
     clocks: Clocks,
     start: madsim::time::Instant,
     timing: NodeTiming,
-    observer: crate::judge::Observer,
+    log: crate::judge::ObservationLog,
 ) {
     let data_dir = format!("/data/s{index}");
     let mut config = ServerConfig::standalone(CLIENT_PORT, &data_dir);
@@ -120,12 +120,7 @@ pub async fn serve(
     let storage = match FileStorage::open(fs, opts) {
         Ok(s) => s,
         Err(e) => {
-            refused_start(
-                &observer,
-                start,
-                index,
-                format!("storage refused to open: {e}"),
-            );
+            refused_start(&log, start, index, format!("storage refused to open: {e}"));
             return;
         }
     };
@@ -138,36 +133,31 @@ pub async fn serve(
     // The node's observation hook feeds the global checks (one leader per epoch, one txn
     // per zxid, committed zxid monotonic, same digest per zxid) and tells the convergence
     // check each server's current tree (after every commit and every tree load).
-    let refusals = observer.clone();
+    let refusals = log.clone();
     let hook: zabkeeper::runtime::ObserverFn = Arc::new(move |o| {
         use crate::judge::Observed;
         use zabkeeper::runtime::Observation;
         let at_ms = (madsim::time::Instant::now() - start).as_millis() as u64;
         match o {
             Observation::Leading { epoch } => {
-                observer.observe(at_ms, index, Observed::Leading { epoch })
+                log.observe(at_ms, index, Observed::Leading { epoch })
             }
             Observation::Committed {
                 zxid,
                 txn_hash,
                 digest,
             } => {
-                observer.observe(at_ms, index, Observed::Committed { zxid, txn_hash });
-                observer.observe(at_ms, index, Observed::Digest { zxid, digest });
+                log.observe(at_ms, index, Observed::Committed { zxid, txn_hash });
+                log.observe(at_ms, index, Observed::Digest { zxid, digest });
             }
-            Observation::SessionClosed { session, zxid } => observer.observe(
-                at_ms,
-                index,
-                Observed::SessionClosed {
-                    session: format!("{session:#x}"),
-                    zxid,
-                },
-            ),
+            Observation::SessionClosed { session, zxid } => {
+                log.observe(at_ms, index, Observed::SessionClosed { session, zxid })
+            }
             Observation::TreeLoaded {
                 source,
                 zxid,
                 digest,
-            } => observer.observe(
+            } => log.observe(
                 at_ms,
                 index,
                 Observed::TreeLoaded {
@@ -198,9 +188,11 @@ pub async fn serve(
 /// A client session on the real node.
 pub struct NodeConn {
     client: Client,
-    events: Option<tokio::sync::mpsc::UnboundedReceiver<zabkeeper::client::WatchedEvent>>,
+    events: Option<tokio::sync::mpsc::UnboundedReceiver<WatchedEvent>>,
 }
 
+/// A client error as the history needs it: `SessionExpired` and lost connections leave
+/// the outcome unknown, anything else was refused before it was sent.
 fn map_err(e: Error) -> OpError {
     match e {
         Error::Keeper(ErrorCode::SessionExpired) => OpError::Indeterminate("SessionExpired".into()),
@@ -211,7 +203,7 @@ fn map_err(e: Error) -> OpError {
 }
 
 impl NodeConn {
-    /// Open a session to `connect_string` within `timeout`.
+    /// Connect with a session timeout; `timeout` bounds the whole attempt.
     pub async fn connect(
         connect_string: &str,
         session_timeout: Duration,
@@ -231,100 +223,46 @@ impl NodeConn {
         }
     }
 
-    /// Whether the session can never be used again.
+    /// Whether the session has ended (expired, closed, auth failed): the connection must
+    /// be replaced.
     pub fn is_dead(&self) -> bool {
         self.client.state().is_terminal()
     }
 
-    /// Whether the session is connected.
+    /// Whether the session is connected to a server right now.
     pub fn is_connected(&self) -> bool {
         self.client.state() == zabkeeper::client::SessionState::Connected
     }
 
-    /// The session id in hex.
-    pub fn session(&self) -> String {
-        format!("{:#x}", self.client.session_id())
+    /// The session id.
+    pub fn session(&self) -> i64 {
+        self.client.session_id()
     }
 
-    /// Watch notifications received so far, as `(event type name, path)`; session state
-    /// changes are left out.
-    pub fn drain_events(&mut self) -> Vec<(String, String)> {
+    /// Notifications received so far (watch events and session state changes), in the
+    /// order the client handed them over.
+    pub fn drain_events(&mut self) -> Vec<WatchedEvent> {
         let mut out = Vec::new();
         if let Some(rx) = self.events.as_mut() {
             while let Ok(e) = rx.try_recv() {
-                if e.event_type != zabkeeper::types::EventType::None {
-                    out.push((format!("{:?}", e.event_type), e.path));
-                }
+                out.push(e);
             }
         }
         out
     }
 
-    /// getData, optionally leaving a data watch.
-    pub async fn get_data(&mut self, path: &str, watch: bool) -> Result<DataReply, OpError> {
-        let reply = self
-            .client
-            .submit(Request::GetData {
-                path: path.into(),
-                watch,
-            })
-            .await
-            .map_err(map_err)?;
-        if reply.err == ErrorCode::NoNode.code() {
-            return Ok(DataReply {
-                data: None,
-                version: -1,
-                zxid: reply.zxid,
-            });
-        }
-        let zxid = reply.zxid;
-        match reply.into_result().map_err(map_err)? {
-            Response::GetData { data, stat } => Ok(DataReply {
-                data: Some(String::from_utf8_lossy(&data).into_owned()),
-                version: stat.version,
-                zxid,
-            }),
-            other => Err(OpError::Indeterminate(format!("unexpected {other:?}"))),
+    /// Send one request and wait (at most `timeout`) for the server's raw reply: its
+    /// header zxid and error code and its body. A reply with an error code is an answer
+    /// (`Ok`); a lost connection, an expired session or the timeout leave the outcome
+    /// unknown.
+    pub async fn submit(&mut self, request: Request, timeout: Duration) -> Result<Reply, OpError> {
+        match madsim::time::timeout(timeout, self.client.submit(request)).await {
+            Err(_) => Err(OpError::Indeterminate("Timeout".into())),
+            Ok(r) => r.map_err(map_err),
         }
     }
 
-    /// setData with an expected version (-1: any).
-    pub async fn set_data(
-        &mut self,
-        path: &str,
-        data: &str,
-        version: i32,
-    ) -> Result<SetReply, OpError> {
-        match self.client.set_data(path, data.as_bytes(), version).await {
-            Ok(stat) => Ok(SetReply::Ok {
-                version: stat.version,
-                zxid: stat.mzxid,
-            }),
-            Err(Error::Keeper(ErrorCode::BadVersion)) => Ok(SetReply::BadVersion),
-            Err(Error::Keeper(ErrorCode::NoNode)) => Ok(SetReply::NoNode),
-            Err(e) => Err(map_err(e)),
-        }
-    }
-
-    /// create (persistent, open ACL); `Ok(false)` if it already existed.
-    pub async fn create(&mut self, path: &str, data: &str) -> Result<(bool, i64), OpError> {
-        match self
-            .client
-            .create(
-                path,
-                data.as_bytes(),
-                &Acl::open_unsafe(),
-                CreateMode::Persistent,
-            )
-            .await
-        {
-            Ok((_, stat)) => Ok((true, stat.czxid)),
-            Err(Error::Keeper(ErrorCode::NodeExists)) => Ok((false, 0)),
-            Err(e) => Err(map_err(e)),
-        }
-    }
-
-    /// create with a mode: the actual path (sequential suffix), or the error code name.
+    /// create with a mode: the created path and its zxid, or the error code's name.
     pub async fn create_mode(
         &mut self,
         path: &str,
@@ -344,89 +282,12 @@ impl NodeConn {
         }
     }
 
-    /// delete with an expected version: `Ok(None)` when deleted, else the error name.
-    pub async fn delete(&mut self, path: &str, version: i32) -> Result<Option<String>, OpError> {
-        match self.client.delete(path, version).await {
-            Ok(()) => Ok(None),
-            Err(Error::Keeper(code @ (ErrorCode::NoNode | ErrorCode::BadVersion))) => {
-                Ok(Some(format!("{code:?}")))
-            }
-            Err(e) => Err(map_err(e)),
-        }
-    }
-
-    /// A multi of setData ops `(path, data, expected version)`: the new (version, zxid) of
-    /// each, or the error code name when the whole multi failed (nothing applied).
-    pub async fn multi_set(
-        &mut self,
-        ops: &[(String, String, i32)],
-    ) -> Result<Result<Vec<(i32, i64)>, String>, OpError> {
-        use zabkeeper::proto::client::{MultiOp, MultiResult};
-        let ops = ops
-            .iter()
-            .map(|(path, data, version)| MultiOp::SetData {
-                path: path.clone(),
-                data: data.as_bytes().to_vec(),
-                version: *version,
-            })
-            .collect();
-        match self.client.multi(ops).await {
-            Ok(results) => {
-                // A failed multi answers an error per op (the failing op's code, then
-                // RuntimeInconsistency): all or nothing, so any error fails the whole.
-                if let Some(err) = results.iter().find_map(|r| match r {
-                    MultiResult::Error { err } => Some(*err),
-                    _ => None,
-                }) {
-                    return Ok(Err(format!("multi failed: {}", Error::from_code(err))));
-                }
-                results
-                    .into_iter()
-                    .map(|r| match r {
-                        MultiResult::SetData { stat } => Ok((stat.version, stat.mzxid)),
-                        other => Err(OpError::Indeterminate(format!("unexpected {other:?}"))),
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Ok)
-            }
-            Err(e) if e.is_outcome_unknown() || matches!(e, Error::Closed) => Err(map_err(e)),
-            Err(e @ Error::Keeper(ErrorCode::SessionExpired)) => Err(map_err(e)),
-            Err(e) => Ok(Err(format!("{e}"))),
-        }
-    }
-
-    /// getChildren, sorted.
-    pub async fn get_children(&mut self, path: &str) -> Result<Vec<String>, OpError> {
-        let mut c = self
-            .client
-            .get_children(path, false)
-            .await
-            .map_err(map_err)?;
-        c.sort();
-        Ok(c)
-    }
-
-    /// sync.
-    pub async fn sync(&mut self, path: &str) -> Result<i64, OpError> {
-        self.client.sync(path).await.map_err(map_err)?;
-        Ok(self.client.last_zxid_seen())
-    }
-
-    /// Close the session (best effort).
+    /// Close the session.
     pub async fn close(self) {
         let _ = self.client.close().await;
     }
 }
 
-/// Deliberately broken storage behaviour for the node, behind cargo features, to prove the
-/// testbed catches these bug classes in the real server's pipeline:
-///
-/// - `broken-node-lying-fsync`: `sync` reports durability without fsyncing (only every
-///   8th call really syncs), so the server acknowledges writes before they are durable;
-/// - `broken-node-recovery-drops-tail`: recovery silently drops the last logged txn, as a
-///   too-eager torn-tail repair would.
-///
-/// Without those features [`wrap`] returns the storage unchanged.
 mod broken {
     use zabkeeper::storage::{Recovered, Storage, StorageError, StorageLayer};
     use zabkeeper::types::Zxid;
