@@ -86,22 +86,32 @@ where
     if n > limits.max_ops {
         return None;
     }
-    let fails = |keep: &[bool]| {
+    // Configurations spent over all trials: past `total_configs` (or the deadline) no
+    // further trial runs, and every chunk not yet removed stays.
+    let mut spent = 0usize;
+    let mut fails = |keep: &[bool]| {
+        let left = limits.total_configs.saturating_sub(spent);
+        if left == 0
+            || limits
+                .deadline
+                .is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            return false;
+        }
         let trial = relaxed_except(spec, ops, keep);
         let mut s = spec.clone();
         let mut st = Stats::default();
-        matches!(
-            check(
-                &mut s,
-                &trial,
-                Budget {
-                    max_configs: limits.trial_configs,
-                    deadline: None
-                },
-                &mut st
-            ),
-            Outcome::NotLinearizable { .. }
-        )
+        let out = check(
+            &mut s,
+            &trial,
+            Budget {
+                max_configs: limits.trial_configs.min(left),
+                deadline: limits.deadline,
+            },
+            &mut st,
+        );
+        spent += st.configs.max(1);
+        matches!(out, Outcome::NotLinearizable { .. })
     };
     let mut keep: Vec<bool> = ops.iter().map(|o| o.ret.is_some()).collect();
     let candidates: Vec<usize> = (0..n).filter(|&i| keep[i]).collect();
@@ -126,4 +136,69 @@ where
     let mut ids: Vec<usize> = (0..n).filter(|&i| keep[i]).map(|i| ops[i].id).collect();
     ids.sort_unstable();
     Some(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::register::{Interner, RegOp, RegisterSpec};
+
+    fn op(id: usize, call: usize, ret: usize, op: RegOp) -> SearchOp<RegOp> {
+        SearchOp {
+            id,
+            call,
+            ret: Some(ret),
+            op,
+        }
+    }
+
+    /// w1; w2; r->1 (stale), behind `noise` sequential reads of the initial value.
+    fn stale_read_behind(noise: usize) -> (RegisterSpec, Vec<SearchOp<RegOp>>) {
+        let mut interner = Interner::new();
+        let (one, two) = (
+            interner.intern(&serde_json::json!(1)),
+            interner.intern(&serde_json::json!(2)),
+        );
+        let mut ops: Vec<SearchOp<RegOp>> = (0..noise)
+            .map(|i| op(i, 2 * i, 2 * i + 1, RegOp::Read(0)))
+            .collect();
+        let t = 2 * noise;
+        ops.push(op(noise, t, t + 1, RegOp::Write(one)));
+        ops.push(op(noise + 1, t + 2, t + 3, RegOp::Write(two)));
+        ops.push(op(noise + 2, t + 4, t + 5, RegOp::Read(one)));
+        (RegisterSpec { interner }, ops)
+    }
+
+    fn limits(total_configs: usize) -> MinimizeLimits {
+        MinimizeLimits {
+            max_ops: 1_000,
+            trial_configs: 20_000,
+            total_configs,
+            deadline: None,
+        }
+    }
+
+    #[test]
+    fn minimizes_to_the_ops_that_cannot_be_linearized() {
+        let (spec, ops) = stale_read_behind(20);
+        let ids = minimize(&spec, &ops, limits(1_000_000)).expect("small enough");
+        assert_eq!(ids, vec![20, 21, 22], "w1, w2 and the stale read");
+    }
+
+    /// The total budget bounds the work: once spent, no chunk is removed any more, and
+    /// what is returned is still a valid (if not minimal) counterexample.
+    #[test]
+    fn the_total_budget_stops_minimization_early() {
+        let (spec, ops) = stale_read_behind(20);
+        let all: Vec<usize> = (0..ops.len()).collect();
+        assert_eq!(minimize(&spec, &ops, limits(0)), Some(all.clone()));
+        // One configuration: the first trial runs out of it and keeps its chunk; no
+        // further trial runs.
+        assert_eq!(minimize(&spec, &ops, limits(1)), Some(all));
+        // The same history with budget to spare is minimized.
+        assert_eq!(
+            minimize(&spec, &ops, limits(1_000_000)).map(|v| v.len()),
+            Some(3)
+        );
+    }
 }

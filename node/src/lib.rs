@@ -12,23 +12,7 @@
 //! - [`runtime`]: the only place that uses tokio.
 //! - [`client`]: async client library over `proto`.
 
-// The `broken-*` features build a deliberately broken server, only for the simulator's
-// proof that it bites (zabkeeper-sim's tests/bites.rs); outside madsim they are refused.
-#[cfg(all(
-    not(madsim),
-    any(
-        feature = "broken-commit-without-quorum",
-        feature = "broken-skip-trunc",
-        feature = "broken-observer-never-rejoins",
-        feature = "broken-learner-trusts-own-sessions",
-        feature = "broken-sessions-not-validated"
-    )
-))]
-compile_error!(
-    "the broken-* features build a deliberately broken server for the simulator's bite \
-     tests; they compile only with RUSTFLAGS=\"--cfg madsim\" (see make test-sim)"
-);
-
+pub mod broken;
 pub mod client;
 pub mod config;
 pub mod core;

@@ -60,6 +60,9 @@ pub struct RunRecord {
     pub ops: u64,
     /// Hash of the full trace (history + plan + observations), hex.
     pub trace_hash: String,
+    /// The deliberately broken behaviour the run had switched on, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken: Option<zabkeeper::broken::Bug>,
 }
 
 /// The prefix of the result line.
@@ -68,8 +71,13 @@ pub const RESULT_PREFIX: &str = "RESULT ";
 impl RunRecord {
     /// The one-line command that replays this run.
     pub fn repro(&self) -> String {
+        let broken = self
+            .broken
+            .and_then(|b| serde_json::to_value(b).ok())
+            .and_then(|v| v.as_str().map(|s| format!(" --broken {s}")))
+            .unwrap_or_default();
         format!(
-            "zabkeeper-sim replay --scenario {} --seed {}",
+            "zabkeeper-sim replay --scenario {} --seed {}{broken}",
             self.scenario, self.seed
         )
     }
@@ -248,6 +256,11 @@ pub fn run_one_process(exe: &Path, dir: &Path, job: &Job, extra: &[String]) -> R
         wall_ms,
         ops: 0,
         trace_hash: String::new(),
+        // The child was told `--broken=<bug>` in `extra`, if any.
+        broken: extra
+            .iter()
+            .find_map(|f| f.strip_prefix("--broken="))
+            .and_then(|b| serde_json::from_value(serde_json::Value::String(b.into())).ok()),
     };
     match out {
         Err(e) => crashed(format!("spawning {}: {e}", exe.display())),
@@ -488,7 +501,19 @@ mod tests {
             wall_ms: 10,
             ops: 5,
             trace_hash: "ab".into(),
+            broken: None,
         }
+    }
+
+    #[test]
+    fn the_repro_names_the_broken_behaviour() {
+        let mut r = rec("mixed", 4, Class::Safety);
+        assert_eq!(r.repro(), "zabkeeper-sim replay --scenario mixed --seed 4");
+        r.broken = Some(zabkeeper::broken::Bug::CommitWithoutQuorum);
+        assert_eq!(
+            r.repro(),
+            "zabkeeper-sim replay --scenario mixed --seed 4 --broken commit-without-quorum"
+        );
     }
 
     #[test]

@@ -21,19 +21,6 @@
 //! - `scripted` (madsim builds only): fixed step-by-step runs for bugs a random plan
 //!   rarely reaches, judged by the same checks.
 
-// Deliberately broken builds exist only under madsim (the node's refuses them too).
-#[cfg(all(
-    not(madsim),
-    any(
-        feature = "broken-node-lying-fsync",
-        feature = "broken-node-recovery-drops-tail"
-    )
-))]
-compile_error!(
-    "the broken-* features build deliberately broken systems for the bite tests; they \
-     compile only with RUSTFLAGS=\"--cfg madsim\" (see make test-sim)"
-);
-
 pub mod campaign;
 pub mod clock;
 pub mod fault;

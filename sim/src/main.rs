@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use zabkeeper::broken::Bug;
 
 use zabkeeper_sim::campaign::{
     merge_files, run_jobs, run_one_process, shard_seeds, Class, Job, RunRecord, SeedRange, Shard,
@@ -35,6 +37,10 @@ struct Common {
     /// `sut::REPLICATION_AVAILABLE` is true; the flag is kept for old replay commands.
     #[arg(long, global = true)]
     replication: bool,
+    /// Switch this deliberately broken behaviour on in every server of every run (the
+    /// proof that the testbed bites; madsim builds only). Default: none.
+    #[arg(long, global = true, value_enum)]
+    broken: Option<Bug>,
 }
 
 #[derive(Subcommand)]
@@ -219,13 +225,7 @@ fn real_main() -> Result<ExitCode> {
             options,
             common,
         } => {
-            let opts = load_options(
-                &dir(&common),
-                &scenario,
-                seed,
-                options.as_deref(),
-                common.replication,
-            )?;
+            let opts = load_options(&dir(&common), &scenario, seed, options.as_deref(), &common)?;
             println!("{}", opts.describe());
             let rec = execute(&opts, None)?;
             if rec.class != Class::Pass {
@@ -250,13 +250,7 @@ fn real_main() -> Result<ExitCode> {
             out,
             common,
         } => {
-            let opts = load_options(
-                &dir(&common),
-                &scenario,
-                seed,
-                options.as_deref(),
-                common.replication,
-            )?;
+            let opts = load_options(&dir(&common), &scenario, seed, options.as_deref(), &common)?;
             let out = out.unwrap_or_else(|| {
                 PathBuf::from(format!("sim-reports/{}-{}", opts.scenario, opts.seed))
             });
@@ -280,7 +274,7 @@ fn real_main() -> Result<ExitCode> {
             seed,
             budget,
             common,
-        } => shrink(&dir(&common), &scenario, seed, budget, common.replication),
+        } => shrink(&dir(&common), &scenario, seed, budget, &common),
         Cmd::CheckDeterminism {
             scenario,
             seed,
@@ -356,11 +350,21 @@ fn real_main() -> Result<ExitCode> {
 
 /// Flags every child process needs.
 fn extra(c: &Common) -> Vec<String> {
+    let mut flags = Vec::new();
     if c.replication {
-        vec!["--replication".into()]
-    } else {
-        Vec::new()
+        flags.push("--replication".into());
     }
+    if let Some(b) = c.broken {
+        flags.push(format!("--broken={}", bug_name(b)));
+    }
+    flags
+}
+
+/// The command-line name of a bug (`commit-without-quorum`).
+fn bug_name(b: Bug) -> String {
+    b.to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
 }
 
 fn scenario_names(d: &Path, which: &str) -> Result<Vec<String>> {
@@ -379,19 +383,24 @@ fn load_options(
     name: &str,
     seed: u64,
     file: Option<&Path>,
-    replication: bool,
+    common: &Common,
 ) -> Result<RunOptions> {
-    if let Some(f) = file {
+    let mut opts = if let Some(f) = file {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        return serde_json::from_str(&text).with_context(|| format!("parsing {}", f.display()));
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", f.display()))?
+    } else {
+        let s: Scenario = scenario::find(d, name)?;
+        RunOptions::derive(
+            &s,
+            seed,
+            common.replication || zabkeeper_sim::sut::REPLICATION_AVAILABLE,
+        )
+    };
+    if common.broken.is_some() {
+        opts.broken = common.broken;
     }
-    let s: Scenario = scenario::find(d, name)?;
-    Ok(RunOptions::derive(
-        &s,
-        seed,
-        replication || zabkeeper_sim::sut::REPLICATION_AVAILABLE,
-    ))
+    Ok(opts)
 }
 
 fn init_tracing() {
@@ -452,20 +461,10 @@ fn execute(_opts: &RunOptions, _report: Option<&Path>) -> Result<RunRecord> {
     )
 }
 
-fn shrink(
-    d: &Path,
-    scenario: &str,
-    seed: u64,
-    budget: usize,
-    replication: bool,
-) -> Result<ExitCode> {
-    let flags: Vec<String> = if replication {
-        vec!["--replication".into()]
-    } else {
-        Vec::new()
-    };
+fn shrink(d: &Path, scenario: &str, seed: u64, budget: usize, common: &Common) -> Result<ExitCode> {
+    let flags = extra(common);
     let exe = std::env::current_exe()?;
-    let original = load_options(d, scenario, seed, None, replication)?;
+    let original = load_options(d, scenario, seed, None, common)?;
     let job = Job {
         scenario: scenario.to_string(),
         seed,

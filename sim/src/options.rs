@@ -56,6 +56,10 @@ pub struct RunOptions {
     pub virtual_limit_ms: u64,
     /// The fault plan.
     pub plan: FaultPlan,
+    /// A deliberately broken behaviour switched on in every server of the run (the
+    /// bite tests and `run --broken`); none in campaigns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken: Option<zabkeeper::broken::Bug>,
 }
 
 fn default_init_limit() -> u32 {
@@ -117,6 +121,7 @@ impl RunOptions {
         let autopurge = rng.gen_bool(0.5);
         let commit_log_count = pick(&mut rng, &[0, 4, 16, 64, 500]);
         RunOptions {
+            broken: None,
             scenario: scenario.name.clone(),
             seed,
             servers,

@@ -82,7 +82,10 @@ pub fn run_one(opts: &RunOptions) -> RunOutput {
     let mut rt = Runtime::with_seed_and_config(opts.seed, madsim::Config::default());
     rt.set_time_limit(Duration::from_millis(opts.virtual_limit_ms));
     let o = opts.clone();
+    // madsim runs every simulated server on this thread: the switch reaches them all.
+    zabkeeper::broken::set(opts.broken);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| rt.block_on(simulate(o))));
+    zabkeeper::broken::set(None);
     match result {
         Ok(out) => out,
         Err(panic) => {
@@ -111,6 +114,7 @@ pub fn run_one(opts: &RunOptions) -> RunOutput {
                     wall_ms: 0,
                     ops: 0,
                     trace_hash: String::new(),
+                    broken: opts.broken,
                 },
                 history: Vec::new(),
                 observations: Vec::new(),
@@ -657,6 +661,7 @@ fn finish(
         wall_ms: 0,
         ops: shared.ops.load(Ordering::SeqCst),
         trace_hash: trace_hash(&shared.opts.plan, &history, &observations, &notes),
+        broken: shared.opts.broken,
     };
     RunOutput {
         record,

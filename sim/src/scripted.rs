@@ -18,6 +18,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use zabkeeper::broken::Bug;
 
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
@@ -147,10 +148,20 @@ fn options(seed: u64, session: Option<i64>) -> ClientOptions {
 ///    the link is unclogged 100 ms later (well before F's syncLimit runs out);
 /// 5. a client resumes a session that never existed (with a valid password) on F
 ///    (`reconnect-unknown`): that one must be told it expired.
-pub fn lagging_learner_reconnect(seed: u64) -> ScriptedOutput {
+///
+/// `broken` switches a deliberately broken behaviour on in every server.
+pub fn lagging_learner_reconnect(seed: u64, broken: Option<Bug>) -> ScriptedOutput {
+    script(seed, broken, lagging_learner_script(seed))
+}
+
+/// Runs `script` in a fresh madsim runtime seeded with `seed`, with `broken` switched on.
+fn script<T>(seed: u64, broken: Option<Bug>, script: impl std::future::Future<Output = T>) -> T {
     let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     rt.set_time_limit(Duration::from_secs(120));
-    rt.block_on(lagging_learner_script(seed))
+    zabkeeper::broken::set(broken);
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(script)));
+    zabkeeper::broken::set(None);
+    out.unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 async fn lagging_learner_script(seed: u64) -> ScriptedOutput {
@@ -261,10 +272,10 @@ pub struct ClosedSessionOutput {
 /// 5. a client resumes S on F and, if that succeeds, creates the ephemeral `/leak`;
 /// 6. the link is unclogged; after the ensemble settles, a fresh client lists the
 ///    ephemerals owned by S on the leader: there must be none.
-pub fn closed_session_on_lagging_learner(seed: u64) -> ClosedSessionOutput {
-    let mut rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-    rt.set_time_limit(Duration::from_secs(120));
-    rt.block_on(closed_session_script(seed))
+///
+/// `broken` switches a deliberately broken behaviour on in every server.
+pub fn closed_session_on_lagging_learner(seed: u64, broken: Option<Bug>) -> ClosedSessionOutput {
+    script(seed, broken, closed_session_script(seed))
 }
 
 async fn closed_session_script(seed: u64) -> ClosedSessionOutput {
@@ -352,6 +363,106 @@ async fn closed_session_script(seed: u64) -> ClosedSessionOutput {
     ));
     ClosedSessionOutput {
         leaked: leaked.unwrap_or_default(),
+        notes,
+    }
+}
+
+/// What [`sync_on_lagging_learner`] found.
+#[derive(Debug, Clone)]
+pub struct SyncReadOutput {
+    /// The data acknowledged by the last write before the sync.
+    pub acknowledged: Option<String>,
+    /// The data the read after the sync on the lagging follower returned.
+    pub read: Option<String>,
+    /// What happened, step by step.
+    pub notes: Vec<String>,
+}
+
+/// Runs the sync-then-read script in a fresh madsim runtime:
+///
+/// 1. three voters elect a leader L and settle; A and F are its followers;
+/// 2. a client creates `/k` = "old" through A; time for F to apply it;
+/// 3. the link L -> F is clogged (F keeps serving for syncLimit, its tree behind);
+/// 4. `/k` = "new" is written through A (committed by L and A, acknowledged);
+/// 5. a client on F calls `sync /k` and then reads `/k`; the link is unclogged 400 ms
+///    later. ZooKeeper's contract: a read after sync sees every write acknowledged
+///    before the sync was called, so the read must return "new".
+///
+/// `broken` switches a deliberately broken behaviour on in every server.
+pub fn sync_on_lagging_learner(seed: u64, broken: Option<Bug>) -> SyncReadOutput {
+    script(seed, broken, sync_script(seed))
+}
+
+async fn sync_script(seed: u64) -> SyncReadOutput {
+    let net = NetSim::current();
+    let Settled {
+        start,
+        servers,
+        client,
+        leader,
+        a,
+        f,
+        ..
+    } = settled_ensemble(seed).await;
+    let mut notes = vec![format!(
+        "leader s{leader}, writes through s{a}, lagging s{f}"
+    )];
+    let created = client
+        .spawn(async move {
+            let c = Client::connect(&addr(a), options(1, None)).await.ok()?;
+            c.create("/k", b"old", &Acl::open_unsafe(), CreateMode::Persistent)
+                .await
+                .ok()?;
+            // The reader's session is made before the clog (its CreateSession is a txn
+            // that F must apply before it answers the connect).
+            let r = Client::connect(&addr(f), options(2, None)).await.ok()?;
+            // Time for F to apply the create.
+            sleep(Duration::from_millis(500)).await;
+            Some((c, r))
+        })
+        .await
+        .expect("no panic");
+    let Some((writer, reader)) = created else {
+        notes.push(format!("no create through s{a} or no session on s{f}"));
+        return SyncReadOutput {
+            acknowledged: None,
+            read: None,
+            notes,
+        };
+    };
+    net.clog_link(servers[leader].id(), servers[f].id());
+    let written = client
+        .spawn(async move {
+            writer
+                .set_data("/k", b"new", -1)
+                .await
+                .map(|_| "new".to_string())
+        })
+        .await
+        .expect("no panic");
+    notes.push(format!(
+        "{}ms set /k through s{a}: {written:?}",
+        start.elapsed().as_millis()
+    ));
+    let reader = client.spawn(async move {
+        reader.sync("/k").await.map_err(|e| format!("sync: {e}"))?;
+        let (data, _) = reader
+            .get_data("/k", false)
+            .await
+            .map_err(|e| format!("getData: {e}"))?;
+        Ok::<String, String>(String::from_utf8_lossy(&data).into_owned())
+    });
+    sleep(Duration::from_millis(400)).await;
+    net.unclog_link(servers[leader].id(), servers[f].id());
+    notes.push(format!("{}ms unclogged", start.elapsed().as_millis()));
+    let read = reader.await.expect("no panic");
+    notes.push(format!(
+        "{}ms sync + read /k on s{f}: {read:?}",
+        start.elapsed().as_millis()
+    ));
+    SyncReadOutput {
+        acknowledged: written.ok(),
+        read: read.ok(),
         notes,
     }
 }

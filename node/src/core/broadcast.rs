@@ -122,13 +122,16 @@ impl Zab {
                 break;
             };
             let acks: Vec<Sid> = acks.iter().copied().collect();
-            #[cfg(not(feature = "broken-commit-without-quorum"))]
-            if !self.quorum.contains_quorum(&acks) {
-                break;
-            }
             // Deliberately broken (sim bites test): the leader's own ACK is enough.
-            #[cfg(feature = "broken-commit-without-quorum")]
-            if !acks.contains(&self.cfg.my_sid) {
+            #[cfg(madsim)]
+            let quorum = if crate::broken::active(crate::broken::Bug::CommitWithoutQuorum) {
+                acks.contains(&self.cfg.my_sid)
+            } else {
+                self.quorum.contains_quorum(&acks)
+            };
+            #[cfg(not(madsim))]
+            let quorum = self.quorum.contains_quorum(&acks);
+            if !quorum {
                 break;
             }
             let Some(ld) = self.leader_state() else {

@@ -221,7 +221,7 @@ pub struct Pipeline {
     observed: bool,
     /// Deliberately broken (sim bites test): this server has been an observer in
     /// broadcast, and lost its leader since (then it never rejoins).
-    #[cfg(feature = "broken-observer-never-rejoins")]
+    #[cfg(madsim)]
     broken_observed: (bool, bool),
 }
 
@@ -270,7 +270,7 @@ impl Pipeline {
             ),
             snapshots_started: 0,
             observed,
-            #[cfg(feature = "broken-observer-never-rejoins")]
+            #[cfg(madsim)]
             broken_observed: (false, false),
             config,
         };
@@ -617,7 +617,7 @@ impl Pipeline {
     /// hearing its peers, so it stays looking forever, serving nobody and applying
     /// nothing. Only the liveness phase's convergence check can see it.
     fn deaf(&self) -> bool {
-        #[cfg(feature = "broken-observer-never-rejoins")]
+        #[cfg(madsim)]
         if self.broken_observed.1 {
             return true;
         }

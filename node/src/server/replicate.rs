@@ -87,7 +87,14 @@ impl Pipeline {
             return self.submit(fwd, session, xid, Some(origin));
         }
         let quorum_read = self.config.quorum_reads && is_quorum_read(op);
-        if op == opcode::SYNC || quorum_read {
+        // Deliberately broken (sim bites test): a sync is answered like a local read,
+        // without the leader's SYNC, so a read after it may miss committed writes.
+        #[cfg(madsim)]
+        let sync =
+            op == opcode::SYNC && !crate::broken::active(crate::broken::Bug::SyncWithoutLeader);
+        #[cfg(not(madsim))]
+        let sync = op == opcode::SYNC;
+        if sync || quorum_read {
             let origin = match req {
                 Request::Sync { path } => Origin::Sync { conn, xid, path },
                 req => Origin::QuorumRead {
@@ -194,8 +201,11 @@ impl Pipeline {
         // reaping). Only the leader preps, and its table is the committed state: a
         // learner that resumed a session from a table that lags cannot make it write.
         // Deliberately broken (sim bites test): the leader takes writes of any session.
-        #[cfg(not(feature = "broken-sessions-not-validated"))]
-        if session != 0 && !self.sessions.contains(session) {
+        #[cfg(madsim)]
+        let checked = !crate::broken::active(crate::broken::Bug::SessionsNotValidated);
+        #[cfg(not(madsim))]
+        let checked = true;
+        if checked && session != 0 && !self.sessions.contains(session) {
             return Err(ErrorCode::SessionExpired);
         }
         self.prepper
@@ -470,8 +480,8 @@ impl Pipeline {
         match ev {
             Event::RoleChanged(role) => {
                 tracing::info!("role changed: {role:?}");
-                #[cfg(feature = "broken-observer-never-rejoins")]
-                {
+                #[cfg(madsim)]
+                if crate::broken::active(crate::broken::Bug::ObserverNeverRejoins) {
                     let b = &mut self.broken_observed;
                     match role {
                         Role::Observing { .. } => b.0 = true,

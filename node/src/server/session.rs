@@ -84,16 +84,20 @@ impl Pipeline {
         let learner = !self.is_leader();
         // Deliberately broken (sim bites test): a learner resumes a session its own table
         // holds without asking.
-        #[cfg(feature = "broken-sessions-not-validated")]
-        let learner = learner && !self.sessions.contains(session);
+        #[cfg(madsim)]
+        let learner = learner
+            && !(crate::broken::active(crate::broken::Bug::SessionsNotValidated)
+                && self.sessions.contains(session));
         if self.sessions.contains(session) && !learner {
             self.resume_session(conn, session);
             return;
         }
         // Deliberately broken (sim bites test): a learner answers from its own table,
         // which may not hold a brand-new session yet.
-        #[cfg(feature = "broken-learner-trusts-own-sessions")]
-        if !self.sessions.contains(session) {
+        #[cfg(madsim)]
+        if crate::broken::active(crate::broken::Bug::LearnerTrustsOwnSessions)
+            && !self.sessions.contains(session)
+        {
             tracing::info!("invalid session 0x{session:x} for client: not in my table");
             self.refuse_session(conn);
             return;

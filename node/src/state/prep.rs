@@ -467,6 +467,13 @@ fn parent_for_delete(path: &str) -> Result<&str, ErrorCode> {
 /// skips -1 (ZOOKEEPER-4743), wrapping from `i32::MAX` through
 /// `i32::MIN` to 0.
 fn check_and_inc_version(current: i32, expected: i32) -> Result<i32, ErrorCode> {
+    // Deliberately broken (sim bites test): every expected version matches.
+    #[cfg(madsim)]
+    let expected = if crate::broken::active(crate::broken::Bug::LostCasCheck) {
+        -1
+    } else {
+        expected
+    };
     if expected != -1 && expected != current {
         return Err(ErrorCode::BadVersion);
     }

@@ -289,26 +289,30 @@ impl NodeConn {
 }
 
 mod broken {
-    use zabkeeper::storage::{Recovered, Storage, StorageError, StorageLayer};
-    use zabkeeper::types::Zxid;
+    use zabkeeper::storage::Storage;
+    #[cfg(madsim)]
+    use zabkeeper::{
+        broken::{active, Bug},
+        storage::{Recovered, StorageError, StorageLayer},
+        types::Zxid,
+    };
 
-    /// Box the storage, wrapped if a broken-node feature is on.
+    /// Box the storage, wrapped if a broken-storage bug is active.
     pub fn wrap<S: Storage + Send + 'static>(inner: S) -> Box<dyn Storage + Send> {
-        if cfg!(any(
-            feature = "broken-node-lying-fsync",
-            feature = "broken-node-recovery-drops-tail"
-        )) {
-            Box::new(Broken { inner, syncs: 0 })
-        } else {
-            Box::new(inner)
+        #[cfg(madsim)]
+        if active(Bug::LyingFsync) || active(Bug::RecoveryDropsTail) {
+            return Box::new(Broken { inner, syncs: 0 });
         }
+        Box::new(inner)
     }
 
+    #[cfg(madsim)]
     struct Broken<S> {
         inner: S,
         syncs: u64,
     }
 
+    #[cfg(madsim)]
     impl<S: Storage> StorageLayer for Broken<S> {
         type Inner = S;
         fn inner(&self) -> &S {
@@ -319,7 +323,7 @@ mod broken {
         }
         fn sync(&mut self) -> Result<Zxid, StorageError> {
             self.syncs += 1;
-            if cfg!(feature = "broken-node-lying-fsync") && !self.syncs.is_multiple_of(8) {
+            if active(Bug::LyingFsync) && !self.syncs.is_multiple_of(8) {
                 // BUG (deliberate): claim durability without an fsync.
                 return Ok(self.inner.last_logged_zxid());
             }
@@ -327,7 +331,7 @@ mod broken {
         }
         fn recover(&mut self) -> Result<Recovered, StorageError> {
             let mut r = self.inner.recover()?;
-            if cfg!(feature = "broken-node-recovery-drops-tail") {
+            if active(Bug::RecoveryDropsTail) {
                 // BUG (deliberate): drop the last logged txn, and forget it on disk too.
                 if r.txns.pop().is_some() {
                     let keep = r
