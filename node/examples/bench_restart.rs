@@ -136,11 +136,11 @@ fn build(dir: &Path, args: &Args) -> anyhow::Result<(usize, Zxid)> {
         b.apply(&txn)?;
         pending += 1;
         if pending == args.group.max(1) {
-            storage.sync()?;
+            storage.fsync()?;
             pending = 0;
         }
     }
-    storage.sync()?;
+    storage.fsync()?;
     Ok((b.tree.node_count(), b.zxid))
 }
 

@@ -57,7 +57,7 @@ fn run(dir: &PathBuf, group: u64, force_sync: bool, args: &Args) -> anyhow::Resu
             st.append(make_zxid(1, counter), &payload)?;
         }
         let t = Instant::now();
-        st.sync()?;
+        st.fsync()?;
         worst_sync = worst_sync.max(t.elapsed());
         txns += group;
         fsyncs += 1;

@@ -28,7 +28,7 @@ use std::cell::Cell;
 pub enum Bug {
     /// The leader commits a proposal on its own ACK (`core/broadcast.rs`).
     CommitWithoutQuorum,
-    /// A learner ignores TRUNC and keeps txns the leader does not have (`core/sync.rs`).
+    /// A learner ignores TRUNC and keeps txns the leader does not have (`core/synchronization.rs`).
     SkipTrunc,
     /// An observer that lost its leader stops hearing its peers and stays looking
     /// (`server/replicate.rs`).

@@ -97,7 +97,7 @@ impl StorageLayer for JournaledStorage {
         self.inner.append(zxid, txn)
     }
 
-    fn sync(&mut self) -> Result<Zxid, StorageError> {
+    fn fsync(&mut self) -> Result<Zxid, StorageError> {
         self.shared.record(Event::SyncStart);
         let fail = {
             let mut g = self.shared.gate.lock().unwrap();
@@ -109,7 +109,7 @@ impl StorageLayer for JournaledStorage {
         if fail {
             return Err(StorageError::Failed("injected fsync failure".into()));
         }
-        let durable = self.inner.sync()?;
+        let durable = self.inner.fsync()?;
         self.shared.record(Event::SyncDone(durable));
         Ok(durable)
     }

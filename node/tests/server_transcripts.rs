@@ -121,7 +121,7 @@ impl Harness {
                 ids.clone()
             };
             let mut zc = ZabConfig::new(id, voters, observers.clone());
-            zc.linearizable_sync = quorum_reads;
+            zc.quorum_reads = quorum_reads;
             let zab = Zab::new(zc, PersistedState::default()).unwrap();
             let pipeline = Pipeline::new(c, zab, DataTree::new(), Vec::new(), START_MS, false);
             servers.insert(

@@ -244,7 +244,7 @@ impl Zab {
         for id in done {
             self.ready.events.push(Event::LeadershipConfirmed { id });
         }
-        if self.cfg.linearizable_sync {
+        if self.cfg.quorum_reads {
             self.complete_syncs();
         }
     }
@@ -252,7 +252,7 @@ impl Zab {
     /// Registers a `sync` from a learner (`Some`) or this server's client.
     pub(crate) fn leader_sync(&mut self, from: Option<Sid>, id: u64) -> Result<(), ProposeError> {
         let max = self.cfg.max_pending_syncs;
-        let linearizable = self.cfg.linearizable_sync;
+        let linearizable = self.cfg.quorum_reads;
         let committed = self.log.committed();
         let Some(ld) = self.leader_state() else {
             return Err(ProposeError::NotServing);

@@ -10,7 +10,7 @@ use crate::types::{zxid_epoch, Zxid};
 
 /// How the leader brings one learner up to date.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SyncMode {
+pub enum Synchronization {
     /// The learner's log is a prefix of the leader's: send the txns after `from`.
     Diff { from: Zxid },
     /// The learner has txns the leader does not: truncate to `to`, then DIFF.
@@ -158,16 +158,16 @@ impl TxnLog {
     /// every entry up to the last zxid it has in common with the leader, and
     /// within one epoch a log has no gaps; when that cannot establish a common
     /// point, the answer is a snapshot.
-    pub(crate) fn sync_mode(&self, peer_last: Zxid) -> SyncMode {
+    pub(crate) fn synchronization_for(&self, peer_last: Zxid) -> Synchronization {
         let last = self.last_logged();
         if peer_last == last || peer_last == self.base {
-            return SyncMode::Diff { from: peer_last };
+            return Synchronization::Diff { from: peer_last };
         }
         if peer_last < self.base {
-            return SyncMode::Snap;
+            return Synchronization::Snap;
         }
         if peer_last < last && self.get(peer_last).is_some() {
-            return SyncMode::Diff { from: peer_last };
+            return Synchronization::Diff { from: peer_last };
         }
         // The learner has txns the leader lacks: find the leader's last zxid below them.
         let idx = self.entries.partition_point(|e| e.0 < peer_last);
@@ -177,9 +177,9 @@ impl TxnLog {
             self.entries[idx - 1].0
         };
         if prev == 0 || zxid_epoch(prev) == zxid_epoch(peer_last) {
-            SyncMode::Trunc { to: prev }
+            Synchronization::Trunc { to: prev }
         } else {
-            SyncMode::Snap
+            Synchronization::Snap
         }
     }
 }
@@ -233,25 +233,47 @@ mod tests {
     }
 
     #[test]
-    fn sync_modes() {
+    fn synchronizations() {
         // Leader: base 1.1, then 1.2 1.3 2.1 2.2; all committed.
         let l = log_of(z(1, 1), &[z(1, 2), z(1, 3), z(2, 1), z(2, 2)], z(2, 2), 10);
-        assert_eq!(l.sync_mode(z(2, 2)), SyncMode::Diff { from: z(2, 2) });
-        assert_eq!(l.sync_mode(z(1, 3)), SyncMode::Diff { from: z(1, 3) });
         assert_eq!(
-            l.sync_mode(z(1, 1)),
-            SyncMode::Diff { from: z(1, 1) },
+            l.synchronization_for(z(2, 2)),
+            Synchronization::Diff { from: z(2, 2) }
+        );
+        assert_eq!(
+            l.synchronization_for(z(1, 3)),
+            Synchronization::Diff { from: z(1, 3) }
+        );
+        assert_eq!(
+            l.synchronization_for(z(1, 1)),
+            Synchronization::Diff { from: z(1, 1) },
             "base is known"
         );
-        assert_eq!(l.sync_mode(0), SyncMode::Snap, "older than the window");
-        assert_eq!(l.sync_mode(z(1, 5)), SyncMode::Trunc { to: z(1, 3) });
-        assert_eq!(l.sync_mode(z(2, 7)), SyncMode::Trunc { to: z(2, 2) });
+        assert_eq!(
+            l.synchronization_for(0),
+            Synchronization::Snap,
+            "older than the window"
+        );
+        assert_eq!(
+            l.synchronization_for(z(1, 5)),
+            Synchronization::Trunc { to: z(1, 3) }
+        );
+        assert_eq!(
+            l.synchronization_for(z(2, 7)),
+            Synchronization::Trunc { to: z(2, 2) }
+        );
         // A learner whose last txn is from an epoch the leader never saw.
-        assert_eq!(l.sync_mode(z(3, 1)), SyncMode::Snap);
+        assert_eq!(l.synchronization_for(z(3, 1)), Synchronization::Snap);
         // From the very beginning, truncating to zero is always sound.
         let fresh = log_of(0, &[], 0, 10);
-        assert_eq!(fresh.sync_mode(z(4, 4)), SyncMode::Trunc { to: 0 });
-        assert_eq!(fresh.sync_mode(0), SyncMode::Diff { from: 0 });
+        assert_eq!(
+            fresh.synchronization_for(z(4, 4)),
+            Synchronization::Trunc { to: 0 }
+        );
+        assert_eq!(
+            fresh.synchronization_for(0),
+            Synchronization::Diff { from: 0 }
+        );
     }
 
     #[test]

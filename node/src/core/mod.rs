@@ -83,7 +83,7 @@ mod election;
 mod log;
 pub mod quorum;
 pub mod session;
-mod sync;
+mod synchronization;
 
 use std::collections::BTreeSet;
 
@@ -92,7 +92,7 @@ use bytes::Bytes;
 use self::durability::{AfterPersist, Durability, Issued, Released};
 pub use self::durability::{DurableAck, EpochFile};
 use self::election::Election;
-pub use self::log::SyncMode;
+pub use self::log::Synchronization;
 use self::log::TxnLog;
 use self::quorum::QuorumVerifier;
 pub use crate::proto::peer::{
@@ -143,7 +143,7 @@ pub struct ZabConfig {
     /// echoed a heartbeat sent after it, so a read after `sync` is
     /// linearizable even across a leader change (off by default, as in
     /// ZooKeeper, where sync alone is not: ZOOKEEPER-1675).
-    pub linearizable_sync: bool,
+    pub quorum_reads: bool,
     /// Highest zxid counter a leader assigns before forcing a new epoch
     /// (`0xffff_ffff` in ZooKeeper; smaller values exercise the rollover).
     pub zxid_counter_limit: u32,
@@ -172,7 +172,7 @@ impl ZabConfig {
             max_pending_syncs: 1000,
             max_session_touches: 100_000,
             zxid_counter_limit: u32::MAX,
-            linearizable_sync: false,
+            quorum_reads: false,
         }
     }
 

@@ -554,10 +554,10 @@ fn leader_sync_waits_for_earlier_proposals() {
 }
 
 #[test]
-fn linearizable_sync_waits_for_a_quorum_heartbeat() {
+fn quorum_reads_waits_for_a_quorum_heartbeat() {
     // quorumReads: even with nothing in flight, a sync is done only after a
     // quorum echoed a heartbeat sent after it (a deposed leader cannot answer).
-    let mut net = Net::new(&[1, 2, 3], &[], |c| c.linearizable_sync = true);
+    let mut net = Net::new(&[1, 2, 3], &[], |c| c.quorum_reads = true);
     net.settle();
     net.events.clear();
     net.zabs.get_mut(&3).unwrap().sync(11).unwrap();

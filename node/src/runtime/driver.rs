@@ -227,7 +227,7 @@ impl Driver {
 
     fn fsync(&mut self) -> Result<(), Fatal> {
         let storage = &mut self.storage;
-        let synced = sync_blocking(|| storage.sync())
+        let synced = run_blocking(|| storage.fsync())
             .map_err(|e| Fatal(format!("fsync of the transaction log failed: {e}")))?;
         if synced < self.last_appended {
             return Err(Fatal(format!(
@@ -419,7 +419,7 @@ impl Driver {
     fn finish_snapshot(&mut self, wait: bool) {
         let finished = if wait {
             let snapshotter = &mut self.snapshotter;
-            sync_blocking(|| snapshotter.wait())
+            run_blocking(|| snapshotter.wait())
         } else {
             self.snapshotter.poll()
         };
@@ -480,7 +480,7 @@ async fn recv_opt<T>(rx: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
 
 /// Runs blocking storage work without stalling the other tasks of a
 /// multi-threaded runtime (the simulator's disk is in memory and never blocks).
-fn sync_blocking<T>(f: impl FnOnce() -> T) -> T {
+fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
     #[cfg(not(madsim))]
     {
         if tokio::runtime::Handle::current().runtime_flavor()

@@ -136,7 +136,7 @@ fn build_zab(
     zc.init_limit = config.init_limit;
     zc.sync_limit = config.sync_limit;
     zc.committed_log_window = config.commit_log_count;
-    zc.linearizable_sync = config.quorum_reads;
+    zc.quorum_reads = config.quorum_reads;
     zc.max_txn_bytes = config.max_frame_len() * 2;
     zc.max_frame_bytes = MAX_PEER_FRAME;
     zc.validate()

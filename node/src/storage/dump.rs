@@ -181,7 +181,7 @@ mod tests {
             st.append(make_zxid(1, c), format!("txn{c}").as_bytes())
                 .unwrap();
         }
-        st.sync().unwrap();
+        st.fsync().unwrap();
         let log = st.log_files()[0].clone();
         let decode = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let mut out = Vec::new();

@@ -204,7 +204,7 @@ fn write_atomic_parts<F: Fs>(
             f.write_at(offset, part).map_err(io_err("write", &tmp))?;
             offset += part.len() as u64;
         }
-        f.sync().map_err(io_err("fsync", &tmp))?;
+        f.fsync().map_err(io_err("fsync", &tmp))?;
         fs.rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
         fs.sync_dir(dir).map_err(io_err("fsync directory", dir))
     })();
@@ -485,7 +485,7 @@ impl<F: Fs> FileStorage<F> {
                     );
                     let mut file = self.fs.open_write(&path).map_err(io_err("open", &path))?;
                     file.set_len(offset).map_err(io_err("truncate", &path))?;
-                    file.sync().map_err(io_err("fsync", &path))?;
+                    file.fsync().map_err(io_err("fsync", &path))?;
                     end = offset;
                 }
             }
@@ -548,7 +548,7 @@ impl<F: Fs> FileStorage<F> {
                     .fs
                     .open_write(&log.path)
                     .map_err(io_err("open", &log.path))?;
-                file.sync().map_err(io_err("fsync", &log.path))?;
+                file.fsync().map_err(io_err("fsync", &log.path))?;
             }
         }
         if dir_changed || self.opts.force_sync {
@@ -604,7 +604,7 @@ impl<F: Fs> FileStorage<F> {
         }
         if let Some(w) = self.writer.as_mut() {
             let path = &self.logs.last().expect("a writer has a log file").path;
-            if let Err(e) = w.file.sync().map_err(io_err("fsync", path)) {
+            if let Err(e) = w.file.fsync().map_err(io_err("fsync", path)) {
                 return self.fail(e);
             }
             self.stats.log_syncs += 1;
@@ -845,7 +845,7 @@ impl<F: Fs> Storage for FileStorage<F> {
         Ok(())
     }
 
-    fn sync(&mut self) -> Result<Zxid, StorageError> {
+    fn fsync(&mut self) -> Result<Zxid, StorageError> {
         self.check()?;
         self.sync_log()?;
         Ok(self.last_logged_zxid())
@@ -947,7 +947,7 @@ impl<F: Fs> Storage for FileStorage<F> {
                         .map_err(io_err("open", &log.path))?;
                     f.set_len(last.end())
                         .map_err(io_err("truncate", &log.path))?;
-                    f.sync().map_err(io_err("fsync", &log.path))?;
+                    f.fsync().map_err(io_err("fsync", &log.path))?;
                     let entry = self.logs.last_mut().expect("cloned above");
                     entry.last_zxid = last.zxid;
                     entry.end = last.end();

@@ -22,7 +22,7 @@ pub trait FsFile: Send {
     /// Truncates or extends (with zeros) the file to `len` bytes. Not durable until synced.
     fn set_len(&mut self, len: u64) -> io::Result<()>;
     /// Makes the file's data and length durable (fsync / fdatasync).
-    fn sync(&mut self) -> io::Result<()>;
+    fn fsync(&mut self) -> io::Result<()>;
     /// The current length of the file.
     fn size(&self) -> io::Result<u64>;
 }
@@ -80,7 +80,7 @@ impl FsFile for RealFile {
         self.file.set_len(len)
     }
 
-    fn sync(&mut self) -> io::Result<()> {
+    fn fsync(&mut self) -> io::Result<()> {
         // fdatasync also flushes the metadata needed to read the data back (the length).
         self.file.sync_data()
     }
@@ -568,7 +568,7 @@ impl FsFile for SimFile {
         Ok(())
     }
 
-    fn sync(&mut self) -> io::Result<()> {
+    fn fsync(&mut self) -> io::Result<()> {
         let mut disk = self.fs.lock();
         self.check(&disk)?;
         let failed = disk.sync_fault();
@@ -730,7 +730,7 @@ mod tests {
         let p = dir.join("a");
         let mut f = fs.create(&p).unwrap();
         f.write_at(0, b"hello").unwrap();
-        f.sync().unwrap();
+        f.fsync().unwrap();
         fs.sync_dir(&dir).unwrap();
         f.write_at(5, b" world").unwrap();
         assert_eq!(fs.read(&p).unwrap(), b"hello world");
@@ -748,7 +748,7 @@ mod tests {
         let p = dir.join("a");
         let mut f = fs.create(&p).unwrap();
         f.write_at(0, b"x").unwrap();
-        f.sync().unwrap();
+        f.fsync().unwrap();
         fs.crash_lose_all();
         assert!(!fs.exists(&p));
         assert!(fs.list_dir(&dir).unwrap().is_empty());
@@ -760,7 +760,7 @@ mod tests {
         let (tmp, fin) = (dir.join("t"), dir.join("f"));
         let mut f = fs.create(&tmp).unwrap();
         f.write_at(0, b"v1").unwrap();
-        f.sync().unwrap();
+        f.fsync().unwrap();
         fs.sync_dir(&dir).unwrap();
         fs.rename(&tmp, &fin).unwrap();
         assert_eq!(fs.list_dir(&dir).unwrap(), vec!["f".to_string()]);
@@ -777,7 +777,7 @@ mod tests {
         let (fs, dir) = setup();
         let p = dir.join("a");
         let mut f = fs.create(&p).unwrap();
-        f.sync().unwrap();
+        f.fsync().unwrap();
         fs.sync_dir(&dir).unwrap();
         fs.set_faults(SimFsFaults {
             torn_write_probability: 1.0,
@@ -788,7 +788,7 @@ mod tests {
         for _ in 0..40 {
             let mut f = fs.open_write(&p).unwrap();
             f.set_len(0).unwrap();
-            f.sync().unwrap();
+            f.fsync().unwrap();
             for (i, chunk) in [b"aaaa", b"bbbb", b"cccc"].iter().enumerate() {
                 f.write_at(i as u64 * 4, *chunk).unwrap();
             }
@@ -806,20 +806,20 @@ mod tests {
         let (fs, dir) = setup();
         let p = dir.join("a");
         let mut f = fs.create(&p).unwrap();
-        f.sync().unwrap();
+        f.fsync().unwrap();
         fs.sync_dir(&dir).unwrap();
         f.write_at(0, b"lost").unwrap();
         fs.set_faults(SimFsFaults {
             fail_next_syncs: 1,
             ..SimFsFaults::default()
         });
-        assert!(f.sync().is_err());
+        assert!(f.fsync().is_err());
         assert_eq!(
             fs.read(&p).unwrap(),
             b"lost",
             "the page cache still shows it"
         );
-        f.sync().unwrap(); // a retry "succeeds" ...
+        f.fsync().unwrap(); // a retry "succeeds" ...
         fs.crash_lose_all();
         assert_eq!(
             fs.read(&p).unwrap(),
@@ -852,7 +852,7 @@ mod tests {
         let p = dir.join("a");
         let mut f = fs.create(&p).unwrap();
         f.write_at(0, &[0u8; 16]).unwrap();
-        f.sync().unwrap();
+        f.fsync().unwrap();
         fs.sync_dir(&dir).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let (path, offset) = fs.rot(&mut rng).unwrap();
@@ -869,7 +869,7 @@ mod tests {
             let (fs, dir) = setup();
             let p = dir.join("a");
             let mut f = fs.create(&p).unwrap();
-            f.sync().unwrap();
+            f.fsync().unwrap();
             fs.sync_dir(&dir).unwrap();
             fs.set_faults(SimFsFaults {
                 torn_write_probability: 0.5,

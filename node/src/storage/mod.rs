@@ -21,7 +21,7 @@
 //! let recovered = st.recover()?; // newest valid snapshot + every txn after it
 //! assert_eq!(recovered.last_zxid(), 0);
 //! st.append(make_zxid(1, 1), b"txn bytes")?;
-//! assert_eq!(st.sync()?, make_zxid(1, 1)); // durable: now the ACK may go out
+//! assert_eq!(st.fsync()?, make_zxid(1, 1)); // durable: now the ACK may go out
 //! drop(st);
 //! disk.crash_lose_all(); // power loss
 //! let mut st = FileStorage::open(disk, FileStorageOptions::small("/data", "/data"))?;
@@ -80,14 +80,14 @@ impl Recovered {
 /// Synchronous: the runtime decides which thread or task runs it. Every error is final
 /// for log and epoch operations (a failed fsync is never retried: see [`StorageError::Failed`]).
 pub trait Storage {
-    /// Appends a txn. Buffered, not durable until [`Storage::sync`] returns.
+    /// Appends a txn. Buffered, not durable until [`Storage::fsync`] returns.
     ///
     /// `zxid` must follow the last logged zxid (or the newest snapshot's): the same epoch
     /// with counter + 1, or a newer epoch with counter 1.
     fn append(&mut self, zxid: Zxid, txn: &[u8]) -> Result<(), StorageError>;
     /// Makes every appended txn durable (fsync, unless `forceSync=no`); returns the zxid
     /// durable up to.
-    fn sync(&mut self) -> Result<Zxid, StorageError>;
+    fn fsync(&mut self) -> Result<Zxid, StorageError>;
     /// The newest zxid this storage holds: the last appended txn, or the newest snapshot
     /// if that is newer, or 0 when empty.
     fn last_logged_zxid(&self) -> Zxid;
@@ -148,9 +148,9 @@ pub trait StorageLayer {
     fn append(&mut self, zxid: Zxid, txn: &[u8]) -> Result<(), StorageError> {
         self.inner_mut().append(zxid, txn)
     }
-    /// Forwards [`Storage::sync`].
-    fn sync(&mut self) -> Result<Zxid, StorageError> {
-        self.inner_mut().sync()
+    /// Forwards [`Storage::fsync`].
+    fn fsync(&mut self) -> Result<Zxid, StorageError> {
+        self.inner_mut().fsync()
     }
     /// Forwards [`Storage::last_logged_zxid`].
     fn last_logged_zxid(&self) -> Zxid {
@@ -206,8 +206,8 @@ impl<L: StorageLayer> Storage for L {
     fn append(&mut self, zxid: Zxid, txn: &[u8]) -> Result<(), StorageError> {
         StorageLayer::append(self, zxid, txn)
     }
-    fn sync(&mut self) -> Result<Zxid, StorageError> {
-        StorageLayer::sync(self)
+    fn fsync(&mut self) -> Result<Zxid, StorageError> {
+        StorageLayer::fsync(self)
     }
     fn last_logged_zxid(&self) -> Zxid {
         StorageLayer::last_logged_zxid(self)

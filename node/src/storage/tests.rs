@@ -139,7 +139,7 @@ fn flip<F: Fs>(fs: &F, path: &Path, offset: u64) {
     );
     let mut f = fs.open_write(path).expect("open");
     f.write_at(offset, &[byte[0] ^ 0x10]).expect("write");
-    f.sync().expect("sync");
+    f.fsync().expect("sync");
 }
 
 /// The records of a log file, as the scanner sees them.
@@ -163,7 +163,7 @@ fn append_sync_read_recover<H: Harness>(h: &H) {
     assert_eq!(st.last_logged_zxid(), z(10));
     // Unsynced txns are readable.
     assert_eq!(st.read_txns_after(z(7)).unwrap(), expected(1, 8..=10));
-    assert_eq!(st.sync().unwrap(), z(10));
+    assert_eq!(st.fsync().unwrap(), z(10));
     assert_eq!(st.read_txns_after(0).unwrap(), expected(1, 1..=10));
     assert_eq!(st.read_txns_after(z(10)).unwrap(), vec![]);
     drop(st);
@@ -176,7 +176,7 @@ fn append_sync_read_recover<H: Harness>(h: &H) {
     assert_eq!(rec.last_zxid(), z(10));
     // A restarted server appends to a new log file, as ZooKeeper does.
     append_range(&mut st, 1, 11..=12);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     assert_eq!(st.log_files().len(), 2);
     assert!(st.log_files()[1].ends_with("version-2/log.10000000b"));
     drop(st);
@@ -187,7 +187,7 @@ fn stats_count_group_commits<H: Harness>(h: &H) {
     let mut st = h.open_with(|o| o.log_roll_txns = 4);
     for batch in 0..3u32 {
         append_range(&mut st, 1, batch * 2 + 1..=batch * 2 + 2);
-        st.sync().unwrap();
+        st.fsync().unwrap();
     }
     st.set_current_epoch(1).unwrap();
     st.write_snapshot(z(6), b"s").unwrap();
@@ -228,7 +228,7 @@ fn append_enforces_zab_sequence<H: Harness>(h: &H) {
     st.write_snapshot(make_zxid(4, 7), b"leader state").unwrap();
     assert_eq!(st.last_logged_zxid(), make_zxid(4, 7));
     st.append(make_zxid(4, 8), b"next").unwrap();
-    st.sync().unwrap();
+    st.fsync().unwrap();
     // The log jumps over (3, 2)..(4, 7): no DIFF across it, but one after the snapshot.
     assert!(matches!(
         st.read_txns_after(make_zxid(3, 1)),
@@ -255,7 +255,7 @@ fn snapshot_ahead_of_the_log_starts_a_new_log_file<H: Harness>(h: &H) {
     append_range(&mut st, 1, 1..=3);
     st.write_snapshot(z(5), b"leader state").unwrap();
     append_range(&mut st, 2, 1..=2);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     assert_eq!(st.log_files().len(), 2);
     assert!(matches!(
         st.read_txns_after(z(3)),
@@ -276,7 +276,7 @@ fn snapshot_ahead_of_the_log_starts_a_new_log_file<H: Harness>(h: &H) {
 fn logs_roll_by_txn_count_and_size<H: Harness>(h: &H) {
     let mut st = h.open_with(|o| o.log_roll_txns = 3);
     append_range(&mut st, 1, 1..=10);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     let names: Vec<String> = st
         .log_files()
         .iter()
@@ -304,7 +304,7 @@ fn logs_roll_by_txn_count_and_size<H: Harness>(h: &H) {
     let mut st = h.open_with(|o| o.log_roll_bytes = 100);
     let before = st.log_files().len();
     append_range(&mut st, 1, 11..=20);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     assert!(st.log_files().len() >= before + 3, "{:?}", st.log_files());
     drop(st);
     assert_eq!(h.open().recover().unwrap().txns, expected(1, 1..=20));
@@ -314,7 +314,7 @@ fn truncate_drops_later_txns_durably<H: Harness>(h: &H) {
     let mut st = h.open_with(|o| o.log_roll_txns = 4);
     st.set_current_epoch(1).unwrap();
     append_range(&mut st, 1, 1..=10);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     st.write_snapshot(z(3), b"s3").unwrap();
     st.write_snapshot(z(9), b"s9").unwrap();
     st.truncate_after(z(6)).unwrap();
@@ -328,7 +328,7 @@ fn truncate_drops_later_txns_durably<H: Harness>(h: &H) {
     );
     // The new leader's epoch continues the history.
     append_range(&mut st, 2, 1..=2);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     drop(st);
     let rec = h.open().recover().unwrap();
     assert_eq!(rec.snapshot, Some((z(3), b"s3".to_vec())));
@@ -346,7 +346,7 @@ fn truncate_unsynced_tail_and_everything<H: Harness>(h: &H) {
     assert_eq!(st.last_logged_zxid(), 0);
     assert!(st.log_files().is_empty());
     append_range(&mut st, 2, 1..=1);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     drop(st);
     assert_eq!(h.open().recover().unwrap().txns, expected(2, 1..=1));
 }
@@ -382,7 +382,7 @@ fn bad_epoch_file_refuses<H: Harness>(h: &H) {
     let fs = h.fs();
     let mut f = fs.create(&path).unwrap();
     f.write_at(0, b"3x\n").unwrap();
-    f.sync().unwrap();
+    f.fsync().unwrap();
     assert!(matches!(
         h.try_open(),
         Err(StorageError::BadEpochFile { .. })
@@ -394,12 +394,12 @@ fn snapshots_newest_valid_and_purge<H: Harness>(h: &H) {
     st.set_current_epoch(1).unwrap();
     for s in 1..=4u32 {
         append_range(&mut st, 1, (s - 1) * 4 + 1..=s * 4);
-        st.sync().unwrap();
+        st.fsync().unwrap();
         st.write_snapshot(z(s * 4), format!("state {}", s * 4).as_bytes())
             .unwrap();
     }
     append_range(&mut st, 1, 17..=18);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     assert_eq!(
         st.load_newest_snapshot().unwrap(),
         Some((z(16), b"state 16".to_vec()))
@@ -447,10 +447,10 @@ fn truncated_snapshot_falls_back_when_log_covers<H: Harness>(h: &H) {
     let mut st = h.open();
     st.set_current_epoch(1).unwrap();
     append_range(&mut st, 1, 1..=3);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     st.write_snapshot(z(3), b"s3").unwrap();
     append_range(&mut st, 1, 4..=8);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     st.write_snapshot(z(6), b"s6").unwrap();
     let newest = st.snapshot_files().unwrap().pop().unwrap();
     drop(st);
@@ -458,7 +458,7 @@ fn truncated_snapshot_falls_back_when_log_covers<H: Harness>(h: &H) {
     let len = fs.len(&newest).unwrap();
     let mut f = fs.open_write(&newest).unwrap();
     f.set_len(len - 5).unwrap();
-    f.sync().unwrap();
+    f.fsync().unwrap();
     let rec = h.open().recover().unwrap();
     assert_eq!(rec.snapshot, Some((z(3), b"s3".to_vec())));
     assert_eq!(rec.txns, expected(1, 4..=8));
@@ -468,18 +468,18 @@ fn truncated_snapshot_refuses_when_log_does_not_cover<H: Harness>(h: &H) {
     let mut st = h.open();
     st.set_current_epoch(1).unwrap();
     append_range(&mut st, 1, 1..=3);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     st.write_snapshot(z(3), b"s3").unwrap();
     // A learner receives the leader's snapshot at 6 (txns 4..6 never in its log).
     st.write_snapshot(z(6), b"s6").unwrap();
     append_range(&mut st, 1, 7..=8);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     let newest = st.snapshot_files().unwrap().pop().unwrap();
     drop(st);
     let fs = h.fs();
     let mut f = fs.open_write(&newest).unwrap();
     f.set_len(20).unwrap();
-    f.sync().unwrap();
+    f.fsync().unwrap();
     match h.open().recover() {
         Err(e @ StorageError::SnapshotNotCovered { .. }) => {
             assert!(e.to_string().contains("snapshot.100000006"), "{e}");
@@ -493,7 +493,7 @@ fn deleted_snapshots_refuse<H: Harness>(h: &H) {
     st.set_current_epoch(1).unwrap();
     for s in 1..=4u32 {
         append_range(&mut st, 1, (s - 1) * 3 + 1..=s * 3);
-        st.sync().unwrap();
+        st.fsync().unwrap();
         st.write_snapshot(z(s * 3), b"state").unwrap();
     }
     st.purge(3).unwrap();
@@ -518,7 +518,7 @@ fn log_starting_a_new_epoch_is_not_the_start_of_history<H: Harness>(h: &H) {
     st.set_current_epoch(2).unwrap();
     append_range(&mut st, 1, 1..=2);
     append_range(&mut st, 2, 1..=6);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     for c in [2, 4, 6] {
         st.write_snapshot(make_zxid(2, c), b"state").unwrap();
     }
@@ -544,7 +544,7 @@ fn log_starting_a_new_epoch_is_not_the_start_of_history<H: Harness>(h: &H) {
 fn foreign_or_rotted_log_header_is_refused_not_deleted<H: Harness>(h: &H) {
     let mut st = h.open();
     append_range(&mut st, 1, 1..=3);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     let log = st.log_files()[0].clone();
     drop(st);
     let fs = h.fs();
@@ -562,7 +562,7 @@ fn foreign_or_rotted_log_header_is_refused_not_deleted<H: Harness>(h: &H) {
 fn torn_log_creation_is_removed<H: Harness>(h: &H) {
     let mut st = h.open();
     append_range(&mut st, 1, 1..=3);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     let log_dir = st.log_dir().to_path_buf();
     drop(st);
     // A crash while writing the header of the next log: 5 bytes of it, then zeros.
@@ -571,7 +571,7 @@ fn torn_log_creation_is_removed<H: Harness>(h: &H) {
     let mut f = fs.create(&torn).unwrap();
     f.write_at(0, &format::log_header(z(3))[..5]).unwrap();
     f.set_len(4096).unwrap();
-    f.sync().unwrap();
+    f.fsync().unwrap();
     fs.sync_dir(&log_dir).unwrap();
     let mut st = h.open();
     assert!(!fs.exists(&torn));
@@ -582,7 +582,7 @@ fn no_snapshot_with_complete_log_recovers<H: Harness>(h: &H) {
     // ZOOKEEPER-2325's legitimate case: the log starts the history, so an empty tree is right.
     let mut st = h.open();
     append_range(&mut st, 1, 1..=4);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     drop(st);
     let rec = h.open().recover().unwrap();
     assert_eq!(rec.snapshot, None);
@@ -592,7 +592,7 @@ fn no_snapshot_with_complete_log_recovers<H: Harness>(h: &H) {
 fn flipped_byte_mid_log_refuses<H: Harness>(h: &H) {
     let mut st = h.open();
     append_range(&mut st, 1, 1..=10);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     let log = st.log_files()[0].clone();
     drop(st);
     let fs = h.fs();
@@ -615,7 +615,7 @@ fn flipped_byte_mid_log_refuses<H: Harness>(h: &H) {
 fn flipped_length_mid_log_refuses<H: Harness>(h: &H) {
     let mut st = h.open();
     append_range(&mut st, 1, 1..=10);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     let log = st.log_files()[0].clone();
     drop(st);
     let fs = h.fs();
@@ -629,7 +629,7 @@ fn flipped_length_mid_log_refuses<H: Harness>(h: &H) {
 fn corrupt_tail_of_non_last_log_refuses<H: Harness>(h: &H) {
     let mut st = h.open_with(|o| o.log_roll_txns = 3);
     append_range(&mut st, 1, 1..=7);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     let first = st.log_files()[0].clone();
     drop(st);
     let fs = h.fs();
@@ -646,7 +646,7 @@ fn corrupt_tail_of_non_last_log_refuses<H: Harness>(h: &H) {
 fn flipped_bytes_in_tail_are_repaired<H: Harness>(h: &H) {
     let mut st = h.open();
     append_range(&mut st, 1, 1..=10);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     let log = st.log_files()[0].clone();
     drop(st);
     let fs = h.fs();
@@ -657,7 +657,7 @@ fn flipped_bytes_in_tail_are_repaired<H: Harness>(h: &H) {
     assert_eq!(fs.len(&log).unwrap(), last.offset, "tail must be truncated");
     assert_eq!(st.recover().unwrap().txns, expected(1, 1..=9));
     append_range(&mut st, 1, 10..=11);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     drop(st);
     assert_eq!(h.open().recover().unwrap().txns, expected(1, 1..=11));
 
@@ -675,7 +675,7 @@ fn flipped_bytes_in_tail_are_repaired<H: Harness>(h: &H) {
 fn torn_record_at_end_is_repaired<H: Harness>(h: &H) {
     let mut st = h.open();
     append_range(&mut st, 1, 1..=5);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     let log = st.log_files()[0].clone();
     drop(st);
     let fs = h.fs();
@@ -683,7 +683,7 @@ fn torn_record_at_end_is_repaired<H: Harness>(h: &H) {
     // The last record only half written: its tail bytes are still the preallocated zeros.
     let mut f = fs.open_write(&log).unwrap();
     f.write_at(last.offset + 10, &[0u8; 20]).unwrap();
-    f.sync().unwrap();
+    f.fsync().unwrap();
     assert_eq!(h.open().recover().unwrap().txns, expected(1, 1..=4));
 }
 
@@ -751,7 +751,7 @@ fn leftover_temporaries_are_removed<H: Harness>(h: &H) {
     drop(st);
     let mut f = fs.create(&tmp).unwrap();
     f.write_at(0, b"half a snapshot").unwrap();
-    f.sync().unwrap();
+    f.fsync().unwrap();
     fs.sync_dir(tmp.parent().unwrap()).unwrap();
     let mut st = h.open();
     assert!(!fs.exists(&tmp));
@@ -767,7 +767,7 @@ fn oversized_txn_is_rejected<H: Harness>(h: &H) {
     ));
     // Not fatal: the storage still works.
     append_range(&mut st, 1, 1..=1);
-    st.sync().unwrap();
+    st.fsync().unwrap();
 }
 
 /// A background snapshot: the writer moves to another thread and writes while the owner
@@ -777,7 +777,7 @@ fn background_snapshot_while_appending<H: Harness>(h: &H) {
     let mut st = h.open_with(|o| o.log_roll_txns = 3);
     st.set_current_epoch(1).unwrap();
     append_range(&mut st, 1, 1..=10);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     assert!(matches!(
         st.begin_snapshot(z(11)),
         Err(StorageError::SnapshotAhead { .. })
@@ -786,12 +786,12 @@ fn background_snapshot_while_appending<H: Harness>(h: &H) {
     assert_eq!(writer.zxid(), z(10));
     let job = std::thread::spawn(move || writer.write(b"state 10"));
     append_range(&mut st, 1, 11..=20);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     job.join().unwrap().unwrap();
     st.snapshot_written(z(10));
     assert_eq!(st.stats().snapshots_written, 1);
     append_range(&mut st, 1, 21..=22);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     assert_eq!(
         st.load_newest_snapshot().unwrap(),
         Some((z(10), b"state 10".to_vec()))
@@ -813,14 +813,14 @@ fn snap_behind_a_divergent_suffix_then_truncate<H: Harness>(h: &H) {
     st.set_current_epoch(3).unwrap();
     append_range(&mut st, 1, 1..=10);
     append_range(&mut st, 3, 1..=2);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     st.write_snapshot(z(8), b"leader state 8").unwrap();
     st.truncate_after(z(8)).unwrap();
     assert_eq!(st.last_logged_zxid(), z(8));
     for c in 9..=11 {
         st.append(z(c), b"from the leader").unwrap();
     }
-    st.sync().unwrap();
+    st.fsync().unwrap();
     drop(st);
     let rec = h.open().recover().unwrap();
     assert_eq!(rec.snapshot, Some((z(8), b"leader state 8".to_vec())));
@@ -961,12 +961,12 @@ fn sim_crashes_never_lose_synced_txns_nor_invent_any() {
                     appended.push(payload);
                 }
                 if rng.gen_bool(0.5) {
-                    assert_eq!(st.sync().unwrap(), z(appended.len() as u32));
+                    assert_eq!(st.fsync().unwrap(), z(appended.len() as u32));
                     durable = appended.len();
                 }
                 if rng.gen_bool(0.15) {
                     // Snapshots are of synced (committed) state.
-                    st.sync().unwrap();
+                    st.fsync().unwrap();
                     durable = appended.len();
                     let s = z(appended.len() as u32);
                     st.write_snapshot(s, &snapshot_body(s)).unwrap();
@@ -990,7 +990,7 @@ fn sim_torn_tails_are_seen_and_repaired() {
         });
         let mut st = FileStorage::open(fs.clone(), sim_opts()).unwrap();
         append_range(&mut st, 1, 1..=2);
-        st.sync().unwrap();
+        st.fsync().unwrap();
         let log = st.log_files()[0].clone();
         for c in 3..=4 {
             st.append(z(c), &[7u8; 30]).unwrap();
@@ -1023,7 +1023,7 @@ fn sim_unsynced_txns_vanish_on_crash() {
     let h = SimHarness::new(1);
     let mut st = h.open();
     append_range(&mut st, 1, 1..=3);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     append_range(&mut st, 1, 4..=6);
     st.read_txns_after(0).unwrap(); // written to the page cache, not synced
     drop(st);
@@ -1038,7 +1038,7 @@ fn sim_new_log_file_needs_a_directory_sync() {
     let h = SimHarness::new(1);
     let mut st = h.open();
     append_range(&mut st, 1, 1..=2);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     assert!(h.fs.stats().dir_syncs >= 1);
     drop(st);
     h.fs.crash_lose_all();
@@ -1051,7 +1051,7 @@ fn sim_force_sync_off_skips_fsync() {
     let mut st = h.open_with(|o| o.force_sync = false);
     append_range(&mut st, 1, 1..=3);
     let syncs = h.fs.stats().syncs;
-    assert_eq!(st.sync().unwrap(), z(3));
+    assert_eq!(st.fsync().unwrap(), z(3));
     assert_eq!(
         h.fs.stats().syncs,
         syncs,
@@ -1067,17 +1067,17 @@ fn sim_failed_fsync_is_final() {
     let h = SimHarness::new(1);
     let mut st = h.open();
     append_range(&mut st, 1, 1..=2);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     append_range(&mut st, 1, 3..=4);
     h.fs.set_faults(SimFsFaults {
         fail_next_syncs: 1,
         ..SimFsFaults::default()
     });
-    let err = st.sync().unwrap_err();
+    let err = st.fsync().unwrap_err();
     assert!(matches!(err, StorageError::Io { op: "fsync", .. }), "{err}");
     assert!(err.to_string().contains("log.100000001"), "{err}");
     // Never retried: everything fails from now on, even though the disk would work again.
-    assert!(matches!(st.sync(), Err(StorageError::Failed(_))));
+    assert!(matches!(st.fsync(), Err(StorageError::Failed(_))));
     assert!(matches!(
         st.append(z(5), b"x"),
         Err(StorageError::Failed(_))
@@ -1102,9 +1102,9 @@ fn sim_write_eio_and_disk_full_are_errors() {
         ..SimFsFaults::default()
     });
     append_range(&mut st, 1, 1..=1);
-    let err = st.sync().unwrap_err();
+    let err = st.fsync().unwrap_err();
     assert!(err.to_string().contains("simulated EIO"), "{err}");
-    assert!(matches!(st.sync(), Err(StorageError::Failed(_))));
+    assert!(matches!(st.fsync(), Err(StorageError::Failed(_))));
     drop(st);
 
     let h = SimHarness::new(2);
@@ -1117,7 +1117,7 @@ fn sim_write_eio_and_disk_full_are_errors() {
     for c in 1..=200 {
         if let Err(e) = st
             .append(z(c), &[1u8; 64])
-            .and_then(|()| st.sync().map(drop))
+            .and_then(|()| st.fsync().map(drop))
         {
             failed = Some((c, e));
             break;
@@ -1139,7 +1139,7 @@ fn sim_failed_snapshot_write_is_not_fatal() {
     let mut st = h.open();
     st.set_current_epoch(1).unwrap();
     append_range(&mut st, 1, 1..=2);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     h.fs.set_faults(SimFsFaults {
         fail_next_syncs: 1,
         ..SimFsFaults::default()
@@ -1149,7 +1149,7 @@ fn sim_failed_snapshot_write_is_not_fatal() {
     assert!(!h.fs.exists(&st.snap_dir().join("snapshot.100000002.tmp")));
     // The log still works, and a later snapshot succeeds.
     append_range(&mut st, 1, 3..=3);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     st.write_snapshot(z(3), b"s3").unwrap();
     drop(st);
     h.fs.crash_lose_all();
@@ -1204,10 +1204,10 @@ fn sim_bit_rot_never_yields_wrong_data() {
         let mut st = h.open_with(|o| o.log_roll_txns = 4);
         st.set_current_epoch(1).unwrap();
         append_range(&mut st, 1, 1..=6);
-        st.sync().unwrap();
+        st.fsync().unwrap();
         st.write_snapshot(z(6), &snapshot_body(z(6))).unwrap();
         append_range(&mut st, 1, 7..=10);
-        st.sync().unwrap();
+        st.fsync().unwrap();
         drop(st);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let (path, offset) = h.fs.rot(&mut rng).expect("something to rot");
@@ -1245,7 +1245,7 @@ fn sim_same_seed_same_disk() {
             if st.append(z(c), &txn(z(c))).is_err() {
                 break;
             }
-            if c % 4 == 0 && st.sync().is_err() {
+            if c % 4 == 0 && st.fsync().is_err() {
                 break;
             }
         }
@@ -1272,7 +1272,7 @@ fn sim_out_of_order_writeback_is_an_unsynced_tail() {
         let fs = SimFs::new(seed);
         let mut st = FileStorage::open(fs.clone(), sim_opts()).unwrap();
         append_range(&mut st, 1, 1..=2);
-        st.sync().unwrap();
+        st.fsync().unwrap();
         let log = st.log_files()[0].clone();
         for c in 3..=5 {
             st.append(z(c), &txn(z(c))).unwrap();
@@ -1309,7 +1309,7 @@ fn storage_is_object_safe_and_send() {
     let h = SimHarness::new(0);
     let mut boxed: Box<dyn Storage + Send> = Box::new(h.open());
     boxed.append(z(1), b"x").unwrap();
-    assert_eq!(boxed.sync().unwrap(), z(1));
+    assert_eq!(boxed.fsync().unwrap(), z(1));
     assert_eq!(
         boxed.read_txns_after(0).unwrap(),
         vec![(z(1), b"x".to_vec())]
@@ -1327,7 +1327,7 @@ fn sim_crash_during_truncate_recovers_a_prefix_reaching_the_truncation_point() {
         let mut st = h.open_with(|o| o.log_roll_txns = 4);
         st.set_current_epoch(1).unwrap();
         append_range(&mut st, 1, 1..=8);
-        st.sync().unwrap();
+        st.fsync().unwrap();
         st.write_snapshot(z(7), &snapshot_body(z(7))).unwrap();
         h.fs.set_faults(SimFsFaults {
             sync_failure_countdown: Some(k),
@@ -1362,7 +1362,7 @@ fn sim_truncate_below_every_snapshot_is_refused_without_change() {
     st.set_current_epoch(1).unwrap();
     for s in 1..=4u32 {
         append_range(&mut st, 1, (s - 1) * 2 + 1..=s * 2);
-        st.sync().unwrap();
+        st.fsync().unwrap();
         st.write_snapshot(z(s * 2), b"state").unwrap();
     }
     st.purge(3).unwrap(); // snapshots 4, 6, 8; logs from 3
@@ -1521,8 +1521,8 @@ proptest::proptest! {
                     m.history.push((zxid, Some(payload)));
                     Ok(())
                 }),
-                Op::Sync => st.sync().map(|_| m.durable = m.history.len()),
-                Op::Snapshot => st.sync().and_then(|_| {
+                Op::Sync => st.fsync().map(|_| m.durable = m.history.len()),
+                Op::Snapshot => st.fsync().and_then(|_| {
                     m.durable = m.history.len();
                     match m.last() {
                         0 => Ok(()),
@@ -1656,7 +1656,7 @@ fn sim_restart_makes_what_it_recovers_from_durable() {
     let mut st = h.open();
     st.set_current_epoch(1).unwrap();
     append_range(&mut st, 1, 1..=2);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     h.fs.set_faults(SimFsFaults {
         // tmp file fsync succeeds, the directory fsync after the rename fails
         sync_failure_countdown: Some(1),
@@ -1668,7 +1668,7 @@ fn sim_restart_makes_what_it_recovers_from_durable() {
     let rec = st.recover().unwrap();
     assert_eq!(rec.snapshot, Some((z(6), b"from the leader".to_vec())));
     append_range(&mut st, 1, 7..=7);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     drop(st);
     h.fs.crash_lose_all();
     let rec = h.open().recover().unwrap();
@@ -1684,7 +1684,7 @@ fn snapshot_files_in_lists_without_touching() {
     let mut st = h.open();
     st.set_current_epoch(1).unwrap();
     append_range(&mut st, 1, 1..=16);
-    st.sync().unwrap();
+    st.fsync().unwrap();
     for c in [2u32, 16, 9] {
         st.write_snapshot(z(c), b"state").unwrap();
     }

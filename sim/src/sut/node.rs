@@ -321,13 +321,13 @@ mod broken {
         fn inner_mut(&mut self) -> &mut S {
             &mut self.inner
         }
-        fn sync(&mut self) -> Result<Zxid, StorageError> {
+        fn fsync(&mut self) -> Result<Zxid, StorageError> {
             self.syncs += 1;
             if active(Bug::LyingFsync) && !self.syncs.is_multiple_of(8) {
                 // BUG (deliberate): claim durability without an fsync.
                 return Ok(self.inner.last_logged_zxid());
             }
-            self.inner.sync()
+            self.inner.fsync()
         }
         fn recover(&mut self) -> Result<Recovered, StorageError> {
             let mut r = self.inner.recover()?;

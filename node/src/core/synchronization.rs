@@ -9,7 +9,7 @@
 use bytes::Bytes;
 
 use super::discovery::{LeaderPhase, LearnerPhase, PeerPhase};
-use super::log::SyncMode;
+use super::log::Synchronization;
 use super::{Event, Outbound, PersistAction, Zab};
 use crate::proto::peer::{Epoch, PeerMessage, Sid};
 use crate::types::{make_zxid, zxid_epoch, Zxid};
@@ -27,7 +27,7 @@ impl Zab {
         p.phase = PeerPhase::Syncing;
         let peer_last = p.last_zxid;
         let committed = self.log.committed();
-        let mode = self.log.sync_mode(peer_last);
+        let mode = self.log.synchronization_for(peer_last);
         tracing::debug!(
             sid = self.cfg.my_sid,
             learner = sid,
@@ -35,7 +35,7 @@ impl Zab {
             "syncing learner"
         );
         let from = match mode {
-            SyncMode::Diff { from } => {
+            Synchronization::Diff { from } => {
                 self.send(
                     sid,
                     PeerMessage::Diff {
@@ -44,11 +44,11 @@ impl Zab {
                 );
                 from
             }
-            SyncMode::Trunc { to } => {
+            Synchronization::Trunc { to } => {
                 self.send(sid, PeerMessage::Trunc { zxid: to });
                 to
             }
-            SyncMode::Snap => {
+            Synchronization::Snap => {
                 self.ready.messages.push(Outbound::Snapshot {
                     to: sid,
                     zxid: committed,
