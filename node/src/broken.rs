@@ -52,21 +52,6 @@ pub enum Bug {
     RecoveryDropsTail,
 }
 
-impl Bug {
-    /// Every bug, in declaration order.
-    pub const ALL: [Bug; 9] = [
-        Bug::CommitWithoutQuorum,
-        Bug::SkipTrunc,
-        Bug::ObserverNeverRejoins,
-        Bug::LearnerTrustsOwnSessions,
-        Bug::SessionsNotValidated,
-        Bug::LostCasCheck,
-        Bug::SyncWithoutLeader,
-        Bug::LyingFsync,
-        Bug::RecoveryDropsTail,
-    ];
-}
-
 #[cfg(madsim)]
 thread_local! {
     static ACTIVE: Cell<Option<Bug>> = const { Cell::new(None) };
@@ -82,10 +67,4 @@ pub fn active(bug: Bug) -> bool {
 /// Makes `bug` (or none) the active one on this thread.
 pub fn set(bug: Option<Bug>) {
     ACTIVE.with(|a| a.set(bug));
-}
-
-#[cfg(madsim)]
-/// The active bug on this thread, if any.
-pub fn current() -> Option<Bug> {
-    ACTIVE.with(Cell::get)
 }

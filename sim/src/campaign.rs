@@ -65,6 +65,14 @@ pub struct RunRecord {
     pub broken: Option<zabkeeper::broken::Bug>,
 }
 
+/// A bug's command-line name (`commit-without-quorum`), as `--broken` takes it.
+pub fn bug_name(b: zabkeeper::broken::Bug) -> String {
+    serde_json::to_value(b)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// The prefix of the result line.
 pub const RESULT_PREFIX: &str = "RESULT ";
 
@@ -73,8 +81,7 @@ impl RunRecord {
     pub fn repro(&self) -> String {
         let broken = self
             .broken
-            .and_then(|b| serde_json::to_value(b).ok())
-            .and_then(|v| v.as_str().map(|s| format!(" --broken {s}")))
+            .map(|b| format!(" --broken {}", bug_name(b)))
             .unwrap_or_default();
         format!(
             "zabkeeper-sim replay --scenario {} --seed {}{broken}",

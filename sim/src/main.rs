@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use zabkeeper::broken::Bug;
 
 use zabkeeper_sim::campaign::{
-    merge_files, run_jobs, run_one_process, shard_seeds, Class, Job, RunRecord, SeedRange, Shard,
-    Summary, RESULT_PREFIX,
+    bug_name, merge_files, run_jobs, run_one_process, shard_seeds, Class, Job, RunRecord,
+    SeedRange, Shard, Summary, RESULT_PREFIX,
 };
 use zabkeeper_sim::options::RunOptions;
 use zabkeeper_sim::scenario::{self, Scenario};
@@ -358,13 +358,6 @@ fn extra(c: &Common) -> Vec<String> {
         flags.push(format!("--broken={}", bug_name(b)));
     }
     flags
-}
-
-/// The command-line name of a bug (`commit-without-quorum`).
-fn bug_name(b: Bug) -> String {
-    b.to_possible_value()
-        .map(|v| v.get_name().to_string())
-        .unwrap_or_default()
 }
 
 fn scenario_names(d: &Path, which: &str) -> Result<Vec<String>> {

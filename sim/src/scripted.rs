@@ -14,15 +14,20 @@
 //! owned by a session that was closed: nothing would ever remove it (ZooKeeper's learner
 //! revalidates every reconnect with the leader, and the leader's PrepRequestProcessor
 //! answers SessionExpired for a closed session).
+//!
+//! [`sync_on_lagging_learner`]: a write is acknowledged while one follower hears nothing
+//! from the leader; a client on that follower then calls `sync` and reads. The read must
+//! see the write: the learner forwards the sync to the leader and answers it only after
+//! the leader's SYNC, which follows every commit before it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use zabkeeper::broken::Bug;
 
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::time::{sleep, Instant};
+use zabkeeper::broken::Bug;
 use zabkeeper::client::{Client, ClientOptions, Error};
 use zabkeeper::server::session_password;
 use zabkeeper::storage::SimFs;

@@ -88,21 +88,7 @@ pub fn convergence(trees: &[ReplicaTree], floor: i64) -> Result<(i64, u64), Stri
 mod tests {
     use super::*;
 
-    fn obs(at_ms: u64, server: usize, what: Observed) -> Observation {
-        Observation {
-            at_ms,
-            server,
-            what,
-        }
-    }
-
-    fn loaded(source: &str, zxid: i64, digest: u64) -> Observed {
-        Observed::TreeLoaded {
-            source: source.into(),
-            zxid,
-            digest,
-        }
-    }
+    use crate::judge::observations::tests::{loaded, obs};
 
     #[test]
     fn latest_trees_follow_commits_and_loads() {

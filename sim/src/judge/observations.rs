@@ -215,10 +215,11 @@ pub fn check(obs: &[Observation]) -> Verdict {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn obs(at_ms: u64, server: usize, what: Observed) -> Observation {
+    /// An observation of `server` at `at_ms` (shared with the other judge tests).
+    pub(in crate::judge) fn obs(at_ms: u64, server: usize, what: Observed) -> Observation {
         Observation {
             at_ms,
             server,
@@ -291,7 +292,8 @@ mod tests {
             Verdict::Violation { check, .. } if check == "committed-zxid-monotonic"));
     }
 
-    fn loaded(source: &str, zxid: i64, digest: u64) -> Observed {
+    /// A tree load of `source` at `zxid` with `digest`.
+    pub(in crate::judge) fn loaded(source: &str, zxid: i64, digest: u64) -> Observed {
         Observed::TreeLoaded {
             source: source.into(),
             zxid,
