@@ -1,0 +1,505 @@
+//! The znode tree: ZooKeeper's `DataTree`.
+//!
+//! Transactions are applied with [`DataTree::apply`], which follows
+//! `DataTree.processTxn` rule for rule (stat updates, multi handling,
+//! session close) and reports which watches the change triggers. Reads
+//! return copies of the data and [`Stat`]s.
+//!
+//! The tree keeps an incremental digest of its whole content (paths, data,
+//! ACLs and stats) so that replicas can be compared cheaply at a zxid.
+//!
+//! Nodes live in persistent ordered maps (`imbl`): [`DataTree::freeze`] takes
+//! an O(1) copy of the tree at its current zxid that shares structure with
+//! the live tree, so a snapshot can be serialized and written elsewhere while
+//! txns keep applying (copy-on-write: a change after the freeze copies only
+//! the few map chunks on its path).
+//!
+//! This module holds the nodes, their indexes and the reads; `apply` holds
+//! `processTxn`, `snapshot` the on-disk format and [`FrozenTree`], `digest`
+//! the per-node hash.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+
+use super::path::raw_parent;
+use super::txn::{EphemeralType, Txn, TxnBody};
+use crate::types::{perms, Acl, ErrorCode, EventType, Id, SessionId, Stat, Zxid};
+
+mod apply;
+mod digest;
+mod snapshot;
+#[cfg(test)]
+mod tests;
+
+use digest::node_digest;
+pub use snapshot::FrozenTree;
+
+/// `/zookeeper`, ZooKeeper's own subtree.
+pub const PROC_ZOOKEEPER: &str = "/zookeeper";
+/// `/zookeeper/quota`.
+pub const QUOTA_ZOOKEEPER: &str = "/zookeeper/quota";
+/// `/zookeeper/config`, the dynamic configuration node (read-only to clients).
+pub const CONFIG_ZOOKEEPER: &str = "/zookeeper/config";
+
+/// Whether `path` is one of the nodes ZooKeeper owns and never lets a
+/// client delete (`DataTree.isSpecialPath`).
+pub fn is_special_path(path: &str) -> bool {
+    matches!(
+        path,
+        "/" | PROC_ZOOKEEPER | QUOTA_ZOOKEEPER | CONFIG_ZOOKEEPER
+    )
+}
+
+/// One znode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataNode {
+    data: Bytes,
+    acl: Vec<Acl>,
+    stat: Stat,
+    children: ChildSet,
+}
+
+/// The path -> node map; cloning it is O(1) (structure is shared until written).
+type NodeMap = imbl::OrdMap<String, DataNode>;
+/// A node's child names, sorted; cloning it is O(1).
+pub type ChildSet = imbl::OrdSet<String>;
+
+impl DataNode {
+    fn new(data: Bytes, acl: Vec<Acl>, stat: Stat) -> DataNode {
+        let mut n = DataNode {
+            data,
+            acl,
+            stat,
+            children: ChildSet::new(),
+        };
+        n.fix_derived_stat();
+        n
+    }
+
+    /// The node's data.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// The node's ACL.
+    pub fn acl(&self) -> &[Acl] {
+        &self.acl
+    }
+
+    /// The node's stat as stored (`dataLength` and `numChildren` included):
+    /// `cversion` counts child creates (it numbers sequential children) and
+    /// `ephemeralOwner` encodes containers and TTLs. Clients see
+    /// [`DataNode::client_stat`].
+    pub fn stat(&self) -> Stat {
+        self.stat
+    }
+
+    /// The stat a client sees (`DataNode.copyStat`): `cversion` counts every
+    /// child change (`2 x creates - numChildren`, i.e. creates plus deletes)
+    /// and `ephemeralOwner` is 0 for containers and TTL nodes.
+    pub fn client_stat(&self) -> Stat {
+        client_stat(self.stat)
+    }
+
+    /// The names of the node's children, sorted.
+    pub fn children(&self) -> &ChildSet {
+        &self.children
+    }
+
+    fn fix_derived_stat(&mut self) {
+        self.stat.data_length = self.data.len() as i32;
+        self.stat.num_children = self.children.len() as i32;
+    }
+}
+
+/// ZooKeeper's `DataNode.copyStat`: a stored stat as clients see it.
+pub fn client_stat(mut stat: Stat) -> Stat {
+    stat.cversion = stat
+        .cversion
+        .wrapping_mul(2)
+        .wrapping_sub(stat.num_children);
+    if !matches!(
+        EphemeralType::of(stat.ephemeral_owner),
+        EphemeralType::Normal(_)
+    ) {
+        stat.ephemeral_owner = 0;
+    }
+    stat
+}
+
+/// A successful operation's result, as the client's response needs it
+/// (stats as clients see them: [`client_stat`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpResult {
+    /// A node was created at `path` (the final, sequence-suffixed name).
+    Create {
+        path: String,
+        stat: Stat,
+        /// A container or TTL node (inside a multi ZooKeeper answers these
+        /// with their Stat, as create2).
+        extended: bool,
+    },
+    Delete,
+    SetData {
+        stat: Stat,
+    },
+    SetAcl {
+        stat: Stat,
+    },
+    Check,
+    /// Per-op results of a multi. In a failed multi every entry is an
+    /// error: `Err(ErrorCode::Ok)` for ops before the failing one (ZooKeeper
+    /// reports `ErrorResult(0)`), the failing op's code, then
+    /// `Err(RuntimeInconsistency)`.
+    Multi(Vec<Result<OpResult, ErrorCode>>),
+    /// A session was created (the tree does not change).
+    CreateSession,
+    /// A session was closed and its ephemerals deleted.
+    CloseSession,
+}
+
+/// What applying one txn did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// The operation's result.
+    pub result: Result<OpResult, ErrorCode>,
+    /// Watch triggers in ZooKeeper's order: `(path, NodeCreated)` then
+    /// `(parent, NodeChildrenChanged)` for a create; `(path, NodeDeleted)`
+    /// then `(parent, NodeChildrenChanged)` for a delete;
+    /// `(path, NodeDataChanged)` for a setData. Feed each to
+    /// [`WatchManager::trigger`](super::watch::WatchManager::trigger).
+    pub triggers: Vec<(String, EventType)>,
+    /// For each entry of `triggers`, the ACL of the node it is about as it
+    /// was when the change applied (the deleted node's own ACL for
+    /// `NodeDeleted`). ZooKeeper 3.8 delivers a watch event only to
+    /// sessions holding READ on that ACL.
+    pub trigger_acls: Vec<Vec<Acl>>,
+}
+
+/// The znode tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataTree {
+    nodes: NodeMap,
+    ephemerals: BTreeMap<SessionId, BTreeSet<String>>,
+    containers: BTreeSet<String>,
+    ttls: BTreeSet<String>,
+    last_processed_zxid: Zxid,
+    data_size: i64,
+    digest: u64,
+}
+
+impl Default for DataTree {
+    fn default() -> Self {
+        DataTree::new()
+    }
+}
+
+fn empty_stat() -> Stat {
+    Stat::default()
+}
+
+impl DataTree {
+    /// A tree holding only `/`, `/zookeeper`, `/zookeeper/quota` and
+    /// `/zookeeper/config` (the latter readable by anyone, writable by
+    /// no one but super), all with zeroed stats, as ZooKeeper starts.
+    pub fn new() -> DataTree {
+        let mut nodes = BTreeMap::new();
+        let open = Acl::open_unsafe();
+        let read_only = vec![Acl {
+            perms: perms::READ,
+            id: Id::anyone(),
+        }];
+        // As ZooKeeper's DataTree.addConfigNode: the config node's aversion is -1.
+        let config_stat = Stat {
+            aversion: -1,
+            ..empty_stat()
+        };
+        for (path, acl, stat) in [
+            ("/", open.clone(), empty_stat()),
+            (PROC_ZOOKEEPER, open.clone(), empty_stat()),
+            (QUOTA_ZOOKEEPER, open, empty_stat()),
+            (CONFIG_ZOOKEEPER, read_only, config_stat),
+        ] {
+            nodes.insert(path.to_string(), DataNode::new(Bytes::new(), acl, stat));
+        }
+        DataTree::from_nodes(nodes, 0)
+    }
+
+    /// Builds a tree from its nodes (child sets are rebuilt from the paths;
+    /// stats' derived fields, owner indexes, data size and digest are
+    /// recomputed). Every node's parent must be present.
+    fn from_nodes(mut nodes: BTreeMap<String, DataNode>, last_processed_zxid: Zxid) -> DataTree {
+        let links: Vec<(String, String)> = nodes
+            .keys()
+            .filter(|p| p.as_str() != "/")
+            .filter_map(|p| {
+                let parent = raw_parent(p)?;
+                let name = &p[p.rfind('/').map_or(0, |i| i + 1)..];
+                Some((parent.to_string(), name.to_string()))
+            })
+            .collect();
+        for n in nodes.values_mut() {
+            n.children = ChildSet::new();
+        }
+        for (parent, name) in links {
+            if let Some(n) = nodes.get_mut(&parent) {
+                n.children.insert(name);
+            }
+        }
+        for n in nodes.values_mut() {
+            n.fix_derived_stat();
+        }
+        let mut t = DataTree {
+            nodes: nodes.into_iter().collect(),
+            ephemerals: BTreeMap::new(),
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+            last_processed_zxid,
+            data_size: 0,
+            digest: 0,
+        };
+        let owners: Vec<(String, i64)> = t
+            .nodes
+            .iter()
+            .map(|(p, n)| (p.clone(), n.stat.ephemeral_owner))
+            .collect();
+        for (p, o) in owners {
+            t.register_owner(&p, o);
+        }
+        t.data_size = t
+            .nodes
+            .iter()
+            .map(|(p, n)| p.len() as i64 + n.data.len() as i64)
+            .sum();
+        t.digest = t.recompute_digest();
+        t
+    }
+
+    /// The zxid of the last txn applied (or loaded from a snapshot).
+    pub fn last_processed_zxid(&self) -> Zxid {
+        self.last_processed_zxid
+    }
+
+    /// Sets the last processed zxid, e.g. after replaying a log whose
+    /// last txn was already in the snapshot.
+    pub fn set_last_processed_zxid(&mut self, zxid: Zxid) {
+        self.last_processed_zxid = zxid;
+    }
+
+    /// Writes the ensemble's dynamic configuration into `/zookeeper/config`
+    /// as ZooKeeper's `ZKDatabase.initConfigInZKDatabase` does on each
+    /// server (a local write, not a txn): data, `mzxid` = the config's
+    /// version, `mtime` = `time`, version -1. Not part of [`DataTree::digest`],
+    /// and fires no watches.
+    pub fn set_config_data(&mut self, data: &[u8], config_version: Zxid, time: i64) {
+        let _ = self.update(CONFIG_ZOOKEEPER, |n| {
+            n.data = Bytes::copy_from_slice(data);
+            n.stat.mzxid = config_version;
+            n.stat.mtime = time;
+            n.stat.version = -1;
+        });
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    /// The node at `path`.
+    pub fn node(&self, path: &str) -> Option<&DataNode> {
+        self.nodes.get(path)
+    }
+
+    /// The data and stat of a node (`getData`).
+    pub fn get_data(&self, path: &str) -> Result<(Bytes, Stat), ErrorCode> {
+        let n = self.nodes.get(path).ok_or(ErrorCode::NoNode)?;
+        Ok((n.data.clone(), n.client_stat()))
+    }
+
+    /// The stat of a node as clients see it, if it exists (`exists`).
+    pub fn stat(&self, path: &str) -> Option<Stat> {
+        self.nodes.get(path).map(|n| n.client_stat())
+    }
+
+    /// A node's children, sorted, and its stat (`getChildren2`).
+    pub fn get_children(&self, path: &str) -> Result<(Vec<String>, Stat), ErrorCode> {
+        let n = self.nodes.get(path).ok_or(ErrorCode::NoNode)?;
+        Ok((n.children.iter().cloned().collect(), n.client_stat()))
+    }
+
+    /// A node's ACL and stat (`getACL`).
+    pub fn get_acl(&self, path: &str) -> Result<(Vec<Acl>, Stat), ErrorCode> {
+        let n = self.nodes.get(path).ok_or(ErrorCode::NoNode)?;
+        Ok((n.acl.clone(), n.client_stat()))
+    }
+
+    /// The ephemeral nodes a session owns, sorted.
+    pub fn ephemerals(&self, session: SessionId) -> Vec<String> {
+        self.ephemerals
+            .get(&session)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A session's ephemeral nodes under `prefix` (`getEphemerals`): all of
+    /// them for an empty or `/` prefix, else those whose path starts with
+    /// `prefix`, as ZooKeeper's plain string prefix match.
+    pub fn ephemerals_under(&self, session: SessionId, prefix: &str) -> Vec<String> {
+        let prefix = prefix.trim();
+        self.ephemerals(session)
+            .into_iter()
+            .filter(|p| prefix.is_empty() || prefix == "/" || p.starts_with(prefix))
+            .collect()
+    }
+
+    /// Every session's ephemeral nodes (sessions without any are absent).
+    pub fn all_ephemerals(&self) -> BTreeMap<SessionId, Vec<String>> {
+        self.ephemerals
+            .iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(k, s)| (*k, s.iter().cloned().collect()))
+            .collect()
+    }
+
+    /// The number of ephemeral nodes in the tree.
+    pub fn ephemerals_count(&self) -> usize {
+        self.ephemerals.values().map(BTreeSet::len).sum()
+    }
+
+    /// All container node paths, sorted.
+    pub fn containers(&self) -> &BTreeSet<String> {
+        &self.containers
+    }
+
+    /// All TTL node paths, sorted.
+    pub fn ttls(&self) -> &BTreeSet<String> {
+        &self.ttls
+    }
+
+    /// The number of descendants of `path` (`getAllChildrenNumber`).
+    /// For `/` this counts every node but the root, `/zookeeper` included.
+    pub fn count_all_children(&self, path: &str) -> Result<i32, ErrorCode> {
+        if !self.nodes.contains_key(path) {
+            return Err(ErrorCode::NoNode);
+        }
+        if path == "/" {
+            return Ok(self.nodes.len() as i32 - 1);
+        }
+        let prefix = format!("{path}/");
+        let n = self
+            .nodes
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .count();
+        Ok(n as i32)
+    }
+
+    /// The number of znodes, the root included. (ZooKeeper's `zk_znode_count`
+    /// is one more: its node map holds the root twice, as `""` and `/`.)
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Sum over all nodes of path length plus data length, as ZooKeeper's
+    /// `approximateDataSize` (path length in bytes rather than UTF-16 units).
+    pub fn approximate_data_size(&self) -> i64 {
+        self.data_size
+    }
+
+    /// A deterministic 64-bit digest of the whole tree: every node's path,
+    /// data, ACL and stat. Equal trees have equal digests on every replica
+    /// and platform; the order changes were applied in does not matter,
+    /// only the resulting content. Maintained incrementally, O(1).
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// Recomputes the digest from scratch (for checks and tests).
+    pub fn recompute_digest(&self) -> u64 {
+        self.nodes
+            .iter()
+            .fold(0u64, |acc, (p, n)| acc.wrapping_add(node_digest(p, n)))
+    }
+
+    /// Containers and TTL nodes due for deletion at `now_ms`, sorted:
+    /// containers with no children whose cversion is above 0 (they once had
+    /// a child), and TTL nodes with no children not modified for longer
+    /// than their TTL (ZooKeeper's `ContainerManager.getCandidates`).
+    pub fn expired_containers_and_ttls(&self, now_ms: i64) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        for p in &self.containers {
+            if let Some(n) = self.nodes.get(p) {
+                if n.children.is_empty() && n.stat.cversion > 0 {
+                    out.insert(p.clone());
+                }
+            }
+        }
+        for p in &self.ttls {
+            if let Some(n) = self.nodes.get(p) {
+                if let EphemeralType::Ttl(ttl) = EphemeralType::of(n.stat.ephemeral_owner) {
+                    if n.children.is_empty()
+                        && ttl != 0
+                        && now_ms.saturating_sub(n.stat.mtime) > ttl
+                    {
+                        out.insert(p.clone());
+                    }
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Every path in the tree, sorted.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.nodes.keys().map(String::as_str)
+    }
+
+    /// Checks the tree's internal consistency: child sets match the paths,
+    /// derived stats, owner indexes, data size and digest are up to date.
+    /// Returns a description of the first problem found.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let rebuilt = DataTree::from_nodes(
+            self.nodes
+                .iter()
+                .map(|(p, n)| (p.clone(), n.clone()))
+                .collect(),
+            self.last_processed_zxid,
+        );
+        for (p, n) in &self.nodes {
+            let r = &rebuilt.nodes[p];
+            if n.children != r.children {
+                return Err(format!(
+                    "children of {p} are {:?}, expected {:?}",
+                    n.children, r.children
+                ));
+            }
+            if n.stat != r.stat {
+                return Err(format!(
+                    "stat of {p} is {:?}, expected {:?}",
+                    n.stat, r.stat
+                ));
+            }
+            let parent_ok = match super::path::parent(p) {
+                None => p == "/",
+                Some(q) => self.nodes.contains_key(q),
+            };
+            if !parent_ok {
+                return Err(format!("{p} has no parent"));
+            }
+        }
+        if self.ephemerals != rebuilt.ephemerals {
+            return Err("ephemerals index out of date".into());
+        }
+        if self.containers != rebuilt.containers || self.ttls != rebuilt.ttls {
+            return Err("container/ttl index out of date".into());
+        }
+        if self.data_size != rebuilt.data_size {
+            return Err(format!(
+                "data size {} != {}",
+                self.data_size, rebuilt.data_size
+            ));
+        }
+        if self.digest != rebuilt.digest {
+            return Err("digest out of date".into());
+        }
+        Ok(())
+    }
+}

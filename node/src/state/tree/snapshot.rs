@@ -1,0 +1,150 @@
+//! The tree's snapshot format: magic `ZKTS`, version, last processed zxid,
+//! every node in path order, CRC32C; and the frozen copy it is written from.
+
+use super::*;
+use crate::proto::jute::{JuteError, Reader, Writer};
+use crate::state::path::validate_path;
+
+const SNAPSHOT_MAGIC: &[u8; 4] = b"ZKTS";
+const SNAPSHOT_VERSION: i32 = 1;
+
+/// The tree frozen at one zxid ([`DataTree::freeze`]): it shares structure
+/// with the live tree, is cheap to take and to send to another thread, and
+/// never changes. A snapshot serialized from it holds exactly one zxid.
+#[derive(Clone, Debug)]
+pub struct FrozenTree {
+    nodes: NodeMap,
+    last_processed_zxid: Zxid,
+    data_size: i64,
+}
+
+impl FrozenTree {
+    /// The zxid of the last txn the frozen tree holds.
+    pub fn last_processed_zxid(&self) -> Zxid {
+        self.last_processed_zxid
+    }
+
+    /// The number of znodes, the root included.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Serializes the frozen tree exactly as [`DataTree::serialize_snapshot`]
+    /// did when it was frozen.
+    pub fn serialize_snapshot(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(64 + self.data_size.max(0) as usize * 2);
+        w.write_raw(SNAPSHOT_MAGIC);
+        w.write_int(SNAPSHOT_VERSION);
+        w.write_long(self.last_processed_zxid);
+        w.write_int(self.nodes.len() as i32);
+        for (p, n) in &self.nodes {
+            w.write_string(p);
+            w.write_buffer(&n.data);
+            w.write_acl_vec(&n.acl);
+            let s = &n.stat;
+            w.write_long(s.czxid);
+            w.write_long(s.mzxid);
+            w.write_long(s.ctime);
+            w.write_long(s.mtime);
+            w.write_int(s.version);
+            w.write_int(s.cversion);
+            w.write_int(s.aversion);
+            w.write_long(s.ephemeral_owner);
+            w.write_long(s.pzxid);
+        }
+        let crc = crc32c::crc32c(w.as_slice());
+        w.write_int(crc as i32);
+        Vec::from(w.into_inner())
+    }
+}
+
+impl DataTree {
+    /// Serializes the whole tree: magic `ZKTS`, version, last processed
+    /// zxid, every node (path, data, ACL, persisted stat) in path order, and
+    /// a CRC32C of everything before it. Children, ephemerals, containers
+    /// and TTL sets are rebuilt from the nodes on load.
+    pub fn serialize_snapshot(&self) -> Vec<u8> {
+        self.freeze().serialize_snapshot()
+    }
+
+    /// The tree as it is now, in O(1): later changes to this tree do not
+    /// show in the copy (see the module docs). What a snapshot is taken from.
+    pub fn freeze(&self) -> FrozenTree {
+        FrozenTree {
+            nodes: self.nodes.clone(),
+            last_processed_zxid: self.last_processed_zxid,
+            data_size: self.data_size,
+        }
+    }
+
+    /// Loads what [`DataTree::serialize_snapshot`] wrote. Checks the magic,
+    /// version and checksum, that every path is valid and unique, that every
+    /// parent exists, and that ZooKeeper's own nodes are present.
+    pub fn deserialize_snapshot(bytes: &[u8]) -> Result<DataTree, JuteError> {
+        let invalid = |m: &str| JuteError::Invalid(format!("snapshot: {m}"));
+        if bytes.len() < 8 || &bytes[..4] != SNAPSHOT_MAGIC {
+            return Err(invalid("bad magic"));
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        let crc = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
+        if crc32c::crc32c(body) != crc {
+            return Err(invalid("checksum mismatch"));
+        }
+        let mut r = Reader::new(&body[4..]);
+        let version = r.read_int()?;
+        if version != SNAPSHOT_VERSION {
+            return Err(invalid(&format!("unsupported version {version}")));
+        }
+        let last_zxid = r.read_long()?;
+        let count = r.read_int()?;
+        // A node takes at least 72 bytes (three lengths, six longs, three
+        // ints): reject counts the input cannot hold before allocating.
+        if count < 0 || count as usize > r.remaining() / 72 {
+            return Err(invalid("bad node count"));
+        }
+        let mut nodes = BTreeMap::new();
+        for _ in 0..count {
+            let path = r.read_string()?;
+            let data = Bytes::copy_from_slice(r.read_buffer()?);
+            let acl = r.read_acl_vec()?;
+            let stat = Stat {
+                czxid: r.read_long()?,
+                mzxid: r.read_long()?,
+                ctime: r.read_long()?,
+                mtime: r.read_long()?,
+                version: r.read_int()?,
+                cversion: r.read_int()?,
+                aversion: r.read_int()?,
+                ephemeral_owner: r.read_long()?,
+                pzxid: r.read_long()?,
+                data_length: 0,
+                num_children: 0,
+            };
+            if validate_path(&path).is_err() {
+                return Err(invalid(&format!("invalid path {path:?}")));
+            }
+            if nodes
+                .insert(path.clone(), DataNode::new(data, acl, stat))
+                .is_some()
+            {
+                return Err(invalid(&format!("duplicate path {path:?}")));
+            }
+        }
+        if !r.is_empty() {
+            return Err(invalid("trailing bytes"));
+        }
+        for p in ["/", PROC_ZOOKEEPER, QUOTA_ZOOKEEPER, CONFIG_ZOOKEEPER] {
+            if !nodes.contains_key(p) {
+                return Err(invalid(&format!("missing {p}")));
+            }
+        }
+        for p in nodes.keys() {
+            if let Some(parent) = crate::state::path::parent(p) {
+                if !nodes.contains_key(parent) {
+                    return Err(invalid(&format!("{p:?} has no parent")));
+                }
+            }
+        }
+        Ok(DataTree::from_nodes(nodes, last_zxid))
+    }
+}
