@@ -1,0 +1,265 @@
+//! The fault executor: carries out the plan's faults on the simulated servers, clients,
+//! network, clocks and disks, reaps servers that stop by themselves, and heals everything
+//! at the end of the safety phase. It decides nothing: what happens when is the plan's.
+
+use madsim::net::NetSim;
+use madsim::task::NodeId;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+use crate::plan::TimedEvent;
+
+/// The state the faults change: which servers are down or paused, which clients are
+/// paused, which links are clogged.
+pub(super) struct Executor {
+    sh: Shared,
+    handle: Handle,
+    net: Arc<NetSim>,
+    servers: Vec<NodeId>,
+    clients: Vec<NodeId>,
+    /// Servers that are down: crashed by the plan, or stopped by themselves (a failed
+    /// fsync stops the node) and reaped.
+    down: Arc<Mutex<BTreeSet<usize>>>,
+    /// The reaper's notes, merged into the run's notes at the heal and at the end.
+    reaped: Arc<Mutex<Vec<String>>>,
+    paused: BTreeSet<usize>,
+    paused_clients: BTreeSet<usize>,
+    clogged: Vec<(NodeId, NodeId)>,
+}
+
+impl Executor {
+    /// Starts executing: spawns the reaper. madsim leaves an exited node's sockets bound,
+    /// a real process exit closes them, so the reaper kills exited servers (and their
+    /// unsynced writes) like a crash.
+    pub(super) fn start(sh: &Shared, servers: &[NodeHandle], clients: &[NodeHandle]) -> Self {
+        let ex = Executor {
+            sh: sh.clone(),
+            handle: Handle::current(),
+            net: NetSim::current(),
+            servers: servers.iter().map(|s| s.id()).collect(),
+            clients: clients.iter().map(|c| c.id()).collect(),
+            down: Arc::default(),
+            reaped: Arc::default(),
+            paused: BTreeSet::new(),
+            paused_clients: BTreeSet::new(),
+            clogged: Vec::new(),
+        };
+        let (down, notes, sh) = (Arc::clone(&ex.down), Arc::clone(&ex.reaped), sh.clone());
+        let ids = ex.servers.clone();
+        let handle = ex.handle.clone();
+        madsim::task::spawn(async move {
+            loop {
+                madsim::time::sleep(Duration::from_millis(20)).await;
+                for (i, id) in ids.iter().enumerate() {
+                    let mut d = down.lock().expect("down");
+                    if !d.contains(&i) && handle.is_exit(*id) {
+                        handle.kill(*id);
+                        sh.disks[i]
+                            .crash(false, sh.opts.seed ^ sh.start.elapsed().as_millis() as u64);
+                        d.insert(i);
+                        notes.lock().expect("notes").push(format!(
+                            "{}ms s{i} stopped by itself (reaped)",
+                            sh.start.elapsed().as_millis()
+                        ));
+                    }
+                }
+            }
+        });
+        ex
+    }
+
+    /// The node named `s<i>` or `c<j>`, as the plan names them.
+    fn node_id(&self, name: &str) -> Option<NodeId> {
+        let i: usize = name.get(1..)?.parse().ok()?;
+        match name.as_bytes().first()? {
+            b's' => self.servers.get(i).copied(),
+            b'c' => self.clients.get(i).copied(),
+            _ => None,
+        }
+    }
+
+    /// Carries out one event of the plan; returns what it did, for the notes.
+    pub(super) fn execute(&mut self, ev: &TimedEvent) -> String {
+        let (opts, n) = (&self.sh.opts, self.servers.len());
+        let now_ms = self.sh.start.elapsed().as_millis() as u64;
+        match &ev.fault {
+            Fault::Partition { cut, .. } => {
+                for [a, b] in cut {
+                    if let (Some(x), Some(y)) = (self.node_id(a), self.node_id(b)) {
+                        self.net.clog_link(x, y);
+                        self.clogged.push((x, y));
+                    }
+                }
+                format!("clogged {} links", cut.len())
+            }
+            Fault::IsolateLeader { minority } => {
+                match self.sh.observations.current_leader().filter(|_| n > 1) {
+                    None => "no leader known (or standalone): skipped".to_string(),
+                    Some(leader) => {
+                        let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ ev.at_ms);
+                        let mut others: Vec<usize> = (0..n).filter(|&i| i != leader).collect();
+                        let mut side = vec![leader];
+                        for _ in 0..*minority {
+                            if others.is_empty() {
+                                break;
+                            }
+                            side.push(others.remove(rng.gen_range(0..others.len())));
+                        }
+                        for &a in &side {
+                            for &b in &others {
+                                let (x, y) = (self.servers[a], self.servers[b]);
+                                self.net.clog_link(x, y);
+                                self.net.clog_link(y, x);
+                                self.clogged.push((x, y));
+                                self.clogged.push((y, x));
+                            }
+                        }
+                        format!("isolated leader s{leader} with {side:?}")
+                    }
+                }
+            }
+            Fault::Heal => {
+                for (x, y) in self.clogged.drain(..) {
+                    self.net.unclog_link(x, y);
+                }
+                "healed".into()
+            }
+            Fault::Crash { server, torn_tail } => {
+                if self.down.lock().expect("down").insert(*server) {
+                    self.handle.kill(self.servers[*server]);
+                    self.sh.disks[*server].crash(*torn_tail, opts.seed ^ now_ms);
+                    self.paused.remove(server);
+                    format!("crashed s{server} (torn_tail={torn_tail})")
+                } else {
+                    format!("s{server} already down")
+                }
+            }
+            Fault::Restart { server } => {
+                if self.down.lock().expect("down").remove(server) {
+                    self.handle.restart(self.servers[*server]);
+                    format!("restarted s{server}")
+                } else {
+                    format!("s{server} not crashed")
+                }
+            }
+            Fault::Pause { server } => {
+                if !self.down.lock().expect("down").contains(server) && self.paused.insert(*server)
+                {
+                    self.handle.pause(self.servers[*server]);
+                }
+                format!("paused s{server}")
+            }
+            Fault::Resume { server } => {
+                if self.paused.remove(server) {
+                    self.handle.resume(self.servers[*server]);
+                }
+                format!("resumed s{server}")
+            }
+            Fault::ClockSkew {
+                server,
+                offset_ms,
+                drift_ppm,
+            } => {
+                self.sh.clocks.skew(*server, *offset_ms, *drift_ppm, now_ms);
+                format!("skewed s{server}")
+            }
+            Fault::ClockJump { server, delta_ms } => {
+                self.sh.clocks.jump(*server, *delta_ms);
+                format!("jumped s{server} clock")
+            }
+            Fault::ClockReset { server } => {
+                self.sh.clocks.reset(*server);
+                format!("reset s{server} clock")
+            }
+            Fault::NetDelay { min_ms, max_ms } => {
+                let (lo, hi) = (*min_ms, (*max_ms).max(*min_ms + 1));
+                self.net.update_config(|c| {
+                    c.send_latency = Duration::from_millis(lo)..Duration::from_millis(hi)
+                });
+                "delay".into()
+            }
+            Fault::NetLoss { rate } => {
+                let r = rate.clamp(0.0, 0.9);
+                self.net.update_config(|c| c.packet_loss_rate = r);
+                "loss".into()
+            }
+            Fault::NetNormal => {
+                self.net
+                    .update_config(|c| *c = madsim::net::Config::default());
+                "net normal".into()
+            }
+            Fault::Disk { server, fault } => {
+                self.sh.disks[*server].arm(fault);
+                format!("armed {fault:?} on s{server}")
+            }
+            Fault::DiskHeal { server } => {
+                self.sh.disks[*server].heal();
+                format!("disk healed s{server}")
+            }
+            Fault::BitRot { server } => {
+                if n == 1 {
+                    "bit rot skipped: a standalone server cannot survive it".into()
+                } else {
+                    self.sh.disks[*server].rot(opts.seed ^ now_ms);
+                    format!("bit rot on s{server}")
+                }
+            }
+            Fault::ClientPause { client } => {
+                if *client < self.clients.len() && self.paused_clients.insert(*client) {
+                    self.handle.pause(self.clients[*client]);
+                }
+                format!("paused c{client}")
+            }
+            Fault::ClientResume { client } => {
+                if self.paused_clients.remove(client) {
+                    self.handle.resume(self.clients[*client]);
+                }
+                format!("resumed c{client}")
+            }
+        }
+    }
+
+    /// Heals everything at the end of the safety phase: unclogs every link, restores the
+    /// network, resets every clock, heals every disk, resumes paused servers and clients,
+    /// and restarts every server that is down (killing first one that exited by itself).
+    pub(super) fn heal(&mut self, notes: &mut Vec<String>) {
+        let seed = self.sh.opts.seed;
+        for (x, y) in self.clogged.drain(..) {
+            self.net.unclog_link(x, y);
+        }
+        self.net
+            .update_config(|c| *c = madsim::net::Config::default());
+        for (i, &server) in self.servers.iter().enumerate() {
+            self.sh.clocks.reset(i);
+            self.sh.disks[i].heal();
+            if self.paused.remove(&i) {
+                self.handle.resume(server);
+            }
+            let was_down = self.down.lock().expect("down").remove(&i);
+            if was_down || self.handle.is_exit(server) {
+                if !was_down {
+                    self.handle.kill(server);
+                    self.sh.disks[i].crash(false, seed ^ i as u64);
+                }
+                self.handle.restart(server);
+                notes.push(format!("heal: restarted s{i}"));
+            }
+        }
+        for j in std::mem::take(&mut self.paused_clients) {
+            self.handle.resume(self.clients[j]);
+        }
+        notes.push("heal: everything".into());
+        self.take_reaped(notes);
+    }
+
+    /// Moves the reaper's notes into `notes`.
+    pub(super) fn take_reaped(&self, notes: &mut Vec<String>) {
+        notes.extend(self.reaped.lock().expect("notes").drain(..));
+    }
+
+    /// Whether server `i` is down (crashed, reaped, or exited and not yet reaped).
+    pub(super) fn is_down(&self, i: usize) -> bool {
+        self.down.lock().expect("down").contains(&i) || self.handle.is_exit(self.servers[i])
+    }
+}
