@@ -477,6 +477,17 @@ impl<F: Fs> FileStorage<F> {
                         reason: format!("{reason} (not the last log, so not a torn tail)"),
                     });
                 }
+                // Deliberately broken (sim bites test): a torn tail is refused as corruption.
+                #[cfg(madsim)]
+                LogTail::Garbage { offset, reason, .. }
+                    if crate::broken::active(crate::broken::Bug::TornTailRefused) =>
+                {
+                    return Err(StorageError::Corrupt {
+                        path,
+                        offset,
+                        reason,
+                    });
+                }
                 LogTail::Garbage { offset, reason, .. } => {
                     warn!(
                         "truncating torn tail of {} at offset {offset} ({} bytes): {reason}",
@@ -1046,6 +1057,11 @@ impl<F: Fs> Storage for FileStorage<F> {
     }
 
     fn set_current_epoch(&mut self, epoch: u32) -> Result<(), StorageError> {
+        // The log first: a learner takes NEWLEADER in the step that appends the leader's
+        // DIFF, and a currentEpoch that is durable before those txns would let it win an
+        // election in the new epoch without them after a crash (ZOOKEEPER-4643).
+        self.check()?;
+        self.sync_log()?;
         self.set_epoch(format::CURRENT_EPOCH_FILE, epoch)?;
         self.epochs.current_epoch = epoch;
         if let Err(e) = self.clear_updating_epoch() {

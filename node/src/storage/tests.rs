@@ -1034,6 +1034,25 @@ fn sim_unsynced_txns_vanish_on_crash() {
 }
 
 #[test]
+fn sim_current_epoch_is_never_durable_before_the_log() {
+    // A learner appends the leader's DIFF and takes NEWLEADER in one step: whatever
+    // crashes after the currentEpoch write must find those txns durable too, or the
+    // server comes back in the new epoch without them (ZOOKEEPER-4643).
+    let h = SimHarness::new(1);
+    let mut st = h.open();
+    append_range(&mut st, 1, 1..=3);
+    st.fsync().unwrap();
+    append_range(&mut st, 1, 4..=6);
+    st.set_accepted_epoch(2).unwrap();
+    st.set_current_epoch(2).unwrap();
+    drop(st);
+    h.fs.crash_lose_all();
+    let mut st = h.open();
+    assert_eq!(st.epochs().current_epoch, 2);
+    assert_eq!(st.recover().unwrap().txns, expected(1, 1..=6));
+}
+
+#[test]
 fn sim_new_log_file_needs_a_directory_sync() {
     let h = SimHarness::new(1);
     let mut st = h.open();
