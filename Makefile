@@ -41,7 +41,7 @@ rewrite:
 # The node's code compiles against madsim (the simulator's release build proves it).
 test-madsim: build-madsim
 
-# 10 scenarios x 200 seeds (2,000 runs) plus every regression seed, the determinism check
+# 11 scenarios x 200 seeds (2,200 runs) plus every regression seed, the determinism check
 # (two processes per seed, same trace hash), and the proof that the testbed bites: each
 # deliberately broken behaviour (zabkeeper::broken::Bug, switched on at run time in this
 # build only) is caught within 5 seeds of its scenario and shrunk.
@@ -49,6 +49,7 @@ test-sim: build-madsim
 	$(SIM) run --scenario all --seeds 0..200 --regressions --quiet --json $(MADSIM_TARGET)/sim-summary.json
 	$(SIM) check-determinism --scenario mixed --seed 0..3
 	$(SIM) check-determinism --scenario crash-restart --seed 0..2
+	$(SIM) check-determinism --scenario sync-crash --seed 0..3
 	$(MADSIM_ENV) $(CARGO) test --release -p zabkeeper-sim --test bites
 
 # Simulator speed: seeds/s and virtual/wall time ratio on the default scenario.

@@ -30,6 +30,10 @@ pub enum Bug {
     CommitWithoutQuorum,
     /// A learner ignores TRUNC and keeps txns the leader does not have (`core/synchronization.rs`).
     SkipTrunc,
+    /// A learner truncates its log on TRUNC but keeps the tree it had applied, txns above
+    /// the TRUNC point included (`core/synchronization.rs`): what a restarted ex-leader
+    /// replayed from its log but the new leader never had stays in its tree.
+    TruncWithoutReload,
     /// An observer that lost its leader stops hearing its peers and stays looking
     /// (`server/replicate.rs`).
     ObserverNeverRejoins,
@@ -50,6 +54,9 @@ pub enum Bug {
     LyingFsync,
     /// Recovery drops the last committed txn of the log (the simulator's storage wrapper).
     RecoveryDropsTail,
+    /// Recovery takes a torn tail of the last log (a crash inside an append or an fsync)
+    /// for corruption and refuses to start (`storage/file.rs`).
+    TornTailRefused,
 }
 
 #[cfg(madsim)]

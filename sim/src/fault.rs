@@ -48,6 +48,49 @@ pub enum FaultKind {
     DiskFull,
     /// Pause a client for longer than its session timeout.
     ClientPause,
+    /// Arm a crash point: the next time a server (a given one, or any) reaches a storage
+    /// step of the ZAB protocol, crash it right before, right after, or inside that step;
+    /// restart it later. Weighted toward the synchronization phase's steps.
+    CrashPoint,
+    /// Cut the current leader off while clients keep writing to it (it logs txns it can
+    /// never commit), crash it while it is cut off, heal, and restart it: it must drop
+    /// what the new leader does not have (TRUNC, then a reload of its tree).
+    IsolateCrashLeader,
+}
+
+/// A storage step of the node, where a crash point fires. Each is one persist action of
+/// a ZAB step, as the node's `Storage` sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// A txn appended to the log: a PROPOSE, or one txn of a DIFF.
+    Append,
+    /// The log fsynced: the end of a step that appended.
+    Fsync,
+    /// acceptedEpoch written: a learner taking LEADERINFO, a leader its NEWEPOCH.
+    AcceptedEpoch,
+    /// currentEpoch written: a learner taking NEWLEADER, a leader its own.
+    CurrentEpoch,
+    /// The log truncated: TRUNC, or the suffix above a leader's SNAP.
+    Truncate,
+    /// The leader's SNAP saved as the learner's snapshot.
+    Snap,
+}
+
+/// Where, relative to its step, a crash point crashes the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Moment {
+    /// The step never happens.
+    Before,
+    /// The step is done (for an fsync, durable), and nothing after it.
+    After,
+    /// Inside the step: its writes (and the log's buffered records) reach the file, then
+    /// the power fails before an fsync covers them, so a random prefix of them survives
+    /// and the first lost one may leave a torn prefix (for the fsync step: the records it
+    /// was to make durable; for the steps that sync themselves, `after` plus a torn tail
+    /// of whatever the log had not synced).
+    Torn,
 }
 
 /// One concrete fault or repair.
@@ -153,6 +196,23 @@ pub enum Fault {
         /// Client index.
         client: usize,
     },
+    /// Arm a crash point: the first of the named servers (all when `server` is `None`) to
+    /// reach `step` afterwards is crashed at `moment`, and restarted `restart_after_ms`
+    /// later. It stays armed until it fires or everything heals.
+    CrashPoint {
+        /// Server index, or any server.
+        server: Option<usize>,
+        /// The storage step.
+        step: Step,
+        /// Before, after or inside it.
+        moment: Moment,
+        /// How long the server stays down once the point fires.
+        restart_after_ms: u64,
+    },
+    /// Crash the server the last `isolate-leader` cut off (if it is up).
+    CrashIsolated,
+    /// Restart the server `crash-isolated` crashed.
+    RestartIsolated,
 }
 
 /// Disk faults a server can be given.

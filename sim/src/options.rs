@@ -38,6 +38,10 @@ pub struct RunOptions {
     /// The servers' `commitLogCount`: a small one makes a lagging learner sync by SNAP.
     #[serde(default = "default_commit_log_count")]
     pub commit_log_count: usize,
+    /// The servers' `quorumReads`: every read on a learner waits for a quorum-confirmed
+    /// sync, so every read (not only sync-then-read) is judged linearizable.
+    #[serde(default)]
+    pub quorum_reads: bool,
     /// Safety phase length in ms.
     pub safety_ms: u64,
     /// Liveness bound in ms.
@@ -120,7 +124,9 @@ impl RunOptions {
         let snap_count = rng.gen_range(16..=256);
         let autopurge = rng.gen_bool(0.5);
         let commit_log_count = pick(&mut rng, &[0, 4, 16, 64, 500]);
+        let quorum_reads = rng.gen_bool(0.25);
         RunOptions {
+            quorum_reads,
             broken: None,
             scenario: scenario.name.clone(),
             seed,
@@ -165,7 +171,7 @@ impl RunOptions {
     /// A short human summary printed at the start of every run.
     pub fn describe(&self) -> String {
         format!(
-            "scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} commit_log_count={} safety={}ms liveness={}ms converge={}ms ({} ticks) faults={}\n{}",
+            "scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} commit_log_count={}{} safety={}ms liveness={}ms converge={}ms ({} ticks) faults={}\n{}",
             self.scenario,
             self.seed,
             self.servers,
@@ -179,6 +185,7 @@ impl RunOptions {
             self.snap_count,
             if self.autopurge { " autopurge" } else { "" },
             self.commit_log_count,
+            if self.quorum_reads { " quorumReads" } else { "" },
             self.safety_ms,
             self.liveness_ms,
             self.converge_ms(),

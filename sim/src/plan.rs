@@ -9,7 +9,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::fault::{DiskFault, Fault, FaultGen, FaultKind};
+use crate::fault::{DiskFault, Fault, FaultGen, FaultKind, Moment, Step};
 
 /// One timed event of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -304,6 +304,52 @@ impl FaultPlan {
                     (at + long, Fault::ClientResume { client }),
                 ]
             }
+            FaultKind::CrashPoint => {
+                // Weighted toward the synchronization phase's steps: they happen only at
+                // a leader change, so a point armed for them waits for the next one.
+                const STEPS: [(Step, u32); 6] = [
+                    (Step::CurrentEpoch, 4),
+                    (Step::AcceptedEpoch, 2),
+                    (Step::Truncate, 3),
+                    (Step::Snap, 3),
+                    (Step::Fsync, 3),
+                    (Step::Append, 1),
+                ];
+                let total: u32 = STEPS.iter().map(|(_, w)| w).sum();
+                let mut pick = rng.gen_range(0..total);
+                let step = STEPS
+                    .iter()
+                    .find(|(_, w)| {
+                        let hit = pick < *w;
+                        pick = pick.saturating_sub(*w);
+                        hit
+                    })
+                    .map_or(Step::Fsync, |(s, _)| *s);
+                let moment = match rng.gen_range(0..3) {
+                    0 => Moment::Before,
+                    1 => Moment::After,
+                    _ => Moment::Torn,
+                };
+                let server = rng.gen_bool(0.5).then_some(server);
+                vec![(
+                    at,
+                    Fault::CrashPoint {
+                        server,
+                        step,
+                        moment,
+                        restart_after_ms: dur,
+                    },
+                )]
+            }
+            FaultKind::IsolateCrashLeader => {
+                let crash_at = at + (end - at) / 2;
+                vec![
+                    (at, Fault::IsolateLeader { minority: 0 }),
+                    (crash_at, Fault::CrashIsolated),
+                    heal,
+                    (end, Fault::RestartIsolated),
+                ]
+            }
         }
     }
 
@@ -411,6 +457,48 @@ mod tests {
             session_timeout_ms: 4_000,
             max_faults: 1_000,
         }
+    }
+
+    #[test]
+    fn crash_points_and_isolated_leader_crashes_are_generated() {
+        let gens: Vec<FaultGen> = [FaultKind::CrashPoint, FaultKind::IsolateCrashLeader]
+            .into_iter()
+            .map(|kind| FaultGen {
+                kind,
+                rate_per_min: 6.0,
+                duration_ms: [1_000, 3_000],
+            })
+            .collect();
+        let mut steps = std::collections::BTreeSet::new();
+        for seed in 0..20 {
+            let plan = FaultPlan::generate(&gens, shape(3), &mut ChaCha8Rng::seed_from_u64(seed));
+            for (i, e) in plan.events.iter().enumerate() {
+                match &e.fault {
+                    Fault::CrashPoint {
+                        server,
+                        step,
+                        restart_after_ms,
+                        ..
+                    } => {
+                        assert!(server.is_none_or(|s| s < 3));
+                        assert!((1_000..=3_000).contains(restart_after_ms));
+                        steps.insert(*step);
+                    }
+                    // Cut off, crashed while cut off, healed, then restarted.
+                    Fault::CrashIsolated => {
+                        assert!(plan.events[..i]
+                            .iter()
+                            .any(|p| matches!(p.fault, Fault::IsolateLeader { minority: 0 })));
+                        let rest = &plan.events[i..];
+                        let heal = rest.iter().position(|p| p.fault == Fault::Heal).unwrap();
+                        let restart = (rest.iter()).position(|p| p.fault == Fault::RestartIsolated);
+                        assert!(restart.unwrap() > heal);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert!(steps.contains(&Step::CurrentEpoch) && steps.contains(&Step::Truncate));
     }
 
     #[test]

@@ -36,6 +36,7 @@ use zabkeeper::types::{Acl, CreateMode, ErrorCode};
 use crate::clock::Clocks;
 use crate::history::{Event, EventType};
 use crate::judge::{Observation, ObservationLog};
+use crate::sut::crash_points::CrashPoints;
 use crate::sut::node::{serve, NodeTiming};
 use crate::sut::{client_ip, server_ip, CLIENT_PORT};
 
@@ -73,6 +74,7 @@ const TIMING: NodeTiming = NodeTiming {
     commit_log_count: 500,
     init_limit: 10,
     sync_limit: 10,
+    quorum_reads: false,
 };
 
 /// How long after the session's creation the link from the leader to the lagging
@@ -102,15 +104,21 @@ async fn settled_ensemble(seed: u64) -> Settled {
     let start = Instant::now();
     let log = ObservationLog::default();
     let clocks = Clocks::default();
+    // No crash point is ever armed in a scripted run.
+    let (points, _) = CrashPoints::new();
     let servers: Vec<NodeHandle> = (0..TIMING.voters)
         .map(|i| {
-            let (log, clocks) = (log.clone(), clocks.clone());
+            let (log, clocks, points) = (log.clone(), clocks.clone(), points.clone());
             let fs = SimFs::new(seed ^ (0x5eed_0000 + i as u64));
             handle
                 .create_node()
                 .name(format!("s{i}"))
                 .ip(server_ip(i))
-                .init(move || serve(i, fs.clone(), clocks.clone(), start, TIMING, log.clone()))
+                .init(move || {
+                    let (fs, clocks, log, points) =
+                        (fs.clone(), clocks.clone(), log.clone(), points.clone());
+                    serve(i, fs, clocks, start, TIMING, log, points)
+                })
                 .build()
         })
         .collect();

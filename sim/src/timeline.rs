@@ -64,6 +64,7 @@ pub fn render(title: &str, history: &[Event], plan: &FaultPlan, end_ms: u64) -> 
                 | Fault::NetNormal
                 | Fault::DiskHeal { .. }
                 | Fault::ClientResume { .. }
+                | Fault::RestartIsolated
         );
         if is_repair {
             continue;
@@ -145,6 +146,7 @@ fn repairs(start: &Fault, repair: &Fault) -> bool {
         | (Fault::Disk { server: a, .. }, Fault::DiskHeal { server: b }) => a == b,
         (Fault::ClientPause { client: a }, Fault::ClientResume { client: b }) => a == b,
         (Fault::NetDelay { .. } | Fault::NetLoss { .. }, Fault::NetNormal) => true,
+        (Fault::CrashIsolated, Fault::RestartIsolated) => true,
         _ => false,
     }
 }

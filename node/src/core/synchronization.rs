@@ -172,6 +172,9 @@ impl Zab {
         }
         let reload = self.log.truncate(zxid);
         self.persist(PersistAction::Truncate { zxid });
+        // Deliberately broken (sim bites test): keep the applied tree.
+        #[cfg(madsim)]
+        let reload = reload && !crate::broken::active(crate::broken::Bug::TruncWithoutReload);
         if reload {
             self.last_applied = self.log.committed();
             self.persist(PersistAction::ReloadTree { zxid });

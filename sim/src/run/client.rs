@@ -329,11 +329,12 @@ impl ClientCtx {
     }
 
     /// getData (after a sync if asked, as one operation), leaving a data watch if asked.
-    /// Linearizable (`quorum`) when synced first or served by a standalone server.
+    /// Linearizable (`quorum`) when synced first, served by a standalone server, or
+    /// served under `quorumReads`.
     async fn read(&mut self, key: &str, sync_first: bool, watch: bool) -> bool {
         let mut inv = self.invoke("getData", key, Value::Null);
         inv.watch = watch;
-        inv.quorum = sync_first || self.standalone();
+        inv.quorum = sync_first || self.standalone() || self.sh.opts.quorum_reads;
         let mut requests = Vec::new();
         if sync_first {
             requests.push(Request::Sync { path: key.into() });

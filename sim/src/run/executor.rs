@@ -7,8 +7,12 @@ use madsim::task::NodeId;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use tokio::sync::mpsc::UnboundedReceiver;
+
 use super::*;
+use crate::fault::Moment;
 use crate::plan::TimedEvent;
+use crate::sut::crash_points::{Armed, Fired};
 
 /// The state the faults change: which servers are down or paused, which clients are
 /// paused, which links are clogged.
@@ -21,8 +25,13 @@ pub(super) struct Executor {
     /// Servers that are down: crashed by the plan, or stopped by themselves (a failed
     /// fsync stops the node) and reaped.
     down: Arc<Mutex<BTreeSet<usize>>>,
-    /// The reaper's notes, merged into the run's notes at the heal and at the end.
+    /// Notes of the executor's own tasks (the reaper, crash points), merged into the
+    /// run's notes at the heal and at the end.
     reaped: Arc<Mutex<Vec<String>>>,
+    /// The server the last `isolate-leader` cut off.
+    isolated: Option<usize>,
+    /// The server `crash-isolated` crashed, until `restart-isolated` restarts it.
+    crashed_isolated: Option<usize>,
     paused: BTreeSet<usize>,
     paused_clients: BTreeSet<usize>,
     clogged: Vec<(NodeId, NodeId)>,
@@ -32,7 +41,17 @@ impl Executor {
     /// Starts executing: spawns the reaper. madsim leaves an exited node's sockets bound,
     /// a real process exit closes them, so the reaper kills exited servers (and their
     /// unsynced writes) like a crash.
-    pub(super) fn start(sh: &Shared, servers: &[NodeHandle], clients: &[NodeHandle]) -> Self {
+    ///
+    /// Also spawns the crash-point task: it kills a server the moment one of its crash
+    /// points fires (the node has stopped on the failed step), applies the power loss to
+    /// its disk (torn for a point inside its step), and restarts it after the point's
+    /// delay if the safety phase still runs.
+    pub(super) fn start(
+        sh: &Shared,
+        servers: &[NodeHandle],
+        clients: &[NodeHandle],
+        mut fired: UnboundedReceiver<Fired>,
+    ) -> Self {
         let ex = Executor {
             sh: sh.clone(),
             handle: Handle::current(),
@@ -41,10 +60,51 @@ impl Executor {
             clients: clients.iter().map(|c| c.id()).collect(),
             down: Arc::default(),
             reaped: Arc::default(),
+            isolated: None,
+            crashed_isolated: None,
             paused: BTreeSet::new(),
             paused_clients: BTreeSet::new(),
             clogged: Vec::new(),
         };
+        let (down, notes, crash_sh) = (Arc::clone(&ex.down), Arc::clone(&ex.reaped), sh.clone());
+        let (ids, handle) = (ex.servers.clone(), ex.handle.clone());
+        let has_points =
+            (sh.opts.plan.events.iter()).any(|e| matches!(e.fault, Fault::CrashPoint { .. }));
+        // Only a plan with crash points gets the task: the others keep their schedules.
+        if has_points {
+            madsim::task::spawn(async move {
+                let sh = crash_sh;
+                while let Some(Fired { server: i, point }) = fired.recv().await {
+                    let now_ms = sh.start.elapsed().as_millis() as u64;
+                    if down.lock().expect("down").insert(i) {
+                        handle.kill(ids[i]);
+                        let torn = point.moment == Moment::Torn;
+                        sh.disks[i].crash(torn, sh.opts.seed ^ now_ms ^ 0xc7a5_4b01);
+                    }
+                    notes.lock().expect("notes").push(format!(
+                        "{now_ms}ms s{i} crashed at a crash point: {:?} {:?}",
+                        point.moment, point.step
+                    ));
+                    let (down, notes, sh, handle, id) = (
+                        Arc::clone(&down),
+                        Arc::clone(&notes),
+                        sh.clone(),
+                        handle.clone(),
+                        ids[i],
+                    );
+                    madsim::task::spawn(async move {
+                        madsim::time::sleep(Duration::from_millis(point.restart_after_ms)).await;
+                        if sh.phase() == PHASE_SAFETY && down.lock().expect("down").remove(&i) {
+                            handle.restart(id);
+                            notes.lock().expect("notes").push(format!(
+                                "{}ms restarted s{i} after its crash point",
+                                sh.start.elapsed().as_millis()
+                            ));
+                        }
+                    });
+                }
+            });
+        }
         let (down, notes, sh) = (Arc::clone(&ex.down), Arc::clone(&ex.reaped), sh.clone());
         let ids = ex.servers.clone();
         let handle = ex.handle.clone();
@@ -115,6 +175,7 @@ impl Executor {
                                 self.clogged.push((y, x));
                             }
                         }
+                        self.isolated = Some(leader);
                         format!("isolated leader s{leader} with {side:?}")
                     }
                 }
@@ -217,14 +278,49 @@ impl Executor {
                 }
                 format!("resumed c{client}")
             }
+            Fault::CrashPoint {
+                server,
+                step,
+                moment,
+                restart_after_ms,
+            } => {
+                let point = Armed {
+                    server: server.filter(|&s| s < n),
+                    step: *step,
+                    moment: *moment,
+                    restart_after_ms: *restart_after_ms,
+                };
+                self.sh.crash_points.arm(point);
+                format!("armed crash point {point:?}")
+            }
+            Fault::CrashIsolated => match self.isolated {
+                Some(s) if self.down.lock().expect("down").insert(s) => {
+                    self.handle.kill(self.servers[s]);
+                    self.sh.disks[s].crash(false, opts.seed ^ now_ms);
+                    self.paused.remove(&s);
+                    self.crashed_isolated = Some(s);
+                    format!("crashed isolated s{s}")
+                }
+                Some(s) => format!("isolated s{s} already down"),
+                None => "no isolated leader: skipped".into(),
+            },
+            Fault::RestartIsolated => match self.crashed_isolated.take() {
+                Some(s) if self.down.lock().expect("down").remove(&s) => {
+                    self.handle.restart(self.servers[s]);
+                    format!("restarted isolated s{s}")
+                }
+                _ => "no crashed isolated server".into(),
+            },
         }
     }
 
     /// Heals everything at the end of the safety phase: unclogs every link, restores the
     /// network, resets every clock, heals every disk, resumes paused servers and clients,
-    /// and restarts every server that is down (killing first one that exited by itself).
+    /// and restarts every server that is down (killing first one that exited by itself); disarms
+    /// every crash point.
     pub(super) fn heal(&mut self, notes: &mut Vec<String>) {
         let seed = self.sh.opts.seed;
+        self.sh.crash_points.disarm_all();
         for (x, y) in self.clogged.drain(..) {
             self.net.unclog_link(x, y);
         }

@@ -20,6 +20,7 @@ use crate::history::{Event, Recorder};
 use crate::judge::{judge, Observation, ObservationLog, ReplicaTree, Verdict};
 use crate::options::RunOptions;
 use crate::plan::FaultPlan;
+use crate::sut::crash_points::CrashPoints;
 use crate::sut::node::{NodeConn, NodeTiming};
 use crate::sut::{client_ip, server_ip, Disk, CLIENT_PORT};
 
@@ -66,6 +67,7 @@ struct Shared {
     live_done: Arc<Mutex<BTreeSet<usize>>>,
     ops: Arc<AtomicU64>,
     start: Instant,
+    crash_points: CrashPoints,
 }
 
 impl Shared {
@@ -132,6 +134,7 @@ fn server_addr(i: usize) -> SocketAddr {
 async fn simulate(opts: RunOptions) -> RunOutput {
     let handle = Handle::current();
     let n = opts.total_servers();
+    let (crash_points, fired) = CrashPoints::new();
     let shared = Shared {
         opts: Arc::new(opts.clone()),
         recorder: Recorder::default(),
@@ -145,6 +148,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
         live_done: Arc::default(),
         ops: Arc::default(),
         start: Instant::now(),
+        crash_points,
     };
     let servers: Vec<NodeHandle> = (0..n)
         .map(|i| {
@@ -165,6 +169,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                             commit_log_count: sh.opts.commit_log_count,
                             init_limit: sh.opts.init_limit,
                             sync_limit: sh.opts.sync_limit,
+                            quorum_reads: sh.opts.quorum_reads,
                         };
                         crate::sut::node::serve(
                             i,
@@ -173,6 +178,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                             sh.start,
                             timing,
                             sh.observations.clone(),
+                            sh.crash_points.clone(),
                         )
                         .await
                     }
@@ -214,7 +220,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
     // Safety phase: workload + fault plan.
     shared.phase.store(PHASE_SAFETY, Ordering::SeqCst);
     let safety_start = Instant::now();
-    let mut executor = Executor::start(&shared, &servers, &clients);
+    let mut executor = Executor::start(&shared, &servers, &clients, fired);
     for ev in &opts.plan.events {
         let at = Duration::from_millis(ev.at_ms);
         let elapsed = safety_start.elapsed();

@@ -4,6 +4,8 @@
 //! ([`node::NodeConn`]).
 
 #[cfg(madsim)]
+pub mod crash_points;
+#[cfg(madsim)]
 pub mod node;
 
 /// Whether the node replicates. It does: scenarios that ask for an ensemble (3/5/7 servers,

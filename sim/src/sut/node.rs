@@ -50,6 +50,8 @@ pub struct NodeTiming {
     pub init_limit: u32,
     /// `syncLimit` in ticks.
     pub sync_limit: u32,
+    /// `quorumReads`.
+    pub quorum_reads: bool,
 }
 
 /// Logs and reports that server `index` refused to start (its storage or recovery
@@ -83,6 +85,7 @@ pub async fn serve(
     start: madsim::time::Instant,
     timing: NodeTiming,
     log: crate::judge::ObservationLog,
+    crash_points: super::crash_points::CrashPoints,
 ) {
     let data_dir = format!("/data/s{index}");
     let mut config = ServerConfig::standalone(CLIENT_PORT, &data_dir);
@@ -95,6 +98,7 @@ pub async fn serve(
     config.max_client_cnxns = 0;
     config.snap_count = timing.snap_count;
     config.commit_log_count = timing.commit_log_count;
+    config.quorum_reads = timing.quorum_reads;
     if timing.autopurge {
         config.purge_interval_hours = 1;
         config.snap_retain_count = 3;
@@ -124,6 +128,7 @@ pub async fn serve(
             return;
         }
     };
+    let storage = super::crash_points::CrashPointStorage::new(storage, index, crash_points);
     let storage = broken::wrap(storage);
     let clock = Arc::new(SkewedClock {
         index,
