@@ -97,12 +97,14 @@ bench-storage:
 # About 15 minutes; shorter: make bench-compare BENCH_COMPARE_ARGS="--seconds 5 --warmup 3
 # --ensemble-seconds 5". Numbers also go to target/bench-compare.json.
 BENCH_COMPARE_ARGS ?=
+# The servers in the order measured, one at a time (ABBA evens out background load).
+BENCH_SERVERS ?= zookeeper,zabkeeper,zabkeeper,zookeeper
 bench-compare:
 	@[ -f /usr/share/java/zookeeper.jar ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq zookeeper default-jre-headless >/dev/null; } || \
 	    { echo "bench-compare needs Debian's zookeeper package: sudo apt-get install zookeeper" >&2; exit 1; }
 	$(CARGO) build -q --release -p zabkeeper --bin zabkeeper
 	$(CARGO) run -q --release -p zabkeeper --example bench_compare -- \
-	    --servers zookeeper,zabkeeper,zabkeeper,zookeeper \
+	    --servers $(BENCH_SERVERS) \
 	    --json target/bench-compare.json $(if $(BENCH_DIR),--dir $(BENCH_DIR)) $(BENCH_COMPARE_ARGS)
 
 # Failover, side by side: a 3-server ensemble of each server (ABBA), 4 writer sessions on
