@@ -134,6 +134,8 @@ pub struct FileStorage<F: Fs> {
     writer: Option<Writer<F::File>>,
     /// The log directory has a new entry not yet made durable.
     log_dir_dirty: bool,
+    /// Txns were appended since the log's last fsync.
+    log_unsynced: bool,
     /// A snapshot ahead of the log was written: the next txn starts a new log file, whose
     /// header records that it follows the snapshot (records in one file are consecutive).
     roll_pending: bool,
@@ -284,6 +286,7 @@ impl<F: Fs> FileStorage<F> {
             logs: Vec::new(),
             writer: None,
             log_dir_dirty: false,
+            log_unsynced: false,
             roll_pending: false,
             last_log_zxid: 0,
             newest_snapshot: None,
@@ -630,6 +633,7 @@ impl<F: Fs> FileStorage<F> {
             }
             self.log_dir_dirty = false;
         }
+        self.log_unsynced = false;
         Ok(())
     }
 
@@ -841,6 +845,7 @@ impl<F: Fs> Storage for FileStorage<F> {
         let w = self.writer.as_mut().expect("started above");
         let before = w.buf.len();
         format::encode_record(&mut w.buf, zxid, txn);
+        self.log_unsynced = true;
         w.txns += 1;
         self.stats.txns_appended += 1;
         self.stats.bytes_appended += (w.buf.len() - before) as u64;
@@ -1060,8 +1065,10 @@ impl<F: Fs> Storage for FileStorage<F> {
         // The log first: a learner takes NEWLEADER in the step that appends the leader's
         // DIFF, and a currentEpoch that is durable before those txns would let it win an
         // election in the new epoch without them after a crash (ZOOKEEPER-4643).
-        self.check()?;
-        self.sync_log()?;
+        if self.log_unsynced {
+            self.check()?;
+            self.sync_log()?;
+        }
         self.set_epoch(format::CURRENT_EPOCH_FILE, epoch)?;
         self.epochs.current_epoch = epoch;
         if let Err(e) = self.clear_updating_epoch() {
