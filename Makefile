@@ -89,8 +89,9 @@ bench-storage:
 # zabkeeper against Apache ZooKeeper 3.8 (Debian's `zookeeper` package, installed here with
 # apt-get when missing and running as root), one at a time in ABBA order, with the same
 # zoo.cfg and real fsyncs, under the same load from the same Rust client:
-# - standalone on 127.0.0.1, 8 sessions: writes, reads, 90/10 mixed (ops/s,
-#   p50/p99/p99.9/max), RSS with 100,000 znodes of 100 bytes, restart time with them;
+# - standalone on 127.0.0.1, 8 sessions: writes, reads, 90/10 mixed, big-parent (child
+#   create/delete under a znode holding 1 MB) (ops/s, p50/p99/p99.9/max), RSS with
+#   100,000 znodes of 100 bytes, restart time with them;
 # - 3-server ensembles on 127.0.0.1 (each member its own data dir), 8 and 32 sessions
 #   spread over the members: create, setData, getData, mixed, with the ratio per row and
 #   the CPU share of every member and of the load generator.

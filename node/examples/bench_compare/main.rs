@@ -201,10 +201,23 @@ enum Workload {
     Create,
     /// setData of random loaded znodes (the ensemble's setData row).
     SetData,
+    /// Create, then delete, a child of [`BIG_PARENT`], which holds [`BIG_PARENT_BYTES`] of
+    /// data: what a write costs when its parent's data is large.
+    BigParent,
 }
 
+/// The parent of the `big-parent` phase's children.
+const BIG_PARENT: &str = "/bench/big";
+/// Its data: 1 MB, just under ZooKeeper's default jute.maxbuffer.
+const BIG_PARENT_BYTES: usize = 1_000_000;
+
 impl Workload {
-    const MEASURED: [Workload; 3] = [Workload::Writes, Workload::Reads, Workload::Mixed];
+    const MEASURED: [Workload; 4] = [
+        Workload::Writes,
+        Workload::Reads,
+        Workload::Mixed,
+        Workload::BigParent,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -213,6 +226,7 @@ impl Workload {
             Workload::Mixed => "mixed",
             Workload::Create => "create",
             Workload::SetData => "setData",
+            Workload::BigParent => "big-parent",
         }
     }
 }
@@ -674,6 +688,9 @@ async fn load(
     for path in ["/bench", "/bench/seq"] {
         first.create(path, b"", &persistent()).await?;
     }
+    first
+        .create(BIG_PARENT, &vec![b'b'; BIG_PARENT_BYTES], &persistent())
+        .await?;
     for p in 0..znodes.div_ceil(1000) {
         first.create(&parent_path(p), b"", &persistent()).await?;
     }
@@ -726,7 +743,7 @@ async fn session_loop(
     };
     while Instant::now() < until {
         let write = match workload {
-            Workload::Writes | Workload::Create | Workload::SetData => true,
+            Workload::Writes | Workload::Create | Workload::SetData | Workload::BigParent => true,
             Workload::Reads => false,
             Workload::Mixed => rng.gen_bool(0.1),
         };
@@ -741,6 +758,18 @@ async fn session_loop(
                     .await
                     .map(|_| ()),
                 Workload::SetData => client.set_data(&path, &payload, None).await.map(|_| ()),
+                // Odd writes create child n, even ones delete it again.
+                Workload::BigParent => {
+                    let child = format!("{BIG_PARENT}/s{session}-{seed}-{}", writes.div_ceil(2));
+                    if writes % 2 == 1 {
+                        client
+                            .create(&child, &payload, &persistent())
+                            .await
+                            .map(|_| ())
+                    } else {
+                        client.delete(&child, None).await
+                    }
+                }
                 // Writes and mixed: create (sequential) and setData alternately.
                 _ if write && writes % 2 == 1 => client
                     .create(&seq_prefix, &payload, &sequential())

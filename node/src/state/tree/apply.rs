@@ -82,7 +82,7 @@ impl DataTree {
                 version,
             } => {
                 let stat = self.update(path, |n| {
-                    n.data = Bytes::copy_from_slice(data);
+                    n.set_data(data);
                     n.stat.mtime = txn.time;
                     n.stat.mzxid = txn.zxid;
                     n.stat.version = *version;

@@ -2,7 +2,7 @@
 
 use super::*;
 
-/// FNV-1a over a canonical encoding of one node, finished with a
+/// FNV-1a over a canonical encoding of one node (its data by length and kept hash), finished with a
 /// SplitMix64 mix so that the wrapping sum over nodes spreads well.
 /// `/zookeeper/config` counts as 0: each server writes it locally (as
 /// ZooKeeper's digest also leaves it out).
@@ -12,7 +12,8 @@ pub(super) fn node_digest(path: &str, n: &DataNode) -> u64 {
     }
     let mut h = crate::hash::Fnv64::new();
     h.bytes(path.as_bytes());
-    h.bytes(&n.data);
+    h.u64(n.data.len() as u64);
+    h.u64(n.data_hash);
     h.u64(n.acl.len() as u64);
     for a in &n.acl {
         h.u64(a.perms as u32 as u64);

@@ -55,6 +55,9 @@ pub fn is_special_path(path: &str) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataNode {
     data: Bytes,
+    /// FNV-1a of `data`, kept with it: the node's digest never rehashes the data, so a
+    /// change to a node (a child created under it) costs the same whatever its data size.
+    data_hash: u64,
     acl: Vec<Acl>,
     stat: Stat,
     children: ChildSet,
@@ -68,6 +71,7 @@ pub type ChildSet = imbl::OrdSet<String>;
 impl DataNode {
     fn new(data: Bytes, acl: Vec<Acl>, stat: Stat) -> DataNode {
         let mut n = DataNode {
+            data_hash: crate::hash::fnv1a(&data),
             data,
             acl,
             stat,
@@ -80,6 +84,12 @@ impl DataNode {
     /// The node's data.
     pub fn data(&self) -> &Bytes {
         &self.data
+    }
+
+    /// Replaces the node's data (and its hash).
+    fn set_data(&mut self, data: &[u8]) {
+        self.data = Bytes::copy_from_slice(data);
+        self.data_hash = crate::hash::fnv1a(data);
     }
 
     /// The node's ACL.
@@ -294,7 +304,7 @@ impl DataTree {
     /// and fires no watches.
     pub fn set_config_data(&mut self, data: &[u8], config_version: Zxid, time: i64) {
         let _ = self.update(CONFIG_ZOOKEEPER, |n| {
-            n.data = Bytes::copy_from_slice(data);
+            n.set_data(data);
             n.stat.mzxid = config_version;
             n.stat.mtime = time;
             n.stat.version = -1;
