@@ -42,6 +42,10 @@ pub struct RunOptions {
     /// sync, so every read (not only sync-then-read) is judged linearizable.
     #[serde(default)]
     pub quorum_reads: bool,
+    /// The servers' `globalOutstandingLimit`: requests taken per step, and the bound of
+    /// the requests queued for the driver (small ones make every step a batch of one).
+    #[serde(default = "default_global_outstanding_limit")]
+    pub global_outstanding_limit: usize,
     /// Safety phase length in ms.
     pub safety_ms: u64,
     /// Liveness bound in ms.
@@ -72,6 +76,11 @@ fn default_init_limit() -> u32 {
 
 fn default_sync_limit() -> u32 {
     5
+}
+
+/// ZooKeeper's default `globalOutstandingLimit`: options files written before runs drew one.
+fn default_global_outstanding_limit() -> usize {
+    1000
 }
 
 /// ZooKeeper's default `snapCount`: options files written before runs drew one.
@@ -125,8 +134,10 @@ impl RunOptions {
         let autopurge = rng.gen_bool(0.5);
         let commit_log_count = pick(&mut rng, &[0, 4, 16, 64, 500]);
         let quorum_reads = rng.gen_bool(0.25);
+        let global_outstanding_limit = pick(&mut rng, &[1, 2, 16, 1000, 1000]);
         RunOptions {
             quorum_reads,
+            global_outstanding_limit,
             broken: None,
             scenario: scenario.name.clone(),
             seed,
@@ -171,7 +182,7 @@ impl RunOptions {
     /// A short human summary printed at the start of every run.
     pub fn describe(&self) -> String {
         format!(
-            "scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} commit_log_count={}{} safety={}ms liveness={}ms converge={}ms ({} ticks) faults={}\n{}",
+            "scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} commit_log_count={}{} globalOutstandingLimit={} safety={}ms liveness={}ms converge={}ms ({} ticks) faults={}\n{}",
             self.scenario,
             self.seed,
             self.servers,
@@ -186,6 +197,7 @@ impl RunOptions {
             if self.autopurge { " autopurge" } else { "" },
             self.commit_log_count,
             if self.quorum_reads { " quorumReads" } else { "" },
+            self.global_outstanding_limit,
             self.safety_ms,
             self.liveness_ms,
             self.converge_ms(),

@@ -75,6 +75,7 @@ const TIMING: NodeTiming = NodeTiming {
     init_limit: 10,
     sync_limit: 10,
     quorum_reads: false,
+    global_outstanding_limit: 1000,
 };
 
 /// How long after the session's creation the link from the leader to the lagging

@@ -170,6 +170,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                             init_limit: sh.opts.init_limit,
                             sync_limit: sh.opts.sync_limit,
                             quorum_reads: sh.opts.quorum_reads,
+                            global_outstanding_limit: sh.opts.global_outstanding_limit,
                         };
                         crate::sut::node::serve(
                             i,

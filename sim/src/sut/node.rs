@@ -52,6 +52,8 @@ pub struct NodeTiming {
     pub sync_limit: u32,
     /// `quorumReads`.
     pub quorum_reads: bool,
+    /// `globalOutstandingLimit`.
+    pub global_outstanding_limit: usize,
 }
 
 /// Logs and reports that server `index` refused to start (its storage or recovery
@@ -99,6 +101,7 @@ pub async fn serve(
     config.snap_count = timing.snap_count;
     config.commit_log_count = timing.commit_log_count;
     config.quorum_reads = timing.quorum_reads;
+    config.global_outstanding_limit = timing.global_outstanding_limit;
     if timing.autopurge {
         config.purge_interval_hours = 1;
         config.snap_retain_count = 3;
