@@ -6,7 +6,7 @@ MADSIM_ENV = RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=$(MADSIM_TARGET)
 PYTHON ?= python3
 
 .PHONY: all build build-madsim sim sim-ensemble test test-rust test-madsim test-sim test-integration lint fmt \
-        rewrite bench-storage bench-checker bench-sim bench-compare bench-failover clean
+        rewrite bench-storage bench-checker bench-sim bench-compare bench-failover sim-long clean
 
 all: build
 
@@ -24,6 +24,27 @@ SIM = $(MADSIM_TARGET)/release/zabkeeper-sim
 # run a replicated one. A failing seed prints its replay command.
 sim: build-madsim
 	$(SIM) run --scenario all --seeds 0..200 --regressions
+
+# The long campaign to leave running overnight: every scenario over SIM_LONG_SEEDS
+# (default 100,000 seeds each, about 1.1 million runs, some 12 hours on 2 cores), in
+# SIM_LONG_SHARDS shards. Each finished shard leaves its summary in target/madsim/sim-long/,
+# so an interrupted campaign resumes with the first unfinished shard; the merged summary
+# (every failing seed with its replay command) is printed at the end and written to
+# target/madsim/sim-long/merged.json. Start over with `rm -r target/madsim/sim-long`.
+SIM_LONG_SEEDS ?= 0..100000
+SIM_LONG_SHARDS ?= 50
+SIM_LONG_DIR = $(MADSIM_TARGET)/sim-long
+sim-long: build-madsim
+	@mkdir -p $(SIM_LONG_DIR)
+	@for i in $$(seq 0 $$(($(SIM_LONG_SHARDS) - 1))); do \
+	    f=$(SIM_LONG_DIR)/shard-$$i-of-$(SIM_LONG_SHARDS).json; \
+	    if [ -f $$f ]; then echo "shard $$i/$(SIM_LONG_SHARDS): done earlier"; continue; fi; \
+	    echo "shard $$i/$(SIM_LONG_SHARDS) of seeds $(SIM_LONG_SEEDS)"; \
+	    $(SIM) run --scenario all --seeds $(SIM_LONG_SEEDS) --shard $$i/$(SIM_LONG_SHARDS) \
+	        --quiet --json $$f.part > /dev/null; \
+	    [ -f $$f.part ] && mv $$f.part $$f || exit 1; \
+	done
+	$(SIM) merge $(SIM_LONG_DIR)/shard-*-of-$(SIM_LONG_SHARDS).json --json $(SIM_LONG_DIR)/merged.json
 
 # Kept as an alias: ensembles are the default now.
 sim-ensemble: sim
