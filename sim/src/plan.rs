@@ -317,14 +317,14 @@ impl FaultPlan {
                 ];
                 let total: u32 = STEPS.iter().map(|(_, w)| w).sum();
                 let mut pick = rng.gen_range(0..total);
-                let step = STEPS
-                    .iter()
-                    .find(|(_, w)| {
-                        let hit = pick < *w;
-                        pick = pick.saturating_sub(*w);
-                        hit
-                    })
-                    .map_or(Step::Fsync, |(s, _)| *s);
+                let mut step = Step::Fsync;
+                for &(s, w) in &STEPS {
+                    if pick < w {
+                        step = s;
+                        break;
+                    }
+                    pick -= w;
+                }
                 let moment = match rng.gen_range(0..3) {
                     0 => Moment::Before,
                     1 => Moment::After,

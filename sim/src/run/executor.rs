@@ -77,9 +77,9 @@ impl Executor {
                 while let Some(Fired { server: i, point }) = fired.recv().await {
                     let now_ms = sh.start.elapsed().as_millis() as u64;
                     if down.lock().expect("down").insert(i) {
-                        handle.kill(ids[i]);
                         let torn = point.moment == Moment::Torn;
-                        sh.disks[i].crash(torn, sh.opts.seed ^ now_ms ^ 0xc7a5_4b01);
+                        let seed = sh.opts.seed ^ now_ms ^ 0xc7a5_4b01;
+                        power_off(&handle, ids[i], &sh.disks[i], torn, seed);
                     }
                     notes.lock().expect("notes").push(format!(
                         "{now_ms}ms s{i} crashed at a crash point: {:?} {:?}",
@@ -114,9 +114,8 @@ impl Executor {
                 for (i, id) in ids.iter().enumerate() {
                     let mut d = down.lock().expect("down");
                     if !d.contains(&i) && handle.is_exit(*id) {
-                        handle.kill(*id);
-                        sh.disks[i]
-                            .crash(false, sh.opts.seed ^ sh.start.elapsed().as_millis() as u64);
+                        let seed = sh.opts.seed ^ sh.start.elapsed().as_millis() as u64;
+                        power_off(&handle, *id, &sh.disks[i], false, seed);
                         d.insert(i);
                         notes.lock().expect("notes").push(format!(
                             "{}ms s{i} stopped by itself (reaped)",
@@ -187,18 +186,14 @@ impl Executor {
                 "healed".into()
             }
             Fault::Crash { server, torn_tail } => {
-                if self.down.lock().expect("down").insert(*server) {
-                    self.handle.kill(self.servers[*server]);
-                    self.sh.disks[*server].crash(*torn_tail, opts.seed ^ now_ms);
-                    self.paused.remove(server);
+                if self.crash(*server, *torn_tail, opts.seed ^ now_ms) {
                     format!("crashed s{server} (torn_tail={torn_tail})")
                 } else {
                     format!("s{server} already down")
                 }
             }
             Fault::Restart { server } => {
-                if self.down.lock().expect("down").remove(server) {
-                    self.handle.restart(self.servers[*server]);
+                if self.restart(*server) {
                     format!("restarted s{server}")
                 } else {
                     format!("s{server} not crashed")
@@ -293,25 +288,42 @@ impl Executor {
                 self.sh.crash_points.arm(point);
                 format!("armed crash point {point:?}")
             }
-            Fault::CrashIsolated => match self.isolated {
-                Some(s) if self.down.lock().expect("down").insert(s) => {
-                    self.handle.kill(self.servers[s]);
-                    self.sh.disks[s].crash(false, opts.seed ^ now_ms);
-                    self.paused.remove(&s);
-                    self.crashed_isolated = Some(s);
-                    format!("crashed isolated s{s}")
+            Fault::CrashIsolated => {
+                let (seed, isolated) = (opts.seed ^ now_ms, self.isolated);
+                match isolated {
+                    Some(s) if self.crash(s, false, seed) => {
+                        self.crashed_isolated = Some(s);
+                        format!("crashed isolated s{s}")
+                    }
+                    Some(s) => format!("isolated s{s} already down"),
+                    None => "no isolated leader: skipped".into(),
                 }
-                Some(s) => format!("isolated s{s} already down"),
-                None => "no isolated leader: skipped".into(),
-            },
+            }
             Fault::RestartIsolated => match self.crashed_isolated.take() {
-                Some(s) if self.down.lock().expect("down").remove(&s) => {
-                    self.handle.restart(self.servers[s]);
-                    format!("restarted isolated s{s}")
-                }
+                Some(s) if self.restart(s) => format!("restarted isolated s{s}"),
                 _ => "no crashed isolated server".into(),
             },
         }
+    }
+
+    /// Crashes server `s` unless it is down already: kills it, applies the power loss to
+    /// its disk (`torn`: the first lost write may leave a torn prefix) and forgets a pause.
+    fn crash(&mut self, s: usize, torn: bool, seed: u64) -> bool {
+        if !self.down.lock().expect("down").insert(s) {
+            return false;
+        }
+        power_off(&self.handle, self.servers[s], &self.sh.disks[s], torn, seed);
+        self.paused.remove(&s);
+        true
+    }
+
+    /// Restarts server `s` if it is down.
+    fn restart(&mut self, s: usize) -> bool {
+        let down = self.down.lock().expect("down").remove(&s);
+        if down {
+            self.handle.restart(self.servers[s]);
+        }
+        down
     }
 
     /// Heals everything at the end of the safety phase: unclogs every link, restores the
@@ -335,8 +347,13 @@ impl Executor {
             let was_down = self.down.lock().expect("down").remove(&i);
             if was_down || self.handle.is_exit(server) {
                 if !was_down {
-                    self.handle.kill(server);
-                    self.sh.disks[i].crash(false, seed ^ i as u64);
+                    power_off(
+                        &self.handle,
+                        server,
+                        &self.sh.disks[i],
+                        false,
+                        seed ^ i as u64,
+                    );
                 }
                 self.handle.restart(server);
                 notes.push(format!("heal: restarted s{i}"));
@@ -358,4 +375,11 @@ impl Executor {
     pub(super) fn is_down(&self, i: usize) -> bool {
         self.down.lock().expect("down").contains(&i) || self.handle.is_exit(self.servers[i])
     }
+}
+
+/// A power loss of one server: its node is killed, then its disk loses what was not
+/// durable (`torn`: the first lost write may leave a torn prefix).
+fn power_off(handle: &Handle, id: NodeId, disk: &Disk, torn: bool, seed: u64) {
+    handle.kill(id);
+    disk.crash(torn, seed);
 }

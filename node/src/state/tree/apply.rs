@@ -202,13 +202,18 @@ impl DataTree {
         sink.push(path, EventType::NodeCreated, &node.acl);
         self.nodes.insert(path.to_string(), node);
         self.register_owner(path, ephemeral_owner);
+        self.push_children_changed(parent_path, sink);
+        Ok(stat)
+    }
+
+    /// Fires `NodeChildrenChanged` on `parent_path` with the parent's ACL.
+    fn push_children_changed(&self, parent_path: &str, sink: &mut Sink) {
         let parent_acl = self
             .nodes
             .get(parent_path)
             .map(|n| n.acl.as_slice())
             .unwrap_or_default();
         sink.push(parent_path, EventType::NodeChildrenChanged, parent_acl);
-        Ok(stat)
     }
 
     fn delete_node(&mut self, path: &str, zxid: Zxid, sink: &mut Sink) -> Result<(), ErrorCode> {
@@ -237,12 +242,7 @@ impl DataTree {
         self.data_size -= path.len() as i64 + node.data.len() as i64;
         self.unregister_owner(path, node.stat.ephemeral_owner);
         sink.push(path, EventType::NodeDeleted, &node.acl);
-        let parent_acl = self
-            .nodes
-            .get(parent_path)
-            .map(|n| n.acl.as_slice())
-            .unwrap_or_default();
-        sink.push(parent_path, EventType::NodeChildrenChanged, parent_acl);
+        self.push_children_changed(parent_path, sink);
         Ok(())
     }
 
