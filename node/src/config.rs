@@ -6,7 +6,7 @@
 //! invalid value refuses the start with a message naming the key.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 /// ZooKeeper's default `tickTime` in milliseconds.
@@ -98,9 +98,29 @@ pub struct ServerConfig {
     pub container_check_interval_ms: u64,
     /// zabkeeper's own option: reads confirmed by a quorum (linearizable reads).
     pub quorum_reads: bool,
+    /// The AdminServer (`admin.enableServer`, `admin.serverAddress`, `admin.serverPort`,
+    /// `admin.commandURL`): `None` when disabled.
+    pub admin: Option<AdminConfig>,
+    /// Prometheus metrics on `http://{metricsProvider.httpHost}:{metricsProvider.httpPort}/metrics`,
+    /// when `metricsProvider.className` names ZooKeeper's `PrometheusMetricsProvider`.
+    pub metrics: Option<SocketAddr>,
     /// Keys present in the file that zabkeeper does not use.
     pub ignored_keys: Vec<String>,
 }
+
+/// Where the AdminServer listens and the URL prefix of its commands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub address: SocketAddr,
+    /// `admin.commandURL`, `/commands` by default.
+    pub command_url: String,
+}
+
+/// ZooKeeper's Prometheus metrics provider, as `metricsProvider.className` names it.
+pub const PROMETHEUS_PROVIDER: &str =
+    "org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider";
+/// ZooKeeper's default metrics provider (metrics only in `mntr` and the AdminServer).
+const DEFAULT_PROVIDER: &str = "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider";
 
 impl ServerConfig {
     /// A standalone server's defaults, for `--port P --data-dir D`.
@@ -130,6 +150,8 @@ impl ServerConfig {
             my_id: 0,
             container_check_interval_ms: 60_000,
             quorum_reads: false,
+            admin: None,
+            metrics: None,
             ignored_keys: Vec::new(),
         }
     }
@@ -219,6 +241,15 @@ impl ServerConfig {
         cfg.client_port_address = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let mut min_set = false;
         let mut max_set = false;
+        // ZooKeeper's defaults: the AdminServer on 0.0.0.0:8080, metrics (when enabled)
+        // on 0.0.0.0:7000.
+        let mut admin_enabled = true;
+        let mut admin_host: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let mut admin_port: u16 = 8080;
+        let mut command_url = "/commands".to_string();
+        let mut prometheus = false;
+        let mut metrics_host: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let mut metrics_port: u16 = 7000;
         for (key, value) in props {
             let v = value.as_str();
             match key.as_str() {
@@ -276,19 +307,39 @@ impl ServerConfig {
                         .map_err(|_| invalid(key, v, "server.N needs a numeric N"))?;
                     cfg.servers.push(parse_server_spec(key, id, v)?);
                 }
+                "admin.enableServer" => admin_enabled = parse_yes_no(key, v)?,
+                "admin.serverAddress" => admin_host = parse_ip(key, v)?,
+                "admin.serverPort" => admin_port = parse_num(key, v, 0, 65535)? as u16,
+                "admin.commandURL" => {
+                    if !v.starts_with('/') {
+                        return Err(invalid(key, v, "expected a URL path starting with /"));
+                    }
+                    command_url = v.trim_end_matches('/').to_string();
+                }
+                "metricsProvider.className" => prometheus = parse_provider(key, v)?,
+                "metricsProvider.httpHost" => metrics_host = parse_ip(key, v)?,
+                "metricsProvider.httpPort" => metrics_port = parse_num(key, v, 0, 65535)? as u16,
                 "standaloneEnabled"
                 | "reconfigEnabled"
-                | "admin.enableServer"
-                | "admin.serverPort"
+                | "admin.idleTimeout"
+                | "metricsProvider.exportJvmInfo"
                 | "peerType"
                 | "electionAlg"
                 | "maxCnxns"
                 | "preAllocSize"
                 | "syncEnabled"
-                | "quorumListenOnAllIPs"
-                | "metricsProvider.className" => cfg.ignored_keys.push(key.clone()),
+                | "quorumListenOnAllIPs" => cfg.ignored_keys.push(key.clone()),
                 _ => cfg.ignored_keys.push(key.clone()),
             }
+        }
+        if admin_enabled {
+            cfg.admin = Some(AdminConfig {
+                address: SocketAddr::new(admin_host, admin_port),
+                command_url,
+            });
+        }
+        if prometheus {
+            cfg.metrics = Some(SocketAddr::new(metrics_host, metrics_port));
         }
         if !min_set {
             cfg.min_session_timeout_ms = (2 * cfg.tick_time_ms) as i32;
@@ -322,6 +373,25 @@ impl ServerConfig {
         }
         Ok(())
     }
+}
+
+/// Whether `metricsProvider.className` asks for Prometheus; other providers are refused.
+fn parse_provider(key: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim() {
+        PROMETHEUS_PROVIDER => Ok(true),
+        DEFAULT_PROVIDER => Ok(false),
+        _ => Err(invalid(
+            key,
+            v,
+            format!("zabkeeper provides {PROMETHEUS_PROVIDER} and {DEFAULT_PROVIDER}"),
+        )),
+    }
+}
+
+fn parse_ip(key: &str, v: &str) -> Result<IpAddr, ConfigError> {
+    v.trim()
+        .parse()
+        .map_err(|_| invalid(key, v, "expected an IP address"))
 }
 
 fn parse_num(key: &str, v: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
@@ -439,6 +509,45 @@ mod tests {
         let cfg = ServerConfig::from_properties(&parse_properties("zoo.cfg", standalone).unwrap())
             .unwrap();
         assert_eq!(cfg.config_node_data(), None);
+    }
+
+    #[test]
+    fn admin_server_and_metrics_keys_as_zookeeper_reads_them() {
+        let parse = |extra: &str| {
+            let text = format!("dataDir=/tmp/x\n{extra}");
+            ServerConfig::from_properties(&parse_properties("zoo.cfg", &text).unwrap())
+        };
+        // ZooKeeper's defaults: the AdminServer on 0.0.0.0:8080, no Prometheus.
+        let cfg = parse("").unwrap();
+        assert_eq!(
+            cfg.admin,
+            Some(AdminConfig {
+                address: "0.0.0.0:8080".parse().unwrap(),
+                command_url: "/commands".into()
+            })
+        );
+        assert_eq!(cfg.metrics, None);
+        assert_eq!(parse("admin.enableServer=false\n").unwrap().admin, None);
+        let cfg = parse(
+            "admin.serverAddress=127.0.0.1\nadmin.serverPort=9090\nadmin.commandURL=/cmd/\n\
+             metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
+             metricsProvider.httpHost=127.0.0.1\nmetricsProvider.httpPort=7001\n",
+        )
+        .unwrap();
+        let admin = cfg.admin.unwrap();
+        assert_eq!(admin.address, "127.0.0.1:9090".parse().unwrap());
+        assert_eq!(admin.command_url, "/cmd");
+        assert_eq!(cfg.metrics, Some("127.0.0.1:7001".parse().unwrap()));
+        // A provider zabkeeper does not have is refused, not silently ignored.
+        let err = parse("metricsProvider.className=com.example.Mine\n").unwrap_err();
+        assert!(
+            err.to_string().contains("PrometheusMetricsProvider"),
+            "{err}"
+        );
+        assert!(parse("admin.serverAddress=nowhere\n").is_err());
+        // The command-line standalone server has neither.
+        let flags = ServerConfig::standalone(2181, "/tmp/x");
+        assert_eq!((flags.admin, flags.metrics), (None, None));
     }
 
     const SAMPLE: &str = "\

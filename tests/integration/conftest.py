@@ -90,6 +90,9 @@ class Server(ServerProcess):
                 f.write(f"clientPort={self.port}\n")
                 f.write("clientPortAddress=127.0.0.1\n")
                 f.write("4lw.commands.whitelist=*\n")
+                # ZooKeeper's default AdminServer binds 0.0.0.0:8080: tests name their own.
+                if not any(line.startswith("admin.") for line in self.config_lines):
+                    f.write("admin.enableServer=false\n")
                 for line in self.config_lines:
                     f.write(line + "\n")
             return [zabkeeper_bin(), "server", "--config", cfg]
@@ -163,7 +166,7 @@ def kazoo_client(server):
 class Ensemble:
     """n participants and m observers on 127.0.0.1, each configured by its own zoo.cfg."""
 
-    def __init__(self, participants=3, observers=0, tick_time=100):
+    def __init__(self, participants=3, observers=0, tick_time=100, extra_lines=None):
         self.root = tempfile.mkdtemp(prefix="zabkeeper-ensemble-")
         total = participants + observers
         self.ids = list(range(1, total + 1))
@@ -184,6 +187,8 @@ class Ensemble:
             extra = ["initLimit=20", "syncLimit=10", "maxSessionTimeout=10000"] + lines
             if i in self.observers:
                 extra.append("peerType=observer")
+            if extra_lines is not None:
+                extra += extra_lines(i)
             self.servers[i] = Server(data_dir=d, port=self.ports[i][0], tick_time=tick_time,
                                      config_lines=extra, log_name=f"server{i}")
 
@@ -243,10 +248,11 @@ class ApacheZooKeeper(ServerProcess):
 
     name = "Apache ZooKeeper"
 
-    def __init__(self, tick_time=2000):
+    def __init__(self, tick_time=2000, config_lines=None):
         self.port = free_port()
         self.data_dir = tempfile.mkdtemp(prefix="apache-zk-test-")
         self.tick_time = tick_time
+        self.config_lines = config_lines or []
         self.proc = None
         self.log_path = os.path.join(self.data_dir, "zookeeper.log")
 
@@ -254,12 +260,17 @@ class ApacheZooKeeper(ServerProcess):
         cfg = os.path.join(self.data_dir, "zoo.cfg")
         with open(cfg, "w") as f:
             f.write(f"tickTime={self.tick_time}\ndataDir={self.data_dir}\nclientPort={self.port}\n"
-                    "clientPortAddress=127.0.0.1\nadmin.enableServer=false\n"
-                    "4lw.commands.whitelist=*\n")
+                    "clientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n")
+            if not any(line.startswith("admin.") for line in self.config_lines):
+                f.write("admin.enableServer=false\n")
+            for line in self.config_lines:
+                f.write(line + "\n")
+        # Its AdminServer (Jetty) needs the servlet API, which the jar's manifest omits.
+        classpath = ZOOKEEPER_CLASSPATH + ":/usr/share/java/servlet-api.jar"
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             ["java", "-Xmx256m", "-Dzookeeper.extendedTypesEnabled=true",
-             "-Dzookeeper.log.dir=" + self.data_dir, "-cp", ZOOKEEPER_CLASSPATH,
+             "-Dzookeeper.log.dir=" + self.data_dir, "-cp", classpath,
              "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up what the real-process tests need, so `make test` works on a fresh machine:
-# - Python packages (kazoo, pytest) in a virtualenv under target/test-venv;
+# - Python packages (kazoo, pytest, prometheus_client) in a virtualenv under target/test-venv;
 # - node-zookeeper-client 1.1.3 from npm under target/test-node (Node.js and npm from
 #   Debian when they are missing);
 # - Debian's `zookeeper` package (zkCli.sh and Apache ZooKeeper 3.8, the reference server)
@@ -39,9 +39,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   mkdir -p target
   "$PY" -m venv "$VENV" >&2
 fi
-if ! "$VENV/bin/python" -c 'import kazoo, pytest' >/dev/null 2>&1; then
-  echo "setup: installing kazoo and pytest into $VENV" >&2
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check kazoo pytest >&2
+if ! "$VENV/bin/python" -c 'import kazoo, pytest, prometheus_client' >/dev/null 2>&1; then
+  echo "setup: installing kazoo, pytest and prometheus_client into $VENV" >&2
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check kazoo pytest prometheus_client >&2
 fi
 NODE_DIR=target/test-node
 if [ ! -d "$NODE_DIR/node_modules/node-zookeeper-client" ]; then

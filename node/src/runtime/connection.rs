@@ -54,6 +54,15 @@ pub enum Inbound {
         remote: SocketAddr,
         reply: oneshot::Sender<String>,
     },
+    /// An AdminServer command (`/commands/<name>`); the JSON answer goes back on `reply`.
+    Admin {
+        name: String,
+        reply: oneshot::Sender<serde_json::Value>,
+    },
+    /// A Prometheus scrape: the gauges go back on `reply`.
+    Metrics {
+        reply: oneshot::Sender<Vec<(&'static str, f64)>>,
+    },
 }
 
 /// What a connection's writer drains.

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use crate::config::ServerConfig;
 use crate::core::PersistAction;
 use crate::proto::peer::Sid;
-use crate::server::{fourlw, ConnId, Fatal, HostFacts, Output, Pipeline, TreeSource};
+use crate::server::{admin, fourlw, ConnId, Fatal, HostFacts, Output, Pipeline, TreeSource};
 use crate::storage::Storage;
 use crate::types::Zxid;
 
@@ -194,6 +194,16 @@ impl Driver {
             Inbound::FourLetter { cmd, remote, reply } => {
                 let host = self.host_facts(fourlw::needs(&cmd));
                 let _ = reply.send(self.pipeline.four_letter_word(&cmd, remote, host, now));
+                Ok(())
+            }
+            Inbound::Admin { name, reply } => {
+                let host = self.host_facts(admin::needs(&name));
+                let _ = reply.send(self.pipeline.admin_command(&name, host, now));
+                Ok(())
+            }
+            Inbound::Metrics { reply } => {
+                let host = self.host_facts(fourlw::needs("mntr"));
+                let _ = reply.send(self.pipeline.metrics(host, now));
                 Ok(())
             }
         }

@@ -6,6 +6,8 @@ pub mod background;
 pub mod clock;
 pub mod connection;
 pub mod driver;
+#[cfg(not(madsim))]
+pub mod http;
 pub mod peer;
 pub mod recovery;
 pub mod server;

@@ -27,12 +27,26 @@ pub struct ServerHandle {
     shutdown: watch::Sender<bool>,
     driver: JoinHandle<Result<(), Fatal>>,
     acceptor: JoinHandle<()>,
+    /// The AdminServer and the metrics endpoint, where configured and bound.
+    admin_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
+    http: Vec<JoinHandle<()>>,
 }
 
 impl ServerHandle {
     /// The address clients connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the AdminServer listens, when it is enabled and its port could be bound.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Where Prometheus scrapes `/metrics`, when the provider is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// A handle that asks the server to stop, usable from another task.
@@ -44,6 +58,7 @@ impl ServerHandle {
     pub async fn shutdown(self) -> Result<(), Fatal> {
         let _ = self.shutdown.send(true);
         self.acceptor.abort();
+        self.http.iter().for_each(JoinHandle::abort);
         match self.driver.await {
             Ok(r) => r,
             Err(e) => Err(Fatal(format!("driver task failed: {e}"))),
@@ -57,6 +72,7 @@ impl ServerHandle {
             Err(e) => Err(Fatal(format!("driver task failed: {e}"))),
         };
         self.acceptor.abort();
+        self.http.iter().for_each(JoinHandle::abort);
         res
     }
 }
@@ -236,6 +252,7 @@ pub async fn start_observed(
         clock.now_ms(),
         observer.is_some(),
     );
+    let (admin_addr, metrics_addr, http) = start_http(&config, &tx).await?;
     let driver = Driver::new(config, clock, pipeline, storage, peers, observer);
     let driver = tokio::spawn(driver.run(rx, peer_rx, shutdown_rx));
 
@@ -275,5 +292,65 @@ pub async fn start_observed(
         shutdown,
         driver,
         acceptor,
+        admin_addr,
+        metrics_addr,
+        http,
     })
+}
+
+type HttpListeners = (Option<SocketAddr>, Option<SocketAddr>, Vec<JoinHandle<()>>);
+
+/// Starts the AdminServer and the Prometheus endpoint where configured. As ZooKeeper's
+/// QuorumPeer, a server whose AdminServer port cannot be bound serves without it (and
+/// says so); a metrics port that cannot be bound refuses the start, as ZooKeeper's
+/// Prometheus provider does.
+#[cfg(not(madsim))]
+async fn start_http(
+    config: &ServerConfig,
+    driver: &mpsc::Sender<super::connection::Inbound>,
+) -> anyhow::Result<HttpListeners> {
+    use super::http::{serve, Endpoint};
+    let mut tasks = Vec::new();
+    let mut admin_addr = None;
+    if let Some(admin) = &config.admin {
+        let endpoint = Endpoint::Admin {
+            command_url: admin.command_url.clone(),
+        };
+        match serve(admin.address, endpoint, driver.clone()).await {
+            Ok((addr, task)) => {
+                tracing::info!(
+                    "AdminServer on http://{addr}{}/ (admin.enableServer=false turns it off)",
+                    admin.command_url
+                );
+                admin_addr = Some(addr);
+                tasks.push(task);
+            }
+            Err(e) => tracing::warn!(
+                "cannot start the AdminServer on {}: {e}; serving without it",
+                admin.address
+            ),
+        }
+    }
+    let mut metrics_addr = None;
+    if let Some(addr) = config.metrics {
+        let (addr, task) = serve(addr, Endpoint::Metrics, driver.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot serve Prometheus metrics on {addr}: {e}"))?;
+        tracing::info!("Prometheus metrics on http://{addr}/metrics");
+        metrics_addr = Some(addr);
+        tasks.push(task);
+    }
+    Ok((admin_addr, metrics_addr, tasks))
+}
+
+/// The simulator has no HTTP: its servers never configure it.
+#[cfg(madsim)]
+async fn start_http(
+    config: &ServerConfig,
+    _driver: &mpsc::Sender<super::connection::Inbound>,
+) -> anyhow::Result<HttpListeners> {
+    if config.admin.is_some() || config.metrics.is_some() {
+        tracing::warn!("the AdminServer and metrics are not served under the simulator");
+    }
+    Ok((None, None, Vec::new()))
 }

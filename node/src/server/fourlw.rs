@@ -12,6 +12,7 @@ use std::fmt::Write;
 use std::net::SocketAddr;
 
 use crate::config::ServerConfig;
+use crate::core::Role;
 
 use super::stats::{Latency, ServerStats};
 use super::{ConnId, HostFacts, Pipeline};
@@ -66,6 +67,8 @@ pub struct Status {
     /// Whether the server serves clients (an ensemble member has a quorum and is synced).
     pub serving: bool,
     pub zxid: Zxid,
+    /// Znodes as ZooKeeper counts them (`zk_znode_count`, `Node count`): one more than
+    /// there are, the root counted twice.
     pub node_count: usize,
     pub watch_count: usize,
     /// Bytes of the watched paths, one count per watch (`zk_watch_bytes`).
@@ -88,6 +91,10 @@ pub struct Status {
     pub quorum_size: usize,
     /// Ensemble members only: current and accepted epoch.
     pub epochs: Option<(u32, u32)>,
+    /// The leader this server follows or is (ensemble members in broadcast).
+    pub leader: Option<u64>,
+    /// The tree's digest at `zxid`.
+    pub digest: u64,
     /// `wchc` / `wchs`: each session's watched paths. Filled only for those words.
     pub watches_by_session: BTreeMap<SessionId, Vec<String>>,
     /// `wchp` / `wchs`: each path's watching sessions. Filled only for those words.
@@ -396,9 +403,15 @@ fn conf(c: &ServerConfig, out: &mut String) {
 }
 
 impl Pipeline {
-    /// What the four-letter words report, taken now; `remote` is the asking connection,
-    /// which ZooKeeper counts and lists among the connections.
-    pub(super) fn status(&self, needs: Needs, remote: SocketAddr, host: HostFacts) -> Status {
+    /// What the four-letter words report, taken now; `remote` is the asking connection
+    /// (a four-letter word's, which ZooKeeper counts and lists among the connections;
+    /// none for the AdminServer's HTTP requests).
+    pub(super) fn status(
+        &self,
+        needs: Needs,
+        remote: Option<SocketAddr>,
+        host: HostFacts,
+    ) -> Status {
         let session_of = |conn: &ConnId| self.conns.get(conn).map(|c| c.session).unwrap_or(0);
         let mut conns: Vec<ConnStatus> = self
             .conns
@@ -419,18 +432,21 @@ impl Pipeline {
                 latency: c.latency,
             })
             .collect();
-        conns.push(ConnStatus {
-            remote: Some(remote),
-            received: 1,
-            ..Default::default()
-        });
+        if let Some(remote) = remote {
+            conns.push(ConnStatus {
+                remote: Some(remote),
+                received: 1,
+                ..Default::default()
+            });
+        }
         let ensemble = !self.config.servers.is_empty();
         let zab = &self.zab;
         let mut status = Status {
             mode: self.mode_name(),
             serving: zab.is_serving(),
             zxid: self.tree.last_processed_zxid(),
-            node_count: self.tree.node_count(),
+            // ZooKeeper's count: its node map holds the root twice (as "" and "/").
+            node_count: self.tree.node_count() + 1,
             watch_count: self.watches.count(),
             watch_bytes: self.watches.watched_path_bytes(),
             ephemerals_count: self.tree.ephemerals_count(),
@@ -452,6 +468,13 @@ impl Pipeline {
             ),
             quorum_size: self.config.servers.iter().filter(|s| !s.observer).count(),
             epochs: ensemble.then(|| (zab.current_epoch(), zab.accepted_epoch())),
+            leader: match zab.role() {
+                _ if !ensemble || !zab.is_serving() => None,
+                Role::Leading => Some(self.config.my_id),
+                Role::Following { leader } | Role::Observing { leader } => Some(leader),
+                Role::Looking => None,
+            },
+            digest: self.tree.digest(),
             ..Default::default()
         };
         if needs.watches {

@@ -37,6 +37,7 @@
 //! session's writes in flight, [`Queued`]), and a watch event is queued when its txn is
 //! applied, before any later reply that shows the change.
 
+pub mod admin;
 mod conn;
 mod forward;
 pub mod fourlw;
@@ -427,17 +428,45 @@ impl Pipeline {
     ) -> String {
         self.now = now_ms;
         let allowed = self.config.four_letter_word_allowed(cmd);
-        let status = self.status(fourlw::needs(cmd), remote, host);
+        let status = self.status(fourlw::needs(cmd), Some(remote), host);
         let text = fourlw::answer(&self.config, &status, cmd);
-        if allowed && cmd == "srst" {
-            self.stats.reset();
-        }
-        if allowed && cmd == "crst" {
-            for c in self.conns.values_mut() {
-                c.reset_counters();
-            }
+        if allowed {
+            self.reset_counters(cmd);
         }
         text
+    }
+
+    /// Answers an AdminServer command (`/commands/<name>`) as JSON; `stat_reset` and
+    /// `connection_stat_reset` reset what `srst` and `crst` do.
+    pub fn admin_command(&mut self, name: &str, host: HostFacts, now_ms: i64) -> serde_json::Value {
+        self.now = now_ms;
+        let status = self.status(admin::needs(name), None, host);
+        let answer = admin::answer(&self.config, &status, name);
+        if answer["error"].is_null() {
+            if let Some(c) = admin::command(name) {
+                self.reset_counters(c.word);
+            }
+        }
+        answer
+    }
+
+    /// The Prometheus gauges, read now.
+    pub fn metrics(&mut self, host: HostFacts, now_ms: i64) -> Vec<(&'static str, f64)> {
+        self.now = now_ms;
+        admin::metrics(&self.status(fourlw::needs("mntr"), None, host))
+    }
+
+    /// `srst` and `crst` zero the counters they name; other words change nothing.
+    fn reset_counters(&mut self, word: &str) {
+        match word {
+            "srst" => self.stats.reset(),
+            "crst" => {
+                for c in self.conns.values_mut() {
+                    c.reset_counters();
+                }
+            }
+            _ => {}
+        }
     }
 
     // ----- storage -----
