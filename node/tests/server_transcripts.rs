@@ -22,8 +22,12 @@
 //!   <version>`, `get <path> [watch]`, `exists <path> [watch]`, `children <path>
 //!   [watch]`, `sync <path>`, `ping`, `close`, `auth <scheme> <secret>`, `garbage`
 //!   (an undecodable body)
+//!   A data word `<c>*<n>` is n copies of the byte c; data over 32 bytes prints as
+//!   `<n bytes>`.
 //! - `drop <sid> <conn>`: the connection ended (a connection the server closes ends
 //!   at once)
+//! - `delivered <sid> <conn> <bytes>`: the runtime wrote that many bytes of the
+//!   connection's frames to its socket (its credit comes back)
 //! - `tick [N]`: N ticks (default 1) on every server
 //! - `4lw <sid> <word>`: a four-letter word's answer (uptime lines left out)
 //! - `hold <sid>`, `release <sid>`: hold its fsync, then let it finish
@@ -386,6 +390,15 @@ impl Harness {
                 let (sid, conn) = (num(1), num(2));
                 self.server(sid).pipeline.closed(conn);
             }
+            "delivered" => {
+                let (sid, conn) = (num(1), num(2));
+                let bytes: usize = words[3].parse().unwrap();
+                let now = self.now;
+                self.server(sid)
+                    .pipeline
+                    .delivered(conn, bytes, now)
+                    .unwrap();
+            }
             "tick" => {
                 let n = words.get(1).map(|w| w.parse().unwrap()).unwrap_or(1);
                 for _ in 0..n {
@@ -487,7 +500,11 @@ fn response(r: &Response) -> String {
         Response::Stat { stat } => format!(" version={} mzxid={}", stat.version, z(stat.mzxid)),
         Response::GetData { data, stat } => format!(
             " data={} version={} mzxid={}",
-            String::from_utf8_lossy(data),
+            if data.len() > 32 {
+                format!("<{} bytes>", data.len())
+            } else {
+                String::from_utf8_lossy(data).into_owned()
+            },
             stat.version,
             z(stat.mzxid)
         ),
@@ -504,6 +521,14 @@ fn response(r: &Response) -> String {
     }
 }
 
+/// A data word: its bytes, or `<c>*<n>` for n copies of the byte c.
+fn data(w: &str) -> Vec<u8> {
+    match w.split_once('*') {
+        Some((c, n)) if c.len() == 1 => c.as_bytes().repeat(n.parse().unwrap()),
+        _ => w.as_bytes().to_vec(),
+    }
+}
+
 fn request(w: &[&str]) -> Request {
     let watch = |i: usize| w.get(i) == Some(&"watch");
     match w[0] {
@@ -516,7 +541,7 @@ fn request(w: &[&str]) -> Request {
             };
             let c = CreateRequest {
                 path: w[1].into(),
-                data: w[2].as_bytes().to_vec(),
+                data: data(w[2]),
                 acl: Acl::open_unsafe(),
                 flags: if flags == 4 { 0 } else { flags },
             };
@@ -532,7 +557,7 @@ fn request(w: &[&str]) -> Request {
         },
         "set" => Request::SetData {
             path: w[1].into(),
-            data: w[2].as_bytes().to_vec(),
+            data: data(w[2]),
             version: w[3].parse().unwrap(),
         },
         "get" => Request::GetData {

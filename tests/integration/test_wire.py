@@ -270,3 +270,81 @@ def test_multi_read_amplification_is_refused_without_building_the_reply(fresh_se
     assert err == 0 and len(body) > 1_000_000
     zk.stop()
     zk.close()
+
+
+def test_clients_that_do_not_read_are_not_read_and_memory_comes_back(fresh_server):
+    """30 connections each send 100 getData of a 1 MB znode and never read a reply (3 GB
+    of replies): the server builds only what each connection may have in flight
+    (backpressure: it stops reading them), serves everyone else meanwhile, and gives the
+    memory back once they are gone."""
+    server = fresh_server
+    zk = KazooClient(hosts=server.hosts(), timeout=10)
+    zk.start(timeout=10)
+    zk.create("/big", b"b" * 1_000_000)
+    zk.get("/big")
+    start_rss = vm_kb(server.proc.pid, "VmRSS")
+    hostile = []
+    request = b"".join(frame(struct.pack(">ii", xid, 4) + ustring("/big") + b"\x00")
+                       for xid in range(1, 101))
+    for _ in range(30):
+        c = RawSession(server.port)
+        c.sock.sendall(request)
+        hostile.append(c)
+    time.sleep(3)
+    t0 = time.time()
+    # Everyone else is served meanwhile, reads and writes.
+    for i in range(20):
+        zk.create(f"/after-{i}", b"x")
+        assert zk.get("/big")[0][:1] == b"b"
+    peak_mb = (vm_kb(server.proc.pid, "VmHWM")) / 1024
+    during_mb = vm_kb(server.proc.pid, "VmRSS") / 1024
+    print(f"RSS before {start_rss / 1024:.0f} MB, during {during_mb:.0f} MB, peak {peak_mb:.0f} MB; "
+          f"20 writes and reads took {time.time() - t0:.2f} s")
+    # Each connection holds its credit (2 MiB) and one reply past it, not 100 MB.
+    assert during_mb - start_rss / 1024 < 250, (start_rss, during_mb)
+    # A hostile connection still works, slowly: it gets its replies once it reads them.
+    first = hostile[0]
+    for xid in range(1, 101):
+        reply = recv_frame(first.sock)
+        assert struct.unpack(">iqi", reply[:16])[0] == xid and len(reply) > 1_000_000
+    for c in hostile:
+        c.close()
+    time.sleep(2)
+    after_mb = vm_kb(server.proc.pid, "VmRSS") / 1024
+    print(f"RSS after the clients left {after_mb:.0f} MB")
+    # The memory goes back to the system (trimmed once the connections are gone).
+    assert after_mb - start_rss / 1024 < 24, (start_rss, after_mb)
+    assert zk.get("/big")[0][:1] == b"b"
+    zk.stop()
+    zk.close()
+
+
+def test_a_slow_watcher_keeps_every_event():
+    """A client that reads nothing while 20,000 events are queued for it gets them all
+    once it reads (ZooKeeper keeps them; only a byte bound far above ends a watcher)."""
+    from conftest import Server
+    from zkwire import WireClient
+
+    s = Server(tick_time=2000).start()
+    try:
+        zk = KazooClient(hosts=s.hosts(), timeout=10)
+        zk.start(timeout=10)
+        zk.create("/w")
+        watcher = WireClient(s.port)
+        # addWatch /w PERSISTENT_RECURSIVE
+        _, _, err, _ = watcher.call(106, ustring("/w") + struct.pack(">i", 1))
+        assert err == 0
+        watcher.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        n = 20_000
+        for batch in range(0, n, 1000):
+            t = zk.transaction()
+            for i in range(batch, batch + 1000):
+                t.create(f"/w/n{i:05d}")
+            assert all(r is not None and not isinstance(r, Exception) for r in t.commit())
+        events = watcher.wait_events(n, timeout=60)
+        assert len(events) == n, len(events)
+        assert events[0] == (1, 3, "/w/n00000") and events[-1] == (1, 3, f"/w/n{n - 1:05d}")
+        zk.stop()
+        zk.close()
+    finally:
+        s.cleanup()

@@ -3,10 +3,14 @@
 //!
 //! The reader decodes frames and hands requests to the driver through a
 //! bounded channel (so a flood of requests back-pressures the client, as
-//! ZooKeeper's throttling does). The writer drains a bounded outbound queue;
-//! a client that stops reading fills it and is disconnected. Any malformed,
-//! truncated or oversized input closes this connection with a log line and
-//! nothing else.
+//! ZooKeeper's throttling does). The writer drains the outbound queue and
+//! reports what it wrote ([`Inbound::Delivered`]): the pipeline builds replies
+//! only while the connection has credit ([`crate::server::OUTBOUND_CREDIT`]),
+//! and the reader stops reading while the queue is that full, so a client
+//! that does not read its replies is not read either (backpressure). Only
+//! watch events can grow the queue further; past [`OUTBOUND_BYTES`] the
+//! client is disconnected. Any malformed, truncated or oversized input closes
+//! this connection with a log line and nothing else.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +19,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::proto::client::{
     decode_frame, decode_request, four_letter_word, ConnectRequest, Request, RequestHeader,
@@ -23,10 +27,20 @@ use crate::proto::client::{
 use crate::proto::jute::Reader;
 use crate::server::ConnId;
 
-/// Frames queued for one client before it counts as not reading.
-pub const OUTBOUND_QUEUE: usize = 4096;
-/// Bytes queued for one client before it counts as not reading.
+/// Bytes queued for one client (frames plus [`FRAME_OVERHEAD`] each) before it counts as
+/// not reading and is disconnected: only watch events get this far (a slow watcher keeps
+/// about a million events, as ZooKeeper keeps them while memory allows).
 pub const OUTBOUND_BYTES: usize = 64 << 20;
+/// What a queued frame costs beyond its bytes (its handle and queue slot), counted so
+/// that many small frames are bounded as well as a few large ones.
+const FRAME_OVERHEAD: usize = 64;
+/// The writer reports delivered bytes to the driver in steps of at least this much
+/// (a request-reply client never waits for a report: its credit lasts).
+pub const DELIVERY_REPORT: usize = 256 << 10;
+/// The reader reads no further requests while this much is queued: then the pipeline
+/// may be out of credit (it holds requests until a report), so reading on would only
+/// pile requests up in it.
+const READ_PAUSE: usize = crate::server::OUTBOUND_CREDIT - DELIVERY_REPORT;
 
 /// Messages from connections to the driver.
 pub enum Inbound {
@@ -48,6 +62,8 @@ pub enum Inbound {
     Undecodable { conn: ConnId, xid: i32 },
     /// The connection has ended.
     Closed { conn: ConnId },
+    /// The connection's writer wrote `bytes` more of its frames to the socket.
+    Delivered { conn: ConnId, bytes: usize },
     /// A four-letter word from `remote`; the answer goes back on `reply`.
     FourLetter {
         cmd: String,
@@ -71,11 +87,11 @@ enum Outgoing {
     Close,
 }
 
-/// A connection's outbound queue, as the driver holds it: bounded in frames
-/// ([`OUTBOUND_QUEUE`]) and in bytes ([`OUTBOUND_BYTES`]), the byte budget kept here
-/// (added on push, given back by the connection's writer once written).
+/// A connection's outbound queue, as the driver holds it: bounded in bytes
+/// ([`OUTBOUND_BYTES`]), the byte budget kept here (added on push, given back by the
+/// connection's writer once written).
 pub struct Outbox {
-    tx: mpsc::Sender<Outgoing>,
+    tx: mpsc::UnboundedSender<Outgoing>,
     queued: Arc<AtomicUsize>,
     closed: watch::Sender<bool>,
 }
@@ -87,13 +103,13 @@ pub struct Full;
 impl Outbox {
     /// Queues a frame; a client that let its queue fill up is not reading.
     pub fn push(&self, frame: Bytes) -> Result<(), Full> {
-        let len = frame.len();
-        if self.queued.load(Ordering::Relaxed) + len > OUTBOUND_BYTES {
+        let cost = frame.len() + FRAME_OVERHEAD;
+        if self.queued.load(Ordering::Relaxed) + cost > OUTBOUND_BYTES {
             return Err(Full);
         }
-        self.queued.fetch_add(len, Ordering::Relaxed);
-        if self.tx.try_send(Outgoing::Frame(frame)).is_err() {
-            self.queued.fetch_sub(len, Ordering::Relaxed);
+        self.queued.fetch_add(cost, Ordering::Relaxed);
+        if self.tx.send(Outgoing::Frame(frame)).is_err() {
+            self.queued.fetch_sub(cost, Ordering::Relaxed);
             return Err(Full);
         }
         Ok(())
@@ -101,7 +117,7 @@ impl Outbox {
 
     /// Closes the connection after what is queued (its reader reports `Closed`).
     pub fn close(&self) {
-        let _ = self.tx.try_send(Outgoing::Close);
+        let _ = self.tx.send(Outgoing::Close);
         let _ = self.closed.send(true);
     }
 }
@@ -196,8 +212,9 @@ pub async fn serve_connection<S>(
         }
     };
 
-    let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(OUTBOUND_QUEUE);
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Outgoing>();
     let queued = Arc::new(AtomicUsize::new(0));
+    let drained = Arc::new(Notify::new());
     let (closed_tx, mut closed_rx) = watch::channel(false);
     let outbox = Outbox {
         tx: out_tx,
@@ -217,17 +234,35 @@ pub async fn serve_connection<S>(
         return;
     }
 
-    // Writer: drains the outbound queue; a close request or a stuck client ends it.
+    // Writer: drains the outbound queue and reports what it wrote; a close request or a
+    // stuck client ends it.
     let writer_closed = closed_tx.clone();
+    let writer_queued = queued.clone();
+    let writer_drained = drained.clone();
+    let reports = to_driver.clone();
     let writer = tokio::spawn(async move {
+        let mut unreported = 0;
+        let mut peak = 0;
         while let Some(item) = out_rx.recv().await {
             match item {
                 Outgoing::Frame(frame) => {
+                    peak = peak.max(writer_queued.load(Ordering::Relaxed));
                     let ok = write_frame(&mut wr, &frame).await;
-                    queued.fetch_sub(frame.len(), Ordering::Relaxed);
+                    writer_queued.fetch_sub(frame.len() + FRAME_OVERHEAD, Ordering::Relaxed);
+                    writer_drained.notify_one();
                     if !ok {
                         tracing::info!(%remote, "closing connection: client is not reading");
                         break;
+                    }
+                    unreported += frame.len();
+                    if unreported >= DELIVERY_REPORT {
+                        let report = Inbound::Delivered {
+                            conn,
+                            bytes: std::mem::take(&mut unreported),
+                        };
+                        if reports.send(report).await.is_err() {
+                            break;
+                        }
                     }
                 }
                 Outgoing::Close => break,
@@ -235,11 +270,23 @@ pub async fn serve_connection<S>(
         }
         let _ = wr.shutdown().await;
         let _ = writer_closed.send(true);
+        peak
     });
 
-    // Reader: frames -> requests, until EOF, bad input, or a close.
-    let reason = loop {
+    // Reader: frames -> requests, until EOF, bad input, or a close; no further request
+    // while the client leaves its replies unread.
+    let reason = 'conn: loop {
         loop {
+            while queued.load(Ordering::Relaxed) >= READ_PAUSE {
+                if *closed_rx.borrow() {
+                    break 'conn "closed";
+                }
+                tokio::select! {
+                    biased;
+                    _ = closed_rx.changed() => break 'conn "closed by server",
+                    _ = drained.notified() => {}
+                }
+            }
             match decode_frame(&mut buf, limits.max_frame_len) {
                 Ok(Some(frame)) => match decode_request(&frame) {
                     // An unknown opcode is answered Unimplemented and then closed by the
@@ -299,8 +346,38 @@ pub async fn serve_connection<S>(
     tracing::debug!(%remote, conn, "connection ended: {reason}");
     let _ = to_driver.send(Inbound::Closed { conn }).await;
     let _ = closed_tx.send(true);
-    let _ = writer.await;
+    if let Ok(peak) = writer.await {
+        if peak >= RELEASE_AFTER {
+            release_memory();
+        }
+    }
 }
+
+/// A connection that had this much queued gives the memory back when it ends.
+const RELEASE_AFTER: usize = 1 << 20;
+
+/// Returns freed heap memory to the system (glibc keeps it otherwise: a burst of large
+/// replies would stay resident after the clients are gone): half a second after the
+/// last such connection ended, once for all that ended meanwhile.
+#[cfg(all(not(madsim), target_os = "linux", target_env = "gnu"))]
+fn release_memory() {
+    use std::sync::atomic::AtomicBool;
+    static PENDING: AtomicBool = AtomicBool::new(false);
+    if PENDING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    tokio::spawn(async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        PENDING.store(false, Ordering::Release);
+        // SAFETY: malloc_trim only walks the allocator's free memory and releases it.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    });
+}
+
+#[cfg(not(all(not(madsim), target_os = "linux", target_env = "gnu")))]
+fn release_memory() {}
 
 async fn write_frame<W: AsyncWrite + Unpin>(wr: &mut W, frame: &Bytes) -> bool {
     let res = tokio::time::timeout(WRITE_TIMEOUT, async {

@@ -191,6 +191,7 @@ impl Driver {
                 self.pipeline.closed(conn);
                 Ok(())
             }
+            Inbound::Delivered { conn, bytes } => self.pipeline.delivered(conn, bytes, now),
             Inbound::FourLetter { cmd, remote, reply } => {
                 let host = self.host_facts(fourlw::needs(&cmd));
                 let _ = reply.send(self.pipeline.four_letter_word(&cmd, remote, host, now));

@@ -11,6 +11,10 @@ use super::stats::Latency;
 /// Requests a connection may send before its session is established.
 pub(super) const EARLY_REQUESTS: usize = 1024;
 
+/// Requests held on a connection whose replies are not being read; more closes it (its
+/// reader stops reading long before, so only a runtime that ignores the credit gets here).
+pub(super) const HELD_REQUESTS: usize = 65_536;
+
 /// Requests per connection whose arrival time is kept for the latency statistics; beyond
 /// this, the oldest are no longer measured.
 const LATENCY_TRACKED: usize = 1024;
@@ -33,10 +37,17 @@ pub struct Conn {
     /// Requests not answered yet: xid and the time they were taken (ms), for the latency
     /// statistics. Replies come in request order.
     pub pending: VecDeque<(i32, u64)>,
-    /// Requests that arrived behind the ConnectRequest before the session was
-    /// established (a client may pipeline them, as ZooKeeper allows): taken in order
-    /// once it is (at most [`EARLY_REQUESTS`]; more closes the connection).
-    pub early: VecDeque<(i32, i32, Request)>,
+    /// Requests taken but held back, in arrival order: those behind the ConnectRequest
+    /// until the session is established (a client may pipeline them, as ZooKeeper
+    /// allows; at most [`EARLY_REQUESTS`]), and those that arrive while the connection
+    /// has no [`Conn::credit`] left (at most [`HELD_REQUESTS`]); more closes it.
+    pub held: VecDeque<(i32, i32, Request)>,
+    /// Bytes of frames this connection may still be sent before its requests are held:
+    /// [`super::OUTBOUND_CREDIT`] less the bytes sent and not yet reported delivered
+    /// (written to the socket) by the runtime. Replies are built only while it is
+    /// positive, so a client that does not read makes the server hold its small
+    /// requests, not their large replies; watch events are sent regardless.
+    pub credit: i64,
     /// When the connection was established (ms since the epoch), for `cons`.
     pub established_ms: i64,
     /// The xid of the last request answered, and when (ms since the server started).
@@ -61,7 +72,8 @@ impl Conn {
             last_op: "NA",
             read_only_present,
             pending: VecDeque::new(),
-            early: VecDeque::new(),
+            held: VecDeque::new(),
+            credit: super::OUTBOUND_CREDIT as i64,
             established_ms: now_ms,
             last_cxid: 0,
             last_response_ms: 0,

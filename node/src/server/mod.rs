@@ -70,7 +70,7 @@ pub use observe::{Observation, TreeSource};
 pub use request::{error_reply, is_quorum_read, is_write};
 pub use session::session_password;
 
-use conn::EARLY_REQUESTS;
+use conn::{EARLY_REQUESTS, HELD_REQUESTS};
 use snap::SnapQueues;
 use stats::ServerStats;
 
@@ -81,6 +81,10 @@ pub type ConnId = u64;
 /// closed instead), so one request cannot make the server allocate more. It equals the
 /// runtime's outbound bound per connection: no larger reply could ever be queued.
 pub const MAX_REPLY_BYTES: usize = 64 << 20;
+
+/// Bytes of frames a connection may have sent and not yet delivered before its further
+/// requests are held ([`Conn::credit`]; [`Pipeline::delivered`] gives credit back).
+pub const OUTBOUND_CREDIT: usize = 2 << 20;
 
 /// Requests one session may have waiting behind its writes in flight; beyond it the
 /// connection is closed (a client pipelining without bound).
@@ -192,9 +196,9 @@ pub struct Pipeline {
     sessions: SessionTracker,
     conns: BTreeMap<ConnId, Conn>,
     session_conn: BTreeMap<SessionId, ConnId>,
-    /// Connections whose session was just established with requests waiting in
-    /// [`Conn::early`].
-    early_ready: BTreeSet<ConnId>,
+    /// Connections that may take their [`Conn::held`] requests now (the session was
+    /// just established, or credit came back).
+    held_ready: BTreeSet<ConnId>,
     next_session: SessionId,
     zab: Zab,
     /// The rest of the Ready whose persist actions the runtime is executing, until
@@ -248,7 +252,7 @@ impl Pipeline {
             sessions: SessionTracker::new(config.tick_time_ms),
             conns: BTreeMap::new(),
             session_conn: BTreeMap::new(),
-            early_ready: BTreeSet::new(),
+            held_ready: BTreeSet::new(),
             next_session,
             zab,
             unpersisted: None,
@@ -313,16 +317,33 @@ impl Pipeline {
         };
         c.took(xid, now_ms as u64);
         let session = c.session;
-        if session == 0 || !c.early.is_empty() {
-            if c.early.len() == EARLY_REQUESTS {
+        if session == 0 || c.credit <= 0 || !c.held.is_empty() {
+            if session == 0 && c.held.len() >= EARLY_REQUESTS {
                 tracing::info!(remote = %c.remote, "closing connection: too many requests before its session was established");
                 self.close_conn(conn);
+            } else if c.held.len() >= HELD_REQUESTS {
+                tracing::info!(remote = %c.remote, "closing connection: too many requests while its replies are not read");
+                self.close_conn(conn);
             } else {
-                c.early.push_back((xid, opcode, req));
+                c.held.push_back((xid, opcode, req));
             }
             return Ok(());
         }
         self.dispatch(conn, session, xid, opcode, req)?;
+        self.settle()
+    }
+
+    /// The runtime wrote `bytes` more of this connection's frames to its socket: that
+    /// much credit comes back, and held requests go on while it lasts.
+    pub fn delivered(&mut self, conn: ConnId, bytes: usize, now_ms: i64) -> Result<(), Fatal> {
+        self.now = now_ms;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Ok(());
+        };
+        c.credit += bytes as i64;
+        if c.credit > 0 && !c.held.is_empty() {
+            self.held_ready.insert(conn);
+        }
         self.settle()
     }
 
@@ -660,13 +681,16 @@ impl Pipeline {
         }
     }
 
-    /// The end of every input: requests that waited for their session to be
-    /// established are taken, in arrival order.
+    /// The end of every input: held requests whose connection may go on (its session is
+    /// established and it has credit) are taken, in arrival order, while that lasts.
     fn settle(&mut self) -> Result<(), Fatal> {
-        while let Some(conn) = self.early_ready.pop_first() {
+        while let Some(conn) = self.held_ready.pop_first() {
             while let Some(c) = self.conns.get_mut(&conn) {
                 let session = c.session;
-                let Some((xid, opcode, req)) = c.early.pop_front() else {
+                if session == 0 || c.credit <= 0 {
+                    break;
+                }
+                let Some((xid, opcode, req)) = c.held.pop_front() else {
                     break;
                 };
                 self.dispatch(conn, session, xid, opcode, req)?;
@@ -692,6 +716,7 @@ impl Pipeline {
             return;
         };
         c.sent += 1;
+        c.credit -= frame.len() as i64;
         self.stats.sent += 1;
         self.out.push_back(Output::Frame { conn, frame });
     }

@@ -138,8 +138,8 @@ impl Pipeline {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = session;
             c.timeout_ms = timeout;
-            if !c.early.is_empty() {
-                self.early_ready.insert(conn);
+            if !c.held.is_empty() {
+                self.held_ready.insert(conn);
             }
         }
         self.send_connect_response(conn, timeout, session, session_password(session));
@@ -159,8 +159,8 @@ impl Pipeline {
         };
         c.session = session;
         c.timeout_ms = timeout_ms;
-        if !c.early.is_empty() {
-            self.early_ready.insert(conn);
+        if !c.held.is_empty() {
+            self.held_ready.insert(conn);
         }
         self.session_conn.insert(session, conn);
         self.send_connect_response(conn, timeout_ms, session, passwd);
