@@ -104,8 +104,29 @@ pub struct ServerConfig {
     /// Prometheus metrics on `http://{metricsProvider.httpHost}:{metricsProvider.httpPort}/metrics`,
     /// when `metricsProvider.className` names ZooKeeper's `PrometheusMetricsProvider`.
     pub metrics: Option<SocketAddr>,
+    /// TLS clients on `secureClientPort`, with ZooKeeper's `ssl.*` keys.
+    pub tls: Option<TlsConfig>,
     /// Keys present in the file that zabkeeper does not use.
     pub ignored_keys: Vec<String>,
+}
+
+/// Whether TLS clients must, may or must not present a certificate (`ssl.clientAuth`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    Want,
+    Need,
+}
+
+/// The secure client port and its key material (PEM files, as ZooKeeper's
+/// `ssl.keyStore.type=PEM`: the key store holds the private key and the certificate
+/// chain, the trust store the CA certificates client certificates are checked against).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub address: SocketAddr,
+    pub key_store: PathBuf,
+    pub trust_store: Option<PathBuf>,
+    pub client_auth: ClientAuth,
 }
 
 /// Where the AdminServer listens and the URL prefix of its commands.
@@ -152,6 +173,7 @@ impl ServerConfig {
             quorum_reads: false,
             admin: None,
             metrics: None,
+            tls: None,
             ignored_keys: Vec::new(),
         }
     }
@@ -250,6 +272,11 @@ impl ServerConfig {
         let mut prometheus = false;
         let mut metrics_host: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let mut metrics_port: u16 = 7000;
+        let mut secure_port: Option<u16> = None;
+        let mut secure_host: Option<IpAddr> = None;
+        let mut key_store: Option<(String, Option<String>)> = None;
+        let mut trust_store: Option<(String, Option<String>)> = None;
+        let mut client_auth = ClientAuth::Need;
         for (key, value) in props {
             let v = value.as_str();
             match key.as_str() {
@@ -317,6 +344,46 @@ impl ServerConfig {
                     command_url = v.trim_end_matches('/').to_string();
                 }
                 "metricsProvider.className" => prometheus = parse_provider(key, v)?,
+                "secureClientPort" => secure_port = Some(parse_num(key, v, 0, 65535)? as u16),
+                "secureClientPortAddress" => secure_host = Some(parse_ip(key, v)?),
+                "ssl.keyStore.location" => {
+                    key_store = Some((v.to_string(), key_store.and_then(|k| k.1)))
+                }
+                "ssl.keyStore.type" => {
+                    let loc = key_store.map(|k| k.0).unwrap_or_default();
+                    key_store = Some((loc, Some(v.to_string())))
+                }
+                "ssl.trustStore.location" => {
+                    trust_store = Some((v.to_string(), trust_store.and_then(|k| k.1)))
+                }
+                "ssl.trustStore.type" => {
+                    let loc = trust_store.map(|k| k.0).unwrap_or_default();
+                    trust_store = Some((loc, Some(v.to_string())))
+                }
+                "ssl.keyStore.password" | "ssl.trustStore.password" => {
+                    if !v.is_empty() {
+                        return Err(invalid(
+                            key,
+                            "(hidden)",
+                            "zabkeeper reads unencrypted PEM files only; leave the password empty",
+                        ));
+                    }
+                }
+                "ssl.clientAuth" => {
+                    client_auth = match v.trim().to_ascii_lowercase().as_str() {
+                        "need" => ClientAuth::Need,
+                        "want" => ClientAuth::Want,
+                        "none" => ClientAuth::None,
+                        _ => return Err(invalid(key, v, "expected need, want or none")),
+                    }
+                }
+                "ssl.protocol" | "ssl.enabledProtocols" => {
+                    if v.split(',')
+                        .any(|p| !matches!(p.trim(), "TLSv1.2" | "TLSv1.3" | "TLS"))
+                    {
+                        return Err(invalid(key, v, "zabkeeper speaks TLSv1.2 and TLSv1.3"));
+                    }
+                }
                 "metricsProvider.httpHost" => metrics_host = parse_ip(key, v)?,
                 "metricsProvider.httpPort" => metrics_port = parse_num(key, v, 0, 65535)? as u16,
                 "standaloneEnabled"
@@ -340,6 +407,34 @@ impl ServerConfig {
         }
         if prometheus {
             cfg.metrics = Some(SocketAddr::new(metrics_host, metrics_port));
+        }
+        if let Some(port) = secure_port {
+            let (key_store, kind) = key_store.filter(|k| !k.0.is_empty()).ok_or_else(|| {
+                ConfigError::Inconsistent(
+                    "secureClientPort needs ssl.keyStore.location (a PEM file)".into(),
+                )
+            })?;
+            pem_store("ssl.keyStore", &key_store, kind.as_deref())?;
+            let trust_store = match trust_store.filter(|k| !k.0.is_empty()) {
+                Some((path, kind)) => {
+                    pem_store("ssl.trustStore", &path, kind.as_deref())?;
+                    Some(PathBuf::from(path))
+                }
+                None if client_auth != ClientAuth::None => {
+                    return Err(ConfigError::Inconsistent(
+                        "ssl.clientAuth=need or want needs ssl.trustStore.location (the CA \
+                         certificates, PEM) to check client certificates against"
+                            .into(),
+                    ))
+                }
+                None => None,
+            };
+            cfg.tls = Some(TlsConfig {
+                address: SocketAddr::new(secure_host.unwrap_or(cfg.client_port_address), port),
+                key_store: PathBuf::from(key_store),
+                trust_store,
+                client_auth,
+            });
         }
         if !min_set {
             cfg.min_session_timeout_ms = (2 * cfg.tick_time_ms) as i32;
@@ -373,6 +468,25 @@ impl ServerConfig {
         }
         Ok(())
     }
+}
+
+/// A key or trust store must be PEM (by its type key, or ZooKeeper's guess from the
+/// file name when the type is not given).
+fn pem_store(prefix: &str, path: &str, kind: Option<&str>) -> Result<(), ConfigError> {
+    let kind = match kind {
+        Some(k) => k.to_ascii_uppercase(),
+        None if path.ends_with(".jks") => "JKS".into(),
+        None if path.ends_with(".p12") || path.ends_with(".pfx") => "PKCS12".into(),
+        None => "PEM".into(),
+    };
+    if kind != "PEM" {
+        return Err(invalid(
+            &format!("{prefix}.type"),
+            &kind,
+            "zabkeeper reads PEM files (convert with `openssl pkcs12 -nodes -in store.p12`)",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `metricsProvider.className` asks for Prometheus; other providers are refused.
@@ -548,6 +662,52 @@ mod tests {
         // The command-line standalone server has neither.
         let flags = ServerConfig::standalone(2181, "/tmp/x");
         assert_eq!((flags.admin, flags.metrics), (None, None));
+    }
+
+    #[test]
+    fn secure_client_port_with_pem_stores() {
+        let parse = |extra: &str| {
+            let text = format!("dataDir=/tmp/x\nclientPortAddress=127.0.0.1\n{extra}");
+            ServerConfig::from_properties(&parse_properties("zoo.cfg", &text).unwrap())
+        };
+        let cfg = parse(
+            "secureClientPort=2281\nssl.keyStore.location=/k/server.pem\n\
+             ssl.trustStore.location=/k/ca.pem\nssl.trustStore.type=PEM\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.tls,
+            Some(TlsConfig {
+                address: "127.0.0.1:2281".parse().unwrap(),
+                key_store: "/k/server.pem".into(),
+                trust_store: Some("/k/ca.pem".into()),
+                client_auth: ClientAuth::Need,
+            })
+        );
+        assert_eq!(parse("").unwrap().tls, None);
+        // Refused, each with its reason: no key store, a JKS store (by type or by
+        // name), an encrypted store, a client certificate to check with no CA.
+        for (extra, why) in [
+            ("secureClientPort=2281\n", "ssl.keyStore.location"),
+            ("secureClientPort=2281\nssl.keyStore.location=/k/s.jks\nssl.clientAuth=none\n", "PEM"),
+            ("secureClientPort=2281\nssl.keyStore.location=/k/s.pem\nssl.keyStore.type=PKCS12\nssl.clientAuth=none\n", "PEM"),
+            ("ssl.keyStore.password=secret\n", "unencrypted"),
+            ("secureClientPort=2281\nssl.keyStore.location=/k/s.pem\n", "trustStore"),
+            ("ssl.clientAuth=sometimes\n", "need, want or none"),
+            ("ssl.protocol=SSLv3\n", "TLSv1.2"),
+        ] {
+            let err = parse(extra).unwrap_err().to_string();
+            assert!(err.contains(why), "{extra}: {err}");
+        }
+        let cfg = parse(
+            "secureClientPort=2281\nsecureClientPortAddress=10.0.0.1\n\
+             ssl.keyStore.location=/k/s.pem\nssl.clientAuth=none\n",
+        )
+        .unwrap()
+        .tls
+        .unwrap();
+        assert_eq!(cfg.address, "10.0.0.1:2281".parse().unwrap());
+        assert_eq!((cfg.client_auth, cfg.trust_store), (ClientAuth::None, None));
     }
 
     const SAMPLE: &str = "\

@@ -265,8 +265,12 @@ class ApacheZooKeeper(ServerProcess):
                 f.write("admin.enableServer=false\n")
             for line in self.config_lines:
                 f.write(line + "\n")
-        # Its AdminServer (Jetty) needs the servlet API, which the jar's manifest omits.
-        classpath = ZOOKEEPER_CLASSPATH + ":/usr/share/java/servlet-api.jar"
+        # Jars the zookeeper.jar manifest omits: the servlet API for its AdminServer
+        # (Jetty), netty-codec and netty-resolver for TLS (NettyServerCnxnFactory), and
+        # slf4j-simple so that its log says what went wrong.
+        classpath = ZOOKEEPER_CLASSPATH + "".join(
+            f":/usr/share/java/{jar}.jar"
+            for jar in ["servlet-api", "netty-codec", "netty-resolver", "slf4j-simple"])
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             ["java", "-Xmx256m", "-Dzookeeper.extendedTypesEnabled=true",

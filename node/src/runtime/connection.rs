@@ -49,6 +49,8 @@ pub enum Inbound {
         conn: ConnId,
         request: ConnectRequest,
         remote: SocketAddr,
+        /// The subject of a TLS client's certificate, if it presented one.
+        x509: Option<String>,
         outbox: Outbox,
     },
     /// A decoded request on an established connection.
@@ -139,6 +141,7 @@ pub async fn serve_connection<S>(
     remote: SocketAddr,
     conn: ConnId,
     limits: ConnLimits,
+    x509: Option<String>,
     to_driver: mpsc::Sender<Inbound>,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -226,6 +229,7 @@ pub async fn serve_connection<S>(
             conn,
             request,
             remote,
+            x509,
             outbox,
         })
         .await

@@ -171,10 +171,16 @@ impl Driver {
                 conn,
                 request,
                 remote,
+                x509,
                 outbox,
             } => {
                 self.outboxes.insert(conn, outbox);
-                self.pipeline.connect(conn, request, remote, now)
+                if let Some(subject) = x509 {
+                    self.pipeline
+                        .connect_x509(conn, request, remote, subject, now)
+                } else {
+                    self.pipeline.connect(conn, request, remote, now)
+                }
             }
             Inbound::Request {
                 conn,

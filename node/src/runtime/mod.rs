@@ -12,6 +12,8 @@ pub mod peer;
 pub mod recovery;
 pub mod server;
 pub mod snapshotter;
+#[cfg(not(madsim))]
+pub mod tls;
 pub mod tools;
 
 pub use crate::config;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ pub struct ServerHandle {
     /// The AdminServer and the metrics endpoint, where configured and bound.
     admin_addr: Option<SocketAddr>,
     metrics_addr: Option<SocketAddr>,
+    secure_addr: Option<SocketAddr>,
+    /// The HTTP and TLS listeners.
     http: Vec<JoinHandle<()>>,
 }
 
@@ -42,6 +45,11 @@ impl ServerHandle {
     /// Where the AdminServer listens, when it is enabled and its port could be bound.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr
+    }
+
+    /// Where TLS clients connect (`secureClientPort`), when configured.
+    pub fn secure_addr(&self) -> Option<SocketAddr> {
+        self.secure_addr
     }
 
     /// Where Prometheus scrapes `/metrics`, when the provider is configured.
@@ -252,13 +260,14 @@ pub async fn start_observed(
         clock.now_ms(),
         observer.is_some(),
     );
-    let (admin_addr, metrics_addr, http) = start_http(&config, &tx).await?;
+    let (admin_addr, metrics_addr, mut http) = start_http(&config, &tx).await?;
+    let counts = IpCounts::default();
+    let next_conn = Arc::new(AtomicU64::new(1));
+    let secure_addr = start_tls(&config, &tx, &counts, &next_conn, limits, &mut http).await?;
     let driver = Driver::new(config, clock, pipeline, storage, peers, observer);
     let driver = tokio::spawn(driver.run(rx, peer_rx, shutdown_rx));
 
-    let counts = IpCounts::default();
     let acceptor = tokio::spawn(async move {
-        let mut next_conn: u64 = 1;
         loop {
             let (stream, remote) = match listener.accept().await {
                 Ok(x) => x,
@@ -277,12 +286,11 @@ pub async fn start_observed(
                 continue;
             }
             let _ = stream.set_nodelay(true);
-            let conn = next_conn;
-            next_conn += 1;
+            let conn = next_conn.fetch_add(1, Ordering::Relaxed);
             let tx = tx.clone();
             let counts = counts.clone();
             tokio::spawn(async move {
-                serve_connection(stream, remote, conn, limits, tx).await;
+                serve_connection(stream, remote, conn, limits, None, tx).await;
                 counts.release(remote.ip());
             });
         }
@@ -294,8 +302,90 @@ pub async fn start_observed(
         acceptor,
         admin_addr,
         metrics_addr,
+        secure_addr,
         http,
     })
+}
+
+/// Starts the TLS listener on `secureClientPort` when configured: each connection does
+/// its TLS handshake (within the handshake timeout) and is then served as any other,
+/// its client certificate's subject as its `x509` identity. Key material that cannot
+/// be read refuses the start.
+#[cfg(not(madsim))]
+async fn start_tls(
+    config: &ServerConfig,
+    driver: &mpsc::Sender<super::connection::Inbound>,
+    counts: &IpCounts,
+    next_conn: &Arc<AtomicU64>,
+    limits: ConnLimits,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<Option<SocketAddr>> {
+    let Some(tls) = &config.tls else {
+        return Ok(None);
+    };
+    let acceptor = super::tls::acceptor(tls)?;
+    let listener = TcpListener::bind(tls.address)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on secureClientPort {}: {e}", tls.address))?;
+    let addr = listener.local_addr()?;
+    tracing::info!("serving TLS clients on {addr}");
+    let (driver, counts, next_conn) = (driver.clone(), counts.clone(), next_conn.clone());
+    let max_cnxns = config.max_client_cnxns;
+    tasks.push(tokio::spawn(async move {
+        loop {
+            let (stream, remote) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            if !counts.try_acquire(remote.ip(), max_cnxns) {
+                tracing::warn!(
+                    "too many connections from {} - max is {max_cnxns}; closing the new one",
+                    remote.ip()
+                );
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let conn = next_conn.fetch_add(1, Ordering::Relaxed);
+            let (driver, counts, acceptor) = (driver.clone(), counts.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await
+                {
+                    Ok(Ok(stream)) => {
+                        let x509 = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .and_then(super::tls::x509_identity);
+                        serve_connection(stream, remote, conn, limits, x509, driver).await;
+                    }
+                    Ok(Err(e)) => tracing::info!(%remote, "TLS handshake failed: {e}"),
+                    Err(_) => tracing::info!(%remote, "TLS handshake not done in time"),
+                }
+                counts.release(remote.ip());
+            });
+        }
+    }));
+    Ok(Some(addr))
+}
+
+#[cfg(madsim)]
+async fn start_tls(
+    config: &ServerConfig,
+    _driver: &mpsc::Sender<super::connection::Inbound>,
+    _counts: &IpCounts,
+    _next_conn: &Arc<AtomicU64>,
+    _limits: ConnLimits,
+    _tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<Option<SocketAddr>> {
+    if config.tls.is_some() {
+        tracing::warn!("TLS is not served under the simulator");
+    }
+    Ok(None)
 }
 
 type HttpListeners = (Option<SocketAddr>, Option<SocketAddr>, Vec<JoinHandle<()>>);

@@ -293,9 +293,37 @@ impl Pipeline {
         remote: SocketAddr,
         now_ms: i64,
     ) -> Result<(), Fatal> {
+        self.connect_as(conn, request, remote, None, now_ms)
+    }
+
+    /// [`Pipeline::connect`] on a TLS connection whose client certificate has this
+    /// subject: the connection is authenticated as `x509:<subject>` from the start
+    /// (ZooKeeper's `X509AuthenticationProvider`).
+    pub fn connect_x509(
+        &mut self,
+        conn: ConnId,
+        request: ConnectRequest,
+        remote: SocketAddr,
+        subject: String,
+        now_ms: i64,
+    ) -> Result<(), Fatal> {
+        self.connect_as(conn, request, remote, Some(subject), now_ms)
+    }
+
+    fn connect_as(
+        &mut self,
+        conn: ConnId,
+        request: ConnectRequest,
+        remote: SocketAddr,
+        x509: Option<String>,
+        now_ms: i64,
+    ) -> Result<(), Fatal> {
         self.now = now_ms;
-        self.conns
-            .insert(conn, Conn::new(remote, request.read_only_present, now_ms));
+        let mut c = Conn::new(remote, request.read_only_present, now_ms);
+        if let Some(subject) = x509 {
+            c.auth.push(crate::types::Id::new("x509", &subject));
+        }
+        self.conns.insert(conn, c);
         self.stats.received += 1;
         self.on_connect(conn, request)?;
         self.settle()
