@@ -106,6 +106,9 @@ pub struct ServerConfig {
     pub metrics: Option<SocketAddr>,
     /// TLS clients on `secureClientPort`, with ZooKeeper's `ssl.*` keys.
     pub tls: Option<TlsConfig>,
+    /// `user:base64(sha1(user:password))` whose digest authentication is the superuser
+    /// (ZooKeeper's `zookeeper.DigestAuthenticationProvider.superDigest`).
+    pub super_digest: Option<String>,
     /// Keys present in the file that zabkeeper does not use.
     pub ignored_keys: Vec<String>,
 }
@@ -174,6 +177,7 @@ impl ServerConfig {
             admin: None,
             metrics: None,
             tls: None,
+            super_digest: None,
             ignored_keys: Vec::new(),
         }
     }
@@ -344,6 +348,19 @@ impl ServerConfig {
                     command_url = v.trim_end_matches('/').to_string();
                 }
                 "metricsProvider.className" => prometheus = parse_provider(key, v)?,
+                // ZooKeeper turns a zoo.cfg key it does not know into the system property
+                // `zookeeper.<key>`: both spellings reach the digest provider.
+                "DigestAuthenticationProvider.superDigest"
+                | "zookeeper.DigestAuthenticationProvider.superDigest" => {
+                    if v.split(':').filter(|p| !p.is_empty()).count() != 2 {
+                        return Err(invalid(
+                            key,
+                            "(hidden)",
+                            "expected user:base64(sha1(user:password))",
+                        ));
+                    }
+                    cfg.super_digest = Some(v.trim().to_string());
+                }
                 "secureClientPort" => secure_port = Some(parse_num(key, v, 0, 65535)? as u16),
                 "secureClientPortAddress" => secure_host = Some(parse_ip(key, v)?),
                 "ssl.keyStore.location" => {

@@ -2,8 +2,8 @@
 JSON) against zabkeeper and, as the reference, Apache ZooKeeper 3.8 in the same test; the
 Prometheus endpoint (`metricsProvider.className=...PrometheusMetricsProvider`) scraped
 with the Prometheus project's own Python parser (Debian's ZooKeeper has no Prometheus
-provider jar, so that part runs on zabkeeper only); and the AdminServer of a 3-server
-ensemble."""
+provider jar, so that part runs on zabkeeper only); the AdminServer of a 3-server
+ensemble; and the superuser digest."""
 
 import json
 import time
@@ -243,3 +243,51 @@ def test_ensemble_admin_servers_agree_on_the_leader():
             assert m["quorum_size"] == 3
     finally:
         e.cleanup()
+
+
+@pytest.mark.parametrize("kind", ["zabkeeper", "zookeeper"])
+def test_super_digest_makes_a_superuser(kind):
+    """zoo.cfg's DigestAuthenticationProvider.superDigest (ZooKeeper reads it as the
+    system property zookeeper.DigestAuthenticationProvider.superDigest): who adds that
+    digest may read and delete any znode, whatever its ACL."""
+    import base64
+    import hashlib
+
+    from kazoo.exceptions import NoAuthError
+    from kazoo.security import make_digest_acl
+
+    digest = base64.b64encode(hashlib.sha1(b"super:s3cret").digest()).decode()
+    lines = [f"DigestAuthenticationProvider.superDigest=super:{digest}"]
+    if kind == "zookeeper":
+        if not apache_zookeeper_available():
+            pytest.skip("Apache ZooKeeper (Debian's zookeeper package) is not installed")
+        s = ApacheZooKeeper(config_lines=lines).start()
+    else:
+        s = Server(config_lines=lines, tick_time=2000).start()
+    try:
+        owner = KazooClient(hosts=s.hosts(), timeout=10,
+                            auth_data=[("digest", "alice:pw")])
+        owner.start(timeout=15)
+        path = f"/private-{uuid.uuid4().hex[:8]}"
+        owner.create(path, b"alice's", acl=[make_digest_acl("alice", "pw", all=True)])
+        for auth, allowed in [([("digest", "super:s3cret")], True),
+                              ([("digest", "super:wrong")], False), ([], False)]:
+            c = KazooClient(hosts=s.hosts(), timeout=10, auth_data=auth)
+            c.start(timeout=15)
+            if allowed:
+                assert c.get(path)[0] == b"alice's"
+            else:
+                with pytest.raises(NoAuthError):
+                    c.get(path)
+            c.stop()
+            c.close()
+        su = KazooClient(hosts=s.hosts(), timeout=10, auth_data=[("digest", "super:s3cret")])
+        su.start(timeout=15)
+        su.delete(path)
+        assert owner.exists(path) is None
+        su.stop()
+        su.close()
+        owner.stop()
+        owner.close()
+    finally:
+        s.cleanup()

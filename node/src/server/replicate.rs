@@ -137,7 +137,7 @@ impl Pipeline {
     /// notification follows on the wire.
     fn add_auth(&mut self, conn: ConnId, scheme: &str, secret: &[u8]) {
         let ids = if scheme == "digest" {
-            digest_auth_ids(secret, None)
+            digest_auth_ids(secret, self.config.super_digest.as_deref())
         } else {
             Vec::new()
         };
