@@ -69,7 +69,7 @@ impl Builder {
             cxid: 0,
             body: TxnBody::Create {
                 path,
-                data: self.data.clone(),
+                data: Some(self.data.clone()),
                 acl: self.acl.clone(),
                 ephemeral_owner: 0,
                 parent_cversion: -1,

@@ -64,7 +64,7 @@ fn build(dir: &Path, args: &Args) -> anyhow::Result<(Zxid, Duration)> {
             cxid: 0,
             body: TxnBody::Create {
                 path,
-                data: data.clone(),
+                data: Some(data.clone()),
                 acl: Acl::open_unsafe(),
                 ephemeral_owner: 0,
                 parent_cversion: -1,

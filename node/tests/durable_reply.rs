@@ -319,7 +319,7 @@ async fn every_concurrent_write_reply_follows_the_sync_covering_it() {
     let recovered = runtime::recovery::recover(&mut storage).unwrap();
     for w in 0..4 {
         let (data, stat) = recovered.tree.get_data(&format!("/w{w}")).unwrap();
-        assert_eq!((&data[..], stat.version), (&b"25"[..], 25));
+        assert_eq!((&data.unwrap()[..], stat.version), (&b"25"[..], 25));
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

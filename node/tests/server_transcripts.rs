@@ -22,8 +22,8 @@
 //!   <version>`, `get <path> [watch]`, `exists <path> [watch]`, `children <path>
 //!   [watch]`, `sync <path>`, `ping`, `close`, `auth <scheme> <secret>`, `garbage`
 //!   (an undecodable body)
-//!   A data word `<c>*<n>` is n copies of the byte c; data over 32 bytes prints as
-//!   `<n bytes>`.
+//!   A data word `<c>*<n>` is n copies of the byte c, `null` a null buffer; data over
+//!   32 bytes prints as `<n bytes>`.
 //! - `drop <sid> <conn>`: the connection ended (a connection the server closes ends
 //!   at once)
 //! - `delivered <sid> <conn> <bytes>`: the runtime wrote that many bytes of the
@@ -500,10 +500,10 @@ fn response(r: &Response) -> String {
         Response::Stat { stat } => format!(" version={} mzxid={}", stat.version, z(stat.mzxid)),
         Response::GetData { data, stat } => format!(
             " data={} version={} mzxid={}",
-            if data.len() > 32 {
-                format!("<{} bytes>", data.len())
-            } else {
-                String::from_utf8_lossy(data).into_owned()
+            match data {
+                None => "null".to_string(),
+                Some(d) if d.len() > 32 => format!("<{} bytes>", d.len()),
+                Some(d) => String::from_utf8_lossy(d).into_owned(),
             },
             stat.version,
             z(stat.mzxid)
@@ -521,12 +521,15 @@ fn response(r: &Response) -> String {
     }
 }
 
-/// A data word: its bytes, or `<c>*<n>` for n copies of the byte c.
-fn data(w: &str) -> Vec<u8> {
-    match w.split_once('*') {
+/// A data word: its bytes, `<c>*<n>` for n copies of the byte c, or `null`.
+fn data(w: &str) -> Option<Vec<u8>> {
+    if w == "null" {
+        return None;
+    }
+    Some(match w.split_once('*') {
         Some((c, n)) if c.len() == 1 => c.as_bytes().repeat(n.parse().unwrap()),
         _ => w.as_bytes().to_vec(),
-    }
+    })
 }
 
 fn request(w: &[&str]) -> Request {

@@ -230,7 +230,7 @@ impl Model {
                 self.nodes.insert(
                     name.clone(),
                     MNode {
-                        data: data.clone(),
+                        data: data.clone().unwrap_or_default(),
                         acl,
                         czxid: zxid,
                         mzxid: zxid,
@@ -278,7 +278,7 @@ impl Model {
                 let v = bump(n.version, *version)?;
                 let n = self.nodes.get_mut(path).unwrap();
                 n.version = v;
-                n.data = data.clone();
+                n.data = data.clone().unwrap_or_default();
                 n.mzxid = zxid;
                 n.mtime = time;
                 Ok(R::SetData(self.stat(path)))
@@ -561,7 +561,7 @@ fn resolve(model: &Model, op: &GenOp) -> WriteOp {
             };
             WriteOp::Create {
                 path,
-                data: vec![*data; *data as usize],
+                data: Some(vec![*data; *data as usize]),
                 acl: acl_choice(*acl),
                 mode: *mode,
                 ttl: *ttl,
@@ -586,7 +586,7 @@ fn resolve(model: &Model, op: &GenOp) -> WriteOp {
             WriteOp::SetData {
                 version: version(v, &p, false),
                 path: p,
-                data: vec![*data; 3],
+                data: Some(vec![*data; 3]),
             }
         }
         GenOp::SetAcl {
@@ -759,7 +759,7 @@ fn run_steps(steps: &[Step]) -> Result<(), TestCaseError> {
     for (p, n) in &model.nodes {
         let (data, stat) = real.tree.get_data(p).unwrap();
         prop_assert_eq!(stat, model.stat(p), "stat of {}", p);
-        prop_assert_eq!(&data[..], &n.data[..]);
+        prop_assert_eq!(&data.unwrap_or_default()[..], &n.data[..]);
         prop_assert_eq!(&real.tree.get_acl(p).unwrap().0, &n.acl);
         prop_assert_eq!(real.tree.get_children(p).unwrap().0, model.children(p));
     }

@@ -274,3 +274,19 @@ def test_node_zookeeper_client(any_server):
     seen = json.loads(r.stdout.strip().splitlines()[-1])
     assert seen == {"cversion": 6, "num_children": 2, "sequential": f"{p}/s0000000004",
                     "auth_failed": True, "survived": True}, seen
+
+
+def test_null_data_reads_back_as_null(any_server, kz):
+    # kazoo writes None as a null buffer (length -1) and reads one back as None, as the
+    # Java client's null and the C client's value_len -1.
+    path = unique("null")
+    kz.create(path, None)
+    assert kz.get(path)[0] is None
+    assert kz.get(path)[1].dataLength == 0
+    kz.set(path, b"x")
+    assert kz.get(path)[0] == b"x"
+    kz.set(path, None)
+    assert kz.get(path)[0] is None
+    # Empty data stays empty, not null.
+    kz.create(path + "-empty", b"")
+    assert kz.get(path + "-empty")[0] == b""

@@ -129,3 +129,24 @@ def test_restart_keeps_tree_sessions_and_ephemerals():
         zk.close()
     finally:
         s.cleanup()
+
+
+def test_null_data_survives_restart():
+    s = Server(tick_time=200).start()
+    try:
+        zk = KazooClient(hosts=s.hosts(), timeout=10)
+        zk.start(timeout=10)
+        zk.create("/null", None)
+        zk.create("/empty", b"")
+        zk.stop()
+        zk.close()
+        s.stop()
+        s.start()
+        zk = KazooClient(hosts=s.hosts(), timeout=10)
+        zk.start(timeout=10)
+        assert zk.get("/null")[0] is None
+        assert zk.get("/empty")[0] == b""
+        zk.stop()
+        zk.close()
+    finally:
+        s.cleanup()

@@ -91,3 +91,18 @@ def test_zkcli_container_and_ttl(server):
     assert "Created /cli-ttl" in out, out
     out = zkcli(server, "stat", "/cli-ttl")
     assert "ephemeralOwner = 0x0" in out, out
+
+
+def test_null_data_prints_null_in_zkcli_and_zabkeeper_cli(server):
+    """zkCli's `create` without data sends a null buffer: both zkCli and `zabkeeper cli`
+    print it back as `null`, and empty data as an empty line."""
+    from conftest import zabkeeper_bin
+
+    assert "Created /cli-null" in zkcli(server, "create", "/cli-null")
+    assert "null" in zkcli(server, "get", "/cli-null").splitlines()
+    ours = lambda path: subprocess.run(
+        [zabkeeper_bin(), "cli", "--server", server.hosts(), "get", path],
+        capture_output=True, text=True, timeout=30).stdout
+    assert ours("/cli-null") == "null\n"
+    assert "Created /cli-empty" in zkcli(server, "create", "/cli-empty", "")
+    assert ours("/cli-empty") == "\n"

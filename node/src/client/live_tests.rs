@@ -143,13 +143,13 @@ async fn live_every_operation_against_zookeeper() {
         .multi(vec![
             MultiOp::Create(CreateRequest {
                 path: "/m".into(),
-                data: b"1".to_vec(),
+                data: Some(b"1".to_vec()),
                 acl: open.clone(),
                 flags: 0,
             }),
             MultiOp::Create2(CreateRequest {
                 path: "/m/c".into(),
-                data: vec![],
+                data: Some(vec![]),
                 acl: open.clone(),
                 flags: 0,
             }),
@@ -159,7 +159,7 @@ async fn live_every_operation_against_zookeeper() {
             },
             MultiOp::SetData {
                 path: "/m".into(),
-                data: b"2".to_vec(),
+                data: Some(b"2".to_vec()),
                 version: 0,
             },
             MultiOp::Delete {
@@ -187,7 +187,7 @@ async fn live_every_operation_against_zookeeper() {
         .multi(vec![
             MultiOp::SetData {
                 path: "/m".into(),
-                data: b"3".to_vec(),
+                data: Some(b"3".to_vec()),
                 version: 1,
             },
             MultiOp::Check {
@@ -230,7 +230,9 @@ async fn live_every_operation_against_zookeeper() {
         ])
         .await
         .unwrap();
-    assert!(matches!(&reads[0], MultiResult::GetData { data, .. } if data == b"2"));
+    assert!(
+        matches!(&reads[0], MultiResult::GetData { data, .. } if data.as_deref() == Some(&b"2"[..]))
+    );
     assert!(matches!(&reads[1], MultiResult::GetChildren { children } if children.len() == 3));
     assert_eq!(
         reads[2],

@@ -387,7 +387,7 @@ impl Client {
         }
         let req = CreateRequest {
             path: path.into(),
-            data: data.to_vec(),
+            data: Some(data.to_vec()),
             acl: acl.to_vec(),
             flags: mode.flag(),
         };
@@ -417,7 +417,7 @@ impl Client {
         }
         let req = CreateTtlRequest {
             path: path.into(),
-            data: data.to_vec(),
+            data: Some(data.to_vec()),
             acl: acl.to_vec(),
             flags: mode.flag(),
             ttl: ttl.as_millis().min(i64::MAX as u128) as i64,
@@ -456,8 +456,18 @@ impl Client {
         }
     }
 
-    /// The node's data and stat, optionally setting a data watch.
+    /// The node's data (empty when null) and stat, optionally setting a data watch.
     pub async fn get_data(&self, path: &str, watch: bool) -> Result<(Vec<u8>, Stat), Error> {
+        let (data, stat) = self.get_data_opt(path, watch).await?;
+        Ok((data.unwrap_or_default(), stat))
+    }
+
+    /// The node's data (`None` when it is null) and stat.
+    pub async fn get_data_opt(
+        &self,
+        path: &str,
+        watch: bool,
+    ) -> Result<(Option<Vec<u8>>, Stat), Error> {
         match self
             .call(Request::GetData {
                 path: path.into(),
@@ -475,7 +485,7 @@ impl Client {
         match self
             .call(Request::SetData {
                 path: path.into(),
-                data: data.to_vec(),
+                data: Some(data.to_vec()),
                 version,
             })
             .await?

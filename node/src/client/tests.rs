@@ -120,7 +120,7 @@ async fn session_requests_chroot_and_watch_events() {
             ..Stat::default()
         };
         let reply = Response::GetData {
-            data: b"v1".to_vec(),
+            data: Some(b"v1".to_vec()),
             stat,
         };
         send(
@@ -314,7 +314,7 @@ async fn reconnects_to_another_server_and_restores_watches() {
                     }
                 );
                 let reply = Response::GetData {
-                    data: vec![],
+                    data: Some(vec![]),
                     stat: Stat::default(),
                 };
                 send(

@@ -352,8 +352,8 @@ impl WatcherEvent {
 pub struct CreateRequest {
     /// The path to create (for sequential modes, the prefix).
     pub path: String,
-    /// The initial data (a null buffer decodes as empty).
-    pub data: Vec<u8>,
+    /// The initial data (`None`: a null buffer, which reads back as null).
+    pub data: Option<Vec<u8>>,
     /// The node's ACL.
     pub acl: Vec<Acl>,
     /// A [`crate::types::CreateMode`] flag.
@@ -364,7 +364,7 @@ impl CreateRequest {
     fn read(r: &mut Reader<'_>) -> Result<CreateRequest, JuteError> {
         Ok(CreateRequest {
             path: r.read_string()?,
-            data: r.read_buffer()?.to_vec(),
+            data: r.read_buffer_opt()?.map(<[u8]>::to_vec),
             acl: r.read_acl_vec()?,
             flags: r.read_int()?,
         })
@@ -372,7 +372,7 @@ impl CreateRequest {
 
     fn write(&self, w: &mut Writer) {
         w.write_string(&self.path);
-        w.write_buffer(&self.data);
+        w.write_buffer_opt(self.data.as_deref());
         w.write_acl_vec(&self.acl);
         w.write_int(self.flags);
     }
@@ -384,7 +384,7 @@ pub struct CreateTtlRequest {
     /// The path to create.
     pub path: String,
     /// The initial data.
-    pub data: Vec<u8>,
+    pub data: Option<Vec<u8>>,
     /// The node's ACL.
     pub acl: Vec<Acl>,
     /// A [`crate::types::CreateMode`] flag (5 or 6 for TTL modes).
@@ -397,7 +397,7 @@ impl CreateTtlRequest {
     fn read(r: &mut Reader<'_>) -> Result<CreateTtlRequest, JuteError> {
         Ok(CreateTtlRequest {
             path: r.read_string()?,
-            data: r.read_buffer()?.to_vec(),
+            data: r.read_buffer_opt()?.map(<[u8]>::to_vec),
             acl: r.read_acl_vec()?,
             flags: r.read_int()?,
             ttl: r.read_long()?,
@@ -406,7 +406,7 @@ impl CreateTtlRequest {
 
     fn write(&self, w: &mut Writer) {
         w.write_string(&self.path);
-        w.write_buffer(&self.data);
+        w.write_buffer_opt(self.data.as_deref());
         w.write_acl_vec(&self.acl);
         w.write_int(self.flags);
         w.write_long(self.ttl);
@@ -431,7 +431,7 @@ pub enum MultiOp {
     /// setData (5).
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
     },
     /// check (13).
@@ -483,7 +483,7 @@ impl MultiOp {
             },
             opcode::SET_DATA => MultiOp::SetData {
                 path: r.read_string()?,
-                data: r.read_buffer()?.to_vec(),
+                data: r.read_buffer_opt()?.map(<[u8]>::to_vec),
                 version: r.read_int()?,
             },
             opcode::CHECK => MultiOp::Check {
@@ -520,7 +520,7 @@ impl MultiOp {
                 version,
             } => {
                 w.write_string(path);
-                w.write_buffer(data);
+                w.write_buffer_opt(data.as_deref());
                 w.write_int(*version);
             }
             MultiOp::GetChildren { path, watch } | MultiOp::GetData { path, watch } => {
@@ -607,7 +607,7 @@ pub enum Request {
     /// setData (5).
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
     },
     /// getACL (6).
@@ -757,7 +757,7 @@ impl Request {
                 version,
             } => {
                 w.write_string(path);
-                w.write_buffer(data);
+                w.write_buffer_opt(data.as_deref());
                 w.write_int(*version);
             }
             Request::GetAcl { path }
@@ -851,7 +851,7 @@ impl Request {
             },
             opcode::SET_DATA => Request::SetData {
                 path: r.read_string()?,
-                data: r.read_buffer()?.to_vec(),
+                data: r.read_buffer_opt()?.map(<[u8]>::to_vec),
                 version: r.read_int()?,
             },
             opcode::GET_ACL => Request::GetAcl {
@@ -971,7 +971,7 @@ pub enum MultiResult {
     /// A check op succeeded.
     Check,
     /// A getData op's result (multiRead).
-    GetData { data: Vec<u8>, stat: Stat },
+    GetData { data: Option<Vec<u8>>, stat: Stat },
     /// A getChildren op's result (multiRead).
     GetChildren { children: Vec<String> },
     /// The op failed with this error code, or (`err` 0) was rolled back
@@ -1008,7 +1008,7 @@ impl MultiResult {
             MultiResult::Delete | MultiResult::Check => {}
             MultiResult::SetData { stat } => w.write_stat(stat),
             MultiResult::GetData { data, stat } => {
-                w.write_buffer(data);
+                w.write_buffer_opt(data.as_deref());
                 w.write_stat(stat);
             }
             MultiResult::GetChildren { children } => w.write_string_vec(children),
@@ -1031,7 +1031,7 @@ impl MultiResult {
             },
             opcode::CHECK => MultiResult::Check,
             opcode::GET_DATA => MultiResult::GetData {
-                data: r.read_buffer()?.to_vec(),
+                data: r.read_buffer_opt()?.map(<[u8]>::to_vec),
                 stat: r.read_stat()?,
             },
             opcode::GET_CHILDREN => MultiResult::GetChildren {
@@ -1082,7 +1082,7 @@ pub enum Response {
     /// `ExistsResponse` / `SetDataResponse` / `SetACLResponse`.
     Stat { stat: Stat },
     /// `GetDataResponse` (getData; also reconfig's reply).
-    GetData { data: Vec<u8>, stat: Stat },
+    GetData { data: Option<Vec<u8>>, stat: Stat },
     /// `GetACLResponse`.
     GetAcl { acl: Vec<Acl>, stat: Stat },
     /// `GetChildrenResponse`.
@@ -1117,7 +1117,7 @@ impl Response {
             }
             Response::Stat { stat } => w.write_stat(stat),
             Response::GetData { data, stat } => {
-                w.write_buffer(data);
+                w.write_buffer_opt(data.as_deref());
                 w.write_stat(stat);
             }
             Response::GetAcl { acl, stat } => {
@@ -1209,7 +1209,7 @@ pub fn decode_response(opcode: i32, body: &[u8]) -> Result<Response, JuteError> 
             stat: r.read_stat()?,
         },
         opcode::GET_DATA | opcode::RECONFIG => Response::GetData {
-            data: r.read_buffer()?.to_vec(),
+            data: r.read_buffer_opt()?.map(<[u8]>::to_vec),
             stat: r.read_stat()?,
         },
         opcode::GET_ACL => Response::GetAcl {

@@ -82,7 +82,7 @@ impl Pipeline {
                         self.watches.add_data_watch(&path, conn);
                     }
                     Response::GetData {
-                        data: data.to_vec(),
+                        data: data.map(|d| d.to_vec()),
                         stat,
                     }
                 }),
@@ -166,7 +166,7 @@ impl Pipeline {
                             .and_then(|_| self.tree.get_data(&path))
                         {
                             Ok((data, stat)) => MultiResult::GetData {
-                                data: data.to_vec(),
+                                data: data.map(|d| d.to_vec()),
                                 stat,
                             },
                             Err(e) => MultiResult::Error { err: e.code() },
@@ -183,7 +183,9 @@ impl Pipeline {
                         },
                     });
                     size += match results.last() {
-                        Some(MultiResult::GetData { data, .. }) => data.len() + 90,
+                        Some(MultiResult::GetData { data, .. }) => {
+                            data.as_ref().map_or(0, Vec::len) + 90
+                        }
                         Some(MultiResult::GetChildren { children }) => {
                             children.iter().map(|c| c.len() + 4).sum::<usize>() + 13
                         }

@@ -80,7 +80,7 @@ pub(super) fn write_op_for(
         }
     }?;
     if let WriteOp::Create { data, .. } | WriteOp::SetData { data, .. } = &write {
-        if data.len() > jute_max_buffer {
+        if data.as_ref().map_or(0, Vec::len) > jute_max_buffer {
             return Err(ErrorCode::BadArguments);
         }
     }

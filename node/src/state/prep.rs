@@ -25,7 +25,7 @@ pub enum WriteOp {
     /// and any other mode needs `ttl < 0`, else `BadArguments`.
     Create {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         mode: CreateMode,
         ttl: i64,
@@ -35,7 +35,7 @@ pub enum WriteOp {
     /// `setData`; `version` -1 matches any version.
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         version: i32,
     },
     /// `setACL`; `version` (the expected aversion) -1 matches any.
@@ -277,7 +277,7 @@ impl Prepper {
                 tree,
                 session,
                 auth,
-                (path, data, acl, *mode, *ttl),
+                (path, data.as_deref(), acl, *mode, *ttl),
                 zxid,
                 time,
             ),
@@ -331,7 +331,7 @@ impl Prepper {
                 node.stat.version = new_version;
                 node.stat.mtime = time;
                 node.stat.mzxid = zxid;
-                node.stat.data_length = data.len() as i32;
+                node.stat.data_length = data.as_ref().map_or(0, Vec::len) as i32;
                 self.add_change(path, zxid, Some(node));
                 Ok(TxnBody::SetData {
                     path: path.clone(),
@@ -378,7 +378,7 @@ impl Prepper {
         tree: &DataTree,
         session: SessionId,
         auth: &[Id],
-        (path, data, acl, mode, ttl): (&str, &[u8], &[Acl], CreateMode, i64),
+        (path, data, acl, mode, ttl): (&str, Option<&[u8]>, &[Acl], CreateMode, i64),
         zxid: Zxid,
         time: i64,
     ) -> Result<TxnBody, ErrorCode> {
@@ -432,7 +432,7 @@ impl Prepper {
             mtime: time,
             pzxid: zxid,
             ephemeral_owner,
-            data_length: data.len() as i32,
+            data_length: data.map_or(0, <[u8]>::len) as i32,
             ..Stat::default()
         };
         self.add_change(
@@ -446,7 +446,7 @@ impl Prepper {
         );
         Ok(TxnBody::Create {
             path,
-            data: data.to_vec(),
+            data: data.map(<[u8]>::to_vec),
             acl,
             ephemeral_owner,
             parent_cversion: new_cversion,
@@ -494,7 +494,7 @@ mod tests {
     fn create(path: &str, mode: CreateMode) -> WriteOp {
         WriteOp::Create {
             path: path.into(),
-            data: b"d".to_vec(),
+            data: Some(b"d".to_vec()),
             acl: Acl::open_unsafe(),
             mode,
             ttl: -1,
@@ -636,7 +636,7 @@ mod tests {
         );
         let no_acl = WriteOp::Create {
             path: "/n".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: vec![],
             mode: CreateMode::Persistent,
             ttl: -1,
@@ -670,7 +670,7 @@ mod tests {
         let mut h = Harness::new();
         let mk = |mode, ttl| WriteOp::Create {
             path: "/t".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: Acl::open_unsafe(),
             mode,
             ttl,
@@ -781,7 +781,7 @@ mod tests {
         );
         let set = |v| WriteOp::SetData {
             path: "/a/b".into(),
-            data: b"x".to_vec(),
+            data: Some(b"x".to_vec()),
             version: v,
         };
         assert!(matches!(h.run(&set(0)), Ok(OpResult::SetData { stat }) if stat.version == 1));
@@ -804,7 +804,7 @@ mod tests {
         assert_eq!(
             h.run(&WriteOp::SetData {
                 path: "/a/".into(),
-                data: vec![],
+                data: Some(vec![]),
                 version: -1
             }),
             Err(ErrorCode::BadArguments)
@@ -855,7 +855,7 @@ mod tests {
         let single = prop_oneof![
             (path, 0i32..7, -2i64..3).prop_map(|(path, f, ttl)| WriteOp::Create {
                 path,
-                data: vec![],
+                data: Some(vec![]),
                 acl: Acl::open_unsafe(),
                 mode: CreateMode::from_flag(f).unwrap(),
                 ttl,
@@ -863,7 +863,7 @@ mod tests {
             (path, -1i32..2).prop_map(|(path, version)| WriteOp::Delete { path, version }),
             (path, -1i32..2).prop_map(|(path, version)| WriteOp::SetData {
                 path,
-                data: vec![1],
+                data: Some(vec![1]),
                 version
             }),
             (path, -1i32..2).prop_map(|(path, version)| WriteOp::Check { path, version }),
@@ -912,7 +912,7 @@ mod tests {
         let bob = vec![Id::new("digest", &digest("bob:secret"))];
         let only_bob = WriteOp::Create {
             path: "/p".into(),
-            data: vec![],
+            data: Some(vec![]),
             acl: vec![Acl {
                 perms: perms::ALL,
                 id: Id::new("auth", ""),
@@ -936,7 +936,7 @@ mod tests {
         h.prep(S2, &sup, &child).unwrap();
         let set = |v| WriteOp::SetData {
             path: "/p".into(),
-            data: vec![],
+            data: Some(vec![]),
             version: v,
         };
         assert_eq!(h.prep(S2, &[], &set(-1)), Err(ErrorCode::NoAuth));
@@ -975,7 +975,7 @@ mod tests {
             create("/a/b", CreateMode::Persistent),
             WriteOp::SetData {
                 path: "/a".into(),
-                data: vec![],
+                data: Some(vec![]),
                 version: 7,
             },
             WriteOp::Delete {
@@ -1031,7 +1031,7 @@ mod tests {
             &[],
             &WriteOp::SetData {
                 path: "/a".into(),
-                data: vec![],
+                data: Some(vec![]),
                 version: 0,
             },
         )
@@ -1039,7 +1039,7 @@ mod tests {
         let multi = WriteOp::Multi(vec![
             WriteOp::SetData {
                 path: "/a".into(),
-                data: vec![],
+                data: Some(vec![]),
                 version: 1,
             },
             WriteOp::Check {
@@ -1063,7 +1063,7 @@ mod tests {
                 &[],
                 &WriteOp::SetData {
                     path: "/a".into(),
-                    data: vec![],
+                    data: Some(vec![]),
                     version: 1
                 }
             )
@@ -1080,7 +1080,7 @@ mod tests {
             create("/m/x", CreateMode::Persistent),
             WriteOp::SetData {
                 path: "/m".into(),
-                data: b"v".to_vec(),
+                data: Some(b"v".to_vec()),
                 version: 0,
             },
             WriteOp::Check {

@@ -102,7 +102,7 @@ pub enum TxnBody {
     /// Creates a node (the final name, sequence suffix included).
     Create {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         acl: Vec<Acl>,
         /// 0 for persistent, the session for ephemeral,
         /// [`CONTAINER_EPHEMERAL_OWNER`], or a [`ttl_ephemeral_owner`] value.
@@ -115,7 +115,7 @@ pub enum TxnBody {
     /// Replaces a node's data.
     SetData {
         path: String,
-        data: Vec<u8>,
+        data: Option<Vec<u8>>,
         /// The node's new data version.
         version: i32,
     },
@@ -172,7 +172,7 @@ impl TxnBody {
                 parent_cversion,
             } => {
                 w.write_string(path);
-                w.write_buffer(data);
+                w.write_buffer_opt(data.as_deref());
                 w.write_acl_vec(acl);
                 match EphemeralType::of(*ephemeral_owner) {
                     EphemeralType::Container => w.write_int(*parent_cversion),
@@ -201,7 +201,7 @@ impl TxnBody {
                 version,
             } => {
                 w.write_string(path);
-                w.write_buffer(data);
+                w.write_buffer_opt(data.as_deref());
                 w.write_int(*version);
             }
             TxnBody::SetAcl { path, acl, version } => {
@@ -298,7 +298,7 @@ impl TxnBody {
             },
             opcode::SET_DATA => TxnBody::SetData {
                 path: r.read_string()?,
-                data: r.read_buffer()?.to_vec(),
+                data: r.read_buffer_opt()?.map(<[u8]>::to_vec),
                 version: r.read_int()?,
             },
             opcode::SET_ACL => TxnBody::SetAcl {
@@ -336,10 +336,12 @@ impl TxnBody {
     }
 }
 
-fn read_create_common(r: &mut Reader<'_>) -> Result<(String, Vec<u8>, Vec<Acl>), JuteError> {
+type CreateCommon = (String, Option<Vec<u8>>, Vec<Acl>);
+
+fn read_create_common(r: &mut Reader<'_>) -> Result<CreateCommon, JuteError> {
     Ok((
         r.read_string()?,
-        r.read_buffer()?.to_vec(),
+        r.read_buffer_opt()?.map(<[u8]>::to_vec),
         r.read_acl_vec()?,
     ))
 }
@@ -402,7 +404,7 @@ mod tests {
         }];
         let create = |owner: i64| TxnBody::Create {
             path: "/a".into(),
-            data: b"hi".to_vec(),
+            data: Some(b"hi".to_vec()),
             acl: acl.clone(),
             ephemeral_owner: owner,
             parent_cversion: 3,
@@ -420,8 +422,21 @@ mod tests {
             TxnBody::Delete { path: "/a".into() },
             TxnBody::SetData {
                 path: "/a".into(),
-                data: vec![],
+                data: Some(vec![]),
                 version: 7,
+            },
+            // Null data (a buffer of length -1) is not empty data.
+            TxnBody::SetData {
+                path: "/a".into(),
+                data: None,
+                version: 8,
+            },
+            TxnBody::Create {
+                path: "/null".into(),
+                data: None,
+                acl: acl.clone(),
+                ephemeral_owner: 0,
+                parent_cversion: 4,
             },
             TxnBody::SetAcl {
                 path: "/a".into(),
@@ -479,7 +494,7 @@ mod tests {
             cxid: 8,
             body: TxnBody::Create {
                 path: "/x".into(),
-                data: vec![1],
+                data: Some(vec![1]),
                 acl: vec![],
                 ephemeral_owner: 7,
                 parent_cversion: 1,

@@ -512,7 +512,7 @@ mod tests {
             cxid: 0,
             body: TxnBody::Create {
                 path: path.into(),
-                data: vec![],
+                data: Some(vec![]),
                 acl: Acl::open_unsafe(),
                 ephemeral_owner: 0,
                 parent_cversion: -1,

@@ -78,7 +78,10 @@ fn completion(inv: &Event, reply: &Reply, now_ns: u64) -> Event {
         }
         Response::Stat { stat } => ev.stat = Some(zk_stat(stat)),
         Response::GetData { data, stat } => {
-            ev.value = json!(String::from_utf8_lossy(data));
+            ev.value = match data {
+                Some(d) => json!(String::from_utf8_lossy(d)),
+                None => serde_json::Value::Null,
+            };
             ev.stat = Some(zk_stat(stat));
         }
         Response::GetChildren { children } | Response::GetChildren2 { children, .. } => {
@@ -374,7 +377,7 @@ impl ClientCtx {
         inv.version = Some(version);
         let request = Request::SetData {
             path: key.into(),
-            data: new.clone().into_bytes(),
+            data: Some(new.clone().into_bytes()),
             version,
         };
         let ev = self.op(inv, vec![request]).await;
@@ -406,7 +409,7 @@ impl ClientCtx {
         );
         let request = Request::Create(CreateRequest {
             path: path.into(),
-            data: data.as_bytes().to_vec(),
+            data: Some(data.as_bytes().to_vec()),
             acl: Acl::open_unsafe(),
             flags: mode.flag(),
         });
@@ -487,7 +490,7 @@ impl ClientCtx {
             sets.iter()
                 .map(|(path, data, version)| MultiOp::SetData {
                     path: path.clone(),
-                    data: data.clone().into_bytes(),
+                    data: Some(data.clone().into_bytes()),
                     version: *version,
                 })
                 .collect(),

@@ -191,10 +191,14 @@ async fn run_command(
             need(&p.args, 1)?;
             let path = &p.args[0];
             let (data, stat) = client
-                .get_data(path, p.has('w'))
+                .get_data_opt(path, p.has('w'))
                 .await
                 .map_err(|e| describe(&e, path))?;
-            w(out, &String::from_utf8_lossy(&data))?;
+            // zkCli prints null data as "null".
+            match data {
+                Some(data) => w(out, &String::from_utf8_lossy(&data))?,
+                None => w(out, "null")?,
+            }
             if p.has('s') {
                 w(out, &format_stat(&stat))?;
             }

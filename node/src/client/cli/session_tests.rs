@@ -54,7 +54,7 @@ async fn commands_send_the_right_requests_and_print_zkcli_output() {
             (
                 Request::Create(crate::proto::client::CreateRequest {
                     path: "/e-".into(),
-                    data: b"hello".to_vec(),
+                    data: Some(b"hello".to_vec()),
                     acl: vec![Acl {
                         perms: perms::READ,
                         id: Id::anyone(),
@@ -74,7 +74,7 @@ async fn commands_send_the_right_requests_and_print_zkcli_output() {
                 },
                 0,
                 Response::GetData {
-                    data: b"hello".to_vec(),
+                    data: Some(b"hello".to_vec()),
                     stat,
                 },
             ),

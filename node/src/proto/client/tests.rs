@@ -198,7 +198,7 @@ fn connect_response_is_byte_exact_with_and_without_read_only() {
 fn create_request_is_byte_exact() {
     let req = Request::Create(CreateRequest {
         path: "/a".into(),
-        data: b"hi".to_vec(),
+        data: Some(b"hi".to_vec()),
         acl: Acl::open_unsafe(),
         flags: 1,
     });
@@ -272,7 +272,7 @@ fn unknown_opcode_keeps_the_header() {
 fn create_req(path: &str, flags: i32) -> CreateRequest {
     CreateRequest {
         path: path.into(),
-        data: vec![0, 1, 2, 255],
+        data: Some(vec![0, 1, 2, 255]),
         acl: vec![
             Acl {
                 perms: perms::READ | perms::WRITE,
@@ -290,7 +290,7 @@ fn create_req(path: &str, flags: i32) -> CreateRequest {
 fn ttl_req() -> CreateTtlRequest {
     CreateTtlRequest {
         path: "/ttl".into(),
-        data: b"d".to_vec(),
+        data: Some(b"d".to_vec()),
         acl: Acl::open_unsafe(),
         flags: 5,
         ttl: 60_000,
@@ -309,7 +309,7 @@ fn all_multi_ops() -> Vec<MultiOp> {
         },
         MultiOp::SetData {
             path: "/s".into(),
-            data: b"new".to_vec(),
+            data: Some(b"new".to_vec()),
             version: -1,
         },
         MultiOp::Check {
@@ -348,7 +348,7 @@ fn all_requests() -> Vec<Request> {
         },
         Request::SetData {
             path: "/s".into(),
-            data: vec![9; 300],
+            data: Some(vec![9; 300]),
             version: 2,
         },
         Request::GetAcl {
@@ -489,7 +489,7 @@ fn get_data_reply_is_byte_exact() {
     };
     let stat = sample_stat();
     let resp = Response::GetData {
-        data: b"hello".to_vec(),
+        data: Some(b"hello".to_vec()),
         stat,
     };
     let wire = hex("0000005d
@@ -513,7 +513,7 @@ fn error_reply_is_header_only() {
     let wire = encode_reply(
         &header,
         &Response::GetData {
-            data: b"x".to_vec(),
+            data: Some(b"x".to_vec()),
             stat: Stat::default(),
         },
     );
@@ -604,11 +604,17 @@ fn all_responses() -> Vec<(i32, Response)> {
         (opcode::EXISTS, Response::Stat { stat }),
         (opcode::SET_DATA, Response::Stat { stat }),
         (opcode::SET_ACL, Response::Stat { stat }),
-        (opcode::GET_DATA, Response::GetData { data: vec![], stat }),
+        (
+            opcode::GET_DATA,
+            Response::GetData {
+                data: Some(vec![]),
+                stat,
+            },
+        ),
         (
             opcode::RECONFIG,
             Response::GetData {
-                data: b"server.1=a:1:2".to_vec(),
+                data: Some(b"server.1=a:1:2".to_vec()),
                 stat,
             },
         ),
@@ -650,7 +656,7 @@ fn all_responses() -> Vec<(i32, Response)> {
             opcode::MULTI_READ,
             Response::MultiRead(vec![
                 MultiResult::GetData {
-                    data: b"v".to_vec(),
+                    data: Some(b"v".to_vec()),
                     stat,
                 },
                 MultiResult::GetChildren {
@@ -751,7 +757,7 @@ proptest! {
     #[test]
     fn set_data_round_trips(path in "/[a-z0-9/]{0,20}", data in proptest::collection::vec(any::<u8>(), 0..64),
                             version in any::<i32>(), xid in any::<i32>()) {
-        let req = Request::SetData { path, data, version };
+        let req = Request::SetData { path, data: Some(data), version };
         let payload = unframe(&req.encode(xid));
         prop_assert_eq!(decode_request(&payload).unwrap(), (RequestHeader { xid, opcode: opcode::SET_DATA }, req));
     }

@@ -56,7 +56,7 @@ impl DataTree {
             } => {
                 let stat = self.create_node(
                     path,
-                    Bytes::copy_from_slice(data),
+                    data.as_deref().map(Bytes::copy_from_slice),
                     acl.clone(),
                     *ephemeral_owner,
                     *parent_cversion,
@@ -82,7 +82,7 @@ impl DataTree {
                 version,
             } => {
                 let stat = self.update(path, |n| {
-                    n.set_data(data);
+                    n.set_data(data.as_deref());
                     n.stat.mtime = txn.time;
                     n.stat.mzxid = txn.zxid;
                     n.stat.version = *version;
@@ -155,7 +155,7 @@ impl DataTree {
     fn create_node(
         &mut self,
         path: &str,
-        data: Bytes,
+        data: Option<Bytes>,
         acl: Vec<Acl>,
         ephemeral_owner: i64,
         parent_cversion: i32,

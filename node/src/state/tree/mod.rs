@@ -54,7 +54,10 @@ pub fn is_special_path(path: &str) -> bool {
 /// One znode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataNode {
+    /// Empty when the data is null.
     data: Bytes,
+    /// The client gave a null buffer (it reads back as null, as ZooKeeper's `null`).
+    null: bool,
     /// FNV-1a of `data`, kept with it: the node's digest never rehashes the data, so a
     /// change to a node (a child created under it) costs the same whatever its data size.
     data_hash: u64,
@@ -69,10 +72,13 @@ type NodeMap = imbl::OrdMap<String, DataNode>;
 pub type ChildSet = imbl::OrdSet<String>;
 
 impl DataNode {
-    fn new(data: Bytes, acl: Vec<Acl>, stat: Stat) -> DataNode {
+    fn new(data: Option<Bytes>, acl: Vec<Acl>, stat: Stat) -> DataNode {
+        let null = data.is_none();
+        let data = data.unwrap_or_default();
         let mut n = DataNode {
             data_hash: crate::hash::fnv1a(&data),
             data,
+            null,
             acl,
             stat,
             children: ChildSet::new(),
@@ -81,13 +87,20 @@ impl DataNode {
         n
     }
 
-    /// The node's data.
+    /// The node's data (empty when null).
     pub fn data(&self) -> &Bytes {
         &self.data
     }
 
-    /// Replaces the node's data (and its hash).
-    fn set_data(&mut self, data: &[u8]) {
+    /// The node's data as a client reads it: `None` when it was set null.
+    pub fn data_opt(&self) -> Option<&Bytes> {
+        (!self.null).then_some(&self.data)
+    }
+
+    /// Replaces the node's data (and its hash); `None` is null data.
+    fn set_data(&mut self, data: Option<&[u8]>) {
+        self.null = data.is_none();
+        let data = data.unwrap_or_default();
         self.data = Bytes::copy_from_slice(data);
         self.data_hash = crate::hash::fnv1a(data);
     }
@@ -231,7 +244,10 @@ impl DataTree {
             (QUOTA_ZOOKEEPER, open, empty_stat()),
             (CONFIG_ZOOKEEPER, read_only, config_stat),
         ] {
-            nodes.insert(path.to_string(), DataNode::new(Bytes::new(), acl, stat));
+            nodes.insert(
+                path.to_string(),
+                DataNode::new(Some(Bytes::new()), acl, stat),
+            );
         }
         DataTree::from_nodes(nodes, 0)
     }
@@ -304,7 +320,7 @@ impl DataTree {
     /// and fires no watches.
     pub fn set_config_data(&mut self, data: &[u8], config_version: Zxid, time: i64) {
         let _ = self.update(CONFIG_ZOOKEEPER, |n| {
-            n.set_data(data);
+            n.set_data(Some(data));
             n.stat.mzxid = config_version;
             n.stat.mtime = time;
             n.stat.version = -1;
@@ -319,9 +335,9 @@ impl DataTree {
     }
 
     /// The data and stat of a node (`getData`).
-    pub fn get_data(&self, path: &str) -> Result<(Bytes, Stat), ErrorCode> {
+    pub fn get_data(&self, path: &str) -> Result<(Option<Bytes>, Stat), ErrorCode> {
         let n = self.nodes.get(path).ok_or(ErrorCode::NoNode)?;
-        Ok((n.data.clone(), n.client_stat()))
+        Ok((n.data_opt().cloned(), n.client_stat()))
     }
 
     /// The stat of a node as clients see it, if it exists (`exists`).

@@ -39,7 +39,7 @@ impl FrozenTree {
         w.write_int(self.nodes.len() as i32);
         for (p, n) in &self.nodes {
             w.write_string(p);
-            w.write_buffer(&n.data);
+            w.write_buffer_opt(n.data_opt().map(|d| d.as_ref()));
             w.write_acl_vec(&n.acl);
             let s = &n.stat;
             w.write_long(s.czxid);
@@ -105,7 +105,7 @@ impl DataTree {
         let mut nodes = BTreeMap::new();
         for _ in 0..count {
             let path = r.read_string()?;
-            let data = Bytes::copy_from_slice(r.read_buffer()?);
+            let data = r.read_buffer_opt()?.map(Bytes::copy_from_slice);
             let acl = r.read_acl_vec()?;
             let stat = Stat {
                 czxid: r.read_long()?,

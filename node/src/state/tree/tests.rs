@@ -16,7 +16,7 @@ fn txn(zxid: Zxid, body: TxnBody) -> Txn {
 fn create(path: &str, owner: i64, parent_cversion: i32) -> TxnBody {
     TxnBody::Create {
         path: path.into(),
-        data: path.as_bytes().to_vec(),
+        data: Some(path.as_bytes().to_vec()),
         acl: Acl::open_unsafe(),
         ephemeral_owner: owner,
         parent_cversion,
@@ -224,7 +224,7 @@ fn set_data_and_set_acl() {
         2,
         TxnBody::SetData {
             path: "/a".into(),
-            data: b"xyz".to_vec(),
+            data: Some(b"xyz".to_vec()),
             version: 1,
         },
     );
@@ -238,7 +238,10 @@ fn set_data_and_set_acl() {
         out.triggers,
         vec![("/a".to_string(), EventType::NodeDataChanged)]
     );
-    assert_eq!(t.get_data("/a").unwrap().0, Bytes::from_static(b"xyz"));
+    assert_eq!(
+        t.get_data("/a").unwrap().0,
+        Some(Bytes::from_static(b"xyz"))
+    );
     let acl = vec![Acl {
         perms: perms::READ,
         id: Id::anyone(),
@@ -258,7 +261,7 @@ fn set_data_and_set_acl() {
     assert_eq!(t.get_acl("/a").unwrap().0, acl);
     let missing = TxnBody::SetData {
         path: "/q".into(),
-        data: vec![],
+        data: Some(vec![]),
         version: 1,
     };
     assert_eq!(t.apply(&txn(4, missing)).result, Err(ErrorCode::NoNode));
@@ -276,7 +279,7 @@ fn multi_applies_all_or_reports_errors() {
         },
         TxnBody::SetData {
             path: "/a".into(),
-            data: vec![],
+            data: Some(vec![]),
             version: 1,
         },
     ]);
@@ -376,7 +379,7 @@ fn containers_and_ttls_expire() {
         7,
         TxnBody::SetData {
             path: "/t".into(),
-            data: vec![],
+            data: Some(vec![]),
             version: 1,
         },
     );
@@ -384,6 +387,42 @@ fn containers_and_ttls_expire() {
     assert_eq!(t.expired_containers_and_ttls(m2 + 50), vec!["/c"]);
     assert_eq!(t.containers().len(), 1);
     assert_eq!(t.ttls().len(), 1);
+}
+
+#[test]
+fn null_data_stays_null_through_set_and_snapshot_and_differs_from_empty() {
+    let mut t = DataTree::new();
+    let create_with = |path: &str, data: Option<Vec<u8>>| TxnBody::Create {
+        path: path.into(),
+        data,
+        acl: Acl::open_unsafe(),
+        ephemeral_owner: 0,
+        parent_cversion: 1,
+    };
+    apply_ok(&mut t, 1, create_with("/n", None));
+    apply_ok(&mut t, 2, create_with("/e", Some(vec![])));
+    let (data, stat) = t.get_data("/n").unwrap();
+    assert_eq!((data, stat.data_length), (None, 0));
+    assert_eq!(t.get_data("/e").unwrap().0, Some(Bytes::new()));
+    apply_ok(
+        &mut t,
+        3,
+        TxnBody::SetData {
+            path: "/e".into(),
+            data: None,
+            version: 1,
+        },
+    );
+    assert_eq!(t.get_data("/e").unwrap().0, None);
+    let back = DataTree::deserialize_snapshot(&t.serialize_snapshot()).unwrap();
+    assert_eq!(back.get_data("/n").unwrap().0, None);
+    assert_eq!(back.digest(), t.digest());
+    // Null and empty data are different trees.
+    let mut other = DataTree::new();
+    apply_ok(&mut other, 1, create_with("/n", Some(vec![])));
+    let mut with_null = DataTree::new();
+    apply_ok(&mut with_null, 1, create_with("/n", None));
+    assert_ne!(other.digest(), with_null.digest());
 }
 
 #[test]
@@ -434,7 +473,7 @@ fn frozen_tree_is_exactly_one_zxid() {
         let body = match i % 3 {
             0 => TxnBody::SetData {
                 path: format!("/n{i:03}"),
-                data: b"changed".to_vec(),
+                data: Some(b"changed".to_vec()),
                 version: 1,
             },
             1 => TxnBody::Multi(vec![
@@ -490,7 +529,7 @@ fn trigger_acls_name_the_node_each_event_is_about() {
     apply_ok(&mut t, 1, create("/a", 0, 1));
     let mk = TxnBody::Create {
         path: "/a/s".into(),
-        data: vec![],
+        data: Some(vec![]),
         acl: secret.clone(),
         ephemeral_owner: 0,
         parent_cversion: 1,
@@ -502,7 +541,7 @@ fn trigger_acls_name_the_node_each_event_is_about() {
         3,
         TxnBody::SetData {
             path: "/a/s".into(),
-            data: vec![],
+            data: Some(vec![]),
             version: 1,
         },
     );
@@ -525,7 +564,7 @@ fn config_node_is_local_and_outside_the_digest() {
     t.set_config_data(b"server.1=a:2888:3888;2181", 0x1_0000_0000, 42);
     assert_eq!(t.digest(), d);
     let (data, stat) = t.get_data(CONFIG_ZOOKEEPER).unwrap();
-    assert_eq!(&data[..], b"server.1=a:2888:3888;2181");
+    assert_eq!(&data.unwrap()[..], b"server.1=a:2888:3888;2181");
     assert_eq!(
         (stat.mzxid, stat.mtime, stat.version),
         (0x1_0000_0000, 42, -1)
@@ -560,7 +599,7 @@ fn digest_tracks_content_not_history() {
         2,
         TxnBody::SetData {
             path: "/x".into(),
-            data: vec![1],
+            data: Some(vec![1]),
             version: 1,
         },
     );
@@ -569,7 +608,7 @@ fn digest_tracks_content_not_history() {
         2,
         TxnBody::SetData {
             path: "/x".into(),
-            data: vec![2],
+            data: Some(vec![2]),
             version: 1,
         },
     );
