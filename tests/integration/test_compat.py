@@ -290,3 +290,21 @@ def test_null_data_reads_back_as_null(any_server, kz):
     # Empty data stays empty, not null.
     kz.create(path + "-empty", b"")
     assert kz.get(path + "-empty")[0] == b""
+
+
+def test_get_acl_hides_digest_hashes_without_admin(any_server):
+    # ZooKeeper 3.8's getACL shows digest ids as user:x to a session lacking ADMIN.
+    from kazoo.security import make_digest_acl
+
+    zk = KazooClient(hosts=any_server.hosts(), timeout=10, auth_data=[("digest", "alice:pw")])
+    zk.start(timeout=10)
+    try:
+        ro, admin = unique("acl-ro"), unique("acl-admin")
+        zk.create(ro, b"", acl=[make_digest_acl("alice", "pw", read=True)])
+        zk.create(admin, b"", acl=[make_digest_acl("alice", "pw", all=True)])
+        assert [a.id.id for a in zk.get_acls(ro)[0]] == ["alice:x"]
+        full = make_digest_acl("alice", "pw", all=True).id.id
+        assert [a.id.id for a in zk.get_acls(admin)[0]] == [full]
+    finally:
+        zk.stop()
+        zk.close()

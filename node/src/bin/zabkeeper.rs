@@ -38,6 +38,25 @@ enum Command {
     DumpLog { file: PathBuf },
     /// Print the contents of a snapshot file.
     DumpSnapshot { file: PathBuf },
+    /// Make a zabkeeper data dir from an Apache ZooKeeper 3.x one (its snapshot and the
+    /// logged txns after it): the same tree, ACLs, sessions and last zxid.
+    Import(ImportArgs),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// ZooKeeper's dataDir (snapshots, epochs; its version-2 directory or the one above).
+    #[arg(long)]
+    zk_data_dir: PathBuf,
+    /// ZooKeeper's dataLogDir, if it is not its dataDir.
+    #[arg(long)]
+    zk_data_log_dir: Option<PathBuf>,
+    /// The new zabkeeper dataDir (must hold no data yet).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The new zabkeeper dataLogDir (default: the dataDir).
+    #[arg(long)]
+    data_log_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -137,6 +156,26 @@ fn main() -> ExitCode {
             Command::Cli(args) => zabkeeper::client::cli::run(args).await,
             Command::DumpLog { file } => runtime::tools::dump_log_file(&file).map(|_| 0),
             Command::DumpSnapshot { file } => runtime::tools::dump_snapshot_file(&file).map(|_| 0),
+            Command::Import(a) => {
+                let log_dir = a.data_log_dir.unwrap_or_else(|| a.data_dir.clone());
+                let out = zabkeeper::storage::FileStorageOptions::new(&a.data_dir, &log_dir);
+                let r = runtime::import::import_zookeeper(
+                    &a.zk_data_dir,
+                    a.zk_data_log_dir.as_deref(),
+                    out,
+                )?;
+                println!(
+                    "imported {} znodes and {} sessions at zxid 0x{:x} (epoch {}): {}, then {} txns from {} log files",
+                    r.znodes,
+                    r.sessions,
+                    r.zxid,
+                    r.epoch,
+                    r.snapshot.map_or("no snapshot".into(), |p| p.display().to_string()),
+                    r.txns_replayed,
+                    r.logs
+                );
+                Ok(0)
+            }
         }
     });
     match result {

@@ -107,7 +107,17 @@ impl Pipeline {
             Request::GetAcl { path } => self
                 .can(conn, &path, perms::READ | perms::ADMIN)
                 .and_then(|_| self.tree.get_acl(&path))
-                .map(|(acl, stat)| Response::GetAcl { acl, stat }),
+                .map(|(acl, stat)| {
+                    // As ZooKeeper 3.8: without ADMIN on the node, digest ids are shown
+                    // as `user:x`, not with their password hash.
+                    let admin = self.can(conn, &path, perms::ADMIN).is_ok();
+                    let acl = if admin {
+                        acl
+                    } else {
+                        acl.into_iter().map(redact_digest).collect()
+                    };
+                    Response::GetAcl { acl, stat }
+                }),
             Request::Sync { path } => Ok(Response::Sync { path }),
             Request::GetAllChildrenNumber { path } => self
                 .can(conn, &path, perms::READ)
@@ -304,4 +314,15 @@ impl Pipeline {
             self.send(conn, frame);
         }
     }
+}
+
+/// A digest ACL entry with its hash hidden (`user:x`), as ZooKeeper's getACL shows it
+/// to a session without ADMIN on the node.
+fn redact_digest(mut a: crate::types::Acl) -> crate::types::Acl {
+    if a.id.scheme == crate::state::acl::SCHEME_DIGEST {
+        if let Some((user, _)) = a.id.id.split_once(':') {
+            a.id.id = format!("{user}:x");
+        }
+    }
+    a
 }

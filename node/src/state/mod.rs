@@ -31,7 +31,7 @@
 //!
 //! let op = WriteOp::Create {
 //!     path: "/app".into(),
-//!     data: b"v1".to_vec(),
+//!     data: Some(b"v1".to_vec()),
 //!     acl: Acl::open_unsafe(),
 //!     mode: CreateMode::Persistent,
 //!     ttl: -1,

@@ -391,6 +391,39 @@ impl Txn {
     }
 }
 
+impl Txn {
+    /// Decodes one txn of an Apache ZooKeeper 3.x log: [`Txn::decode`]'s layout, which
+    /// may be followed by ZooKeeper's `TxnDigest` (a version and a tree digest, 12
+    /// bytes), and a closeSession may have no body (before 3.6, or with
+    /// `zookeeper.closeSessionTxn.enabled=false`): then its ephemerals are left empty
+    /// for the caller to fill from its tree.
+    pub fn decode_zookeeper(bytes: &[u8]) -> Result<Txn, JuteError> {
+        let mut r = Reader::new(bytes);
+        let session = r.read_long()?;
+        let cxid = r.read_int()?;
+        let zxid = r.read_long()?;
+        let time = r.read_long()?;
+        let ty = r.read_int()?;
+        let body = if ty == opcode::CLOSE_SESSION && r.is_empty() {
+            TxnBody::CloseSession {
+                ephemerals: Vec::new(),
+            }
+        } else {
+            TxnBody::decode_record(ty, session, &mut r, 0)?
+        };
+        if !(r.is_empty() || r.remaining() == 12) {
+            expect_end(&r)?;
+        }
+        Ok(Txn {
+            zxid,
+            time,
+            session,
+            cxid,
+            body,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

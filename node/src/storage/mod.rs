@@ -33,6 +33,7 @@ pub mod dump;
 pub mod file;
 pub mod format;
 pub mod fs;
+pub mod zookeeper;
 
 #[cfg(test)]
 mod tests;

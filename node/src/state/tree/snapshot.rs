@@ -102,7 +102,7 @@ impl DataTree {
         if count < 0 || count as usize > r.remaining() / 72 {
             return Err(invalid("bad node count"));
         }
-        let mut nodes = BTreeMap::new();
+        let mut nodes = Vec::with_capacity(count as usize);
         for _ in 0..count {
             let path = r.read_string()?;
             let data = r.read_buffer_opt()?.map(Bytes::copy_from_slice);
@@ -120,6 +120,26 @@ impl DataTree {
                 data_length: 0,
                 num_children: 0,
             };
+            nodes.push((path, data, acl, stat));
+        }
+        if !r.is_empty() {
+            return Err(invalid("trailing bytes"));
+        }
+        DataTree::from_persisted(last_zxid, nodes)
+    }
+
+    /// A tree from persisted nodes (path, data, ACL, stat as stored: `cversion` the
+    /// count of child creates, `ephemeralOwner` encoding containers and TTLs; the
+    /// derived `dataLength` and `numChildren` are recomputed), read from a snapshot of
+    /// ours or of Apache ZooKeeper: every path valid and unique, every parent present,
+    /// ZooKeeper's own nodes present.
+    pub fn from_persisted(
+        last_zxid: Zxid,
+        persisted: Vec<(String, Option<Bytes>, Vec<Acl>, Stat)>,
+    ) -> Result<DataTree, JuteError> {
+        let invalid = |m: &str| JuteError::Invalid(format!("snapshot: {m}"));
+        let mut nodes = BTreeMap::new();
+        for (path, data, acl, stat) in persisted {
             if validate_path(&path).is_err() {
                 return Err(invalid(&format!("invalid path {path:?}")));
             }
@@ -129,9 +149,6 @@ impl DataTree {
             {
                 return Err(invalid(&format!("duplicate path {path:?}")));
             }
-        }
-        if !r.is_empty() {
-            return Err(invalid("trailing bytes"));
         }
         for p in ["/", PROC_ZOOKEEPER, QUOTA_ZOOKEEPER, CONFIG_ZOOKEEPER] {
             if !nodes.contains_key(p) {

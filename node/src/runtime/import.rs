@@ -1,0 +1,206 @@
+//! `zabkeeper import`: an Apache ZooKeeper 3.x data directory in, a zabkeeper data
+//! directory out, holding the same tree (data, ACLs, stats), sessions and last zxid.
+//!
+//! As ZooKeeper's own start-up does: the newest snapshot that reads back whole (older
+//! ones if a newer is damaged), then every logged txn after it, in zxid order; a gap
+//! in the zxids refuses the import. The output is one zabkeeper snapshot at the last
+//! zxid and the epochs, so a zabkeeper server started on it serves that state.
+
+use std::path::{Path, PathBuf};
+
+use crate::runtime::recovery::encode_frozen;
+use crate::state::tree::DataTree;
+use crate::state::txn::TxnBody;
+use crate::storage::zookeeper::{parse_log, parse_snapshot, zxid_of_file};
+use crate::storage::{FileStorage, FileStorageOptions, RealFs, Storage};
+use crate::types::{zxid_epoch, Acl, SessionId, Stat, Zxid};
+
+/// What an import read and wrote.
+#[derive(Debug)]
+pub struct ImportReport {
+    pub snapshot: Option<PathBuf>,
+    pub logs: usize,
+    pub txns_replayed: usize,
+    pub znodes: usize,
+    pub sessions: usize,
+    pub zxid: Zxid,
+    pub epoch: u32,
+}
+
+/// ZooKeeper keeps its files in `<dir>/version-2`; accept that directory itself too.
+fn version_dir(dir: &Path) -> PathBuf {
+    let v2 = dir.join("version-2");
+    if v2.is_dir() {
+        v2
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// The files of `dir` named `<prefix>.<hex zxid>`, by zxid.
+fn files(dir: &Path, prefix: &str) -> anyhow::Result<Vec<(Zxid, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in
+        std::fs::read_dir(dir).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?
+    {
+        let entry = entry?;
+        if let Some(z) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| zxid_of_file(n, prefix))
+        {
+            out.push((z, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn read_epoch(dir: &Path, name: &str) -> anyhow::Result<Option<u32>> {
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(text.trim().parse().map_err(|_| {
+            anyhow::anyhow!("{}: not an epoch number: {:?}", path.display(), text.trim())
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Imports `zk_data_dir` (and `zk_log_dir`, ZooKeeper's dataLogDir, when it differs)
+/// into the empty zabkeeper data directory of `out`.
+pub fn import_zookeeper(
+    zk_data_dir: &Path,
+    zk_log_dir: Option<&Path>,
+    out: FileStorageOptions,
+) -> anyhow::Result<ImportReport> {
+    let snap_dir = version_dir(zk_data_dir);
+    let log_dir = version_dir(zk_log_dir.unwrap_or(zk_data_dir));
+    let snapshots = files(&snap_dir, "snapshot")?;
+    let logs = files(&log_dir, "log")?;
+    if snapshots.is_empty() && logs.is_empty() {
+        anyhow::bail!(
+            "{} holds no ZooKeeper snapshot.* or log.* files",
+            snap_dir.display()
+        );
+    }
+
+    // The newest snapshot that reads back whole, as ZooKeeper's FileSnap.deserialize.
+    let mut start = None;
+    for (zxid, path) in snapshots.iter().rev() {
+        let bytes = std::fs::read(path)?;
+        match parse_snapshot(&bytes) {
+            Ok(s) => {
+                start = Some((*zxid, path.clone(), s));
+                break;
+            }
+            Err(e) => tracing::warn!("skipping {}: {e}", path.display()),
+        }
+    }
+    let (mut tree, mut sessions, snapshot) = match start {
+        Some((zxid, path, s)) => {
+            let mut nodes = s.nodes;
+            // ZooKeeper before 3.5 has no /zookeeper/config; zabkeeper's tree needs it.
+            if !nodes
+                .iter()
+                .any(|n| n.0 == crate::state::tree::CONFIG_ZOOKEEPER)
+            {
+                let stat = Stat::default();
+                nodes.push((
+                    crate::state::tree::CONFIG_ZOOKEEPER.to_string(),
+                    Some(bytes::Bytes::new()),
+                    Acl::open_unsafe(),
+                    stat,
+                ));
+            }
+            let tree = DataTree::from_persisted(zxid, nodes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let sessions: std::collections::BTreeMap<SessionId, i32> =
+                s.sessions.into_iter().collect();
+            (tree, sessions, Some(path))
+        }
+        None => {
+            if !snapshots.is_empty() {
+                anyhow::bail!("no snapshot in {} reads back whole", snap_dir.display());
+            }
+            (DataTree::new(), Default::default(), None)
+        }
+    };
+
+    // Every logged txn after the snapshot, in zxid order, without gaps.
+    let mut replayed = 0;
+    let mut last = tree.last_processed_zxid();
+    for (_, path) in &logs {
+        let bytes = std::fs::read(path)?;
+        let txns = parse_log(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        for mut txn in txns {
+            if txn.zxid <= last {
+                continue;
+            }
+            let follows = last == 0
+                || txn.zxid == last + 1
+                || (zxid_epoch(txn.zxid) > zxid_epoch(last) && txn.zxid & 0xffff_ffff == 1);
+            if !follows {
+                anyhow::bail!(
+                    "{}: txn 0x{:x} does not follow 0x{last:x}: a log file is missing",
+                    path.display(),
+                    txn.zxid
+                );
+            }
+            match &mut txn.body {
+                TxnBody::CreateSession { timeout_ms } => {
+                    sessions.insert(txn.session, *timeout_ms);
+                }
+                TxnBody::CloseSession { ephemerals } => {
+                    if ephemerals.is_empty() {
+                        *ephemerals = tree.ephemerals(txn.session);
+                    }
+                    sessions.remove(&txn.session);
+                }
+                _ => {}
+            }
+            // ZooKeeper replays a txn that fails (a fuzzy snapshot already holds it)
+            // without its effect; so does the tree.
+            let _ = tree.apply(&txn);
+            last = txn.zxid;
+            replayed += 1;
+        }
+    }
+    tree.set_last_processed_zxid(last);
+
+    let zk_epoch = read_epoch(&snap_dir, "currentEpoch")?
+        .into_iter()
+        .chain(read_epoch(&snap_dir, "acceptedEpoch")?)
+        .max()
+        .unwrap_or(0);
+    let epoch = zk_epoch.max(zxid_epoch(last));
+
+    let out_dirs = [
+        out.data_dir.join("version-2"),
+        out.data_log_dir.join("version-2"),
+    ];
+    for dir in &out_dirs {
+        if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+            anyhow::bail!(
+                "{} is not empty: import into a fresh data dir",
+                dir.display()
+            );
+        }
+    }
+    let mut storage = FileStorage::open(RealFs, out)
+        .map_err(|e| anyhow::anyhow!("cannot open the output data dir: {e}"))?;
+    let sessions: Vec<(SessionId, i32)> = sessions.into_iter().collect();
+    let snapshot_bytes = encode_frozen(&tree.freeze(), &sessions);
+    storage.write_snapshot(last, &snapshot_bytes)?;
+    storage.set_accepted_epoch(epoch)?;
+    storage.set_current_epoch(epoch)?;
+    Ok(ImportReport {
+        snapshot,
+        logs: logs.len(),
+        txns_replayed: replayed,
+        znodes: tree.node_count(),
+        sessions: sessions.len(),
+        zxid: last,
+        epoch,
+    })
+}

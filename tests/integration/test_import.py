@@ -1,0 +1,147 @@
+"""Migration from Apache ZooKeeper: Debian's ZooKeeper 3.8 writes a data dir in the test
+(a snapshot it takes at start-up, then a log after it, ended by kill -9), `zabkeeper
+import` turns it into a zabkeeper data dir, and a zabkeeper server started on it serves
+the very same tree: every znode's data, ACL and stat compared with what ZooKeeper
+served."""
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+import struct
+
+import pytest
+from kazoo.client import KazooClient
+from kazoo.security import make_digest_acl
+
+from conftest import ApacheZooKeeper, Server, apache_zookeeper_available, zabkeeper_bin
+from zkwire import RawSession, buffer, ustring
+
+OPEN_ACL = struct.pack(">i", 1) + struct.pack(">i", 31) + ustring("world") + ustring("anyone")
+
+pytestmark = pytest.mark.skipif(not apache_zookeeper_available(),
+                                reason="needs Debian's zookeeper package")
+
+STAT_FIELDS = ["czxid", "mzxid", "ctime", "mtime", "version", "cversion", "aversion",
+               "ephemeralOwner", "dataLength", "numChildren", "pzxid"]
+
+
+def tree(zk, path="/"):
+    out = {}
+    data, stat = zk.get(path)
+    acl, _ = zk.get_acls(path)
+    out[path] = (data, {f: getattr(stat, f) for f in STAT_FIELDS},
+                 sorted((a.perms, a.id.scheme, a.id.id) for a in acl))
+    for child in zk.get_children(path):
+        out.update(tree(zk, path.rstrip("/") + "/" + child))
+    return out
+
+
+def kill(server):
+    server.proc.kill()
+    server.proc.wait(10)
+
+
+def test_import_of_a_zookeeper_data_dir_serves_the_same_tree():
+    zk_server = ApacheZooKeeper()
+    out = tempfile.mkdtemp(prefix="zabkeeper-import-")
+    holder = None
+    try:
+        zk_server.start()
+        zk = KazooClient(hosts=f"127.0.0.1:{zk_server.port}", timeout=30,
+                         auth_data=[("digest", "alice:pw")])
+        zk.start(timeout=30)
+        # Before the snapshot: every kind of node and change.
+        zk.create("/app", b"root of the app")
+        zk.create("/app/cfg", b"v1")
+        zk.set("/app/cfg", b"v2")
+        zk.set("/app/cfg", b"v3")
+        for _ in range(3):
+            zk.create("/app/job-", b"", sequence=True)
+        zk.create("/app/gone", b"x")
+        zk.delete("/app/gone")
+        zk.create("/app/private", b"alice only", acl=[make_digest_acl("alice", "pw", all=True)])
+        zk.create("/app/null", None)
+        # A container (createContainer, 19) and a TTL node (createTTL, 21) on the wire.
+        raw = RawSession(zk_server.port)
+        _, _, err, _ = raw.request(19, ustring("/box") + buffer(b"") + OPEN_ACL + struct.pack(">i", 4))
+        assert err == 0
+        _, _, err, _ = raw.request(21, ustring("/ttl") + buffer(b"short-lived") + OPEN_ACL
+                                   + struct.pack(">iq", 5, 3_600_000))
+        assert err == 0
+        raw.close()
+        zk.create("/box/item", b"in a container")
+        t = zk.transaction()
+        t.create("/app/multi-a", b"a")
+        t.create("/app/multi-b", b"b")
+        t.set_data("/app/cfg", b"v4")
+        t.commit()
+        zk.set_acls("/app/cfg", [make_digest_acl("alice", "pw", read=True, write=True)])
+        zk.stop()
+        zk.close()
+        # A restart: ZooKeeper writes a snapshot of all that at start-up.
+        kill(zk_server)
+        zk_server.start()
+        version2 = os.path.join(zk_server.data_dir, "version-2")
+        assert any(f.startswith("snapshot.") and f != "snapshot.0"
+                   for f in os.listdir(version2)), os.listdir(version2)
+        # After the snapshot: more changes, in the log only, and a live session's ephemeral.
+        holder = KazooClient(hosts=f"127.0.0.1:{zk_server.port}", timeout=30,
+                             auth_data=[("digest", "alice:pw")])
+        holder.start(timeout=30)
+        holder.create("/app/lock", b"held", ephemeral=True)
+        holder.create("/app/after", b"logged")
+        holder.set("/app/after", b"logged twice")
+        holder.delete("/app/job-0000000001")
+        holder.create("/app/job-", b"", sequence=True)
+        expected = tree(holder)
+        # kill -9: the log ends in its preallocated zeros.
+        kill(zk_server)
+        holder.stop()
+        holder.close()
+        holder = None
+
+        result = subprocess.run(
+            [zabkeeper_bin(), "import", "--zk-data-dir", zk_server.data_dir, "--data-dir", out],
+            capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+        print(result.stdout)
+        assert f"imported {len(expected)} znodes" in result.stdout, result.stdout
+
+        zab = Server(data_dir=out, tick_time=2000).start()
+        try:
+            zk = KazooClient(hosts=zab.hosts(), timeout=30, auth_data=[("digest", "alice:pw")])
+            zk.start(timeout=30)
+            got = tree(zk)
+            zk.stop()
+            zk.close()
+        finally:
+            zab.cleanup()
+        # /zookeeper/config is each server's own (written at start, not a txn).
+        for t_ in (expected, got):
+            t_.pop("/zookeeper/config", None)
+        assert sorted(got) == sorted(expected)
+        for path in expected:
+            assert got[path] == expected[path], path
+        assert len(expected) >= 15
+    finally:
+        if holder is not None:
+            holder.stop()
+        zk_server.cleanup()
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def test_import_refuses_a_damaged_snapshot_it_cannot_replace_and_a_non_empty_target(tmp_path):
+    src = tmp_path / "zk" / "version-2"
+    src.mkdir(parents=True)
+    (src / "snapshot.5").write_bytes(b"ZKSN" + b"\0" * 40)
+    out = tmp_path / "out"
+    r = subprocess.run([zabkeeper_bin(), "import", "--zk-data-dir", str(tmp_path / "zk"),
+                        "--data-dir", str(out)], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "reads back whole" in r.stderr, r.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = subprocess.run([zabkeeper_bin(), "import", "--zk-data-dir", str(empty),
+                        "--data-dir", str(out)], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "no ZooKeeper snapshot" in r.stderr, r.stderr
