@@ -1,8 +1,9 @@
-"""Migration from Apache ZooKeeper: Debian's ZooKeeper 3.8 writes a data dir in the test
-(a snapshot it takes at start-up, then a log after it, ended by kill -9), `zabkeeper
-import` turns it into a zabkeeper data dir, and a zabkeeper server started on it serves
-the very same tree: every znode's data, ACL and stat compared with what ZooKeeper
-served."""
+"""Migration from Apache ZooKeeper and back: Debian's ZooKeeper 3.8 writes a data dir in
+the test (a snapshot it takes at start-up, then a log after it, ended by kill -9),
+`zabkeeper import` turns it into a zabkeeper data dir, and a zabkeeper server started on
+it serves the very same tree: every znode's data, ACL and stat compared with what
+ZooKeeper served. Then changes made on zabkeeper go back with `zabkeeper export`, and
+ZooKeeper started on the export serves zabkeeper's tree, compared the same way."""
 
 import os
 import shutil
@@ -114,6 +115,11 @@ def test_import_of_a_zookeeper_data_dir_serves_the_same_tree():
             zk = KazooClient(hosts=zab.hosts(), timeout=30, auth_data=[("digest", "alice:pw")])
             zk.start(timeout=30)
             got = tree(zk)
+            # Changes made on zabkeeper, to take back to ZooKeeper.
+            zk.create("/from-zabkeeper", b"new")
+            zk.set("/app/after", b"changed on zabkeeper")
+            zk.delete("/app/multi-a")
+            on_zabkeeper = tree(zk)
             zk.stop()
             zk.close()
         finally:
@@ -125,6 +131,30 @@ def test_import_of_a_zookeeper_data_dir_serves_the_same_tree():
         for path in expected:
             assert got[path] == expected[path], path
         assert len(expected) >= 15
+
+        # The way back: export, and Apache ZooKeeper starts from it with the same tree.
+        back = ApacheZooKeeper()
+        try:
+            result = subprocess.run(
+                [zabkeeper_bin(), "export", "--data-dir", out, "--zk-data-dir", back.data_dir],
+                capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, result.stdout + result.stderr
+            print(result.stdout)
+            back.start()
+            zk = KazooClient(hosts=f"127.0.0.1:{back.port}", timeout=30,
+                             auth_data=[("digest", "alice:pw")])
+            zk.start(timeout=30)
+            returned = tree(zk)
+            zk.create("/written-after-rollback", b"ok")
+            zk.stop()
+            zk.close()
+        finally:
+            back.cleanup()
+        for t_ in (on_zabkeeper, returned):
+            t_.pop("/zookeeper/config", None)
+        assert sorted(returned) == sorted(on_zabkeeper)
+        for path in on_zabkeeper:
+            assert returned[path] == on_zabkeeper[path], path
     finally:
         if holder is not None:
             holder.stop()

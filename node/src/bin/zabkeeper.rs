@@ -41,6 +41,22 @@ enum Command {
     /// Make a zabkeeper data dir from an Apache ZooKeeper 3.x one (its snapshot and the
     /// logged txns after it): the same tree, ACLs, sessions and last zxid.
     Import(ImportArgs),
+    /// Write a zabkeeper data dir (a stopped server's) as an Apache ZooKeeper 3.x data
+    /// dir, to roll back to ZooKeeper.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// The zabkeeper dataDir.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// The zabkeeper dataLogDir (default: the dataDir).
+    #[arg(long)]
+    data_log_dir: Option<PathBuf>,
+    /// The new ZooKeeper dataDir (must hold no data yet).
+    #[arg(long)]
+    zk_data_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -159,7 +175,7 @@ fn main() -> ExitCode {
             Command::Import(a) => {
                 let log_dir = a.data_log_dir.unwrap_or_else(|| a.data_dir.clone());
                 let out = zabkeeper::storage::FileStorageOptions::new(&a.data_dir, &log_dir);
-                let r = runtime::import::import_zookeeper(
+                let r = runtime::migrate::import_zookeeper(
                     &a.zk_data_dir,
                     a.zk_data_log_dir.as_deref(),
                     out,
@@ -173,6 +189,20 @@ fn main() -> ExitCode {
                     r.snapshot.map_or("no snapshot".into(), |p| p.display().to_string()),
                     r.txns_replayed,
                     r.logs
+                );
+                Ok(0)
+            }
+            Command::Export(a) => {
+                let log_dir = a.data_log_dir.unwrap_or_else(|| a.data_dir.clone());
+                let from = zabkeeper::storage::FileStorageOptions::new(&a.data_dir, &log_dir);
+                let r = runtime::migrate::export_zookeeper(from, &a.zk_data_dir)?;
+                println!(
+                    "exported {} znodes and {} sessions at zxid 0x{:x} (epoch {}) to {}",
+                    r.znodes,
+                    r.sessions,
+                    r.zxid,
+                    r.epoch,
+                    r.snapshot.display()
                 );
                 Ok(0)
             }

@@ -8,7 +8,7 @@ pub mod connection;
 pub mod driver;
 #[cfg(not(madsim))]
 pub mod http;
-pub mod import;
+pub mod migrate;
 pub mod peer;
 pub mod recovery;
 pub mod server;

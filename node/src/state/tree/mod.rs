@@ -329,6 +329,11 @@ impl DataTree {
 
     // ---------------------------------------------------------------- reads
 
+    /// Every node, in path order (a parent before its children).
+    pub fn nodes(&self) -> impl Iterator<Item = (&String, &DataNode)> {
+        self.nodes.iter()
+    }
+
     /// The node at `path`.
     pub fn node(&self, path: &str) -> Option<&DataNode> {
         self.nodes.get(path)

@@ -1,5 +1,6 @@
 //! `zabkeeper import`: an Apache ZooKeeper 3.x data directory in, a zabkeeper data
-//! directory out, holding the same tree (data, ACLs, stats), sessions and last zxid.
+//! directory out, holding the same tree (data, ACLs, stats), sessions and last zxid;
+//! `zabkeeper export` the other way, for a roll-back.
 //!
 //! As ZooKeeper's own start-up does: the newest snapshot that reads back whole (older
 //! ones if a newer is damaged), then every logged txn after it, in zxid order; a gap
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::runtime::recovery::encode_frozen;
 use crate::state::tree::DataTree;
 use crate::state::txn::TxnBody;
-use crate::storage::zookeeper::{parse_log, parse_snapshot, zxid_of_file};
+use crate::storage::zookeeper::{self, parse_log, parse_snapshot, zxid_of_file};
 use crate::storage::{FileStorage, FileStorageOptions, RealFs, Storage};
 use crate::types::{zxid_epoch, Acl, SessionId, Stat, Zxid};
 
@@ -203,4 +204,76 @@ pub fn import_zookeeper(
         zxid: last,
         epoch,
     })
+}
+
+/// What an export wrote.
+#[derive(Debug)]
+pub struct ExportReport {
+    pub snapshot: PathBuf,
+    pub znodes: usize,
+    pub sessions: usize,
+    pub zxid: Zxid,
+    pub epoch: u32,
+}
+
+/// Writes the state of the zabkeeper data dir `from` (a stopped server's) as an Apache
+/// ZooKeeper 3.x data dir in the empty `zk_data_dir`: one `snapshot.<zxid>` and the
+/// epoch files, which ZooKeeper 3.8 starts from (standalone, or as the member with the
+/// newest state of an ensemble).
+pub fn export_zookeeper(
+    from: FileStorageOptions,
+    zk_data_dir: &Path,
+) -> anyhow::Result<ExportReport> {
+    let mut storage = FileStorage::open(RealFs, from)
+        .map_err(|e| anyhow::anyhow!("cannot open the zabkeeper data dir: {e}"))?;
+    let recovered = crate::runtime::recovery::recover(&mut storage)
+        .map_err(|e| anyhow::anyhow!("cannot recover the zabkeeper data dir: {e}"))?;
+    let epochs = storage.epochs();
+    let tree = recovered.tree;
+    let zxid = tree.last_processed_zxid();
+    let out = zk_data_dir.join("version-2");
+    if std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_some()) {
+        anyhow::bail!(
+            "{} is not empty: export into a fresh directory",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(&out)?;
+    let nodes: Vec<_> = tree
+        .nodes()
+        .map(|(p, n)| {
+            (
+                p.as_str(),
+                n.data_opt().map(|d| d.as_ref()),
+                n.acl(),
+                n.stat(),
+            )
+        })
+        .collect();
+    let bytes = zookeeper::write_snapshot(&recovered.sessions, nodes.iter().cloned());
+    let snapshot = out.join(format!("snapshot.{zxid:x}"));
+    write_durably(&snapshot, &bytes)?;
+    let epoch = epochs.current_epoch.max(zxid_epoch(zxid));
+    write_durably(
+        &out.join("acceptedEpoch"),
+        epochs.accepted_epoch.max(epoch).to_string().as_bytes(),
+    )?;
+    write_durably(&out.join("currentEpoch"), epoch.to_string().as_bytes())?;
+    std::fs::File::open(&out)?.sync_all()?;
+    Ok(ExportReport {
+        snapshot,
+        znodes: tree.node_count(),
+        sessions: recovered.sessions.len(),
+        zxid,
+        epoch,
+    })
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
 }
