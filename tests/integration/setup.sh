@@ -3,8 +3,9 @@
 # - Python packages (kazoo, pytest, prometheus_client) in a virtualenv under target/test-venv;
 # - node-zookeeper-client 1.1.3 from npm under target/test-node (Node.js and npm from
 #   Debian when they are missing);
-# - Debian's `zookeeper` package (zkCli.sh and Apache ZooKeeper 3.8, the reference server)
-#   and a JDK to run it, installed with apt-get when running as root; otherwise the
+# - Debian's `zookeeper` package (zkCli.sh and Apache ZooKeeper 3.8, the reference server),
+#   `zookeeper-bin` (the C client's cli_mt), and a JDK to run ZooKeeper, installed with
+#   apt-get when running as root; otherwise the
 #   missing piece is named and the step fails.
 # Prints the virtualenv's python on its last line.
 set -euo pipefail
@@ -15,6 +16,7 @@ PY=${PYTHON:-python3}
 
 need_apt=()
 [ -x /usr/share/zookeeper/bin/zkCli.sh ] || need_apt+=(zookeeper)
+[ -x /usr/lib/zookeeper/bin/cli_mt ] || need_apt+=(zookeeper-bin)
 command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
