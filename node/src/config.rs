@@ -278,8 +278,9 @@ impl ServerConfig {
         let mut metrics_port: u16 = 7000;
         let mut secure_port: Option<u16> = None;
         let mut secure_host: Option<IpAddr> = None;
-        let mut key_store: Option<(String, Option<String>)> = None;
-        let mut trust_store: Option<(String, Option<String>)> = None;
+        // Location and type of the key store and of the trust store.
+        let mut key_store: (Option<String>, Option<String>) = (None, None);
+        let mut trust_store: (Option<String>, Option<String>) = (None, None);
         let mut client_auth = ClientAuth::Need;
         for (key, value) in props {
             let v = value.as_str();
@@ -363,20 +364,10 @@ impl ServerConfig {
                 }
                 "secureClientPort" => secure_port = Some(parse_num(key, v, 0, 65535)? as u16),
                 "secureClientPortAddress" => secure_host = Some(parse_ip(key, v)?),
-                "ssl.keyStore.location" => {
-                    key_store = Some((v.to_string(), key_store.and_then(|k| k.1)))
-                }
-                "ssl.keyStore.type" => {
-                    let loc = key_store.map(|k| k.0).unwrap_or_default();
-                    key_store = Some((loc, Some(v.to_string())))
-                }
-                "ssl.trustStore.location" => {
-                    trust_store = Some((v.to_string(), trust_store.and_then(|k| k.1)))
-                }
-                "ssl.trustStore.type" => {
-                    let loc = trust_store.map(|k| k.0).unwrap_or_default();
-                    trust_store = Some((loc, Some(v.to_string())))
-                }
+                "ssl.keyStore.location" => key_store.0 = Some(v.to_string()),
+                "ssl.keyStore.type" => key_store.1 = Some(v.to_string()),
+                "ssl.trustStore.location" => trust_store.0 = Some(v.to_string()),
+                "ssl.trustStore.type" => trust_store.1 = Some(v.to_string()),
                 "ssl.keyStore.password" | "ssl.trustStore.password" => {
                     if !v.is_empty() {
                         return Err(invalid(
@@ -426,15 +417,15 @@ impl ServerConfig {
             cfg.metrics = Some(SocketAddr::new(metrics_host, metrics_port));
         }
         if let Some(port) = secure_port {
-            let (key_store, kind) = key_store.filter(|k| !k.0.is_empty()).ok_or_else(|| {
+            let key_location = key_store.0.filter(|l| !l.is_empty()).ok_or_else(|| {
                 ConfigError::Inconsistent(
                     "secureClientPort needs ssl.keyStore.location (a PEM file)".into(),
                 )
             })?;
-            pem_store("ssl.keyStore", &key_store, kind.as_deref())?;
-            let trust_store = match trust_store.filter(|k| !k.0.is_empty()) {
-                Some((path, kind)) => {
-                    pem_store("ssl.trustStore", &path, kind.as_deref())?;
+            pem_store("ssl.keyStore", &key_location, key_store.1.as_deref())?;
+            let trust_store = match trust_store.0.filter(|l| !l.is_empty()) {
+                Some(path) => {
+                    pem_store("ssl.trustStore", &path, trust_store.1.as_deref())?;
                     Some(PathBuf::from(path))
                 }
                 None if client_auth != ClientAuth::None => {
@@ -448,7 +439,7 @@ impl ServerConfig {
             };
             cfg.tls = Some(TlsConfig {
                 address: SocketAddr::new(secure_host.unwrap_or(cfg.client_port_address), port),
-                key_store: PathBuf::from(key_store),
+                key_store: PathBuf::from(key_location),
                 trust_store,
                 client_auth,
             });

@@ -189,6 +189,24 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// ZooKeeper's `StatPersisted`: a [`Stat`] without its derived `dataLength` and
+    /// `numChildren` (read as 0), as snapshots store it.
+    pub fn read_stat_persisted(&mut self) -> Result<Stat, JuteError> {
+        Ok(Stat {
+            czxid: self.read_long()?,
+            mzxid: self.read_long()?,
+            ctime: self.read_long()?,
+            mtime: self.read_long()?,
+            version: self.read_int()?,
+            cversion: self.read_int()?,
+            aversion: self.read_int()?,
+            ephemeral_owner: self.read_long()?,
+            pzxid: self.read_long()?,
+            data_length: 0,
+            num_children: 0,
+        })
+    }
+
     /// The rest of the input, consumed.
     pub fn read_rest(&mut self) -> &'a [u8] {
         let s = &self.buf[self.pos..];
@@ -305,6 +323,19 @@ impl Writer {
         self.write_long(s.ephemeral_owner);
         self.write_int(s.data_length);
         self.write_int(s.num_children);
+        self.write_long(s.pzxid);
+    }
+
+    /// ZooKeeper's `StatPersisted`: see [`Reader::read_stat_persisted`].
+    pub fn write_stat_persisted(&mut self, s: &Stat) {
+        self.write_long(s.czxid);
+        self.write_long(s.mzxid);
+        self.write_long(s.ctime);
+        self.write_long(s.mtime);
+        self.write_int(s.version);
+        self.write_int(s.cversion);
+        self.write_int(s.aversion);
+        self.write_long(s.ephemeral_owner);
         self.write_long(s.pzxid);
     }
 

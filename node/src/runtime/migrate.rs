@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::runtime::recovery::encode_frozen;
+use crate::runtime::recovery::{encode_frozen, replay};
 use crate::state::tree::DataTree;
 use crate::state::txn::TxnBody;
 use crate::storage::zookeeper::{self, parse_log, parse_snapshot, zxid_of_file};
@@ -148,21 +148,13 @@ pub fn import_zookeeper(
                     txn.zxid
                 );
             }
-            match &mut txn.body {
-                TxnBody::CreateSession { timeout_ms } => {
-                    sessions.insert(txn.session, *timeout_ms);
+            // A closeSession written without its list deletes what the session owns.
+            if let TxnBody::CloseSession { ephemerals } = &mut txn.body {
+                if ephemerals.is_empty() {
+                    *ephemerals = tree.ephemerals(txn.session);
                 }
-                TxnBody::CloseSession { ephemerals } => {
-                    if ephemerals.is_empty() {
-                        *ephemerals = tree.ephemerals(txn.session);
-                    }
-                    sessions.remove(&txn.session);
-                }
-                _ => {}
             }
-            // ZooKeeper replays a txn that fails (a fuzzy snapshot already holds it)
-            // without its effect; so does the tree.
-            let _ = tree.apply(&txn);
+            replay(&mut tree, &mut sessions, &txn);
             last = txn.zxid;
             replayed += 1;
         }
@@ -176,17 +168,11 @@ pub fn import_zookeeper(
         .unwrap_or(0);
     let epoch = zk_epoch.max(zxid_epoch(last));
 
-    let out_dirs = [
+    for dir in [
         out.data_dir.join("version-2"),
         out.data_log_dir.join("version-2"),
-    ];
-    for dir in &out_dirs {
-        if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
-            anyhow::bail!(
-                "{} is not empty: import into a fresh data dir",
-                dir.display()
-            );
-        }
+    ] {
+        refuse_non_empty(&dir, "import into a fresh data dir")?;
     }
     let mut storage = FileStorage::open(RealFs, out)
         .map_err(|e| anyhow::anyhow!("cannot open the output data dir: {e}"))?;
@@ -232,12 +218,7 @@ pub fn export_zookeeper(
     let tree = recovered.tree;
     let zxid = tree.last_processed_zxid();
     let out = zk_data_dir.join("version-2");
-    if std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_some()) {
-        anyhow::bail!(
-            "{} is not empty: export into a fresh directory",
-            out.display()
-        );
-    }
+    refuse_non_empty(&out, "export into a fresh directory")?;
     std::fs::create_dir_all(&out)?;
     let nodes: Vec<_> = tree
         .nodes()
@@ -267,6 +248,14 @@ pub fn export_zookeeper(
         zxid,
         epoch,
     })
+}
+
+/// Refuses to write into `dir` when it holds anything already.
+fn refuse_non_empty(dir: &Path, advice: &str) -> anyhow::Result<()> {
+    if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+        anyhow::bail!("{} is not empty: {advice}", dir.display());
+    }
+    Ok(())
 }
 
 fn write_durably(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -67,6 +67,26 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(DataTree, Vec<(SessionId, i32)>)
     Ok((tree, sessions))
 }
 
+/// Replays one logged txn: into the session table (a session is created or closed) and
+/// into the tree. A txn that fails (a NodeExists a fuzzy ZooKeeper snapshot already
+/// holds) leaves the tree as it was, as ZooKeeper's own replay does.
+pub fn replay(
+    tree: &mut DataTree,
+    sessions: &mut std::collections::BTreeMap<SessionId, i32>,
+    txn: &Txn,
+) {
+    match &txn.body {
+        TxnBody::CreateSession { timeout_ms } => {
+            sessions.insert(txn.session, *timeout_ms);
+        }
+        TxnBody::CloseSession { .. } => {
+            sessions.remove(&txn.session);
+        }
+        _ => {}
+    }
+    tree.apply(txn);
+}
+
 /// Rebuilds the tree and sessions from storage.
 pub fn recover(storage: &mut dyn Storage) -> Result<Recovered, String> {
     recover_keeping(storage, crate::core::DEFAULT_COMMITTED_LOG_WINDOW)
@@ -103,16 +123,7 @@ pub fn recover_keeping(storage: &mut dyn Storage, log_tail: usize) -> Result<Rec
         if txn.zxid != zxid {
             return Err(format!("log record 0x{zxid:x} holds txn 0x{:x}", txn.zxid));
         }
-        match &txn.body {
-            TxnBody::CreateSession { timeout_ms } => {
-                table.insert(txn.session, *timeout_ms);
-            }
-            TxnBody::CloseSession { .. } => {
-                table.remove(&txn.session);
-            }
-            _ => {}
-        }
-        tree.apply(&txn);
+        replay(&mut tree, &mut table, &txn);
         last = zxid;
         tail.push_back((zxid, bytes::Bytes::from(bytes)));
         if tail.len() > log_tail {

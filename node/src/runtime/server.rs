@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -118,6 +118,51 @@ impl IpCounts {
                 m.remove(&ip);
             }
         }
+    }
+}
+
+/// Admission of client connections, plain and TLS alike: one connection-id sequence and
+/// one `maxClientCnxns` count per client IP.
+#[derive(Clone)]
+struct Admission {
+    counts: IpCounts,
+    next_conn: Arc<AtomicU64>,
+    max_cnxns: usize,
+}
+
+impl Admission {
+    /// The next connection on `listener` that its client IP may open, with its id (failed
+    /// accepts are retried, connections over the limit closed).
+    async fn accept(&self, listener: &TcpListener) -> (TcpStream, SocketAddr, u64) {
+        loop {
+            let (stream, remote) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            if !self.counts.try_acquire(remote.ip(), self.max_cnxns) {
+                tracing::warn!(
+                    "too many connections from {} - max is {}; closing the new one",
+                    remote.ip(),
+                    self.max_cnxns
+                );
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            return (
+                stream,
+                remote,
+                self.next_conn.fetch_add(1, Ordering::Relaxed),
+            );
+        }
+    }
+
+    /// The connection from `remote` has ended.
+    fn release(&self, remote: SocketAddr) {
+        self.counts.release(remote.ip());
     }
 }
 
@@ -261,37 +306,23 @@ pub async fn start_observed(
         observer.is_some(),
     );
     let (admin_addr, metrics_addr, mut http) = start_http(&config, &tx).await?;
-    let counts = IpCounts::default();
-    let next_conn = Arc::new(AtomicU64::new(1));
-    let secure_addr = start_tls(&config, &tx, &counts, &next_conn, limits, &mut http).await?;
+    let admission = Admission {
+        counts: IpCounts::default(),
+        next_conn: Arc::new(AtomicU64::new(1)),
+        max_cnxns,
+    };
+    let secure_addr = start_tls(&config, &tx, &admission, limits, &mut http).await?;
     let driver = Driver::new(config, clock, pipeline, storage, peers, observer);
     let driver = tokio::spawn(driver.run(rx, peer_rx, shutdown_rx));
 
+    let plain = admission.clone();
     let acceptor = tokio::spawn(async move {
         loop {
-            let (stream, remote) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            };
-            if !counts.try_acquire(remote.ip(), max_cnxns) {
-                tracing::warn!(
-                    "too many connections from {} - max is {max_cnxns}; closing the new one",
-                    remote.ip()
-                );
-                drop(stream);
-                continue;
-            }
-            let _ = stream.set_nodelay(true);
-            let conn = next_conn.fetch_add(1, Ordering::Relaxed);
-            let tx = tx.clone();
-            let counts = counts.clone();
+            let (stream, remote, conn) = plain.accept(&listener).await;
+            let (tx, plain) = (tx.clone(), plain.clone());
             tokio::spawn(async move {
                 serve_connection(stream, remote, conn, limits, None, tx).await;
-                counts.release(remote.ip());
+                plain.release(remote);
             });
         }
     });
@@ -315,8 +346,7 @@ pub async fn start_observed(
 async fn start_tls(
     config: &ServerConfig,
     driver: &mpsc::Sender<super::connection::Inbound>,
-    counts: &IpCounts,
-    next_conn: &Arc<AtomicU64>,
+    admission: &Admission,
     limits: ConnLimits,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<Option<SocketAddr>> {
@@ -329,28 +359,12 @@ async fn start_tls(
         .map_err(|e| anyhow::anyhow!("cannot listen on secureClientPort {}: {e}", tls.address))?;
     let addr = listener.local_addr()?;
     tracing::info!("serving TLS clients on {addr}");
-    let (driver, counts, next_conn) = (driver.clone(), counts.clone(), next_conn.clone());
-    let max_cnxns = config.max_client_cnxns;
+    let (driver, admission) = (driver.clone(), admission.clone());
     tasks.push(tokio::spawn(async move {
         loop {
-            let (stream, remote) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            };
-            if !counts.try_acquire(remote.ip(), max_cnxns) {
-                tracing::warn!(
-                    "too many connections from {} - max is {max_cnxns}; closing the new one",
-                    remote.ip()
-                );
-                continue;
-            }
-            let _ = stream.set_nodelay(true);
-            let conn = next_conn.fetch_add(1, Ordering::Relaxed);
-            let (driver, counts, acceptor) = (driver.clone(), counts.clone(), acceptor.clone());
+            let (stream, remote, conn) = admission.accept(&listener).await;
+            let (driver, admission, acceptor) =
+                (driver.clone(), admission.clone(), acceptor.clone());
             tokio::spawn(async move {
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await
                 {
@@ -366,7 +380,7 @@ async fn start_tls(
                     Ok(Err(e)) => tracing::info!(%remote, "TLS handshake failed: {e}"),
                     Err(_) => tracing::info!(%remote, "TLS handshake not done in time"),
                 }
-                counts.release(remote.ip());
+                admission.release(remote);
             });
         }
     }));
@@ -377,8 +391,7 @@ async fn start_tls(
 async fn start_tls(
     config: &ServerConfig,
     _driver: &mpsc::Sender<super::connection::Inbound>,
-    _counts: &IpCounts,
-    _next_conn: &Arc<AtomicU64>,
+    _admission: &Admission,
     _limits: ConnLimits,
     _tasks: &mut Vec<JoinHandle<()>>,
 ) -> anyhow::Result<Option<SocketAddr>> {

@@ -373,45 +373,33 @@ impl Txn {
     /// Decodes what [`Txn::encode`] wrote. Any malformed, truncated or
     /// trailing input is an error; never panics.
     pub fn decode(bytes: &[u8]) -> Result<Txn, JuteError> {
-        let mut r = Reader::new(bytes);
-        let session = r.read_long()?;
-        let cxid = r.read_int()?;
-        let zxid = r.read_long()?;
-        let time = r.read_long()?;
-        let ty = r.read_int()?;
-        let body = TxnBody::decode_record(ty, session, &mut r, 0)?;
-        expect_end(&r)?;
-        Ok(Txn {
-            zxid,
-            time,
-            session,
-            cxid,
-            body,
-        })
+        Txn::decode_as(bytes, false)
     }
-}
 
-impl Txn {
     /// Decodes one txn of an Apache ZooKeeper 3.x log: [`Txn::decode`]'s layout, which
     /// may be followed by ZooKeeper's `TxnDigest` (a version and a tree digest, 12
     /// bytes), and a closeSession may have no body (before 3.6, or with
     /// `zookeeper.closeSessionTxn.enabled=false`): then its ephemerals are left empty
     /// for the caller to fill from its tree.
     pub fn decode_zookeeper(bytes: &[u8]) -> Result<Txn, JuteError> {
+        Txn::decode_as(bytes, true)
+    }
+
+    fn decode_as(bytes: &[u8], zookeeper: bool) -> Result<Txn, JuteError> {
         let mut r = Reader::new(bytes);
         let session = r.read_long()?;
         let cxid = r.read_int()?;
         let zxid = r.read_long()?;
         let time = r.read_long()?;
         let ty = r.read_int()?;
-        let body = if ty == opcode::CLOSE_SESSION && r.is_empty() {
+        let body = if zookeeper && ty == opcode::CLOSE_SESSION && r.is_empty() {
             TxnBody::CloseSession {
                 ephemerals: Vec::new(),
             }
         } else {
             TxnBody::decode_record(ty, session, &mut r, 0)?
         };
-        if !(r.is_empty() || r.remaining() == 12) {
+        if !(zookeeper && r.remaining() == 12) {
             expect_end(&r)?;
         }
         Ok(Txn {

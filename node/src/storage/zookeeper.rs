@@ -61,19 +61,7 @@ pub fn parse_snapshot(bytes: &[u8]) -> Result<ZkSnapshot, JuteError> {
         }
         let data = r.read_buffer_opt()?.map(Bytes::copy_from_slice);
         let acl_index = r.read_long()?;
-        let stat = Stat {
-            czxid: r.read_long()?,
-            mzxid: r.read_long()?,
-            ctime: r.read_long()?,
-            mtime: r.read_long()?,
-            version: r.read_int()?,
-            cversion: r.read_int()?,
-            aversion: r.read_int()?,
-            ephemeral_owner: r.read_long()?,
-            pzxid: r.read_long()?,
-            data_length: 0,
-            num_children: 0,
-        };
+        let stat = r.read_stat_persisted()?;
         // -1 is ZooKeeper's "open ACL unsafe" shortcut in its ACL cache.
         let acl = match acl_index {
             -1 => Acl::open_unsafe(),
@@ -139,15 +127,7 @@ pub fn write_snapshot<'a>(
         w.write_string(if path == "/" { "" } else { path });
         w.write_buffer_opt(data);
         w.write_long(cache[&acl_key(acl)].0);
-        w.write_long(s.czxid);
-        w.write_long(s.mzxid);
-        w.write_long(s.ctime);
-        w.write_long(s.mtime);
-        w.write_int(s.version);
-        w.write_int(s.cversion);
-        w.write_int(s.aversion);
-        w.write_long(s.ephemeral_owner);
-        w.write_long(s.pzxid);
+        w.write_stat_persisted(&s);
     }
     w.write_string("/");
     let mut adler = adler2::Adler32::new();

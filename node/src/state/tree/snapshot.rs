@@ -41,16 +41,7 @@ impl FrozenTree {
             w.write_string(p);
             w.write_buffer_opt(n.data_opt().map(|d| d.as_ref()));
             w.write_acl_vec(&n.acl);
-            let s = &n.stat;
-            w.write_long(s.czxid);
-            w.write_long(s.mzxid);
-            w.write_long(s.ctime);
-            w.write_long(s.mtime);
-            w.write_int(s.version);
-            w.write_int(s.cversion);
-            w.write_int(s.aversion);
-            w.write_long(s.ephemeral_owner);
-            w.write_long(s.pzxid);
+            w.write_stat_persisted(&n.stat);
         }
         let crc = crc32c::crc32c(w.as_slice());
         w.write_int(crc as i32);
@@ -107,19 +98,7 @@ impl DataTree {
             let path = r.read_string()?;
             let data = r.read_buffer_opt()?.map(Bytes::copy_from_slice);
             let acl = r.read_acl_vec()?;
-            let stat = Stat {
-                czxid: r.read_long()?,
-                mzxid: r.read_long()?,
-                ctime: r.read_long()?,
-                mtime: r.read_long()?,
-                version: r.read_int()?,
-                cversion: r.read_int()?,
-                aversion: r.read_int()?,
-                ephemeral_owner: r.read_long()?,
-                pzxid: r.read_long()?,
-                data_length: 0,
-                num_children: 0,
-            };
+            let stat = r.read_stat_persisted()?;
             nodes.push((path, data, acl, stat));
         }
         if !r.is_empty() {
