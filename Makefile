@@ -77,11 +77,12 @@ test-sim: build-madsim
 bench-sim: build-madsim
 	$(SIM) bench --scenario mixed --seeds 0..400
 
-# Real-process tests (kazoo, zkCli.sh, the C client, node-zookeeper-client, raw wire, Apache
-# ZooKeeper as the reference). Sets up what they need first (tests/integration/setup.sh): a
-# virtualenv under target/ with kazoo, pytest and prometheus_client, node-zookeeper-client
-# under target/, and Debian's zookeeper and zookeeper-bin packages when run as root
-# (otherwise it names what is missing).
+# Real-process tests (kazoo, zkCli.sh, the C client, the Java client and Curator recipes,
+# node-zookeeper-client, raw wire, Apache ZooKeeper as the reference). Sets up what they
+# need first (tests/integration/setup.sh): a virtualenv under target/ with kazoo, pytest
+# and prometheus_client, node-zookeeper-client under target/, and Debian's zookeeper,
+# zookeeper-bin, JDK and Curator packages when run as root (otherwise it names what is
+# missing).
 test-integration: build
 	TEST_PY=$$(bash tests/integration/setup.sh) && $$TEST_PY -m pytest -q tests/integration
 

@@ -4,8 +4,9 @@
 # - node-zookeeper-client 1.1.3 from npm under target/test-node (Node.js and npm from
 #   Debian when they are missing);
 # - Debian's `zookeeper` package (zkCli.sh and Apache ZooKeeper 3.8, the reference server),
-#   `zookeeper-bin` (the C client's cli_mt), and a JDK to run ZooKeeper, installed with
-#   apt-get when running as root; otherwise the
+#   `zookeeper-bin` (the C client's cli_mt), a JDK to run ZooKeeper and to compile the
+#   Java client test, and Curator 5.4's jars (`libcurator-recipes-java`,
+#   `libcurator-discovery-java`), installed with apt-get when running as root; otherwise the
 #   missing piece is named and the step fails.
 # Prints the virtualenv's python on its last line.
 set -euo pipefail
@@ -18,6 +19,10 @@ need_apt=()
 [ -x /usr/share/zookeeper/bin/zkCli.sh ] || need_apt+=(zookeeper)
 [ -x /usr/lib/zookeeper/bin/cli_mt ] || need_apt+=(zookeeper-bin)
 command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
+# javac and Curator's jars for test_java_client.py (the plain Java client is zookeeper's)
+command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
+[ -f /usr/share/java/curator-recipes.jar ] || need_apt+=(libcurator-recipes-java)
+[ -f /usr/share/java/curator-x-discovery.jar ] || need_apt+=(libcurator-discovery-java)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
