@@ -98,6 +98,12 @@ pub struct ServerConfig {
     pub container_check_interval_ms: u64,
     /// zabkeeper's own option: reads confirmed by a quorum (linearizable reads).
     pub quorum_reads: bool,
+    /// How many times per tickTime the ZAB core's timers advance (`None`: derived from
+    /// tickTime by [`ServerConfig::core_ticks_per_tick`]). Finer core ticks let a
+    /// follower notice a silent leader after syncLimit x tickTime, as ZooKeeper's socket
+    /// timeout does, rather than at the next whole tick, and an election's finalize wait
+    /// last ZooKeeper's 200 ms rather than a tick; limits keep their meaning in time.
+    pub core_ticks: Option<u32>,
     /// The AdminServer (`admin.enableServer`, `admin.serverAddress`, `admin.serverPort`,
     /// `admin.commandURL`): `None` when disabled.
     pub admin: Option<AdminConfig>,
@@ -146,6 +152,10 @@ pub const PROMETHEUS_PROVIDER: &str =
 /// ZooKeeper's default metrics provider (metrics only in `mntr` and the AdminServer).
 const DEFAULT_PROVIDER: &str = "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider";
 
+/// ZooKeeper's `finalizeWait`: how long an election waits for a better vote once a
+/// quorum agrees.
+const FINALIZE_WAIT_MS: u64 = 200;
+
 impl ServerConfig {
     /// A standalone server's defaults, for `--port P --data-dir D`.
     pub fn standalone(client_port: u16, data_dir: impl Into<PathBuf>) -> ServerConfig {
@@ -174,12 +184,40 @@ impl ServerConfig {
             my_id: 0,
             container_check_interval_ms: 60_000,
             quorum_reads: false,
+            core_ticks: None,
             admin: None,
             metrics: None,
             tls: None,
             super_digest: None,
             ignored_keys: Vec::new(),
         }
+    }
+
+    /// How many core ticks make one tickTime: the configured count, or tickTime / 20 ms
+    /// clamped to 1..=10 (a core tick is never shorter than 20 ms; tickTime=2000 gives
+    /// 200 ms core ticks, tickTime=500 50 ms ones).
+    pub fn core_ticks_per_tick(&self) -> u32 {
+        self.core_ticks
+            .unwrap_or_else(|| (self.tick_time_ms / 20).clamp(1, 10) as u32)
+            .max(1)
+    }
+
+    /// The length of one core tick in ms (at least 1).
+    pub fn core_tick_ms(&self) -> u64 {
+        (self.tick_time_ms / u64::from(self.core_ticks_per_tick())).max(1)
+    }
+
+    /// Sets the core's timers, counted in core ticks: initLimit and syncLimit keep their
+    /// length in time, the election's finalize wait is ZooKeeper's 200 ms (never more
+    /// than a tickTime), the notification resend interval keeps its length in time.
+    pub fn set_core_timers(&self, zc: &mut crate::core::ZabConfig) {
+        let k = self.core_ticks_per_tick();
+        let defaults = crate::core::ZabConfig::new(zc.my_sid, [], []);
+        zc.init_limit = self.init_limit.saturating_mul(k);
+        zc.sync_limit = self.sync_limit.saturating_mul(k);
+        zc.finalize_wait = (FINALIZE_WAIT_MS.div_ceil(self.core_tick_ms()) as u32).clamp(1, k);
+        zc.election_resend = defaults.election_resend.saturating_mul(k);
+        zc.election_resend_max = defaults.election_resend_max.saturating_mul(k);
     }
 
     /// The largest frame accepted from a client: jute.maxbuffer, for the whole
@@ -734,6 +772,36 @@ server.2=127.0.0.1:2889:3889:participant
 server.3=127.0.0.1:2890:3890:observer;127.0.0.1:2183
 someUnknownKey=1
 ";
+
+    #[test]
+    fn core_timers_keep_their_length_in_time() {
+        let mut cfg = ServerConfig::standalone(2181, "/d");
+        cfg.tick_time_ms = 2000;
+        let timers = |cfg: &ServerConfig| {
+            let mut zc = crate::core::ZabConfig::new(1, [1], []);
+            cfg.set_core_timers(&mut zc);
+            (
+                cfg.core_tick_ms(),
+                zc.init_limit,
+                zc.sync_limit,
+                zc.finalize_wait,
+                zc.election_resend,
+            )
+        };
+        // tickTime=2000: 200 ms core ticks; syncLimit=5 is 50 of them (10 s); the
+        // finalize wait is one core tick (200 ms, ZooKeeper's finalizeWait).
+        assert_eq!(timers(&cfg), (200, 100, 50, 1, 20));
+        // tickTime=500: 50 ms core ticks, a 200 ms finalize wait.
+        cfg.tick_time_ms = 500;
+        assert_eq!(timers(&cfg), (50, 100, 50, 4, 20));
+        // Short ticks: a core tick is never under 20 ms, the finalize wait never over a tick.
+        cfg.tick_time_ms = 50;
+        assert_eq!(timers(&cfg), (25, 20, 10, 2, 4));
+        // One core tick per tickTime: the core counts in tickTimes, as before.
+        cfg.core_ticks = Some(1);
+        cfg.tick_time_ms = 2000;
+        assert_eq!(timers(&cfg), (2000, 10, 5, 1, 2));
+    }
 
     #[test]
     fn parses_a_debian_style_zoo_cfg() {

@@ -14,7 +14,8 @@
 //! the fsync stays back and what does not goes out.
 //!
 //! Commands:
-//! - `new standalone` | `new 1 2 3 [observers=4]`, optional `quorumReads`
+//! - `new standalone` | `new 1 2 3 [observers=4]`, optional `quorumReads`, optional
+//!   `coreTicks=N` (N core ticks per tickTime; `tick` is then one core tick)
 //! - `connect <sid> <conn> [session=<name>] [seen=<e.c>] [timeout=<ms>]`: a handshake
 //!   on a new connection (a session named by an earlier ConnectResponse is resumed)
 //! - `send <sid> <conn> <xid> <op> [args]`, with op one of `create <path> <data>
@@ -92,6 +93,13 @@ impl Harness {
         let quorum_reads = args.contains(&"quorumReads");
         let mut config = ServerConfig::standalone(2181, "/nonexistent");
         config.quorum_reads = quorum_reads;
+        // Unless `coreTicks=N` says otherwise, a transcript's `tick` is one tickTime (the
+        // core ticks once per tickTime); with it, a `tick` is one of N core ticks.
+        config.core_ticks = Some(
+            args.iter()
+                .find_map(|a| a.strip_prefix("coreTicks="))
+                .map_or(1, |n| n.parse().unwrap()),
+        );
         let mut ids: Vec<Sid> = Vec::new();
         let mut observers: Vec<Sid> = Vec::new();
         for a in args {
@@ -126,6 +134,7 @@ impl Harness {
             };
             let mut zc = ZabConfig::new(id, voters, observers.clone());
             zc.quorum_reads = quorum_reads;
+            c.set_core_timers(&mut zc);
             let zab = Zab::new(zc, PersistedState::default()).unwrap();
             let pipeline = Pipeline::new(c, zab, DataTree::new(), Vec::new(), START_MS, false);
             servers.insert(
@@ -140,7 +149,7 @@ impl Harness {
             );
         }
         let mut h = Harness {
-            tick_ms: config.tick_time_ms as i64,
+            tick_ms: config.core_tick_ms() as i64,
             servers,
             links: BTreeMap::new(),
             cut: BTreeSet::new(),

@@ -46,6 +46,11 @@ pub struct RunOptions {
     /// the requests queued for the driver (small ones make every step a batch of one).
     #[serde(default = "default_global_outstanding_limit")]
     pub global_outstanding_limit: usize,
+    /// Core ticks per tickTime: 1 (the core's timers advance once per tickTime), or 0
+    /// for what a real server derives from tickTime (`ServerConfig::core_ticks_per_tick`:
+    /// up to 10 per tickTime, none shorter than 20 ms).
+    #[serde(default = "default_core_ticks")]
+    pub core_ticks: u32,
     /// Safety phase length in ms.
     pub safety_ms: u64,
     /// Liveness bound in ms.
@@ -76,6 +81,11 @@ fn default_init_limit() -> u32 {
 
 fn default_sync_limit() -> u32 {
     5
+}
+
+/// Options files written before runs drew core ticks ran one per tickTime.
+fn default_core_ticks() -> u32 {
+    1
 }
 
 /// ZooKeeper's default `globalOutstandingLimit`: options files written before runs drew one.
@@ -135,7 +145,9 @@ impl RunOptions {
         let commit_log_count = pick(&mut rng, &[0, 4, 16, 64, 500]);
         let quorum_reads = rng.gen_bool(0.25);
         let global_outstanding_limit = pick(&mut rng, &[1, 2, 16, 1000, 1000]);
+        let core_ticks = pick(&mut rng, &[0, 1, 1, 1]);
         RunOptions {
+            core_ticks,
             quorum_reads,
             global_outstanding_limit,
             broken: None,
@@ -182,7 +194,7 @@ impl RunOptions {
     /// A short human summary printed at the start of every run.
     pub fn describe(&self) -> String {
         format!(
-            "scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} commit_log_count={}{} globalOutstandingLimit={} safety={}ms liveness={}ms converge={}ms ({} ticks) faults={}\n{}",
+            "scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} commit_log_count={}{} globalOutstandingLimit={}{} safety={}ms liveness={}ms converge={}ms ({} ticks) faults={}\n{}",
             self.scenario,
             self.seed,
             self.servers,
@@ -198,6 +210,7 @@ impl RunOptions {
             self.commit_log_count,
             if self.quorum_reads { " quorumReads" } else { "" },
             self.global_outstanding_limit,
+            if self.core_ticks == 1 { "" } else { " coreTicks=derived" },
             self.safety_ms,
             self.liveness_ms,
             self.converge_ms(),

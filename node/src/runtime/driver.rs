@@ -88,7 +88,8 @@ impl Driver {
         mut peer_rx: Option<mpsc::Receiver<PeerEvent>>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), Fatal> {
-        let tick = std::time::Duration::from_millis(self.config.tick_time_ms);
+        // The pipeline is ticked once per core tick (a fraction of tickTime).
+        let tick = std::time::Duration::from_millis(self.config.core_tick_ms());
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let max_batch = self.config.global_outstanding_limit.max(1);
@@ -461,7 +462,7 @@ impl Driver {
         if hours == 0 {
             return;
         }
-        let every = (hours * 3_600_000 / self.config.tick_time_ms).max(1);
+        let every = (hours * 3_600_000 / self.config.core_tick_ms()).max(1);
         if self.ticks == 1 || self.ticks.is_multiple_of(every) {
             match self.storage.purge(self.config.snap_retain_count) {
                 Ok(()) => tracing::info!(

@@ -202,8 +202,7 @@ fn build_zab(
         (ids(false), ids(true))
     };
     let mut zc = ZabConfig::new(config.my_id, voters, observers);
-    zc.init_limit = config.init_limit;
-    zc.sync_limit = config.sync_limit;
+    config.set_core_timers(&mut zc);
     zc.committed_log_window = config.commit_log_count;
     zc.quorum_reads = config.quorum_reads;
     zc.max_txn_bytes = config.max_frame_len() * 2;

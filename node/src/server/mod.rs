@@ -218,6 +218,9 @@ pub struct Pipeline {
     /// Messages for learners waiting behind the SNAP being serialized for them.
     snaps: SnapQueues,
     out: VecDeque<Output>,
+    /// Core ticks so far (ZAB's timers).
+    core_ticks: u64,
+    /// Whole tickTimes so far (sessions, containers, touches).
     ticks: u64,
     stats: ServerStats,
     txns_since_snapshot: u64,
@@ -264,6 +267,7 @@ impl Pipeline {
             revalidations: BTreeMap::new(),
             snaps: SnapQueues::default(),
             out: VecDeque::new(),
+            core_ticks: 0,
             ticks: 0,
             stats: ServerStats::default(),
             txns_since_snapshot: 0,
@@ -403,17 +407,25 @@ impl Pipeline {
         }
     }
 
-    /// One tickTime passed: ZAB's timers; the leader expires sessions and reaps
-    /// containers and TTL nodes, a learner reports its sessions' activity.
+    /// One core tick passed (`ServerConfig::core_ticks_per_tick` of them make a
+    /// tickTime): ZAB's timers. Once per tickTime, the leader expires sessions and reaps
+    /// containers and TTL nodes, and a learner reports its sessions' activity.
     pub fn tick(&mut self, now_ms: i64) -> Result<(), Fatal> {
         self.now = now_ms;
+        self.core_ticks += 1;
+        self.zab.tick();
+        if !self
+            .core_ticks
+            .is_multiple_of(u64::from(self.config.core_ticks_per_tick()))
+        {
+            return self.settle();
+        }
         self.ticks += 1;
         // Revalidations of connections that went away are forgotten (their syncs may
         // never complete if the leader refused them).
         let conns = &self.conns;
         self.revalidations
             .retain(|_, rv| conns.contains_key(&rv.conn));
-        self.zab.tick();
         if self.zab.is_serving() && self.is_leader() {
             self.touched.clear();
             for session in self.sessions.tick() {

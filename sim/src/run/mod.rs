@@ -171,6 +171,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                             sync_limit: sh.opts.sync_limit,
                             quorum_reads: sh.opts.quorum_reads,
                             global_outstanding_limit: sh.opts.global_outstanding_limit,
+                            core_ticks: sh.opts.core_ticks,
                         };
                         crate::sut::node::serve(
                             i,
