@@ -254,6 +254,12 @@ impl Writer {
         &self.buf
     }
 
+    /// Overwrites the int written at byte `at` (a length known only after what follows
+    /// it was written). Panics if no int was written there.
+    pub fn patch_int(&mut self, at: usize, v: i32) {
+        self.buf[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    }
+
     pub fn write_bool(&mut self, v: bool) {
         self.buf.put_u8(v as u8);
     }

@@ -35,16 +35,22 @@ pub fn encode_snapshot(tree: &DataTree, sessions: &SessionTracker) -> Vec<u8> {
 }
 
 /// Serializes a frozen tree and the session table taken at the same zxid.
+///
+/// The tree is serialized once, straight into the snapshot's buffer (its jute length is
+/// patched in after it): a snapshot costs one serialized copy of the tree, not two.
 pub fn encode_frozen(tree: &FrozenTree, sessions: &[(SessionId, i32)]) -> Vec<u8> {
-    let tree_bytes = tree.serialize_snapshot();
-    let mut w = Writer::with_capacity(tree_bytes.len() + 64 + sessions.len() * 12);
+    let mut w = Writer::with_capacity(tree.serialized_capacity() + 64 + sessions.len() * 12);
     w.write_int(SNAPSHOT_MAGIC);
     w.write_int(SNAPSHOT_VERSION);
     w.write_vec(sessions, |w, (id, to)| {
         w.write_long(*id);
         w.write_int(*to);
     });
-    w.write_buffer(&tree_bytes);
+    let len_at = w.len();
+    w.write_int(0);
+    tree.serialize_into(&mut w);
+    let len = w.len() - len_at - 4;
+    w.patch_int(len_at, len as i32);
     Vec::from(w.into_inner())
 }
 
@@ -144,4 +150,46 @@ pub fn recover_keeping(storage: &mut dyn Storage, log_tail: usize) -> Result<Rec
         log_tail_base: if tail.is_empty() { last } else { base },
         log_tail: tail.into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::txn::TxnBody;
+    use crate::types::Acl;
+
+    #[test]
+    fn a_snapshot_frames_the_tree_as_one_jute_buffer() {
+        let mut tree = DataTree::new();
+        for (i, path) in ["/a", "/a/b", "/c"].into_iter().enumerate() {
+            tree.apply(&Txn {
+                zxid: 1 + i as i64,
+                session: 0,
+                cxid: 0,
+                time: 0,
+                body: TxnBody::Create {
+                    path: path.into(),
+                    data: Some(vec![b'x'; 10 * i]),
+                    acl: Acl::open_unsafe(),
+                    ephemeral_owner: 0,
+                    parent_cversion: -1,
+                },
+            });
+        }
+        let sessions = [(0x1_0000_0000_0001, 4000), (0x1_0000_0000_0002, 6000)];
+        let bytes = encode_frozen(&tree.freeze(), &sessions);
+        // The frame as it was built before the tree went straight into it.
+        let mut w = Writer::new();
+        w.write_int(SNAPSHOT_MAGIC);
+        w.write_int(SNAPSHOT_VERSION);
+        w.write_vec(&sessions, |w, (id, to)| {
+            w.write_long(*id);
+            w.write_int(*to);
+        });
+        w.write_buffer(&tree.serialize_snapshot());
+        assert_eq!(bytes, w.as_slice());
+        let (back, back_sessions) = decode_snapshot(&bytes).unwrap();
+        assert_eq!(back, tree);
+        assert_eq!(back_sessions, sessions);
+    }
 }

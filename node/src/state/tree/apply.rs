@@ -8,13 +8,13 @@ use crate::state::path::validate_path;
 #[derive(Default)]
 struct Sink {
     triggers: Vec<(String, EventType)>,
-    acls: Vec<Vec<Acl>>,
+    acls: Vec<AclList>,
 }
 
 impl Sink {
-    fn push(&mut self, path: &str, event: EventType, acl: &[Acl]) {
+    fn push(&mut self, path: &str, event: EventType, acl: &AclList) {
         self.triggers.push((path.to_string(), event));
-        self.acls.push(acl.to_vec());
+        self.acls.push(acl.clone());
     }
 }
 
@@ -57,7 +57,7 @@ impl DataTree {
                 let stat = self.create_node(
                     path,
                     data.as_deref().map(Bytes::copy_from_slice),
-                    acl.clone(),
+                    acl,
                     *ephemeral_owner,
                     *parent_cversion,
                     txn,
@@ -87,17 +87,15 @@ impl DataTree {
                     n.stat.mzxid = txn.zxid;
                     n.stat.version = *version;
                 })?;
-                let acl = self
-                    .nodes
-                    .get(path)
-                    .map(|n| n.acl.clone())
-                    .unwrap_or_default();
-                sink.push(path, EventType::NodeDataChanged, &acl);
+                if let Some(acl) = self.nodes.get(path).map(|n| n.acl.clone()) {
+                    sink.push(path, EventType::NodeDataChanged, &acl);
+                }
                 Ok(OpResult::SetData {
                     stat: client_stat(stat),
                 })
             }
             TxnBody::SetAcl { path, acl, version } => {
+                let acl = self.acls.intern(acl);
                 let stat = self.update(path, |n| {
                     n.acl = acl.clone();
                     n.stat.aversion = *version;
@@ -156,7 +154,7 @@ impl DataTree {
         &mut self,
         path: &str,
         data: Option<Bytes>,
-        acl: Vec<Acl>,
+        acl: &[Acl],
         ephemeral_owner: i64,
         parent_cversion: i32,
         txn: &Txn,
@@ -195,7 +193,7 @@ impl DataTree {
             ephemeral_owner,
             ..Stat::default()
         };
-        let node = DataNode::new(data, acl, stat);
+        let node = DataNode::new(data, self.acls.intern(acl), stat);
         self.digest = self.digest.wrapping_add(node_digest(path, &node));
         self.data_size += path.len() as i64 + node.data.len() as i64;
         let stat = node.stat;
@@ -208,12 +206,9 @@ impl DataTree {
 
     /// Fires `NodeChildrenChanged` on `parent_path` with the parent's ACL.
     fn push_children_changed(&self, parent_path: &str, sink: &mut Sink) {
-        let parent_acl = self
-            .nodes
-            .get(parent_path)
-            .map(|n| n.acl.as_slice())
-            .unwrap_or_default();
-        sink.push(parent_path, EventType::NodeChildrenChanged, parent_acl);
+        if let Some(acl) = self.nodes.get(parent_path).map(|n| &n.acl) {
+            sink.push(parent_path, EventType::NodeChildrenChanged, acl);
+        }
     }
 
     fn delete_node(&mut self, path: &str, zxid: Zxid, sink: &mut Sink) -> Result<(), ErrorCode> {

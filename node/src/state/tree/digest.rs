@@ -19,7 +19,7 @@ pub(super) fn node_digest(path: &str, n: &DataNode) -> u64 {
         h.u64(u64::MAX);
     }
     h.u64(n.acl.len() as u64);
-    for a in &n.acl {
+    for a in n.acl.iter() {
         h.u64(a.perms as u32 as u64);
         h.bytes(a.id.scheme.as_bytes());
         h.bytes(a.id.id.as_bytes());

@@ -61,9 +61,59 @@ pub struct DataNode {
     /// FNV-1a of `data`, kept with it: the node's digest never rehashes the data, so a
     /// change to a node (a child created under it) costs the same whatever its data size.
     data_hash: u64,
-    acl: Vec<Acl>,
+    acl: AclList,
     stat: Stat,
     children: ChildSet,
+}
+
+/// A node's ACL. Nodes with the same list share one allocation ([`AclCache`]): most
+/// trees hold a handful of distinct lists over millions of nodes.
+pub type AclList = std::sync::Arc<[Acl]>;
+
+/// The distinct ACL lists of a tree, each held once (ZooKeeper's `ReferenceCountedACLCache`
+/// by other means): a list no node uses any more is dropped when the cache has doubled
+/// since its last purge. A cache, not part of the tree's value: two trees are equal
+/// whatever their caches hold.
+#[derive(Clone, Debug, Default)]
+pub struct AclCache {
+    lists: BTreeSet<AclList>,
+    live_after_purge: usize,
+}
+
+impl PartialEq for AclCache {
+    fn eq(&self, _: &AclCache) -> bool {
+        true
+    }
+}
+
+impl Eq for AclCache {}
+
+impl AclCache {
+    /// The shared copy of `acl`.
+    pub fn intern(&mut self, acl: &[Acl]) -> AclList {
+        if let Some(list) = self.lists.get(acl) {
+            return list.clone();
+        }
+        let list: AclList = acl.into();
+        self.lists.insert(list.clone());
+        if self.lists.len() > 2 * self.live_after_purge.max(32) {
+            // Only the cache holds a list whose count is 1 (frozen trees keep theirs).
+            self.lists
+                .retain(|l| std::sync::Arc::strong_count(l) > 1 || l == &list);
+            self.live_after_purge = self.lists.len();
+        }
+        list
+    }
+
+    /// How many distinct lists the cache holds.
+    pub fn len(&self) -> usize {
+        self.lists.len()
+    }
+
+    /// Whether the cache holds no list.
+    pub fn is_empty(&self) -> bool {
+        self.lists.is_empty()
+    }
 }
 
 /// The path -> node map; cloning it is O(1) (structure is shared until written).
@@ -72,7 +122,7 @@ type NodeMap = imbl::OrdMap<String, DataNode>;
 pub type ChildSet = imbl::OrdSet<String>;
 
 impl DataNode {
-    fn new(data: Option<Bytes>, acl: Vec<Acl>, stat: Stat) -> DataNode {
+    fn new(data: Option<Bytes>, acl: AclList, stat: Stat) -> DataNode {
         let null = data.is_none();
         let data = data.unwrap_or_default();
         let mut n = DataNode {
@@ -107,6 +157,11 @@ impl DataNode {
 
     /// The node's ACL.
     pub fn acl(&self) -> &[Acl] {
+        &self.acl
+    }
+
+    /// The node's ACL, shared.
+    pub fn acl_list(&self) -> &AclList {
         &self.acl
     }
 
@@ -197,7 +252,7 @@ pub struct ApplyOutcome {
     /// was when the change applied (the deleted node's own ACL for
     /// `NodeDeleted`). ZooKeeper 3.8 delivers a watch event only to
     /// sessions holding READ on that ACL.
-    pub trigger_acls: Vec<Vec<Acl>>,
+    pub trigger_acls: Vec<AclList>,
 }
 
 /// The znode tree.
@@ -210,6 +265,7 @@ pub struct DataTree {
     last_processed_zxid: Zxid,
     data_size: i64,
     digest: u64,
+    acls: AclCache,
 }
 
 impl Default for DataTree {
@@ -238,6 +294,7 @@ impl DataTree {
             aversion: -1,
             ..empty_stat()
         };
+        let mut acls = AclCache::default();
         for (path, acl, stat) in [
             ("/", open.clone(), empty_stat()),
             (PROC_ZOOKEEPER, open.clone(), empty_stat()),
@@ -246,16 +303,20 @@ impl DataTree {
         ] {
             nodes.insert(
                 path.to_string(),
-                DataNode::new(Some(Bytes::new()), acl, stat),
+                DataNode::new(Some(Bytes::new()), acls.intern(&acl), stat),
             );
         }
-        DataTree::from_nodes(nodes, 0)
+        DataTree::from_nodes(nodes, 0, acls)
     }
 
     /// Builds a tree from its nodes (child sets are rebuilt from the paths;
     /// stats' derived fields, owner indexes, data size and digest are
     /// recomputed). Every node's parent must be present.
-    fn from_nodes(mut nodes: BTreeMap<String, DataNode>, last_processed_zxid: Zxid) -> DataTree {
+    fn from_nodes(
+        mut nodes: BTreeMap<String, DataNode>,
+        last_processed_zxid: Zxid,
+        acls: AclCache,
+    ) -> DataTree {
         let links: Vec<(String, String)> = nodes
             .keys()
             .filter(|p| p.as_str() != "/")
@@ -284,6 +345,7 @@ impl DataTree {
             last_processed_zxid,
             data_size: 0,
             digest: 0,
+            acls,
         };
         let owners: Vec<(String, i64)> = t
             .nodes
@@ -359,7 +421,7 @@ impl DataTree {
     /// A node's ACL and stat (`getACL`).
     pub fn get_acl(&self, path: &str) -> Result<(Vec<Acl>, Stat), ErrorCode> {
         let n = self.nodes.get(path).ok_or(ErrorCode::NoNode)?;
-        Ok((n.acl.clone(), n.client_stat()))
+        Ok((n.acl.to_vec(), n.client_stat()))
     }
 
     /// The ephemeral nodes a session owns, sorted.
@@ -493,6 +555,7 @@ impl DataTree {
                 .map(|(p, n)| (p.clone(), n.clone()))
                 .collect(),
             self.last_processed_zxid,
+            self.acls.clone(),
         );
         for (p, n) in &self.nodes {
             let r = &rebuilt.nodes[p];

@@ -32,7 +32,21 @@ impl FrozenTree {
     /// Serializes the frozen tree exactly as [`DataTree::serialize_snapshot`]
     /// did when it was frozen.
     pub fn serialize_snapshot(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(64 + self.data_size.max(0) as usize * 2);
+        let mut w = Writer::with_capacity(self.serialized_capacity());
+        self.serialize_into(&mut w);
+        Vec::from(w.into_inner())
+    }
+
+    /// About how many bytes [`FrozenTree::serialize_snapshot`] makes (room to reserve).
+    pub fn serialized_capacity(&self) -> usize {
+        64 + self.data_size.max(0) as usize * 2
+    }
+
+    /// Appends what [`FrozenTree::serialize_snapshot`] returns to `w` (its checksum
+    /// covers only what this appends), so that a caller framing the tree writes it
+    /// once, not into a buffer of its own and then again into the frame.
+    pub fn serialize_into(&self, w: &mut Writer) {
+        let start = w.len();
         w.write_raw(SNAPSHOT_MAGIC);
         w.write_int(SNAPSHOT_VERSION);
         w.write_long(self.last_processed_zxid);
@@ -43,9 +57,8 @@ impl FrozenTree {
             w.write_acl_vec(&n.acl);
             w.write_stat_persisted(&n.stat);
         }
-        let crc = crc32c::crc32c(w.as_slice());
+        let crc = crc32c::crc32c(&w.as_slice()[start..]);
         w.write_int(crc as i32);
-        Vec::from(w.into_inner())
     }
 }
 
@@ -94,10 +107,12 @@ impl DataTree {
             return Err(invalid("bad node count"));
         }
         let mut nodes = Vec::with_capacity(count as usize);
+        // Each list once, as it is read: a million nodes hold a handful of ACLs.
+        let mut acls = AclCache::default();
         for _ in 0..count {
             let path = r.read_string()?;
             let data = r.read_buffer_opt()?.map(Bytes::copy_from_slice);
-            let acl = r.read_acl_vec()?;
+            let acl = acls.intern(&r.read_acl_vec()?);
             let stat = r.read_stat_persisted()?;
             nodes.push((path, data, acl, stat));
         }
@@ -112,18 +127,19 @@ impl DataTree {
     /// derived `dataLength` and `numChildren` are recomputed), read from a snapshot of
     /// ours or of Apache ZooKeeper: every path valid and unique, every parent present,
     /// ZooKeeper's own nodes present.
-    pub fn from_persisted(
+    pub fn from_persisted<A: AsRef<[Acl]>>(
         last_zxid: Zxid,
-        persisted: Vec<(String, Option<Bytes>, Vec<Acl>, Stat)>,
+        persisted: Vec<(String, Option<Bytes>, A, Stat)>,
     ) -> Result<DataTree, JuteError> {
         let invalid = |m: &str| JuteError::Invalid(format!("snapshot: {m}"));
         let mut nodes = BTreeMap::new();
+        let mut acls = AclCache::default();
         for (path, data, acl, stat) in persisted {
             if validate_path(&path).is_err() {
                 return Err(invalid(&format!("invalid path {path:?}")));
             }
             if nodes
-                .insert(path.clone(), DataNode::new(data, acl, stat))
+                .insert(path.clone(), DataNode::new(data, acls.intern(acl.as_ref()), stat))
                 .is_some()
             {
                 return Err(invalid(&format!("duplicate path {path:?}")));
@@ -141,6 +157,6 @@ impl DataTree {
                 }
             }
         }
-        Ok(DataTree::from_nodes(nodes, last_zxid))
+        Ok(DataTree::from_nodes(nodes, last_zxid, acls))
     }
 }

@@ -94,10 +94,7 @@ fn create_sets_stats_and_bumps_parent() {
             ("/".to_string(), EventType::NodeChildrenChanged)
         ]
     );
-    assert_eq!(
-        out.trigger_acls,
-        vec![Acl::open_unsafe(), Acl::open_unsafe()]
-    );
+    assert_eq!(acls(&out), vec![Acl::open_unsafe(), Acl::open_unsafe()]);
     assert_eq!(t.last_processed_zxid(), 5);
     // Existing node and missing parent.
     assert_eq!(
@@ -519,6 +516,61 @@ proptest::proptest! {
     }
 }
 
+/// The ACLs an apply's triggers carry, as plain lists.
+fn acls(out: &ApplyOutcome) -> Vec<Vec<Acl>> {
+    out.trigger_acls.iter().map(|a| a.to_vec()).collect()
+}
+
+#[test]
+fn nodes_with_the_same_acl_share_one_list() {
+    let mut t = DataTree::new();
+    let secret = vec![Acl {
+        perms: perms::ALL,
+        id: Id::new("digest", "u:x"),
+    }];
+    let with_acl = |path: &str, acl: Vec<Acl>| TxnBody::Create {
+        path: path.into(),
+        data: None,
+        acl,
+        ephemeral_owner: 0,
+        parent_cversion: -1,
+    };
+    for (i, acl) in [
+        Acl::open_unsafe(),
+        secret.clone(),
+        Acl::open_unsafe(),
+        secret.clone(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        apply_ok(&mut t, 10 + i as i64, with_acl(&format!("/n{i}"), acl));
+    }
+    let list = |t: &DataTree, p: &str| t.node(p).unwrap().acl_list().clone();
+    assert!(std::sync::Arc::ptr_eq(&list(&t, "/n0"), &list(&t, "/n2")));
+    assert!(std::sync::Arc::ptr_eq(&list(&t, "/n1"), &list(&t, "/n3")));
+    assert!(std::sync::Arc::ptr_eq(&list(&t, "/n0"), &list(&t, "/")));
+    // open, secret, and the read-only list of /zookeeper/config
+    assert_eq!(t.acls.len(), 3);
+    // Lists no node uses any more are dropped once the cache has doubled.
+    for i in 0..100 {
+        let acl = vec![Acl {
+            perms: perms::ALL,
+            id: Id::new("digest", &format!("user{i}:x")),
+        }];
+        apply_ok(&mut t, 100 + 2 * i, with_acl("/churn", acl));
+        apply_ok(
+            &mut t,
+            101 + 2 * i,
+            TxnBody::Delete {
+                path: "/churn".into(),
+            },
+        );
+    }
+    assert!(t.acls.len() <= 2 * 32 + 1, "{} lists", t.acls.len());
+    assert!(std::sync::Arc::ptr_eq(&list(&t, "/n1"), &list(&t, "/n3")));
+}
+
 #[test]
 fn trigger_acls_name_the_node_each_event_is_about() {
     let mut t = DataTree::new();
@@ -535,7 +587,7 @@ fn trigger_acls_name_the_node_each_event_is_about() {
         parent_cversion: 1,
     };
     let out = apply_ok(&mut t, 2, mk);
-    assert_eq!(out.trigger_acls, vec![secret.clone(), Acl::open_unsafe()]);
+    assert_eq!(acls(&out), vec![secret.clone(), Acl::open_unsafe()]);
     let out = apply_ok(
         &mut t,
         3,
@@ -545,7 +597,7 @@ fn trigger_acls_name_the_node_each_event_is_about() {
             version: 1,
         },
     );
-    assert_eq!(out.trigger_acls, vec![secret.clone()]);
+    assert_eq!(acls(&out), vec![secret.clone()]);
     let out = apply_ok(
         &mut t,
         4,
@@ -553,7 +605,7 @@ fn trigger_acls_name_the_node_each_event_is_about() {
             path: "/a/s".into(),
         },
     );
-    assert_eq!(out.trigger_acls, vec![secret, Acl::open_unsafe()]);
+    assert_eq!(acls(&out), vec![secret, Acl::open_unsafe()]);
     assert_eq!(out.trigger_acls.len(), out.triggers.len());
 }
 
