@@ -6,7 +6,7 @@ MADSIM_ENV = RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=$(MADSIM_TARGET)
 PYTHON ?= python3
 
 .PHONY: all build build-madsim sim sim-ensemble test test-rust test-madsim test-sim test-integration lint fmt \
-        rewrite bench-storage bench-checker bench-sim bench-compare bench-failover sim-long clean
+        rewrite bench-storage bench-checker bench-sim bench-compare bench-memory bench-failover sim-long clean
 
 all: build
 
@@ -131,6 +131,23 @@ bench-compare:
 	$(CARGO) run -q --release -p zabkeeper --example bench_compare -- \
 	    --servers $(BENCH_SERVERS) \
 	    --json target/bench-compare.json $(if $(BENCH_DIR),--dir $(BENCH_DIR)) $(BENCH_COMPARE_ARGS)
+
+# Memory and restart at scale, side by side (ABBA): each server standalone loads
+# BENCH_MEMORY_ZNODES znodes of 100 bytes (1,000,000; 10000000 on a bigger machine) from 32
+# sessions with snapCount=100000 (snapshots are taken during the load); prints RSS after
+# the load, peak RSS during it (VmHWM), the newest snapshot's size, restart to the first
+# read of the last znode, RSS and peak RSS after the restart. About 10 minutes for 1M.
+# Numbers also go to target/bench-memory.json.
+BENCH_MEMORY_ZNODES ?= 1000000
+BENCH_MEMORY_ARGS ?=
+bench-memory:
+	@[ -f /usr/share/java/zookeeper.jar ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq zookeeper default-jre-headless >/dev/null; } || \
+	    { echo "bench-memory needs Debian's zookeeper package: sudo apt-get install zookeeper" >&2; exit 1; }
+	$(CARGO) build -q --release -p zabkeeper --bin zabkeeper
+	$(CARGO) run -q --release -p zabkeeper --example bench_compare -- \
+	    --memory-only --znodes $(BENCH_MEMORY_ZNODES) --sessions 32 \
+	    --servers $(BENCH_SERVERS) \
+	    --json target/bench-memory.json $(if $(BENCH_DIR),--dir $(BENCH_DIR)) $(BENCH_MEMORY_ARGS)
 
 # Failover, side by side: a 3-server ensemble of each server (ABBA), 4 writer sessions on
 # the followers, then the leader is killed (kill -9, tickTime=200) or stopped (SIGSTOP,

@@ -151,6 +151,10 @@ struct Args {
     /// Skip the standalone measurement (only the ensembles).
     #[arg(long)]
     skip_standalone: bool,
+    /// Memory only (`make bench-memory`): the standalone load, a clean restart and the
+    /// memory of each (RSS, peak RSS, snapshot size); no warm-up, no phases, no ensembles.
+    #[arg(long)]
+    memory_only: bool,
     /// Session counts of the ensemble measurement, each a round of phases; `0` skips the
     /// ensembles.
     #[arg(long, value_delimiter = ',', default_value = "8,32")]
@@ -283,6 +287,12 @@ struct ServerResult {
     load_seconds: f64,
     load_creates_per_sec: f64,
     rss_after_load_kib: u64,
+    /// Peak RSS from the start through the load and its snapshots (VmHWM after the load).
+    peak_rss_during_load_kib: u64,
+    /// The newest snapshot after the load and a clean stop, bytes.
+    snapshot_bytes: u64,
+    /// Peak RSS from the restart through the first read (VmHWM then).
+    peak_rss_restart_kib: u64,
     rss_after_phases_kib: u64,
     /// Peak RSS since the restart (VmHWM), through warm-up and phases.
     peak_rss_kib: u64,
@@ -882,7 +892,7 @@ async fn bench_server(
     drop(clients);
     // Let the server settle (group commit drained, sessions closed) before reading memory.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    result.rss_after_load_kib = memory_of(server.pid())?.0;
+    (result.rss_after_load_kib, result.peak_rss_during_load_kib) = memory_of(server.pid())?;
     result.znode_count = mntr_value(&four_letter(addr, "mntr").await?, "zk_znode_count");
     println!(
         "   loaded {} znodes in {:.1} s ({:.0} creates/s, cold); RSS {:.0} MiB",
@@ -894,23 +904,34 @@ async fn bench_server(
 
     // Restart on exactly the loaded data (before the phases add znodes at each server's
     // own rate).
-    server.stop(Duration::from_secs(30)).await?;
+    server.stop(Duration::from_secs(60)).await?;
+    result.snapshot_bytes = zabkeeper::storage::snapshot_files_in(&data_dir)?
+        .last()
+        .map_or(Ok(0), |p| std::fs::metadata(p).map(|m| m.len()))?;
     let last = znode_path(args.znodes - 1);
     let mut server = ServerProcess::spawn(kind, args, &run_dir.path, &cfg)?;
     let (imok, read) = wait_ready(&mut server, addr, &last).await?;
     result.restart_to_imok_ms = imok.as_secs_f64() * 1e3;
     result.restart_to_first_read_ms = read.as_secs_f64() * 1e3;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    result.rss_after_restart_kib = memory_of(server.pid())?.0;
+    (result.rss_after_restart_kib, result.peak_rss_restart_kib) = memory_of(server.pid())?;
     println!(
-        "   restart with {} znodes: imok after {:.0} ms, first read after {:.0} ms; RSS {:.0} MiB",
+        "   restart with {} znodes (newest snapshot {:.0} MiB): imok after {:.0} ms, first \
+         read after {:.0} ms; RSS {:.0} MiB, peak {:.0} MiB",
         result
             .znode_count
             .map_or_else(|| "?".to_string(), |n| n.to_string()),
+        result.snapshot_bytes as f64 / (1 << 20) as f64,
         result.restart_to_imok_ms,
         result.restart_to_first_read_ms,
-        result.rss_after_restart_kib as f64 / 1024.0
+        result.rss_after_restart_kib as f64 / 1024.0,
+        result.peak_rss_restart_kib as f64 / 1024.0
     );
+    if args.memory_only {
+        server.stop(Duration::from_secs(60)).await?;
+        result.load_average_after = load_average();
+        return Ok(result);
+    }
 
     let clients = connect_all(addr, args.sessions).await?;
     if args.warmup > 0 {
@@ -969,6 +990,66 @@ async fn bench_server(
     server.stop(Duration::from_secs(30)).await?;
     result.load_average_after = load_average();
     Ok(result)
+}
+
+/// `make bench-memory`'s table: memory and restart with the loaded znodes, a column per
+/// run and zabkeeper's mean over ZooKeeper's.
+fn memory_table(results: &[ServerResult]) -> String {
+    type Cell = fn(&ServerResult) -> f64;
+    fn mib(k: u64) -> f64 {
+        k as f64 / 1024.0
+    }
+    let rows: [(&str, Cell); 9] = [
+        ("load, creates/s", |r| r.load_creates_per_sec),
+        ("RSS after the load, MiB", |r| mib(r.rss_after_load_kib)),
+        ("peak RSS during the load, MiB", |r| {
+            mib(r.peak_rss_during_load_kib)
+        }),
+        ("peak / RSS after the load", |r| {
+            r.peak_rss_during_load_kib as f64 / r.rss_after_load_kib.max(1) as f64
+        }),
+        ("newest snapshot, MiB", |r| {
+            r.snapshot_bytes as f64 / (1 << 20) as f64
+        }),
+        ("restart to first read, ms", |r| r.restart_to_first_read_ms),
+        ("RSS after restart, MiB", |r| mib(r.rss_after_restart_kib)),
+        ("peak RSS during restart, MiB", |r| mib(r.peak_rss_restart_kib)),
+        ("peak / RSS after restart", |r| {
+            r.peak_rss_restart_kib as f64 / r.rss_after_restart_kib.max(1) as f64
+        }),
+    ];
+    let mut out = String::new();
+    let names = column_names(results.iter().map(|r| r.server.as_str()));
+    let _ = write!(out, "| |");
+    for n in &names {
+        let _ = write!(out, " {n} |");
+    }
+    out.push_str(" zabkeeper / ZooKeeper |\n|---|");
+    for _ in &names {
+        out.push_str("---:|");
+    }
+    out.push_str("---:|\n");
+    for (label, cell) in rows {
+        let _ = write!(out, "| {label} |");
+        for r in results {
+            let v = cell(r);
+            let _ = if v < 10.0 {
+                write!(out, " {v:.2} |")
+            } else {
+                write!(out, " {v:.0} |")
+            };
+        }
+        let mean = |kind: &str| {
+            let v: Vec<f64> = results.iter().filter(|r| r.server == kind).map(cell).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        let _ = match (mean("zabkeeper"), mean("zookeeper")) {
+            (Some(a), Some(b)) if b > 0.0 => write!(out, " {:.2}x |", a / b),
+            _ => write!(out, " |"),
+        };
+        out.push('\n');
+    }
+    out
 }
 
 /// Opens `n` sessions.
@@ -1178,7 +1259,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .filter(|&n| n > 0)
         .collect();
     let mut ensembles = Vec::new();
-    if !rounds.is_empty() {
+    if !rounds.is_empty() && !args.memory_only {
         let ens_args = Args {
             ensemble_sessions: rounds,
             ..args.clone()
@@ -1217,7 +1298,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     for r in &results {
         println!("{}: {}", r.server, r.version);
     }
-    if !results.is_empty() {
+    if !results.is_empty() && args.memory_only {
+        println!(
+            "\nmemory: {} znodes of {} bytes loaded by {} sessions, standalone:",
+            args.znodes, args.data_bytes, args.sessions
+        );
+        print!("{}", memory_table(&results));
+    } else if !results.is_empty() {
         println!("\nstandalone, {} sessions:", args.sessions);
         print!("{}", table(&results, &args));
     }
