@@ -136,7 +136,7 @@ impl DataTree {
         path: &str,
         f: impl FnOnce(&mut DataNode),
     ) -> Result<Stat, ErrorCode> {
-        let n = self.nodes.get_mut(path).ok_or(ErrorCode::NoNode)?;
+        let n = std::sync::Arc::make_mut(self.nodes.get_mut(path).ok_or(ErrorCode::NoNode)?);
         let before = node_digest(path, n);
         let before_len = n.data.len() as i64;
         f(n);
@@ -198,7 +198,8 @@ impl DataTree {
         self.data_size += path.len() as i64 + node.data.len() as i64;
         let stat = node.stat;
         sink.push(path, EventType::NodeCreated, &node.acl);
-        self.nodes.insert(path.to_string(), node);
+        self.nodes
+            .insert(path.to_string(), std::sync::Arc::new(node));
         self.register_owner(path, ephemeral_owner);
         self.push_children_changed(parent_path, sink);
         Ok(stat)

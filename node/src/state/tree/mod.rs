@@ -116,8 +116,11 @@ impl AclCache {
     }
 }
 
-/// The path -> node map; cloning it is O(1) (structure is shared until written).
-type NodeMap = imbl::OrdMap<String, DataNode>;
+/// The path -> node map; cloning it is O(1) (structure is shared until written). Nodes
+/// sit behind an `Arc`: a map leaf holds 16 slim entries (the B-tree's chunks are
+/// allocated whole, so a fat entry would cost its size even in a half-empty leaf), and
+/// the first change to a leaf shared with a frozen tree copies 16 pointers, not 16 nodes.
+type NodeMap = imbl::OrdMap<String, std::sync::Arc<DataNode>>;
 /// A node's child names, sorted; cloning it is O(1).
 pub type ChildSet = imbl::OrdSet<String>;
 
@@ -313,32 +316,27 @@ impl DataTree {
     /// stats' derived fields, owner indexes, data size and digest are
     /// recomputed). Every node's parent must be present.
     fn from_nodes(
-        mut nodes: BTreeMap<String, DataNode>,
+        nodes: BTreeMap<String, DataNode>,
         last_processed_zxid: Zxid,
         acls: AclCache,
     ) -> DataTree {
-        let links: Vec<(String, String)> = nodes
-            .keys()
-            .filter(|p| p.as_str() != "/")
-            .filter_map(|p| {
-                let parent = raw_parent(p)?;
-                let name = &p[p.rfind('/').map_or(0, |i| i + 1)..];
-                Some((parent.to_string(), name.to_string()))
-            })
-            .collect();
-        for n in nodes.values_mut() {
-            n.children = ChildSet::new();
-        }
-        for (parent, name) in links {
-            if let Some(n) = nodes.get_mut(&parent) {
-                n.children.insert(name);
-            }
-        }
-        for n in nodes.values_mut() {
-            n.fix_derived_stat();
-        }
+        let sorted: Vec<(String, DataNode)> = nodes.into_iter().collect();
+        DataTree::from_sorted(sorted, last_processed_zxid, acls)
+            .expect("every node's parent is present")
+    }
+
+    /// [`DataTree::from_nodes`] for nodes sorted by path with no path twice (as a
+    /// snapshot holds them), in one pass: each node's parent is found by binary search
+    /// among the nodes before it (a parent sorts before its children), the children of
+    /// a parent arrive in name order, and the data size, digest and owner indexes are
+    /// summed on the way. `Err` names a node whose parent is missing.
+    fn from_sorted(
+        mut nodes: Vec<(String, DataNode)>,
+        last_processed_zxid: Zxid,
+        acls: AclCache,
+    ) -> Result<DataTree, String> {
         let mut t = DataTree {
-            nodes: nodes.into_iter().collect(),
+            nodes: NodeMap::new(),
             ephemerals: BTreeMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
@@ -347,21 +345,41 @@ impl DataTree {
             digest: 0,
             acls,
         };
-        let owners: Vec<(String, i64)> = t
-            .nodes
-            .iter()
-            .map(|(p, n)| (p.clone(), n.stat.ephemeral_owner))
-            .collect();
-        for (p, o) in owners {
-            t.register_owner(&p, o);
+        // Child names per node, in order (children sort as their full paths do).
+        let mut children: Vec<Vec<String>> = vec![Vec::new(); nodes.len()];
+        // Siblings mostly come one after another: try the last parent found first.
+        let mut last_parent = 0;
+        for i in 0..nodes.len() {
+            let path = nodes[i].0.as_str();
+            if path == "/" {
+                continue;
+            }
+            let parent = raw_parent(path).ok_or_else(|| format!("{path:?} has no parent"))?;
+            let at = if last_parent < i && nodes[last_parent].0 == parent {
+                last_parent
+            } else {
+                nodes[..i]
+                    .binary_search_by(|(p, _)| p.as_str().cmp(parent))
+                    .map_err(|_| format!("{path:?} has no parent"))?
+            };
+            last_parent = at;
+            let name = &path[path.rfind('/').map_or(0, |i| i + 1)..];
+            children[at].push(name.to_string());
         }
-        t.data_size = t
-            .nodes
-            .iter()
-            .map(|(p, n)| p.len() as i64 + n.data.len() as i64)
-            .sum();
-        t.digest = t.recompute_digest();
-        t
+        for ((path, node), names) in nodes.iter_mut().zip(children) {
+            node.children = names.into_iter().collect();
+            node.fix_derived_stat();
+            t.data_size += path.len() as i64 + node.data.len() as i64;
+            t.digest = t.digest.wrapping_add(node_digest(path, node));
+            if node.stat.ephemeral_owner != 0 {
+                t.register_owner(path, node.stat.ephemeral_owner);
+            }
+        }
+        t.nodes = nodes
+            .into_iter()
+            .map(|(p, n)| (p, std::sync::Arc::new(n)))
+            .collect();
+        Ok(t)
     }
 
     /// The zxid of the last txn applied (or loaded from a snapshot).
@@ -393,12 +411,12 @@ impl DataTree {
 
     /// Every node, in path order (a parent before its children).
     pub fn nodes(&self) -> impl Iterator<Item = (&String, &DataNode)> {
-        self.nodes.iter()
+        self.nodes.iter().map(|(p, n)| (p, &**n))
     }
 
     /// The node at `path`.
     pub fn node(&self, path: &str) -> Option<&DataNode> {
-        self.nodes.get(path)
+        self.nodes.get(path).map(|n| &**n)
     }
 
     /// The data and stat of a node (`getData`).
@@ -552,7 +570,7 @@ impl DataTree {
         let rebuilt = DataTree::from_nodes(
             self.nodes
                 .iter()
-                .map(|(p, n)| (p.clone(), n.clone()))
+                .map(|(p, n)| (p.clone(), DataNode::clone(n)))
                 .collect(),
             self.last_processed_zxid,
             self.acls.clone(),

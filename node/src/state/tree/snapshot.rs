@@ -106,20 +106,24 @@ impl DataTree {
         if count < 0 || count as usize > r.remaining() / 72 {
             return Err(invalid("bad node count"));
         }
+        // Nodes are built as they are read (no intermediate list of records), each ACL
+        // list once: a million nodes hold a handful of ACLs.
         let mut nodes = Vec::with_capacity(count as usize);
-        // Each list once, as it is read: a million nodes hold a handful of ACLs.
         let mut acls = AclCache::default();
         for _ in 0..count {
             let path = r.read_string()?;
+            if validate_path(&path).is_err() {
+                return Err(invalid(&format!("invalid path {path:?}")));
+            }
             let data = r.read_buffer_opt()?.map(Bytes::copy_from_slice);
             let acl = acls.intern(&r.read_acl_vec()?);
             let stat = r.read_stat_persisted()?;
-            nodes.push((path, data, acl, stat));
+            nodes.push((path, DataNode::new(data, acl, stat)));
         }
         if !r.is_empty() {
             return Err(invalid("trailing bytes"));
         }
-        DataTree::from_persisted(last_zxid, nodes)
+        DataTree::from_node_list(last_zxid, nodes, acls)
     }
 
     /// A tree from persisted nodes (path, data, ACL, stat as stored: `cversion` the
@@ -132,31 +136,38 @@ impl DataTree {
         persisted: Vec<(String, Option<Bytes>, A, Stat)>,
     ) -> Result<DataTree, JuteError> {
         let invalid = |m: &str| JuteError::Invalid(format!("snapshot: {m}"));
-        let mut nodes = BTreeMap::new();
         let mut acls = AclCache::default();
+        let mut nodes: Vec<(String, DataNode)> = Vec::with_capacity(persisted.len());
         for (path, data, acl, stat) in persisted {
             if validate_path(&path).is_err() {
                 return Err(invalid(&format!("invalid path {path:?}")));
             }
-            if nodes
-                .insert(path.clone(), DataNode::new(data, acls.intern(acl.as_ref()), stat))
-                .is_some()
-            {
-                return Err(invalid(&format!("duplicate path {path:?}")));
+            let node = DataNode::new(data, acls.intern(acl.as_ref()), stat);
+            nodes.push((path, node));
+        }
+        DataTree::from_node_list(last_zxid, nodes, acls)
+    }
+
+    /// The checks both loaders share, then the tree: unique paths (sorted first if they
+    /// are not: an imported ZooKeeper snapshot may not be in path order), ZooKeeper's
+    /// own nodes present, every parent present.
+    fn from_node_list(
+        last_zxid: Zxid,
+        mut nodes: Vec<(String, DataNode)>,
+        acls: AclCache,
+    ) -> Result<DataTree, JuteError> {
+        let invalid = |m: &str| JuteError::Invalid(format!("snapshot: {m}"));
+        if !nodes.windows(2).all(|w| w[0].0 < w[1].0) {
+            nodes.sort_by(|a, b| a.0.cmp(&b.0));
+            if let Some(w) = nodes.windows(2).find(|w| w[0].0 == w[1].0) {
+                return Err(invalid(&format!("duplicate path {:?}", w[0].0)));
             }
         }
         for p in ["/", PROC_ZOOKEEPER, QUOTA_ZOOKEEPER, CONFIG_ZOOKEEPER] {
-            if !nodes.contains_key(p) {
+            if nodes.binary_search_by(|(q, _)| q.as_str().cmp(p)).is_err() {
                 return Err(invalid(&format!("missing {p}")));
             }
         }
-        for p in nodes.keys() {
-            if let Some(parent) = crate::state::path::parent(p) {
-                if !nodes.contains_key(parent) {
-                    return Err(invalid(&format!("{p:?} has no parent")));
-                }
-            }
-        }
-        Ok(DataTree::from_nodes(nodes, last_zxid, acls))
+        DataTree::from_sorted(nodes, last_zxid, acls).map_err(|e| invalid(&e))
     }
 }

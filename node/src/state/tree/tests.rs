@@ -681,3 +681,37 @@ fn invalid_names_are_refused_at_apply() {
     );
     t.check_invariants().unwrap();
 }
+
+#[test]
+fn persisted_nodes_load_in_any_order_and_bad_sets_are_refused() {
+    let mut t = DataTree::new();
+    for (i, p) in ["/a", "/a/b", "/a-c", "/a/b/d"].into_iter().enumerate() {
+        apply_ok(&mut t, 1 + i as i64, create(p, 0, -1));
+    }
+    let persisted = |t: &DataTree| -> Vec<(String, Option<Bytes>, Vec<Acl>, Stat)> {
+        t.paths()
+            .map(|p| {
+                let n = t.node(p).unwrap();
+                (p.to_string(), n.data_opt().cloned(), n.acl().to_vec(), n.stat())
+            })
+            .collect()
+    };
+    let sorted = persisted(&t);
+    let back = DataTree::from_persisted(4, sorted.clone()).unwrap();
+    assert_eq!(back, t);
+    back.check_invariants().unwrap();
+    // An imported snapshot may list nodes in another order.
+    let mut shuffled = sorted.clone();
+    shuffled.reverse();
+    assert_eq!(DataTree::from_persisted(4, shuffled).unwrap(), t);
+    let refused = |nodes: Vec<(String, Option<Bytes>, Vec<Acl>, Stat)>| {
+        DataTree::from_persisted(4, nodes).unwrap_err().to_string()
+    };
+    let mut twice = sorted.clone();
+    twice.insert(0, sorted[1].clone());
+    assert!(refused(twice).contains("duplicate path"));
+    let orphan: Vec<_> = sorted.iter().filter(|n| n.0 != "/a/b").cloned().collect();
+    assert!(refused(orphan).contains("\"/a/b/d\" has no parent"));
+    let rootless: Vec<_> = sorted.iter().filter(|n| n.0 != "/zookeeper/quota").cloned().collect();
+    assert!(refused(rootless).contains("missing /zookeeper/quota"));
+}
