@@ -117,6 +117,9 @@ pub struct ServerConfig {
     pub super_digest: Option<String>,
     /// Keys present in the file that zabkeeper does not use.
     pub ignored_keys: Vec<String>,
+    /// The text of the zoo.cfg the server was started with (the AdminServer's
+    /// `initial_configuration`); `None` when started from command-line flags.
+    pub initial_config: Option<String>,
 }
 
 /// Whether TLS clients must, may or must not present a certificate (`ssl.clientAuth`).
@@ -190,6 +193,7 @@ impl ServerConfig {
             tls: None,
             super_digest: None,
             ignored_keys: Vec::new(),
+            initial_config: None,
         }
     }
 
@@ -276,6 +280,7 @@ impl ServerConfig {
         })?;
         let props = parse_properties(&path.display().to_string(), &text)?;
         let mut cfg = ServerConfig::from_properties(&props)?;
+        cfg.initial_config = Some(text);
         if !cfg.servers.is_empty() {
             let myid_path = cfg.data_dir.join("myid");
             let myid = std::fs::read_to_string(&myid_path).map_err(|source| ConfigError::Io {

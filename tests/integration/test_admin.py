@@ -82,8 +82,12 @@ def kz(admin_server):
 def test_command_list_links_the_commands_monitoring_uses(admin_server):
     _kind, body = get(admin_server.admin_port, "/commands")
     for name in ["monitor", "ruok", "connections", "server_stats", "stats", "dirs",
-                 "watches", "watch_summary", "configuration", "environment", "dump"]:
+                 "watches", "watch_summary", "configuration", "environment", "dump",
+                 "initial_configuration", "last_snapshot", "observers", "set_trace_mask",
+                 "system_properties", "observer_connection_stat_reset"]:
         assert f'<a href="/commands/{name}">{name}</a>' in body, name
+    # ZooKeeper 3.8 registers 26 commands, each linked once.
+    assert body.count("<a href=") == 26
 
 
 def test_monitor_matches_mntr_and_counts_what_clients_did(admin_server, kz):
@@ -150,6 +154,34 @@ def test_stats_configuration_and_errors(admin_server, kz):
     with pytest.raises(urllib.error.HTTPError) as e:
         get(admin_server.admin_port, "/elsewhere")
     assert e.value.code == 404
+
+
+def test_the_commands_beyond_the_four_letter_words(admin_server, kz):
+    # initial_configuration: the zoo.cfg text the server was started with.
+    with open(f"{admin_server.data_dir}/zoo.cfg") as f:
+        assert command(admin_server.admin_port, "icfg")["initial_configuration"] == f.read()
+    # last_snapshot: the zxid in hex (no 0x) and seconds; a standalone ZooKeeper takes one
+    # at start-up, zabkeeper has none before its first (ZooKeeper's -1 then).
+    snap = command(admin_server.admin_port, "last_snapshot")
+    assert snap["error"] is None
+    if snap["timestamp"] == -1:
+        assert admin_server.kind == "zabkeeper" and snap["zxid"] == "ffffffffffffffff"
+    else:
+        int(snap["zxid"], 16)
+        assert abs(snap["timestamp"] - time.time()) < 3600
+    # No observers on a standalone server.
+    obs = command(admin_server.admin_port, "observers")
+    assert (obs["synced_observers"], obs["observers"]) == (0, [])
+    assert command(admin_server.admin_port, "orst")["error"] is None
+    # set_trace_mask takes traceMask as a query parameter; get_trace_mask reads it back.
+    missing = command(admin_server.admin_port, "set_trace_mask")
+    assert missing["error"] == "setTraceMask requires long traceMask argument"
+    assert command(admin_server.admin_port, "stmk?traceMask=2")["tracemask"] == 2
+    assert command(admin_server.admin_port, "gtmk")["tracemask"] == 2
+    assert four_letter(admin_server.port, "gtmk").strip() == "2"
+    assert command(admin_server.admin_port, "stmk?traceMask=306")["tracemask"] == 306
+    props = command(admin_server.admin_port, "system_properties")
+    assert props["file.separator"] == "/" and props["error"] is None
 
 
 def test_stat_reset_zeroes_the_server_counters(admin_server, kz):

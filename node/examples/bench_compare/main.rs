@@ -1013,7 +1013,9 @@ fn memory_table(results: &[ServerResult]) -> String {
         }),
         ("restart to first read, ms", |r| r.restart_to_first_read_ms),
         ("RSS after restart, MiB", |r| mib(r.rss_after_restart_kib)),
-        ("peak RSS during restart, MiB", |r| mib(r.peak_rss_restart_kib)),
+        ("peak RSS during restart, MiB", |r| {
+            mib(r.peak_rss_restart_kib)
+        }),
         ("peak / RSS after restart", |r| {
             r.peak_rss_restart_kib as f64 / r.rss_after_restart_kib.max(1) as f64
         }),
@@ -1040,7 +1042,11 @@ fn memory_table(results: &[ServerResult]) -> String {
             };
         }
         let mean = |kind: &str| {
-            let v: Vec<f64> = results.iter().filter(|r| r.server == kind).map(cell).collect();
+            let v: Vec<f64> = results
+                .iter()
+                .filter(|r| r.server == kind)
+                .map(cell)
+                .collect();
             (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
         };
         let _ = match (mean("zabkeeper"), mean("zookeeper")) {

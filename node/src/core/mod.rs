@@ -524,6 +524,19 @@ impl Zab {
         }
     }
 
+    /// Leader only: the observers in broadcast.
+    pub fn synced_observers(&self) -> Vec<Sid> {
+        match &self.role {
+            RoleState::Leading(ld) => ld
+                .peers
+                .iter()
+                .filter(|(_, p)| p.observer && p.phase == discovery::PeerPhase::Active)
+                .map(|(sid, _)| *sid)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Leader only: the zxid the next [`Zab::propose`] will assign, if it would
     /// be accepted now. The runtime preps a txn for exactly this zxid.
     pub fn next_zxid(&self) -> Option<Zxid> {

@@ -72,9 +72,11 @@ pub enum Inbound {
         remote: SocketAddr,
         reply: oneshot::Sender<String>,
     },
-    /// An AdminServer command (`/commands/<name>`); the JSON answer goes back on `reply`.
+    /// An AdminServer command (`/commands/<name>?k=v...`); the JSON answer goes back on
+    /// `reply`.
     Admin {
         name: String,
+        args: Vec<(String, String)>,
         reply: oneshot::Sender<serde_json::Value>,
     },
     /// A Prometheus scrape: the gauges go back on `reply`.

@@ -50,6 +50,8 @@ pub struct Driver {
     /// The last zxid handed to storage, to check what its fsync reports.
     last_appended: Zxid,
     ticks: u64,
+    /// The last snapshot written (or loaded at start): zxid, seconds since the epoch.
+    last_snapshot: Option<(Zxid, i64)>,
 }
 
 impl Driver {
@@ -60,6 +62,7 @@ impl Driver {
         storage: Box<dyn Storage + Send>,
         peers: Option<PeerHandle>,
         observer: Option<ObserverFn>,
+        last_snapshot: Option<(Zxid, i64)>,
     ) -> Driver {
         Driver {
             last_appended: storage.last_logged_zxid(),
@@ -74,6 +77,7 @@ impl Driver {
             wake: Arc::new(Notify::new()),
             observer,
             ticks: 0,
+            last_snapshot,
         }
     }
 
@@ -204,9 +208,9 @@ impl Driver {
                 let _ = reply.send(self.pipeline.four_letter_word(&cmd, remote, host, now));
                 Ok(())
             }
-            Inbound::Admin { name, reply } => {
+            Inbound::Admin { name, args, reply } => {
                 let host = self.host_facts(admin::needs(&name));
-                let _ = reply.send(self.pipeline.admin_command(&name, host, now));
+                let _ = reply.send(self.pipeline.admin_command(&name, &args, host, now));
                 Ok(())
             }
             Inbound::Metrics { reply } => {
@@ -448,6 +452,7 @@ impl Driver {
         match done.result {
             Ok(len) => {
                 self.storage.snapshot_written(zxid);
+                self.last_snapshot = Some((zxid, self.now().div_euclid(1000)));
                 tracing::info!("snapshot taken at zxid 0x{zxid:x} ({len} bytes)");
             }
             Err(e) => tracing::error!("snapshot 0x{zxid:x} failed, continuing without it: {e}"),
@@ -476,7 +481,10 @@ impl Driver {
 
     /// What only the host can tell a four-letter word.
     fn host_facts(&self, needs: fourlw::Needs) -> HostFacts {
-        let mut host = HostFacts::default();
+        let mut host = HostFacts {
+            last_snapshot: self.last_snapshot,
+            ..HostFacts::default()
+        };
         if needs.fds {
             (host.open_fds, host.max_fds) = file_descriptors();
         }

@@ -27,6 +27,8 @@ pub struct Recovered {
     pub log_tail: Vec<(Zxid, bytes::Bytes)>,
     /// The zxid just before `log_tail[0]` (the last logged zxid if the tail is empty).
     pub log_tail_base: Zxid,
+    /// The zxid of the snapshot the tree was loaded from, if any.
+    pub snapshot_zxid: Option<Zxid>,
 }
 
 /// Serializes the session table and the tree (both at the tree's zxid).
@@ -102,6 +104,7 @@ pub fn recover(storage: &mut dyn Storage) -> Result<Recovered, String> {
 /// (`commitLogCount`).
 pub fn recover_keeping(storage: &mut dyn Storage, log_tail: usize) -> Result<Recovered, String> {
     let rec = storage.recover().map_err(|e| e.to_string())?;
+    let snapshot_zxid = rec.snapshot.as_ref().map(|(zxid, _)| *zxid);
     let (mut tree, sessions) = match rec.snapshot {
         Some((zxid, bytes)) => {
             let (tree, sessions) = decode_snapshot(&bytes)
@@ -149,6 +152,7 @@ pub fn recover_keeping(storage: &mut dyn Storage, log_tail: usize) -> Result<Rec
         last_logged: last,
         log_tail_base: if tail.is_empty() { last } else { base },
         log_tail: tail.into(),
+        snapshot_zxid,
     })
 }
 

@@ -290,6 +290,19 @@ pub async fn start_observed(
     };
     let max_cnxns = config.max_client_cnxns;
     let zab = build_zab(&config, storage.as_ref(), &recovered)?;
+    // The loaded snapshot, dated by its file (the AdminServer's last_snapshot).
+    let last_snapshot = recovered.snapshot_zxid.map(|zxid| {
+        let file = config
+            .data_dir
+            .join("version-2")
+            .join(crate::storage::format::snapshot_name(zxid));
+        let written = std::fs::metadata(file)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or_else(|| clock.now_ms() / 1000, |d| d.as_secs() as i64);
+        (zxid, written)
+    });
     let (peers, peer_rx) = if config.servers.is_empty() {
         (None, None)
     } else {
@@ -311,7 +324,15 @@ pub async fn start_observed(
         max_cnxns,
     };
     let secure_addr = start_tls(&config, &tx, &admission, limits, &mut http).await?;
-    let driver = Driver::new(config, clock, pipeline, storage, peers, observer);
+    let driver = Driver::new(
+        config,
+        clock,
+        pipeline,
+        storage,
+        peers,
+        observer,
+        last_snapshot,
+    );
     let driver = tokio::spawn(driver.run(rx, peer_rx, shutdown_rx));
 
     let plain = admission.clone();

@@ -29,13 +29,19 @@ pub const COMMANDS: &[Command] = &[
     cmd("environment", &["env", "envi"], "envi"),
     cmd("get_trace_mask", &["gtmk"], "gtmk"),
     cmd("hash", &[], "srvr"),
+    cmd("initial_configuration", &["icfg"], "conf"),
     cmd("is_read_only", &["isro"], "isro"),
+    cmd("last_snapshot", &["lsnp"], "srvr"),
     cmd("leader", &["lead"], "srvr"),
     cmd("monitor", &["mntr"], "mntr"),
+    cmd("observer_connection_stat_reset", &["orst"], "srvr"),
+    cmd("observers", &["obsr"], "srvr"),
     cmd("ruok", &[], "ruok"),
     cmd("server_stats", &["srvr"], "srvr"),
+    cmd("set_trace_mask", &["stmk"], "gtmk"),
     cmd("stat_reset", &["srst"], "srst"),
     cmd("stats", &["stat"], "stat"),
+    cmd("system_properties", &["sysp"], "envi"),
     cmd("voting_view", &[], "srvr"),
     cmd("watch_summary", &["wchs"], "wchs"),
     cmd("watches", &["wchc"], "wchc"),
@@ -75,10 +81,15 @@ pub fn list_html(command_url: &str) -> String {
     out
 }
 
-/// The JSON answer to the command `name`: its fields, then `command` (the primary
-/// name) and `error` (null, or why it could not be answered, as ZooKeeper's
-/// `CommandResponse`).
-pub fn answer(config: &ServerConfig, status: &Status, name: &str) -> Value {
+/// The JSON answer to the command `name` with the request's query arguments: its
+/// fields, then `command` (the primary name) and `error` (null, or why it could not be
+/// answered, as ZooKeeper's `CommandResponse`).
+pub fn answer(
+    config: &ServerConfig,
+    status: &Status,
+    name: &str,
+    args: &[(String, String)],
+) -> Value {
     let Some(c) = command(name) else {
         return json!({ "command": name, "error": format!("Unknown command: {name}") });
     };
@@ -86,7 +97,7 @@ pub fn answer(config: &ServerConfig, status: &Status, name: &str) -> Value {
     let error = if !status.serving && !answered_when_not_serving(c.name) {
         Some("This ZooKeeper instance is not currently serving requests".to_string())
     } else {
-        fields(config, status, c.name, &mut out)
+        fields(config, status, c.name, args, &mut out)
     };
     out.insert("command".into(), Value::from(c.name));
     out.insert("error".into(), error.map_or(Value::Null, Value::from));
@@ -104,7 +115,9 @@ fn answered_when_not_serving(name: &str) -> bool {
             | "get_trace_mask"
             | "is_read_only"
             | "ruok"
+            | "set_trace_mask"
             | "stat_reset"
+            | "system_properties"
             | "voting_view"
             | "zabstate"
     )
@@ -115,6 +128,7 @@ fn fields(
     config: &ServerConfig,
     s: &Status,
     name: &str,
+    args: &[(String, String)],
     out: &mut Map<String, Value>,
 ) -> Option<String> {
     let mut put = |k: &str, v: Value| {
@@ -178,7 +192,60 @@ fn fields(
                 put("user.dir", dir.display().to_string().into());
             }
         }
-        "get_trace_mask" => put("tracemask", fourlw::DEFAULT_TRACE_MASK.into()),
+        "get_trace_mask" => put("tracemask", s.trace_mask.into()),
+        "initial_configuration" => put(
+            "initial_configuration",
+            config.initial_config.clone().into(),
+        ),
+        "last_snapshot" => {
+            // ZooKeeper's FileSnap.lastSnapshotInfo: hex zxid without 0x, seconds.
+            let (zxid, at) = s.last_snapshot.unwrap_or((-1, -1));
+            put("zxid", format!("{:x}", zxid as u64).into());
+            put("timestamp", at.into());
+        }
+        "observer_connection_stat_reset" => {}
+        "observers" => {
+            put("synced_observers", s.synced_observers.len().into());
+            put(
+                "observers",
+                s.synced_observers
+                    .iter()
+                    .map(|sid| json!({ "sid": sid }))
+                    .collect(),
+            );
+        }
+        "set_trace_mask" => {
+            let arg = args.iter().find(|(k, _)| k == "traceMask").map(|(_, v)| v);
+            let need = "setTraceMask requires long traceMask argument";
+            match arg.map(|v| v.parse::<i64>()) {
+                None => return Some(need.into()),
+                Some(Err(_)) => {
+                    return Some(format!("{need}, got {}", arg.map_or("", |v| v.as_str())))
+                }
+                Some(Ok(mask)) => put("tracemask", mask.into()),
+            }
+        }
+        "system_properties" => {
+            // ZooKeeper lists its JVM's system properties; these are the ones that
+            // have a meaning for this process.
+            let mut props: std::collections::BTreeMap<String, String> = [
+                ("file.separator", "/"),
+                ("line.separator", "\n"),
+                ("path.separator", ":"),
+                ("os.name", std::env::consts::OS),
+                ("os.arch", std::env::consts::ARCH),
+                ("zookeeper.version", &fourlw::version()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            if let Ok(dir) = std::env::current_dir() {
+                props.insert("user.dir".into(), dir.display().to_string());
+            }
+            for (k, v) in props {
+                put(&k, v.into());
+            }
+        }
         "hash" => put("digests", json!([{ "zxid": s.zxid, "digest": s.digest }])),
         "is_read_only" => put("read_only", false.into()),
         "leader" => {
@@ -373,18 +440,18 @@ mod tests {
     fn every_command_answers_by_name_and_alias_with_command_and_error() {
         for c in COMMANDS {
             for name in std::iter::once(&c.name).chain(c.aliases) {
-                let v = answer(&config(), &serving(), name);
+                let v = answer(&config(), &serving(), name, &[]);
                 assert_eq!(v["command"], c.name, "{name}");
                 assert!(v.get("error").is_some(), "{name}: {v}");
             }
         }
-        let v = answer(&config(), &serving(), "nonexistent");
+        let v = answer(&config(), &serving(), "nonexistent", &[]);
         assert_eq!(v["error"], "Unknown command: nonexistent");
     }
 
     #[test]
     fn monitor_gives_mntr_keys_without_the_prefix_as_numbers() {
-        let v = answer(&config(), &serving(), "mntr");
+        let v = answer(&config(), &serving(), "mntr", &[]);
         assert_eq!(v["command"], "monitor");
         assert_eq!(v["error"], Value::Null);
         assert_eq!(v["znode_count"], 5);
@@ -400,12 +467,12 @@ mod tests {
             serving: false,
             ..Status::default()
         };
-        let v = answer(&config(), &s, "monitor");
+        let v = answer(&config(), &s, "monitor", &[]);
         assert_eq!(
             v["error"],
             "This ZooKeeper instance is not currently serving requests"
         );
-        assert_eq!(answer(&config(), &s, "ruok")["error"], Value::Null);
+        assert_eq!(answer(&config(), &s, "ruok", &[])["error"], Value::Null);
     }
 
     #[test]
@@ -428,21 +495,67 @@ mod tests {
             leader: Some(3),
             ..Status::default()
         };
-        let v = answer(&c, &s, "leader");
+        let v = answer(&c, &s, "leader", &[]);
         assert_eq!(v["is_leader"], false);
         assert_eq!(v["leader_id"], 3);
         assert_eq!(v["leader_ip"], "127.0.0.1");
-        let v = answer(&c, &s, "voting_view");
+        let v = answer(&c, &s, "voting_view", &[]);
         assert_eq!(v["current_config"]["1"], "127.0.0.1:2888:3888:participant");
         assert_eq!(v["current_config"].as_object().unwrap().len(), 3);
-        let v = answer(&c, &s, "zabstate");
+        let v = answer(&c, &s, "zabstate", &[]);
         assert_eq!(
             (v["voting"].clone(), v["zabstate"].clone()),
             (json!(true), json!("broadcast"))
         );
         // Standalone, ZooKeeper has no leader to name.
-        let v = answer(&config(), &serving(), "leader");
+        let v = answer(&config(), &serving(), "leader", &[]);
         assert_eq!(v["error"], "server is not initialized");
+    }
+
+    #[test]
+    fn the_commands_zookeeper_38_added_after_the_four_letter_words() {
+        // ZooKeeper 3.8 registers 26 commands.
+        assert_eq!(COMMANDS.len(), 26);
+        let mut c = config();
+        c.initial_config = Some("tickTime=2000\nclientPort=2181\n".into());
+        let mut s = serving();
+        let v = answer(&c, &s, "icfg", &[]);
+        assert_eq!(
+            v["initial_configuration"],
+            "tickTime=2000\nclientPort=2181\n"
+        );
+        // No snapshot yet: ZooKeeper's -1, as hex.
+        let v = answer(&c, &s, "last_snapshot", &[]);
+        assert_eq!(
+            (v["zxid"].clone(), v["timestamp"].clone()),
+            (json!("ffffffffffffffff"), json!(-1))
+        );
+        s.last_snapshot = Some((0x1_0000_002a, 1_796_651_041));
+        let v = answer(&c, &s, "lsnp", &[]);
+        assert_eq!(
+            (v["zxid"].clone(), v["timestamp"].clone()),
+            (json!("10000002a"), json!(1_796_651_041))
+        );
+        s.synced_observers = vec![4, 5];
+        let v = answer(&c, &s, "observers", &[]);
+        assert_eq!(v["synced_observers"], 2);
+        assert_eq!(v["observers"], json!([{ "sid": 4 }, { "sid": 5 }]));
+        // set_trace_mask takes traceMask, as ZooKeeper's servlet parameter.
+        let arg = |v: &str| vec![("traceMask".to_string(), v.to_string())];
+        assert_eq!(answer(&c, &s, "stmk", &arg("0"))["tracemask"], 0);
+        assert_eq!(
+            answer(&c, &s, "set_trace_mask", &[])["error"],
+            "setTraceMask requires long traceMask argument"
+        );
+        assert_eq!(
+            answer(&c, &s, "set_trace_mask", &arg("0x1"))["error"],
+            "setTraceMask requires long traceMask argument, got 0x1"
+        );
+        s.trace_mask = 0;
+        assert_eq!(answer(&c, &s, "gtmk", &[])["tracemask"], 0);
+        let v = answer(&c, &s, "sysp", &[]);
+        assert_eq!(v["file.separator"], "/");
+        assert_eq!(v["error"], Value::Null);
     }
 
     #[test]

@@ -95,6 +95,12 @@ pub struct Status {
     pub leader: Option<u64>,
     /// The tree's digest at `zxid`.
     pub digest: u64,
+    /// The trace mask (`gtmk`; the AdminServer's `set_trace_mask` sets it).
+    pub trace_mask: i64,
+    /// The last snapshot written or loaded: zxid, seconds since the epoch.
+    pub last_snapshot: Option<(Zxid, i64)>,
+    /// Leader only: the observers in broadcast.
+    pub synced_observers: Vec<u64>,
     /// `wchc` / `wchs`: each session's watched paths. Filled only for those words.
     pub watches_by_session: BTreeMap<SessionId, Vec<String>>,
     /// `wchp` / `wchs`: each path's watching sessions. Filled only for those words.
@@ -147,7 +153,7 @@ pub fn answer(config: &ServerConfig, status: &Status, cmd: &str) -> String {
         "ruok" => out.push_str("imok"),
         "isro" => out.push_str("rw"),
         "gtmk" => {
-            let _ = writeln!(out, "{DEFAULT_TRACE_MASK}");
+            let _ = writeln!(out, "{}", status.trace_mask);
         }
         "srvr" | "stat" => srvr(status, cmd == "stat", &mut out),
         "mntr" => {
@@ -475,6 +481,13 @@ impl Pipeline {
                 Role::Looking => None,
             },
             digest: self.tree.digest(),
+            trace_mask: self.trace_mask,
+            last_snapshot: host.last_snapshot,
+            synced_observers: if ensemble {
+                zab.synced_observers()
+            } else {
+                Vec::new()
+            },
             ..Default::default()
         };
         if needs.watches {
@@ -601,6 +614,7 @@ mod tests {
     fn not_serving_answers_only_the_words_zookeeper_answers() {
         let s = Status {
             serving: false,
+            trace_mask: DEFAULT_TRACE_MASK as i64,
             ..serving()
         };
         assert!(answer(&config(), &s, "mntr").contains("not currently serving"));

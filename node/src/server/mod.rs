@@ -126,6 +126,9 @@ pub struct HostFacts {
     pub max_fds: Option<u64>,
     pub datadir_size: u64,
     pub logdir_size: u64,
+    /// The last snapshot this server wrote or, before it wrote one, loaded at start:
+    /// its zxid and when it was written (seconds since the epoch).
+    pub last_snapshot: Option<(Zxid, i64)>,
 }
 
 /// A snapshot to write: the tree frozen at `zxid` and the session table with it.
@@ -220,6 +223,9 @@ pub struct Pipeline {
     out: VecDeque<Output>,
     /// Core ticks so far (ZAB's timers).
     core_ticks: u64,
+    /// ZooKeeper's trace mask: read by `gtmk`, set by the AdminServer's `set_trace_mask`
+    /// (zabkeeper's logging is tracing's, so it changes only what those two report).
+    trace_mask: i64,
     /// Whole tickTimes so far (sessions, containers, touches).
     ticks: u64,
     stats: ServerStats,
@@ -269,6 +275,7 @@ impl Pipeline {
             out: VecDeque::new(),
             core_ticks: 0,
             ticks: 0,
+            trace_mask: fourlw::DEFAULT_TRACE_MASK as i64,
             stats: ServerStats::default(),
             txns_since_snapshot: 0,
             snapshot_threshold: snapshot_threshold(
@@ -499,13 +506,24 @@ impl Pipeline {
 
     /// Answers an AdminServer command (`/commands/<name>`) as JSON; `stat_reset` and
     /// `connection_stat_reset` reset what `srst` and `crst` do.
-    pub fn admin_command(&mut self, name: &str, host: HostFacts, now_ms: i64) -> serde_json::Value {
+    pub fn admin_command(
+        &mut self,
+        name: &str,
+        args: &[(String, String)],
+        host: HostFacts,
+        now_ms: i64,
+    ) -> serde_json::Value {
         self.now = now_ms;
         let status = self.status(admin::needs(name), None, host);
-        let answer = admin::answer(&self.config, &status, name);
+        let answer = admin::answer(&self.config, &status, name, args);
         if answer["error"].is_null() {
             if let Some(c) = admin::command(name) {
                 self.reset_counters(c.word);
+                if c.name == "set_trace_mask" {
+                    if let Some(mask) = answer["tracemask"].as_i64() {
+                        self.trace_mask = mask;
+                    }
+                }
             }
         }
         answer

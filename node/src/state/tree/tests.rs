@@ -692,7 +692,12 @@ fn persisted_nodes_load_in_any_order_and_bad_sets_are_refused() {
         t.paths()
             .map(|p| {
                 let n = t.node(p).unwrap();
-                (p.to_string(), n.data_opt().cloned(), n.acl().to_vec(), n.stat())
+                (
+                    p.to_string(),
+                    n.data_opt().cloned(),
+                    n.acl().to_vec(),
+                    n.stat(),
+                )
             })
             .collect()
     };
@@ -712,6 +717,10 @@ fn persisted_nodes_load_in_any_order_and_bad_sets_are_refused() {
     assert!(refused(twice).contains("duplicate path"));
     let orphan: Vec<_> = sorted.iter().filter(|n| n.0 != "/a/b").cloned().collect();
     assert!(refused(orphan).contains("\"/a/b/d\" has no parent"));
-    let rootless: Vec<_> = sorted.iter().filter(|n| n.0 != "/zookeeper/quota").cloned().collect();
+    let rootless: Vec<_> = sorted
+        .iter()
+        .filter(|n| n.0 != "/zookeeper/quota")
+        .cloned()
+        .collect();
     assert!(refused(rootless).contains("missing /zookeeper/quota"));
 }
