@@ -1240,6 +1240,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("bench-compare {date}, {machine}");
     if args.skip_standalone {
         println!("data under {}", base.path.display());
+    } else if args.memory_only {
+        println!(
+            "memory: standalone, {} sessions load {} znodes of {} bytes, forceSync=yes, data \
+             under {}",
+            args.sessions,
+            args.znodes,
+            args.data_bytes,
+            base.path.display()
+        );
     } else {
         println!(
         "standalone: {} sessions, {} s per phase after {} s warm-up, {} znodes of {} bytes, forceSync=yes, \
