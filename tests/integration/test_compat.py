@@ -232,6 +232,11 @@ def test_four_letter_words_that_monitoring_reads(any_server, kz):
     assert int(mntr["zk_max_file_descriptor_count"]) >= int(mntr["zk_open_file_descriptor_count"])
     assert int(mntr["zk_uptime"]) > 0
     assert int(mntr["zk_max_client_response_size"]) > 0
+    # ZooKeeper's storage summaries: the create above was fsynced before its reply.
+    for key in ["zk_avg_fsynctime", "zk_max_fsynctime", "zk_cnt_fsynctime", "zk_sum_fsynctime",
+                "zk_avg_sync_processor_batch_size", "zk_cnt_snapshottime"]:
+        assert key in mntr, key
+    assert int(mntr["zk_cnt_fsynctime"]) >= 1
     # The asking connection counts, as ZooKeeper counts it.
     assert int(mntr["zk_num_alive_connections"]) >= 2
     assert four_letter(any_server.port, "gtmk").strip() == "306"

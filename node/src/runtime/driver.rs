@@ -52,6 +52,10 @@ pub struct Driver {
     ticks: u64,
     /// The last snapshot written (or loaded at start): zxid, seconds since the epoch.
     last_snapshot: Option<(Zxid, i64)>,
+    /// When the snapshot in flight started (ms, the driver's clock).
+    snapshot_started_ms: i64,
+    /// Fsync and snapshot times, txns per fsync (`mntr`'s storage summaries).
+    storage_stats: crate::server::stats::StorageStats,
 }
 
 impl Driver {
@@ -78,6 +82,8 @@ impl Driver {
             observer,
             ticks: 0,
             last_snapshot,
+            snapshot_started_ms: 0,
+            storage_stats: Default::default(),
         }
     }
 
@@ -230,16 +236,20 @@ impl Driver {
             let Some(actions) = self.pipeline.take_persist() else {
                 break;
             };
-            let mut appended = false;
+            let mut appended = 0u64;
             for action in actions {
-                appended |= self.persist(action)?;
+                appended += u64::from(self.persist(action)?);
             }
             // Written: a leader's PROPOSE/COMMIT on their way to the followers (their
             // writer tasks send while this one fsyncs).
             self.pipeline.written();
             self.drain_outputs();
-            if appended {
+            if appended > 0 {
+                let started = self.now();
                 self.fsync()?;
+                let took = self.now().saturating_sub(started).max(0) as u64;
+                self.storage_stats.fsync_ms.record(took);
+                self.storage_stats.batch_txns.record(appended);
             }
             let now = self.now();
             self.pipeline.durable(now)?;
@@ -430,6 +440,7 @@ impl Driver {
         self.snapshotter
             .start(job, &self.wake)
             .map_err(|e| Fatal(format!("cannot start the snapshot thread: {e}")))?;
+        self.snapshot_started_ms = self.now();
         tracing::info!("snapshot of zxid 0x{zxid:x} started");
         Ok(())
     }
@@ -452,7 +463,10 @@ impl Driver {
         match done.result {
             Ok(len) => {
                 self.storage.snapshot_written(zxid);
-                self.last_snapshot = Some((zxid, self.now().div_euclid(1000)));
+                let now = self.now();
+                self.last_snapshot = Some((zxid, now.div_euclid(1000)));
+                let took = now.saturating_sub(self.snapshot_started_ms).max(0) as u64;
+                self.storage_stats.snapshot_ms.record(took);
                 tracing::info!("snapshot taken at zxid 0x{zxid:x} ({len} bytes)");
             }
             Err(e) => tracing::error!("snapshot 0x{zxid:x} failed, continuing without it: {e}"),
@@ -483,6 +497,7 @@ impl Driver {
     fn host_facts(&self, needs: fourlw::Needs) -> HostFacts {
         let mut host = HostFacts {
             last_snapshot: self.last_snapshot,
+            storage: self.storage_stats,
             ..HostFacts::default()
         };
         if needs.fds {

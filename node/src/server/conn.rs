@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use crate::proto::client::Request;
 use crate::types::{Id, SessionId, Zxid};
 
-use super::stats::Latency;
+use super::stats::Summary;
 
 /// Requests a connection may send before its session is established.
 pub(super) const EARLY_REQUESTS: usize = 1024;
@@ -55,7 +55,7 @@ pub struct Conn {
     pub last_response_ms: i64,
     /// This connection's request latencies (`cons`: llat, minlat/avglat/maxlat).
     pub last_latency_ms: u64,
-    pub latency: Latency,
+    pub latency: Summary,
 }
 
 impl Conn {
@@ -78,7 +78,7 @@ impl Conn {
             last_cxid: 0,
             last_response_ms: 0,
             last_latency_ms: 0,
-            latency: Latency::default(),
+            latency: Summary::default(),
         }
     }
 
@@ -122,6 +122,6 @@ impl Conn {
         self.last_cxid = 0;
         self.last_response_ms = 0;
         self.last_latency_ms = 0;
-        self.latency = Latency::default();
+        self.latency = Summary::default();
     }
 }

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use crate::config::ServerConfig;
 use crate::core::Role;
 
-use super::stats::{Latency, ServerStats};
+use super::stats::{ServerStats, Summary};
 use super::{ConnId, HostFacts, Pipeline};
 use crate::types::{SessionId, Zxid};
 
@@ -49,7 +49,7 @@ pub struct ConnStatus {
     /// When the last reply was sent (a monotonic ms reading, as ZooKeeper's).
     pub last_response_ms: i64,
     pub last_latency_ms: u64,
-    pub latency: Latency,
+    pub latency: Summary,
 }
 
 /// The leader's view of its learners.
@@ -101,6 +101,8 @@ pub struct Status {
     pub last_snapshot: Option<(Zxid, i64)>,
     /// Leader only: the observers in broadcast.
     pub synced_observers: Vec<u64>,
+    /// The runtime's fsync, snapshot and group-commit summaries.
+    pub storage: super::stats::StorageStats,
     /// `wchc` / `wchs`: each session's watched paths. Filled only for those words.
     pub watches_by_session: BTreeMap<SessionId, Vec<String>>,
     /// `wchp` / `wchs`: each path's watching sessions. Filled only for those words.
@@ -356,6 +358,46 @@ pub fn mntr(s: &Status) -> Vec<(&'static str, String)> {
         ("zk_looking_count", "0".into()),
         ("zk_last_zxid", format!("0x{:x}", s.zxid)),
     ];
+    // ZooKeeper's AvgMinMaxCounter summaries for what zabkeeper measures the same way.
+    let summaries = [
+        (
+            s.storage.fsync_ms,
+            [
+                "zk_avg_fsynctime",
+                "zk_min_fsynctime",
+                "zk_max_fsynctime",
+                "zk_cnt_fsynctime",
+                "zk_sum_fsynctime",
+            ],
+        ),
+        (
+            s.storage.snapshot_ms,
+            [
+                "zk_avg_snapshottime",
+                "zk_min_snapshottime",
+                "zk_max_snapshottime",
+                "zk_cnt_snapshottime",
+                "zk_sum_snapshottime",
+            ],
+        ),
+        (
+            s.storage.batch_txns,
+            [
+                "zk_avg_sync_processor_batch_size",
+                "zk_min_sync_processor_batch_size",
+                "zk_max_sync_processor_batch_size",
+                "zk_cnt_sync_processor_batch_size",
+                "zk_sum_sync_processor_batch_size",
+            ],
+        ),
+    ];
+    for (m, [avg, min, max, cnt, sum]) in summaries {
+        kv.push((avg, format!("{:?}", m.avg())));
+        kv.push((min, m.min().to_string()));
+        kv.push((max, m.max().to_string()));
+        kv.push((cnt, m.count().to_string()));
+        kv.push((sum, m.sum().to_string()));
+    }
     if let Some(l) = s.learners {
         kv.push(("zk_learners", l.learners.to_string()));
         // Before 3.6 ZooKeeper called this zk_followers; older tools still read it.
@@ -483,6 +525,7 @@ impl Pipeline {
             digest: self.tree.digest(),
             trace_mask: self.trace_mask,
             last_snapshot: host.last_snapshot,
+            storage: host.storage,
             synced_observers: if ensemble {
                 zab.synced_observers()
             } else {
@@ -528,7 +571,7 @@ mod tests {
 
     #[test]
     fn cons_lists_sessions_in_full_and_the_asking_connection_short() {
-        let mut latency = Latency::default();
+        let mut latency = Summary::default();
         latency.record(1);
         latency.record(3);
         let s = Status {
@@ -608,6 +651,28 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), keys.len(), "a key twice: {keys:?}");
+    }
+
+    #[test]
+    fn mntr_reports_the_storage_summaries_under_zookeepers_names() {
+        let mut s = serving();
+        s.storage.fsync_ms.record(1);
+        s.storage.fsync_ms.record(4);
+        s.storage.batch_txns.record(10);
+        s.storage.batch_txns.record(30);
+        let out = answer(&config(), &s, "mntr");
+        for line in [
+            "zk_avg_fsynctime\t2.5\n",
+            "zk_min_fsynctime\t1\n",
+            "zk_max_fsynctime\t4\n",
+            "zk_cnt_fsynctime\t2\n",
+            "zk_sum_fsynctime\t5\n",
+            "zk_avg_sync_processor_batch_size\t20.0\n",
+            "zk_cnt_snapshottime\t0\n",
+            "zk_avg_snapshottime\t0.0\n",
+        ] {
+            assert!(out.contains(line), "{line:?} missing from\n{out}");
+        }
     }
 
     #[test]

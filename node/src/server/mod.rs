@@ -129,6 +129,8 @@ pub struct HostFacts {
     /// The last snapshot this server wrote or, before it wrote one, loaded at start:
     /// its zxid and when it was written (seconds since the epoch).
     pub last_snapshot: Option<(Zxid, i64)>,
+    /// What the runtime measured of its fsyncs and snapshots.
+    pub storage: stats::StorageStats,
 }
 
 /// A snapshot to write: the tree frozen at `zxid` and the session table with it.

@@ -8,7 +8,7 @@ pub struct ServerStats {
     /// Packets sent to clients.
     pub sent: u64,
     /// Request latency: from the processor taking a request to its reply being queued.
-    pub latency: Latency,
+    pub latency: Summary,
     /// Failed `addauth` requests (`zk_auth_failed_count`).
     pub auth_failed: u64,
     /// Sizes of the replies sent (`zk_{min,last,max}_client_response_size`).
@@ -53,17 +53,19 @@ impl ServerStats {
     }
 }
 
-/// Min / average / max of request latencies in ms, as ZooKeeper's `ServerStats` reports
-/// them (`zk_min_latency`, `zk_avg_latency`, `zk_max_latency`; all 0 before any request).
+/// Min / average / max / count / sum of measured values (ms, or counts), as ZooKeeper's
+/// `ServerStats` reports request latency (`zk_min_latency`, `zk_avg_latency`,
+/// `zk_max_latency`) and its `AvgMinMaxCounter` summaries (`zk_avg_fsynctime`...); all 0
+/// before anything was measured.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Latency {
+pub struct Summary {
     count: u64,
     total_ms: u64,
     min_ms: u64,
     max_ms: u64,
 }
 
-impl Latency {
+impl Summary {
     /// Adds one request's latency.
     pub fn record(&mut self, ms: u64) {
         self.min_ms = if self.count == 0 {
@@ -95,10 +97,26 @@ impl Latency {
         }
     }
 
-    /// Requests measured.
+    /// Values measured.
     pub fn count(&self) -> u64 {
         self.count
     }
+
+    /// The sum of the values measured.
+    pub fn sum(&self) -> u64 {
+        self.total_ms
+    }
+}
+
+/// What the runtime measured of its storage, reported by `mntr` under ZooKeeper's
+/// summary names: each log fsync's duration (`fsynctime`, ms), each snapshot's
+/// serialization and write (`snapshottime`, ms), and the txns each fsync made durable
+/// (`sync_processor_batch_size`: group commit at work).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StorageStats {
+    pub fsync_ms: Summary,
+    pub snapshot_ms: Summary,
+    pub batch_txns: Summary,
 }
 
 #[cfg(test)]
@@ -107,7 +125,7 @@ mod tests {
 
     #[test]
     fn latency_min_avg_max() {
-        let mut l = Latency::default();
+        let mut l = Summary::default();
         assert_eq!((l.min(), l.avg(), l.max()), (0, 0.0, 0));
         for ms in [5, 1, 9, 1] {
             l.record(ms);
