@@ -1,5 +1,7 @@
 //! The Rust `zookeeper-client` crate (an independent implementation of the
-//! ZooKeeper protocol) doing a round trip against an in-process server.
+//! ZooKeeper protocol) doing a round trip against an in-process server, or, with
+//! `ZABKEEPER_TEST_CONNECT=host:port,...` set, against that server or ensemble
+//! (`tests/integration/test_rust_clients.py`).
 
 #![cfg(not(madsim))]
 
@@ -16,20 +18,25 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_client_round_trip() {
-    let dir = temp_dir("zkclient");
-    let mut config = ServerConfig::standalone(0, &dir);
-    config.tick_time_ms = 200;
-    config.min_session_timeout_ms = 400;
-    config.max_session_timeout_ms = 4000;
-    let storage = runtime::open_file_storage(&config).unwrap();
-    let server = runtime::start(config, storage, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let addr = server.local_addr();
+    let external = std::env::var("ZABKEEPER_TEST_CONNECT").ok();
+    let (server, dir) = match &external {
+        Some(_) => (None, None),
+        None => {
+            let dir = temp_dir("zkclient");
+            let mut config = ServerConfig::standalone(0, &dir);
+            config.tick_time_ms = 200;
+            config.min_session_timeout_ms = 400;
+            config.max_session_timeout_ms = 4000;
+            let storage = runtime::open_file_storage(&config).unwrap();
+            let server = runtime::start(config, storage, Arc::new(SystemClock))
+                .await
+                .unwrap();
+            (Some(server), Some(dir))
+        }
+    };
+    let addr = external.unwrap_or_else(|| server.as_ref().unwrap().local_addr().to_string());
 
-    let client = zookeeper_client::Client::connect(&addr.to_string())
-        .await
-        .unwrap();
+    let client = zookeeper_client::Client::connect(&addr).await.unwrap();
     let create =
         zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
     let (stat, seq) = client.create("/smoke", b"hello", &create).await.unwrap();
@@ -55,6 +62,8 @@ async fn zookeeper_client_round_trip() {
     assert!(client.check_stat("/smoke").await.unwrap().is_none());
     drop(client);
 
-    server.shutdown().await.unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    if let (Some(server), Some(dir)) = (server, dir) {
+        server.shutdown().await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -2,7 +2,9 @@
 //! protocol) against an in-process zabkeeper. It writes its first request in the same
 //! send as the ConnectRequest: that call must be answered, not time out with
 //! ConnectionLoss (issue 12 item 1). Then CRUD, sequential and ephemeral nodes, and a
-//! watch.
+//! watch. With `ZABKEEPER_TEST_CONNECT=host:port,...` set, the same calls go to that
+//! server or ensemble instead (`tests/integration/test_rust_clients.py` points them at a
+//! zabkeeper 3-server ensemble and at Apache ZooKeeper 3.8).
 
 #![cfg(not(madsim))]
 
@@ -16,14 +18,22 @@ use zookeeper::{Acl, CreateMode, WatchedEvent, WatchedEventType, ZooKeeper};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_crate_round_trip() {
     let dir = std::env::temp_dir().join(format!("zabkeeper-zkcrate-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = ServerConfig::standalone(0, &dir);
-    let storage = runtime::open_file_storage(&config).unwrap();
-    let server = runtime::start(config, storage, Arc::new(SystemClock))
-        .await
-        .unwrap();
-    let addr = server.local_addr().to_string();
+    let external = std::env::var("ZABKEEPER_TEST_CONNECT").ok();
+    let server = match &external {
+        Some(_) => None,
+        None => {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let config = ServerConfig::standalone(0, &dir);
+            let storage = runtime::open_file_storage(&config).unwrap();
+            Some(
+                runtime::start(config, storage, Arc::new(SystemClock))
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    let addr = external.unwrap_or_else(|| server.as_ref().unwrap().local_addr().to_string());
 
     tokio::task::spawn_blocking(move || {
         let zk = ZooKeeper::connect(&addr, Duration::from_secs(10), |_: WatchedEvent| {})
@@ -74,6 +84,8 @@ async fn zookeeper_crate_round_trip() {
     .await
     .unwrap();
 
-    server.shutdown().await.unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(server) = server {
+        server.shutdown().await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

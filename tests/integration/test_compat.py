@@ -263,7 +263,7 @@ def node_client_dir():
     return d
 
 
-def test_node_zookeeper_client(any_server):
+def run_node_client(hosts):
     """node-zookeeper-client 1.1.3 from npm: stats as ZooKeeper reports them, and an
     AuthFailed that does not kill the Node process."""
     import json
@@ -273,12 +273,25 @@ def test_node_zookeeper_client(any_server):
     d = node_client_dir()
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node", "compat.js")
     p = unique("node")
-    r = subprocess.run(["node", script, any_server.hosts(), p], cwd=d, capture_output=True,
+    r = subprocess.run(["node", script, hosts, p], cwd=d, capture_output=True,
                        text=True, timeout=60, env=dict(os.environ, NODE_PATH=os.path.join(d, "node_modules")))
     assert r.returncode == 0, f"node exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
     seen = json.loads(r.stdout.strip().splitlines()[-1])
     assert seen == {"cversion": 6, "num_children": 2, "sequential": f"{p}/s0000000004",
                     "auth_failed": True, "survived": True}, seen
+
+
+def test_node_zookeeper_client(any_server):
+    run_node_client(any_server.hosts())
+
+
+def test_node_zookeeper_client_ensemble():
+    node_client_dir()
+    ens = Ensemble(participants=3).start()
+    try:
+        run_node_client(ens.hosts())
+    finally:
+        ens.cleanup()
 
 
 def test_null_data_reads_back_as_null(any_server, kz):
