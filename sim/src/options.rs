@@ -46,11 +46,11 @@ pub struct RunOptions {
     /// the requests queued for the driver (small ones make every step a batch of one).
     #[serde(default = "default_global_outstanding_limit")]
     pub global_outstanding_limit: usize,
-    /// Core ticks per tickTime: 1 (the core's timers advance once per tickTime), or 0
-    /// for what a real server derives from tickTime (`ServerConfig::core_ticks_per_tick`:
-    /// up to 10 per tickTime, none shorter than 20 ms).
+    /// The servers' core ticks per tickTime (`ServerConfig::core_ticks`): `Some(1)` (the
+    /// core's timers advance once per tickTime), or `None` for what a real server derives
+    /// from tickTime (up to 10 per tickTime, none shorter than 20 ms).
     #[serde(default = "default_core_ticks")]
-    pub core_ticks: u32,
+    pub core_ticks: Option<u32>,
     /// Safety phase length in ms.
     pub safety_ms: u64,
     /// Liveness bound in ms.
@@ -84,8 +84,8 @@ fn default_sync_limit() -> u32 {
 }
 
 /// Options files written before runs drew core ticks ran one per tickTime.
-fn default_core_ticks() -> u32 {
-    1
+fn default_core_ticks() -> Option<u32> {
+    Some(1)
 }
 
 /// ZooKeeper's default `globalOutstandingLimit`: options files written before runs drew one.
@@ -145,7 +145,7 @@ impl RunOptions {
         let commit_log_count = pick(&mut rng, &[0, 4, 16, 64, 500]);
         let quorum_reads = rng.gen_bool(0.25);
         let global_outstanding_limit = pick(&mut rng, &[1, 2, 16, 1000, 1000]);
-        let core_ticks = pick(&mut rng, &[0, 1, 1, 1]);
+        let core_ticks = pick(&mut rng, &[None, Some(1), Some(1), Some(1)]);
         RunOptions {
             core_ticks,
             quorum_reads,
@@ -210,7 +210,7 @@ impl RunOptions {
             self.commit_log_count,
             if self.quorum_reads { " quorumReads" } else { "" },
             self.global_outstanding_limit,
-            if self.core_ticks == 1 { "" } else { " coreTicks=derived" },
+            if self.core_ticks.is_none() { " coreTicks=derived" } else { "" },
             self.safety_ms,
             self.liveness_ms,
             self.converge_ms(),

@@ -76,7 +76,7 @@ const TIMING: NodeTiming = NodeTiming {
     sync_limit: 10,
     quorum_reads: false,
     global_outstanding_limit: 1000,
-    core_ticks: 1,
+    core_ticks: Some(1),
 };
 
 /// How long after the session's creation the link from the leader to the lagging

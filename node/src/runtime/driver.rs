@@ -91,6 +91,12 @@ impl Driver {
         self.clock.now_ms()
     }
 
+    /// Milliseconds from `start` (a [`Driver::now`] reading) to now; 0 if the clock
+    /// stepped back.
+    fn ms_since(&self, start: i64) -> u64 {
+        self.now().saturating_sub(start).max(0) as u64
+    }
+
     /// Runs until every connection sender is gone or `shutdown` fires.
     pub async fn run(
         mut self,
@@ -247,7 +253,7 @@ impl Driver {
             if appended > 0 {
                 let started = self.now();
                 self.fsync()?;
-                let took = self.now().saturating_sub(started).max(0) as u64;
+                let took = self.ms_since(started);
                 self.storage_stats.fsync_ms.record(took);
                 self.storage_stats.batch_txns.record(appended);
             }
@@ -463,9 +469,8 @@ impl Driver {
         match done.result {
             Ok(len) => {
                 self.storage.snapshot_written(zxid);
-                let now = self.now();
-                self.last_snapshot = Some((zxid, now.div_euclid(1000)));
-                let took = now.saturating_sub(self.snapshot_started_ms).max(0) as u64;
+                self.last_snapshot = Some((zxid, self.now().div_euclid(1000)));
+                let took = self.ms_since(self.snapshot_started_ms);
                 self.storage_stats.snapshot_ms.record(took);
                 tracing::info!("snapshot taken at zxid 0x{zxid:x} ({len} bytes)");
             }

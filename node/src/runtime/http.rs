@@ -189,50 +189,22 @@ fn unavailable() -> Response<Full<Bytes>> {
     )
 }
 
-/// A query string's `key=value` pairs, percent- and `+`-decoded (as a servlet's
-/// parameters); the first value of a key is the one commands read.
+/// A query string's `key=value` pairs, `+`- and percent-decoded as a servlet decodes its
+/// parameters; the first value of a key is the one commands read.
 fn query_args(query: &str) -> Vec<(String, String)> {
-    fn decode(s: &str) -> String {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => {
-                    match std::str::from_utf8(&bytes[i + 1..i + 3])
-                        .ok()
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    {
-                        Some(b) => {
-                            out.push(b);
-                            i += 2;
-                        }
-                        None => out.push(b'%'),
-                    }
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    query
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (decode(k), decode(v))
-        })
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn query_arguments_are_decoded() {
         assert_eq!(
-            super::query_args("traceMask=306&x=a%2Fb+c&flag&bad=%zz%4"),
+            query_args("traceMask=306&x=a%2Fb+c&flag&bad=%zz%4"),
             vec![
                 ("traceMask".to_string(), "306".to_string()),
                 ("x".to_string(), "a/b c".to_string()),
@@ -240,10 +212,8 @@ mod tests {
                 ("bad".to_string(), "%zz%4".to_string()),
             ]
         );
-        assert!(super::query_args("").is_empty());
+        assert!(query_args("").is_empty());
     }
-
-    use super::*;
 
     #[test]
     fn gauges_come_out_in_prometheus_text_format() {

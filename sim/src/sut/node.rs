@@ -54,8 +54,8 @@ pub struct NodeTiming {
     pub quorum_reads: bool,
     /// `globalOutstandingLimit`.
     pub global_outstanding_limit: usize,
-    /// Core ticks per tickTime; 0: derived from tickTime, as a real server does.
-    pub core_ticks: u32,
+    /// Core ticks per tickTime; `None`: derived from tickTime, as a real server does.
+    pub core_ticks: Option<u32>,
 }
 
 /// Logs and reports that server `index` refused to start (its storage or recovery
@@ -104,7 +104,7 @@ pub async fn serve(
     config.commit_log_count = timing.commit_log_count;
     config.quorum_reads = timing.quorum_reads;
     config.global_outstanding_limit = timing.global_outstanding_limit;
-    config.core_ticks = (timing.core_ticks > 0).then_some(timing.core_ticks);
+    config.core_ticks = timing.core_ticks;
     if timing.autopurge {
         config.purge_interval_hours = 1;
         config.snap_retain_count = 3;

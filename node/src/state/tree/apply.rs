@@ -2,7 +2,7 @@
 //! rule, with the watch triggers each change fires.
 
 use super::*;
-use crate::state::path::validate_path;
+use crate::state::path::{basename, validate_path};
 
 /// Collects watch triggers while a txn applies.
 #[derive(Default)]
@@ -170,7 +170,7 @@ impl DataTree {
         if self.nodes.contains_key(path) {
             return Err(ErrorCode::NodeExists);
         }
-        let child_name = path[path.rfind('/').map_or(0, |i| i + 1)..].to_string();
+        let child_name = basename(path).to_string();
         let zxid = txn.zxid;
         self.update(parent_path, |p| {
             let cv = if parent_cversion == -1 {
@@ -225,7 +225,7 @@ impl DataTree {
         if self.nodes.get(path).is_some_and(|n| !n.children.is_empty()) {
             return Err(ErrorCode::NotEmpty);
         }
-        let child_name = &path[path.rfind('/').map_or(0, |i| i + 1)..];
+        let child_name = basename(path);
         // As ZooKeeper: the parent's pzxid moves even when the child is gone.
         self.update(parent_path, |p| {
             p.children.remove(child_name);

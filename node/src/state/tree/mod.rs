@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
-use super::path::raw_parent;
+use super::path::{basename, raw_parent};
 use super::txn::{EphemeralType, Txn, TxnBody};
 use crate::types::{perms, Acl, ErrorCode, EventType, Id, SessionId, Stat, Zxid};
 
@@ -104,16 +104,6 @@ impl AclCache {
         }
         list
     }
-
-    /// How many distinct lists the cache holds.
-    pub fn len(&self) -> usize {
-        self.lists.len()
-    }
-
-    /// Whether the cache holds no list.
-    pub fn is_empty(&self) -> bool {
-        self.lists.is_empty()
-    }
 }
 
 /// The path -> node map; cloning it is O(1) (structure is shared until written). Nodes
@@ -160,11 +150,6 @@ impl DataNode {
 
     /// The node's ACL.
     pub fn acl(&self) -> &[Acl] {
-        &self.acl
-    }
-
-    /// The node's ACL, shared.
-    pub fn acl_list(&self) -> &AclList {
         &self.acl
     }
 
@@ -363,8 +348,7 @@ impl DataTree {
                     .map_err(|_| format!("{path:?} has no parent"))?
             };
             last_parent = at;
-            let name = &path[path.rfind('/').map_or(0, |i| i + 1)..];
-            children[at].push(name.to_string());
+            children[at].push(basename(path).to_string());
         }
         for ((path, node), names) in nodes.iter_mut().zip(children) {
             node.children = names.into_iter().collect();

@@ -8,6 +8,11 @@ use crate::state::path::validate_path;
 const SNAPSHOT_MAGIC: &[u8; 4] = b"ZKTS";
 const SNAPSHOT_VERSION: i32 = 1;
 
+/// A snapshot that cannot be loaded, and why.
+fn invalid(why: &str) -> JuteError {
+    JuteError::Invalid(format!("snapshot: {why}"))
+}
+
 /// The tree frozen at one zxid ([`DataTree::freeze`]): it shares structure
 /// with the live tree, is cheap to take and to send to another thread, and
 /// never changes. A snapshot serialized from it holds exactly one zxid.
@@ -85,7 +90,6 @@ impl DataTree {
     /// version and checksum, that every path is valid and unique, that every
     /// parent exists, and that ZooKeeper's own nodes are present.
     pub fn deserialize_snapshot(bytes: &[u8]) -> Result<DataTree, JuteError> {
-        let invalid = |m: &str| JuteError::Invalid(format!("snapshot: {m}"));
         if bytes.len() < 8 || &bytes[..4] != SNAPSHOT_MAGIC {
             return Err(invalid("bad magic"));
         }
@@ -112,9 +116,6 @@ impl DataTree {
         let mut acls = AclCache::default();
         for _ in 0..count {
             let path = r.read_string()?;
-            if validate_path(&path).is_err() {
-                return Err(invalid(&format!("invalid path {path:?}")));
-            }
             let data = r.read_buffer_opt()?.map(Bytes::copy_from_slice);
             let acl = acls.intern(&r.read_acl_vec()?);
             let stat = r.read_stat_persisted()?;
@@ -135,28 +136,26 @@ impl DataTree {
         last_zxid: Zxid,
         persisted: Vec<(String, Option<Bytes>, A, Stat)>,
     ) -> Result<DataTree, JuteError> {
-        let invalid = |m: &str| JuteError::Invalid(format!("snapshot: {m}"));
         let mut acls = AclCache::default();
         let mut nodes: Vec<(String, DataNode)> = Vec::with_capacity(persisted.len());
         for (path, data, acl, stat) in persisted {
-            if validate_path(&path).is_err() {
-                return Err(invalid(&format!("invalid path {path:?}")));
-            }
             let node = DataNode::new(data, acls.intern(acl.as_ref()), stat);
             nodes.push((path, node));
         }
         DataTree::from_node_list(last_zxid, nodes, acls)
     }
 
-    /// The checks both loaders share, then the tree: unique paths (sorted first if they
-    /// are not: an imported ZooKeeper snapshot may not be in path order), ZooKeeper's
-    /// own nodes present, every parent present.
+    /// The checks both loaders share, then the tree: valid and unique paths (sorted
+    /// first if they are not: an imported ZooKeeper snapshot may not be in path order),
+    /// ZooKeeper's own nodes present, every parent present.
     fn from_node_list(
         last_zxid: Zxid,
         mut nodes: Vec<(String, DataNode)>,
         acls: AclCache,
     ) -> Result<DataTree, JuteError> {
-        let invalid = |m: &str| JuteError::Invalid(format!("snapshot: {m}"));
+        if let Some((path, _)) = nodes.iter().find(|(p, _)| validate_path(p).is_err()) {
+            return Err(invalid(&format!("invalid path {path:?}")));
+        }
         if !nodes.windows(2).all(|w| w[0].0 < w[1].0) {
             nodes.sort_by(|a, b| a.0.cmp(&b.0));
             if let Some(w) = nodes.windows(2).find(|w| w[0].0 == w[1].0) {

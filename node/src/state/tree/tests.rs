@@ -516,6 +516,14 @@ proptest::proptest! {
     }
 }
 
+/// Every permission to one digest identity.
+fn all_to_digest(id: &str) -> Vec<Acl> {
+    vec![Acl {
+        perms: perms::ALL,
+        id: Id::new("digest", id),
+    }]
+}
+
 /// The ACLs an apply's triggers carry, as plain lists.
 fn acls(out: &ApplyOutcome) -> Vec<Vec<Acl>> {
     out.trigger_acls.iter().map(|a| a.to_vec()).collect()
@@ -524,10 +532,7 @@ fn acls(out: &ApplyOutcome) -> Vec<Vec<Acl>> {
 #[test]
 fn nodes_with_the_same_acl_share_one_list() {
     let mut t = DataTree::new();
-    let secret = vec![Acl {
-        perms: perms::ALL,
-        id: Id::new("digest", "u:x"),
-    }];
+    let secret = all_to_digest("u:x");
     let with_acl = |path: &str, acl: Vec<Acl>| TxnBody::Create {
         path: path.into(),
         data: None,
@@ -546,18 +551,15 @@ fn nodes_with_the_same_acl_share_one_list() {
     {
         apply_ok(&mut t, 10 + i as i64, with_acl(&format!("/n{i}"), acl));
     }
-    let list = |t: &DataTree, p: &str| t.node(p).unwrap().acl_list().clone();
+    let list = |t: &DataTree, p: &str| t.nodes[p].acl.clone();
     assert!(std::sync::Arc::ptr_eq(&list(&t, "/n0"), &list(&t, "/n2")));
     assert!(std::sync::Arc::ptr_eq(&list(&t, "/n1"), &list(&t, "/n3")));
     assert!(std::sync::Arc::ptr_eq(&list(&t, "/n0"), &list(&t, "/")));
     // open, secret, and the read-only list of /zookeeper/config
-    assert_eq!(t.acls.len(), 3);
+    assert_eq!(t.acls.lists.len(), 3);
     // Lists no node uses any more are dropped once the cache has doubled.
     for i in 0..100 {
-        let acl = vec![Acl {
-            perms: perms::ALL,
-            id: Id::new("digest", &format!("user{i}:x")),
-        }];
+        let acl = all_to_digest(&format!("user{i}:x"));
         apply_ok(&mut t, 100 + 2 * i, with_acl("/churn", acl));
         apply_ok(
             &mut t,
@@ -567,17 +569,18 @@ fn nodes_with_the_same_acl_share_one_list() {
             },
         );
     }
-    assert!(t.acls.len() <= 2 * 32 + 1, "{} lists", t.acls.len());
+    assert!(
+        t.acls.lists.len() <= 2 * 32 + 1,
+        "{} lists",
+        t.acls.lists.len()
+    );
     assert!(std::sync::Arc::ptr_eq(&list(&t, "/n1"), &list(&t, "/n3")));
 }
 
 #[test]
 fn trigger_acls_name_the_node_each_event_is_about() {
     let mut t = DataTree::new();
-    let secret = vec![Acl {
-        perms: perms::ALL,
-        id: Id::new("digest", "bob:x"),
-    }];
+    let secret = all_to_digest("bob:x");
     apply_ok(&mut t, 1, create("/a", 0, 1));
     let mk = TxnBody::Create {
         path: "/a/s".into(),
