@@ -1,5 +1,8 @@
 //! `make bench-checker`: generated kv and register histories of 10k, 100k and 1M operations
-//! with 10 to 100 processes and a few percent info ops; prints ops/s and peak memory.
+//! with 10 to 100 processes and a few percent info ops; prints ops/s and peak memory. Then
+//! Porcupine-style key-value histories with 10 and 50 clients, linearizable and not: the
+//! mean and worst time to decide, and the mean time with minimization (per-seed means over
+//! 20 seeds).
 //!
 //! Usage: `cargo run --release -p zabkeeper-check --example bench [-- --max-ops N --threads T --model M --procs P --time-limit S --out DIR]`
 //! Memory: `hist MiB` is the resident size with the generated history loaded (the `Event`
@@ -113,6 +116,7 @@ fn main() {
                     cas: model != Model::Register,
                     append: with_append,
                     values: arg("--values").and_then(|v| v.parse().ok()).unwrap_or(1000),
+                    ..GenConfig::default()
                 };
                 drop_caches_of_peak();
                 let t = Instant::now();
@@ -141,6 +145,70 @@ fn main() {
                     r.verdict.to_string()
                 );
             }
+        }
+    }
+    // Porcupine-style key-value histories (its `kv` tests: 10 keys, get/put/append with
+    // unique values, 10 and 50 clients), linearizable ("ok") and with stale reads ("bad"):
+    // the time to decide (no minimization) and the time with a minimal counterexample.
+    if only.as_deref().is_none_or(|m| m == "kv-porcupine") {
+        println!();
+        println!(
+            "{:<16} {:>6} {:>6} {:>6} {:>10} {:>12} {:>16} {:>12}",
+            "porcupine kv",
+            "ops",
+            "procs",
+            "seeds",
+            "decide s",
+            "max decide s",
+            "with minimize s",
+            "verdicts"
+        );
+        for &(procs, stale, label) in &[
+            (10usize, 0.0, "ok"),
+            (10, 0.01, "bad"),
+            (50, 0.0, "ok"),
+            (50, 0.01, "bad"),
+        ] {
+            let ops = if procs == 10 { 400 } else { 2_000 };
+            let seeds = 20u64;
+            let (mut total, mut worst, mut total_min) = (0.0f64, 0.0f64, 0.0f64);
+            let mut verdicts = std::collections::BTreeMap::<String, usize>::new();
+            for seed in 0..seeds {
+                let events = generate(&GenConfig::porcupine_kv(seed, procs, ops, stale));
+                let decide = CheckOptions {
+                    threads: 1,
+                    minimize: false,
+                    ..opts.clone()
+                };
+                let t = Instant::now();
+                let r = check_history(&events, Model::Kv, &decide);
+                let s = t.elapsed().as_secs_f64();
+                total += s;
+                worst = worst.max(s);
+                *verdicts.entry(r.verdict.to_string()).or_default() += 1;
+                let t = Instant::now();
+                check_history(
+                    &events,
+                    Model::Kv,
+                    &CheckOptions {
+                        threads: 1,
+                        ..opts.clone()
+                    },
+                );
+                total_min += t.elapsed().as_secs_f64();
+            }
+            let v: Vec<String> = verdicts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            println!(
+                "{:<16} {:>6} {:>6} {:>6} {:>10.4} {:>12.4} {:>16.4} {:>12}",
+                format!("c{procs}-{label}"),
+                ops,
+                procs,
+                seeds,
+                total / seeds as f64,
+                worst,
+                total_min / seeds as f64,
+                v.join(", ")
+            );
         }
     }
 }

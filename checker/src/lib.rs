@@ -81,6 +81,10 @@ pub struct CheckOptions {
     pub minimize: bool,
     /// Largest failing prefix (in ops of one part) that is minimized.
     pub max_minimize_ops: usize,
+    /// Wall-clock time allowed for minimizing counterexamples (over all parts); past it,
+    /// what is reported is still a valid counterexample but may not be minimal. `None`
+    /// bounds minimization by configurations only (deterministic).
+    pub minimize_time: Option<Duration>,
 }
 
 impl Default for CheckOptions {
@@ -91,15 +95,7 @@ impl Default for CheckOptions {
             threads: 1,
             minimize: true,
             max_minimize_ops: 2_000,
-        }
-    }
-}
-
-impl CheckOptions {
-    fn budget(&self, deadline: Option<Instant>) -> Budget {
-        Budget {
-            max_configs: self.max_configs,
-            deadline,
+            minimize_time: Some(Duration::from_millis(500)),
         }
     }
 }
@@ -136,62 +132,169 @@ pub(crate) fn run_parallel<T: Sync, R: Send>(
         .collect()
 }
 
-/// Checks one part with the search; on a violation, finds a minimal counterexample.
-pub(crate) fn check_part<M: SeqSpec + Clone>(
-    spec: &M,
-    ops: &[SearchOp<M::Op>],
+/// Configurations of the first round of [`check_parts`]; each later round allows
+/// [`ROUND_GROWTH`] times more, up to [`CheckOptions::max_configs`].
+pub const FIRST_ROUND: usize = 20_000;
+/// Growth of the configuration budget from one round of [`check_parts`] to the next.
+pub const ROUND_GROWTH: usize = 8;
+/// The reason given for a part left undecided because another part has a violation.
+pub const DECIDED_ELSEWHERE: &str = "not searched to the end: another part is not linearizable";
+
+/// Checks independent parts (keys, groups of znode paths) and finds a minimal
+/// counterexample for each violation.
+///
+/// The parts are searched in rounds of growing configuration budgets ([`FIRST_ROUND`], then
+/// [`ROUND_GROWTH`] times more each round, up to `max_configs`): a part decided in a round
+/// keeps its outcome, the others go on to the next round. As soon as one part is not
+/// linearizable the history is decided, and the parts still open end `unknown` with
+/// [`DECIDED_ELSEWHERE`]: a violation in a cheap part is reported without first searching a
+/// costly part to the end (as Porcupine stops all partitions at the first failure). Budgets
+/// are counted in configurations, so the verdicts are deterministic. The rounds a part
+/// repeats cost at most about ROUND_GROWTH/(ROUND_GROWTH - 1) times what its last round
+/// needed (when that is just past a round's budget), so a single part gets one round.
+pub(crate) fn check_parts<M: SeqSpec + Clone + Sync, P: Sync>(
+    parts: &[P],
+    spec_of: impl Fn(&P) -> &M + Sync,
+    ops_of: impl Fn(&P) -> &[SearchOp<M::Op>] + Sync,
     opts: &CheckOptions,
     deadline: Option<Instant>,
-) -> (Outcome, Stats, Option<Vec<usize>>)
+) -> Vec<(Outcome, Stats, Option<Vec<usize>>)>
+where
+    M::Op: Clone + Sync,
+{
+    let mut done: Vec<Option<(Outcome, Stats)>> = (0..parts.len()).map(|_| None).collect();
+    // One part alone has no other part to find a violation in first: one round.
+    let mut round = if parts.len() > 1 {
+        FIRST_ROUND.min(opts.max_configs)
+    } else {
+        opts.max_configs
+    };
+    loop {
+        let open: Vec<usize> = (0..parts.len()).filter(|&i| done[i].is_none()).collect();
+        if open.is_empty() {
+            break;
+        }
+        let last = round >= opts.max_configs;
+        let results = run_parallel(
+            &open,
+            opts.threads,
+            |&i| ops_of(&parts[i]).len(),
+            |&i| {
+                let mut s = spec_of(&parts[i]).clone();
+                let mut stats = Stats::default();
+                let budget = Budget {
+                    max_configs: round,
+                    deadline,
+                };
+                let out = search::check(&mut s, ops_of(&parts[i]), budget, &mut stats);
+                (out, stats)
+            },
+        );
+        let mut violated = false;
+        let mut timed_out = false;
+        for (&i, (out, stats)) in open.iter().zip(results) {
+            match &out {
+                Outcome::Unknown { reason } if !last && !reason.starts_with("time") => continue,
+                Outcome::Unknown { .. } => timed_out = true,
+                Outcome::NotLinearizable { .. } => violated = true,
+                Outcome::Linearizable => {}
+            }
+            done[i] = Some((out, stats));
+        }
+        if violated || timed_out {
+            let reason = if violated {
+                DECIDED_ELSEWHERE.to_string()
+            } else {
+                "time limit reached".to_string()
+            };
+            for d in done.iter_mut().filter(|d| d.is_none()) {
+                *d = Some((
+                    Outcome::Unknown {
+                        reason: reason.clone(),
+                    },
+                    Stats::default(),
+                ));
+            }
+            break;
+        }
+        round = round.saturating_mul(ROUND_GROWTH).min(opts.max_configs);
+    }
+    // Minimal counterexamples, one violating part after another, within the time allowed
+    // for minimization (what is cut short is still a valid counterexample).
+    let min_deadline = match (opts.minimize_time.map(|t| Instant::now() + t), deadline) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    parts
+        .iter()
+        .zip(done)
+        .map(|(p, d)| {
+            let (out, stats) = d.expect("every part decided");
+            let cex = match out {
+                Outcome::NotLinearizable { stuck } => {
+                    counterexample(spec_of(p), ops_of(p), stuck, stats, opts, min_deadline)
+                }
+                _ => None,
+            };
+            (out, stats, cex)
+        })
+        .collect()
+}
+
+/// A counterexample for a part that is not linearizable: the shortest failing prefix
+/// (ending where the search was stuck), minimized when asked and small enough, else the
+/// ops concurrent with the blocking op.
+fn counterexample<M: SeqSpec + Clone>(
+    spec: &M,
+    ops: &[SearchOp<M::Op>],
+    stuck: usize,
+    stats: Stats,
+    opts: &CheckOptions,
+    deadline: Option<Instant>,
+) -> Option<Vec<usize>>
 where
     M::Op: Clone,
 {
-    let mut s = spec.clone();
-    let mut stats = Stats::default();
-    let out = search::check(&mut s, ops, opts.budget(deadline), &mut stats);
-    let mut cex = None;
-    if let Outcome::NotLinearizable { stuck } = out {
-        let mut failing: Vec<SearchOp<M::Op>> = ops.to_vec();
-        if let Some(cut) = ops.iter().find(|o| o.id == stuck).and_then(|o| o.ret) {
-            let p = minimize::prefix(spec, ops, cut);
-            let mut s2 = spec.clone();
-            let mut st2 = Stats::default();
-            if matches!(
-                search::check(&mut s2, &p, opts.budget(deadline), &mut st2),
-                Outcome::NotLinearizable { .. }
-            ) {
-                failing = p;
-            }
+    let mut failing: Vec<SearchOp<M::Op>> = ops.to_vec();
+    if let Some(cut) = ops.iter().find(|o| o.id == stuck).and_then(|o| o.ret) {
+        let p = minimize::prefix(spec, ops, cut);
+        let mut s2 = spec.clone();
+        let mut st2 = Stats::default();
+        // The prefix is searched with about the budget the whole part needed.
+        let budget = Budget {
+            max_configs: stats.configs.saturating_mul(2).max(FIRST_ROUND),
+            deadline,
+        };
+        if matches!(
+            search::check(&mut s2, &p, budget, &mut st2),
+            Outcome::NotLinearizable { .. }
+        ) {
+            failing = p;
         }
-        cex = if opts.minimize {
-            minimize::minimize(
-                spec,
-                &failing,
-                minimize::MinimizeLimits {
-                    max_ops: opts.max_minimize_ops,
-                    trial_configs: 20_000,
-                    total_configs: 100_000,
-                    deadline,
-                },
-            )
-        } else {
-            None
-        }
-        .or_else(|| {
-            // Not minimized: report the blocking op and the ops concurrent with it.
-            let b = ops.iter().find(|o| o.id == stuck)?;
-            let mut v: Vec<usize> = ops
-                .iter()
-                .filter(|o| {
-                    o.call <= b.ret.unwrap_or(usize::MAX) && o.ret.is_none_or(|r| r >= b.call)
-                })
-                .map(|o| o.id)
-                .collect();
-            v.sort_unstable();
-            Some(v)
-        });
     }
-    (out, stats, cex)
+    if opts.minimize {
+        if let Some(ids) = minimize::minimize(
+            spec,
+            &failing,
+            minimize::MinimizeLimits {
+                max_ops: opts.max_minimize_ops,
+                trial_configs: 20_000,
+                total_configs: 100_000,
+                deadline,
+            },
+        ) {
+            return Some(ids);
+        }
+    }
+    // Not minimized: report the blocking op and the ops concurrent with it.
+    let b = ops.iter().find(|o| o.id == stuck)?;
+    let mut v: Vec<usize> = ops
+        .iter()
+        .filter(|o| o.call <= b.ret.unwrap_or(usize::MAX) && o.ret.is_none_or(|r| r >= b.call))
+        .map(|o| o.id)
+        .collect();
+    v.sort_unstable();
+    Some(v)
 }
 
 /// Checks a history against a model. Never panics on bad input: a malformed history gives
@@ -216,19 +319,33 @@ pub fn check_history(events: &[Event], model: Model, opts: &CheckOptions) -> Rep
                     return Report::error(model, format!("event {ev} (line {}): {msg}", ev + 1))
                 }
             };
-            let results = run_parallel(
-                &parts,
-                opts.threads,
-                |p| p.ops.len(),
-                |p| match register::impossible_observation(p) {
-                    Some(id) => (
-                        Outcome::NotLinearizable { stuck: id },
-                        Stats::default(),
-                        Some(vec![id]),
-                    ),
-                    None => check_part(&p.spec, &p.ops, opts, deadline),
-                },
-            );
+            // A read of a value nobody wrote is a violation on its own (no search needed).
+            let impossible = parts
+                .iter()
+                .find_map(|p| register::impossible_observation(p).map(|id| (p.key.clone(), id)));
+            let results = match &impossible {
+                Some((key, id)) => parts
+                    .iter()
+                    .map(|p| {
+                        if p.key == *key {
+                            (
+                                Outcome::NotLinearizable { stuck: *id },
+                                Stats::default(),
+                                Some(vec![*id]),
+                            )
+                        } else {
+                            (
+                                Outcome::Unknown {
+                                    reason: DECIDED_ELSEWHERE.into(),
+                                },
+                                Stats::default(),
+                                None,
+                            )
+                        }
+                    })
+                    .collect(),
+                None => check_parts(&parts, |p| &p.spec, |p| &p.ops, opts, deadline),
+            };
             let mut report = Report::new(model);
             for (p, (out, stats, cex)) in parts.iter().zip(results) {
                 let name = match &p.key {

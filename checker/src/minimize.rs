@@ -72,7 +72,8 @@ where
 }
 
 /// Returns the op ids of a 1-minimal counterexample within `ops` (which must not be
-/// linearizable), or `None` if `ops` is too large to minimize.
+/// linearizable), or `None` if `ops` is too large to minimize or the deadline has passed.
+/// A deadline that passes during minimization leaves a valid, possibly not minimal, set.
 pub fn minimize<M: SeqSpec + Clone>(
     spec: &M,
     ops: &[SearchOp<M::Op>],
@@ -83,7 +84,10 @@ where
 {
     // Only ops with a known outcome can be relaxed; unknown ones stay as they are.
     let n = ops.len();
-    if n > limits.max_ops {
+    let late = limits
+        .deadline
+        .is_some_and(|d| std::time::Instant::now() >= d);
+    if n > limits.max_ops || late {
         return None;
     }
     // Configurations spent over all trials: past `total_configs` (or the deadline) no

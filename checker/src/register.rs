@@ -1,7 +1,7 @@
 //! The register-family models: `register`, `cas-register` and `kv`, split by key.
 
 use crate::history::{Event, Op, Status};
-use crate::search::{SearchOp, SeqSpec};
+use crate::search::{Reset, SearchOp, SeqSpec};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,6 +13,8 @@ pub type ValId = u32;
 pub struct Interner {
     ids: HashMap<String, ValId>,
     vals: Vec<Value>,
+    /// Results of appends already computed: (state, appended) -> state.
+    appends: HashMap<(ValId, ValId), ValId>,
 }
 
 impl Interner {
@@ -79,6 +81,9 @@ impl SeqSpec for RegisterSpec {
             RegOp::Cas { expected, new } => (expected == *s).then_some(new),
             RegOp::CasMismatch(e) => (e != *s).then_some(*s),
             RegOp::Append(a) => {
+                if let Some(&r) = self.interner.appends.get(&(*s, a)) {
+                    return Some(r);
+                }
                 let cur = match self.interner.value(*s) {
                     Value::Null => "",
                     Value::String(x) => x.as_str(),
@@ -88,7 +93,9 @@ impl SeqSpec for RegisterSpec {
                     return None;
                 };
                 let joined = Value::String(format!("{cur}{add}"));
-                Some(self.interner.intern(&joined))
+                let r = self.interner.intern(&joined);
+                self.interner.appends.insert((*s, a), r);
+                Some(r)
             }
         }
     }
@@ -103,6 +110,23 @@ impl SeqSpec for RegisterSpec {
             RegOp::Read(v) => Some(v),
             RegOp::Cas { expected, .. } => Some(expected),
             _ => None,
+        }
+    }
+    fn resets(&self, op: &RegOp) -> Reset<ValId> {
+        match *op {
+            RegOp::Write(v) => Reset::To(v),
+            RegOp::Cas { new, .. } => Reset::To(new),
+            _ => Reset::No,
+        }
+    }
+    fn grows_to(&self, from: &ValId, to: &ValId) -> bool {
+        if from == to {
+            return true;
+        }
+        match (self.interner.value(*from), self.interner.value(*to)) {
+            (Value::Null, Value::String(_)) => true,
+            (Value::String(a), Value::String(b)) => b.starts_with(a.as_str()),
+            _ => false,
         }
     }
     fn blind(&self, op: &RegOp) -> Option<ValId> {

@@ -16,7 +16,13 @@
 //!   write (next state independent of the current one) follows it or nothing does. Of
 //!   several unknown blind writes with the same result only one is tried (they are
 //!   interchangeable), and no op that leaves the state unchanged;
-//! - configurations entered by a forced move are not memoized (the next choice point is).
+//! - configurations entered by a forced move are not memoized (the next choice point is);
+//! - growth pruning: a read that must still be linearized can only be satisfied if the
+//!   value it read grows (by appends) from the current state or from the value of an
+//!   unlinearized write or cas that may come before it (invoked before the read returned).
+//!   A configuration where no such start exists is a dead end. This is what decides append
+//!   histories with many concurrent clients: the order of concurrent appends is fixed by
+//!   the next read instead of being enumerated.
 //!
 //! The set of linearized operations is kept as a 128-bit Zobrist hash (updated in O(1));
 //! the memo stores that hash with the exact model state. Two different sets collide with
@@ -24,7 +30,7 @@
 //! could only prune an unexplored branch, and every reported violation is re-checked on its
 //! minimal counterexample.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::time::Instant;
 
@@ -54,6 +60,32 @@ pub trait SeqSpec {
     fn wanted(&self, _op: &Self::Op) -> Option<Self::State> {
         None
     }
+    /// Whether the op may replace the state by one that does not grow from it (a blind
+    /// write, a cas), and with what. The default, [`Reset::Any`] for every op that is not
+    /// read-only, turns growth pruning off.
+    fn resets(&self, op: &Self::Op) -> Reset<Self::State> {
+        if self.read_only(op) {
+            Reset::No
+        } else {
+            Reset::Any
+        }
+    }
+    /// Whether ops that do not reset (see [`SeqSpec::resets`]) can take the state from
+    /// `from` to `to`: for appends, `from` must be a prefix of `to`. `true` when unsure.
+    fn grows_to(&self, _from: &Self::State, _to: &Self::State) -> bool {
+        true
+    }
+}
+
+/// How an op may change the state, for growth pruning (see [`SeqSpec::resets`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reset<S> {
+    /// It keeps the state or grows it (a read, an append).
+    No,
+    /// It may set the state to this value (a blind write, a cas's new value).
+    To(S),
+    /// It may set the state to anything.
+    Any,
 }
 
 /// One operation handed to the search.
@@ -234,6 +266,56 @@ fn blind_first<S: Eq + Hash, O>(
     }) == Some(o)
 }
 
+/// How many entries past the head growth pruning looks at for reads to satisfy.
+const GROWTH_SCAN: usize = 64;
+
+/// Growth pruning: the first unlinearized read (within [`GROWTH_SCAN`] entries of the head)
+/// whose value grows neither from the current state nor from the value of any unlinearized
+/// resetting op invoked before the read returned. Such a configuration has no valid
+/// continuation: only those ops can come before the read, and between resets the state
+/// only grows.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn ungrowable<M: SeqSpec>(
+    spec: &M,
+    ops: &[SearchOp<M::Op>],
+    entries: &[Entry],
+    next: &[u32],
+    head: u32,
+    wants: &[Option<M::State>],
+    must: &[bool],
+    resets: &[Reset<M::State>],
+    resetters: &BTreeSet<(usize, usize)>,
+    state: &M::State,
+) -> Option<usize> {
+    let mut e = next[head as usize];
+    let mut seen = 0;
+    while e != NIL && seen < GROWTH_SCAN {
+        seen += 1;
+        let entry = entries[e as usize];
+        let o = entry.op as usize;
+        e = next[e as usize];
+        if !entry.is_call || !must[o] {
+            continue;
+        }
+        let (Some(w), Some(ret)) = (&wants[o], ops[o].ret) else {
+            continue;
+        };
+        if spec.grows_to(state, w) {
+            continue;
+        }
+        let rescued = resetters.range(..(ret, 0)).any(|&(_, x)| match &resets[x] {
+            Reset::No => false,
+            Reset::To(v) => spec.grows_to(v, w),
+            Reset::Any => true,
+        });
+        if !rescued {
+            return Some(o);
+        }
+    }
+    None
+}
+
 enum FrameKind {
     Forced,
     Must(Vec<u32>),
@@ -341,6 +423,21 @@ pub fn check<M: SeqSpec>(
         }
     }
     let mut lifted = vec![false; n];
+    // Growth pruning (see the module docs): what each read needs, and the call positions of
+    // the unlinearized ops that may reset the state.
+    let resets: Vec<Reset<M::State>> = ops.iter().map(|o| spec.resets(&o.op)).collect();
+    let wants: Vec<Option<M::State>> = ops
+        .iter()
+        .zip(&ro)
+        .map(|(o, &r)| if r { spec.wanted(&o.op) } else { None })
+        .collect();
+    // Only parts with ops that grow the state (appends) are pruned this way: elsewhere
+    // the scan would cost more than it saves.
+    let growth = (0..n).any(|o| !ro[o] && resets[o] == Reset::No);
+    let mut resetters: BTreeSet<(usize, usize)> = (0..n)
+        .filter(|&o| growth && resets[o] != Reset::No)
+        .map(|o| (ops[o].call, o))
+        .collect();
 
     let mut memo: HashSet<(u128, M::State), BuildHasherDefault<MixHasher>> = HashSet::default();
     let mut stack: Vec<Frame<M::State>> = Vec::new();
@@ -416,6 +513,22 @@ pub fn check<M: SeqSpec>(
         match std::mem::replace(&mut mode, Mode::Arrive) {
             Mode::Arrive => {
                 let depth = stack.len();
+                if let Some(r) = growth
+                    .then(|| {
+                        ungrowable(
+                            spec, ops, &entries, &next, head, &wants, &must, &resets, &resetters,
+                            &state,
+                        )
+                    })
+                    .flatten()
+                {
+                    if depth >= best_depth || stuck == usize::MAX {
+                        best_depth = depth;
+                        stuck = ops[r].id;
+                    }
+                    mode = Mode::Pass2(Vec::new()); // a dead end: backtrack
+                    continue;
+                }
                 let mut e = next[head as usize];
                 let mut forced = None;
                 while e != NIL && entries[e as usize].is_call {
@@ -582,6 +695,9 @@ pub fn check<M: SeqSpec>(
                         let o = f.op as usize;
                         unlift(o, &mut next, &mut prev, &mut inext, &mut iprev);
                         lifted[o] = false;
+                        if growth && resets[o] != Reset::No {
+                            resetters.insert((ops[o].call, o));
+                        }
                         state = f.prev;
                         lin ^= keys[o];
                         if must[o] {
@@ -611,6 +727,9 @@ pub fn check<M: SeqSpec>(
         }
         lift(o, &mut next, &mut prev, &mut inext, &mut iprev);
         lifted[o] = true;
+        if growth && resets[o] != Reset::No {
+            resetters.remove(&(ops[o].call, o));
+        }
         mode = Mode::Arrive;
     }
 }

@@ -22,7 +22,7 @@
 use crate::history::{Event, EventType, Op, Status};
 use crate::report::{Report, Violation};
 use crate::search::{SearchOp, SeqSpec};
-use crate::{run_parallel, CheckOptions, Model};
+use crate::{CheckOptions, Model};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -745,12 +745,7 @@ pub fn check(
         });
     }
     let parts = partition(lin_ops);
-    let results = run_parallel(
-        &parts,
-        opts.threads,
-        |p| p.1.len(),
-        |p| crate::check_part(&ZkSpec, &p.1, opts, deadline),
-    );
+    let results = crate::check_parts(&parts, |_| &ZkSpec, |p| &p.1, opts, deadline);
     for ((name, pops), (out, stats, cex)) in parts.iter().zip(results) {
         let real = pops.iter().filter(|o| o.id < ops.len()).count();
         let cex = cex.map(|v| v.into_iter().filter(|&i| i < ops.len()).collect());

@@ -24,6 +24,7 @@ fn cfg(
         cas: model != Model::Register,
         append: model == Model::Kv,
         values,
+        ..GenConfig::default()
     }
 }
 

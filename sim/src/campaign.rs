@@ -312,7 +312,9 @@ pub struct ScenarioSummary {
     pub liveness: u64,
     /// Crashes / panics.
     pub crash: u64,
-    /// Passing runs whose history check ran out of budget (`unknown`, never a guess).
+    /// Runs whose history check ran out of budget (`unknown`, never a guess). They are
+    /// failures (counted under safety too): a violation the checker could not decide is
+    /// not a pass.
     #[serde(default)]
     pub unknown: u64,
     /// Sum of virtual time, ms.
@@ -346,13 +348,13 @@ impl Summary {
             let e = s.scenarios.entry(r.scenario.clone()).or_default();
             e.runs += 1;
             match r.class {
-                Class::Pass => {
-                    e.pass += 1;
+                Class::Pass => e.pass += 1,
+                Class::Safety => {
+                    e.safety += 1;
                     if r.check.as_deref() == Some("unknown") {
                         e.unknown += 1;
                     }
                 }
-                Class::Safety => e.safety += 1,
                 Class::Liveness => e.liveness += 1,
                 Class::Crash => e.crash += 1,
             }
@@ -582,6 +584,19 @@ mod tests {
         let table = merged.table();
         assert!(table.contains("TOTAL"));
         assert!(table.contains("zabkeeper-sim replay --scenario a --seed 1"));
+    }
+
+    /// A run whose history the checker could not decide is a failure, listed with its
+    /// replay command, and counted in the `unknown` column.
+    #[test]
+    fn an_undecided_history_fails_the_campaign() {
+        let mut undecided = rec("a", 3, Class::Safety);
+        undecided.check = Some("unknown".into());
+        let s = Summary::from_records(&[rec("a", 0, Class::Pass), undecided], 1.0);
+        assert_eq!(s.scenarios["a"].unknown, 1);
+        assert_eq!(s.scenarios["a"].pass, 1);
+        assert_eq!(s.worst(), Class::Safety);
+        assert_eq!(s.failures.len(), 1);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub fn check(history: &[Event]) -> Verdict {
         threads: 1,
         minimize: true,
         max_minimize_ops: 500,
+        minimize_time: None,
     };
     let report = zc::check_history(history, zc::Model::Zk, &opts);
     match (report.verdict, report.violations.first()) {

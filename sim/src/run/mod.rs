@@ -310,7 +310,9 @@ fn finish(
     let observations = shared.observations.snapshot();
     let (class, check, detail) = match verdict {
         Verdict::Violation { check, detail } => (Class::Safety, Some(check), detail),
-        Verdict::Unknown { reason } => (Class::Pass, Some("unknown".into()), reason),
+        // A history the checker could not decide within its budget fails the run: a
+        // violation it could not find is not a pass.
+        Verdict::Unknown { reason } => (Class::Safety, Some("unknown".into()), reason),
         Verdict::Pass => match liveness {
             Some((c, check, detail)) => (c, Some(check), detail),
             None => (Class::Pass, None, String::new()),
