@@ -98,6 +98,10 @@ pub struct ServerConfig {
     pub container_check_interval_ms: u64,
     /// zabkeeper's own option: reads confirmed by a quorum (linearizable reads).
     pub quorum_reads: bool,
+    /// zabkeeper's own option `zabkeeper.zxidCounterLimit`: the largest zxid counter an
+    /// epoch may reach before the leader forces a new epoch (`None`: 0xffffffff, as
+    /// ZooKeeper). Small values exercise the counter rollover in tests and the simulator.
+    pub zxid_counter_limit: Option<u32>,
     /// How many times per tickTime the ZAB core's timers advance (`None`: derived from
     /// tickTime by [`ServerConfig::core_ticks_per_tick`]). Finer core ticks let a
     /// follower notice a silent leader after syncLimit x tickTime, as ZooKeeper's socket
@@ -187,6 +191,7 @@ impl ServerConfig {
             my_id: 0,
             container_check_interval_ms: 60_000,
             quorum_reads: false,
+            zxid_counter_limit: None,
             core_ticks: None,
             admin: None,
             metrics: None,
@@ -376,6 +381,9 @@ impl ServerConfig {
                 "initLimit" => cfg.init_limit = parse_num(key, v, 1, 1 << 20)? as u32,
                 "syncLimit" => cfg.sync_limit = parse_num(key, v, 1, 1 << 20)? as u32,
                 "zabkeeper.quorumReads" | "quorumReads" => cfg.quorum_reads = parse_yes_no(key, v)?,
+                "zabkeeper.zxidCounterLimit" => {
+                    cfg.zxid_counter_limit = Some(parse_num(key, v, 2, u32::MAX as u64)? as u32)
+                }
                 k if k.starts_with("server.") => {
                     let id: u64 = k["server.".len()..]
                         .parse()
@@ -830,6 +838,21 @@ someUnknownKey=1
         assert_eq!(cfg.negotiate_session_timeout(100), 4000);
         assert_eq!(cfg.negotiate_session_timeout(10_000), 10_000);
         assert_eq!(cfg.negotiate_session_timeout(1_000_000), 40000);
+    }
+
+    #[test]
+    fn zxid_counter_limit_is_zabkeepers_own_key() {
+        let parse = |extra: &str| {
+            let text = format!("dataDir=/tmp/x\n{extra}");
+            ServerConfig::from_properties(&parse_properties("zoo.cfg", &text).unwrap())
+        };
+        assert_eq!(parse("").unwrap().zxid_counter_limit, None);
+        let cfg = parse("zabkeeper.zxidCounterLimit=100\n").unwrap();
+        assert_eq!(cfg.zxid_counter_limit, Some(100));
+        let err = parse("zabkeeper.zxidCounterLimit=1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("zxidCounterLimit"), "{err}");
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub struct RunOptions {
     /// from tickTime (up to 10 per tickTime, none shorter than 20 ms).
     #[serde(default = "default_core_ticks")]
     pub core_ticks: Option<u32>,
+    /// The servers' `zabkeeper.zxidCounterLimit`: with a small one, epochs run out of
+    /// zxid counters within a run and the leader forces a new epoch (the rollover).
+    #[serde(default)]
+    pub zxid_counter_limit: Option<u32>,
     /// Safety phase length in ms.
     pub safety_ms: u64,
     /// Liveness bound in ms.
@@ -146,7 +150,10 @@ impl RunOptions {
         let quorum_reads = rng.gen_bool(0.25);
         let global_outstanding_limit = pick(&mut rng, &[1, 2, 16, 1000, 1000]);
         let core_ticks = pick(&mut rng, &[None, Some(1), Some(1), Some(1)]);
+        // One seed in four starts near the zxid counter's end (drawn last of all).
+        let zxid_counter_limit = rng.gen_bool(0.25).then(|| rng.gen_range(40..=400));
         RunOptions {
+            zxid_counter_limit,
             core_ticks,
             quorum_reads,
             global_outstanding_limit,
@@ -194,7 +201,7 @@ impl RunOptions {
     /// A short human summary printed at the start of every run.
     pub fn describe(&self) -> String {
         format!(
-            "scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} commit_log_count={}{} globalOutstandingLimit={}{} safety={}ms liveness={}ms converge={}ms ({} ticks) faults={}\n{}",
+            "scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} commit_log_count={}{} globalOutstandingLimit={}{}{} safety={}ms liveness={}ms converge={}ms ({} ticks) faults={}\n{}",
             self.scenario,
             self.seed,
             self.servers,
@@ -211,6 +218,9 @@ impl RunOptions {
             if self.quorum_reads { " quorumReads" } else { "" },
             self.global_outstanding_limit,
             if self.core_ticks.is_none() { " coreTicks=derived" } else { "" },
+            self.zxid_counter_limit
+                .map(|l| format!(" zxidCounterLimit={l}"))
+                .unwrap_or_default(),
             self.safety_ms,
             self.liveness_ms,
             self.converge_ms(),

@@ -77,6 +77,7 @@ const TIMING: NodeTiming = NodeTiming {
     quorum_reads: false,
     global_outstanding_limit: 1000,
     core_ticks: Some(1),
+    zxid_counter_limit: None,
 };
 
 /// How long after the session's creation the link from the leader to the lagging

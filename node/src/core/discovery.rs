@@ -445,6 +445,7 @@ impl Zab {
     pub(crate) fn leader_tick(&mut self) {
         let now = self.now;
         let (init_limit, sync_limit) = (self.cfg.init_limit, self.cfg.sync_limit);
+        let counter_limit = self.cfg.zxid_counter_limit;
         let me = self.cfg.my_sid;
         let Some(ld) = self.leader_state() else {
             return;
@@ -452,6 +453,20 @@ impl Zab {
         ld.ticks_leading = ld.ticks_leading.saturating_add(1);
         if !ld.is_serving() && ld.ticks_leading > init_limit {
             tracing::info!(sid = me, phase = ?ld.phase, "leader could not establish its epoch in time");
+            return self.start_election();
+        }
+        // The epoch's zxid counter is spent ([`Zab::next_zxid`] gives no more): once what
+        // was proposed is committed, a new election starts a new epoch (ZooKeeper's
+        // leader shuts down when the counter's 32 bits roll over).
+        if ld.is_serving()
+            && crate::types::zxid_counter(ld.last_proposed) >= counter_limit
+            && ld.outstanding.is_empty()
+        {
+            tracing::info!(
+                sid = me,
+                epoch = ld.epoch,
+                "zxid counter rollover: forcing a new epoch"
+            );
             return self.start_election();
         }
         // Learners not synced within initLimit of joining, and learners in

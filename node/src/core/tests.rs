@@ -6,7 +6,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::*;
-use crate::types::make_zxid;
+use crate::types::{make_zxid, zxid_counter, zxid_epoch};
 
 /// A minimal in-memory ensemble: FIFO links, and durability reported only
 /// when a test says so. It records, per server, what was reported durable,
@@ -322,6 +322,44 @@ fn three_servers_elect_and_commit() {
     for zab in net.zabs.values() {
         assert_eq!(zab.last_committed_zxid(), z);
         assert!(zab.is_serving());
+    }
+}
+
+/// An epoch whose zxid counter is spent: `next_zxid` gives no more, and once the last
+/// proposal is committed the leader's next tick starts an election, which brings a new
+/// epoch with a fresh counter (without it, every write would fail for good).
+#[test]
+fn a_spent_zxid_counter_forces_a_new_epoch() {
+    let mut net = Net::new(&[1, 2, 3], &[], |c| c.zxid_counter_limit = 3);
+    net.settle();
+    let leader = net.leader().unwrap();
+    for p in [&b"a"[..], b"b", b"c"] {
+        let z = net.zabs[&leader].next_zxid().expect("counter left");
+        let got = net
+            .zabs
+            .get_mut(&leader)
+            .unwrap()
+            .propose(Bytes::copy_from_slice(p))
+            .unwrap();
+        assert_eq!(got, z);
+        net.drain(leader);
+        net.settle();
+    }
+    assert_eq!(net.committed.len(), 3);
+    assert!(net.committed.keys().all(|z| zxid_epoch(*z) == 1));
+    // Settling ticked the leader with nothing outstanding: a new epoch serves.
+    for _ in 0..20 {
+        net.settle();
+        if net.leader().is_some() && net.zabs.values().all(|z| z.is_serving()) {
+            break;
+        }
+    }
+    let leader = net.leader().expect("a leader of the new epoch");
+    let z = net.zabs[&leader].next_zxid().expect("a fresh counter");
+    assert_eq!(zxid_epoch(z), 2, "{z:#x}");
+    assert_eq!(zxid_counter(z), 1);
+    for zab in net.zabs.values() {
+        assert_eq!(zab.last_committed_zxid(), make_zxid(1, 3));
     }
 }
 

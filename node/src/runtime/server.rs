@@ -205,6 +205,9 @@ fn build_zab(
     config.set_core_timers(&mut zc);
     zc.committed_log_window = config.commit_log_count;
     zc.quorum_reads = config.quorum_reads;
+    if let Some(limit) = config.zxid_counter_limit {
+        zc.zxid_counter_limit = limit;
+    }
     zc.max_txn_bytes = config.max_frame_len() * 2;
     zc.max_frame_bytes = MAX_PEER_FRAME;
     zc.validate()

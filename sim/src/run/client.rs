@@ -294,7 +294,12 @@ impl ClientCtx {
             Ok(reply)
                 if reply.err == 0
                     || PRECONDITION_ERRORS.iter().any(|c| c.code() == reply.err)
-                    || ev.error.is_some() && inv.f == "multi" => {}
+                    // A multi that failed on one of its ops (per-op results): known,
+                    // nothing applied. A multi answered by an error alone (such as
+                    // ConnectionLoss from a leader whose zxid counter is spent) is not.
+                    || ev.error.is_some()
+                        && inv.f == "multi"
+                        && matches!(reply.response, Response::Multi(_)) => {}
             Ok(reply) => {
                 ev.kind = EventType::Info;
                 ev.zxid = None;

@@ -172,6 +172,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                             quorum_reads: sh.opts.quorum_reads,
                             global_outstanding_limit: sh.opts.global_outstanding_limit,
                             core_ticks: sh.opts.core_ticks,
+                            zxid_counter_limit: sh.opts.zxid_counter_limit,
                         };
                         crate::sut::node::serve(
                             i,

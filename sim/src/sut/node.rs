@@ -56,6 +56,8 @@ pub struct NodeTiming {
     pub global_outstanding_limit: usize,
     /// Core ticks per tickTime; `None`: derived from tickTime, as a real server does.
     pub core_ticks: Option<u32>,
+    /// `zabkeeper.zxidCounterLimit`.
+    pub zxid_counter_limit: Option<u32>,
 }
 
 /// Logs and reports that server `index` refused to start (its storage or recovery
@@ -105,6 +107,7 @@ pub async fn serve(
     config.quorum_reads = timing.quorum_reads;
     config.global_outstanding_limit = timing.global_outstanding_limit;
     config.core_ticks = timing.core_ticks;
+    config.zxid_counter_limit = timing.zxid_counter_limit;
     if timing.autopurge {
         config.purge_interval_hours = 1;
         config.snap_retain_count = 3;
