@@ -98,6 +98,10 @@ pub struct ServerConfig {
     pub container_check_interval_ms: u64,
     /// zabkeeper's own option: reads confirmed by a quorum (linearizable reads).
     pub quorum_reads: bool,
+    /// ZooKeeper's `zookeeper.extendedTypesEnabled` (in zoo.cfg as `extendedTypesEnabled`,
+    /// which ZooKeeper turns into that system property): TTL nodes are refused with
+    /// Unimplemented unless it is on, as ZooKeeper refuses them. Off by default.
+    pub extended_types_enabled: bool,
     /// zabkeeper's own option `zabkeeper.zxidCounterLimit`: the largest zxid counter an
     /// epoch may reach before the leader forces a new epoch (`None`: 0xffffffff, as
     /// ZooKeeper). Small values exercise the counter rollover in tests and the simulator.
@@ -192,6 +196,7 @@ impl ServerConfig {
             container_check_interval_ms: 60_000,
             quorum_reads: false,
             zxid_counter_limit: None,
+            extended_types_enabled: false,
             core_ticks: None,
             admin: None,
             metrics: None,
@@ -381,6 +386,9 @@ impl ServerConfig {
                 "initLimit" => cfg.init_limit = parse_num(key, v, 1, 1 << 20)? as u32,
                 "syncLimit" => cfg.sync_limit = parse_num(key, v, 1, 1 << 20)? as u32,
                 "zabkeeper.quorumReads" | "quorumReads" => cfg.quorum_reads = parse_yes_no(key, v)?,
+                "extendedTypesEnabled" | "zookeeper.extendedTypesEnabled" => {
+                    cfg.extended_types_enabled = parse_yes_no(key, v)?
+                }
                 "zabkeeper.zxidCounterLimit" => {
                     cfg.zxid_counter_limit = Some(parse_num(key, v, 2, u32::MAX as u64)? as u32)
                 }
@@ -838,6 +846,18 @@ someUnknownKey=1
         assert_eq!(cfg.negotiate_session_timeout(100), 4000);
         assert_eq!(cfg.negotiate_session_timeout(10_000), 10_000);
         assert_eq!(cfg.negotiate_session_timeout(1_000_000), 40000);
+    }
+
+    #[test]
+    fn extended_types_as_zookeeper_reads_them() {
+        let parse = |extra: &str| {
+            let text = format!("dataDir=/tmp/x\n{extra}");
+            ServerConfig::from_properties(&parse_properties("zoo.cfg", &text).unwrap()).unwrap()
+        };
+        assert!(!parse("").extended_types_enabled);
+        assert!(parse("extendedTypesEnabled=true\n").extended_types_enabled);
+        assert!(parse("zookeeper.extendedTypesEnabled=true\n").extended_types_enabled);
+        assert!(!parse("extendedTypesEnabled=false\n").extended_types_enabled);
     }
 
     #[test]

@@ -72,7 +72,11 @@ class Server(ServerProcess):
 
     name = "server"
 
-    def __init__(self, data_dir=None, port=None, tick_time=200, config_lines=None, log_name="server"):
+    def __init__(self, data_dir=None, port=None, tick_time=200, config_lines=None, log_name="server",
+                 extended_types=True):
+        # TTL nodes (extendedTypesEnabled) are on in tests, as for the ApacheZooKeeper
+        # fixture; off is the default of both servers.
+        self.extended_types = extended_types
         self.port = port or free_port()
         self.own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="zabkeeper-test-")
@@ -93,13 +97,15 @@ class Server(ServerProcess):
                 # ZooKeeper's default AdminServer binds 0.0.0.0:8080: tests name their own.
                 if not any(line.startswith("admin.") for line in self.config_lines):
                     f.write("admin.enableServer=false\n")
+                if self.extended_types:
+                    f.write("extendedTypesEnabled=true\n")
                 for line in self.config_lines:
                     f.write(line + "\n")
             return [zabkeeper_bin(), "server", "--config", cfg]
         return [
             zabkeeper_bin(), "server", "--port", str(self.port), "--data-dir", self.data_dir,
             "--tick-time", str(self.tick_time), "--four-letter-words", "*",
-        ]
+        ] + (["--extended-types"] if self.extended_types else [])
 
     def start(self, wait=True):
         log = open(self.log_path, "a")
@@ -248,7 +254,8 @@ class ApacheZooKeeper(ServerProcess):
 
     name = "Apache ZooKeeper"
 
-    def __init__(self, tick_time=2000, config_lines=None):
+    def __init__(self, tick_time=2000, config_lines=None, extended_types=True):
+        self.extended_types = extended_types
         self.port = free_port()
         self.data_dir = tempfile.mkdtemp(prefix="apache-zk-test-")
         self.tick_time = tick_time
@@ -273,7 +280,8 @@ class ApacheZooKeeper(ServerProcess):
             for jar in ["servlet-api", "netty-codec", "netty-resolver", "slf4j-simple"])
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            ["java", "-Xmx256m", "-Dzookeeper.extendedTypesEnabled=true",
+            ["java", "-Xmx256m",
+             f"-Dzookeeper.extendedTypesEnabled={'true' if self.extended_types else 'false'}",
              "-Dzookeeper.log.dir=" + self.data_dir, "-cp", classpath,
              "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg],
             stdout=log, stderr=subprocess.STDOUT)

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from kazoo.client import KazooClient
 
-from conftest import Ensemble, kazoo_session
+from conftest import ApacheZooKeeper, Ensemble, Server, apache_zookeeper_available, kazoo_session
 from zkwire import RawSession, WireClient, buffer, connect_request, frame, recv_frame, ustring
 
 OPEN_ACL = struct.pack(">i", 1) + struct.pack(">i", 31) + ustring("world") + ustring("anyone")
@@ -109,6 +109,50 @@ def test_containers_and_ttl_nodes_report_no_owner(any_server, kz):
 
 def multi_header(t, done=False, err=-1):
     return struct.pack(">i?i", t, done, err)
+
+
+@pytest.mark.parametrize("kind", ["zabkeeper", "zookeeper"])
+def test_ttl_nodes_need_extended_types(kind):
+    """Without extendedTypesEnabled (both servers' default) a createTTL, alone or in a
+    multi, and a create with a TTL mode are refused with Unimplemented and nothing is
+    created; containers are not extended types."""
+    if kind == "zookeeper":
+        if not apache_zookeeper_available():
+            pytest.skip("Apache ZooKeeper (Debian's zookeeper package) is not installed")
+        server = ApacheZooKeeper(extended_types=False).start()
+    else:
+        server = Server(extended_types=False).start()
+    try:
+        w = WireClient(server.port)
+        t, c, m = unique("ttl-off"), unique("box"), unique("multi-off")
+        _, _, err, _ = create_extended(w, 21, t, 5, ttl=100000)
+        assert err == -6, f"{kind}: createTTL answered {err}, not Unimplemented"
+        assert w.exists(t)[2] == -101
+        body = multi_header(1) + ustring(m) + buffer(b"v") + OPEN_ACL + struct.pack(">i", 0)
+        body += multi_header(21) + ustring(t) + buffer(b"v") + OPEN_ACL + struct.pack(">iq", 5, 60000)
+        body += multi_header(-1, True, -1)
+        _, _, err, rest = w.call(14, body)
+        # As ZooKeeper 3.8 answers: a multi reply (header 0) of per-op errors, Ok for
+        # the create before the createTTL, Unimplemented for it.
+        results, off = [], 0
+        while True:
+            typ, done, herr = struct.unpack(">i?i", rest[off:off + 9])
+            off += 9
+            if done:
+                break
+            (code,) = struct.unpack(">i", rest[off:off + 4])
+            off += 4
+            results.append((typ, herr, code))
+        assert (err, results) == (0, [(-1, 0, 0), (-1, -6, -6)]), f"{kind}: {err} {results}"
+        assert w.exists(m)[2] == -101 and w.exists(t)[2] == -101
+        # create and create2 with a TTL mode: Unimplemented before any other rule.
+        assert create_extended(w, 15, t, 5)[2] == -6
+        assert create_extended(w, 1, t, 6)[2] == -6
+        _, _, err, _ = create_extended(w, 19, c, 4)
+        assert err == 0, f"{kind}: createContainer answered {err}"
+        w.close()
+    finally:
+        server.cleanup()
 
 
 def test_multi_answers_container_and_ttl_creates_with_a_stat(any_server):

@@ -95,6 +95,9 @@ struct ServerArgs {
     /// Four-letter words to allow, comma separated, or * (quick form).
     #[arg(long)]
     four_letter_words: Option<String>,
+    /// Accept TTL nodes (ZooKeeper's `extendedTypesEnabled`; quick form).
+    #[arg(long)]
+    extended_types: bool,
 }
 
 fn init_logging(format: LogFormat) {
@@ -127,6 +130,7 @@ fn server_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     if let Some(w) = &args.four_letter_words {
         cfg.four_letter_words = w.split(',').map(|s| s.trim().to_string()).collect();
     }
+    cfg.extended_types_enabled = args.extended_types;
     cfg.validate()?;
     Ok(cfg)
 }

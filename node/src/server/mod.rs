@@ -258,7 +258,11 @@ impl Pipeline {
             now: now_ms,
             started_ms: now_ms,
             tree: DataTree::new(),
-            prepper: Prepper::new(),
+            prepper: {
+                let mut p = Prepper::new();
+                p.set_extended_types(config.extended_types_enabled);
+                p
+            },
             watches: WatchManager::new(),
             sessions: SessionTracker::new(config.tick_time_ms),
             conns: BTreeMap::new(),

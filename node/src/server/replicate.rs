@@ -234,8 +234,13 @@ impl Pipeline {
                 auth,
                 body,
             } => match Request::read_body(op, &mut Reader::new(&body)) {
-                Ok(req) => request::write_op_for(op, &req, self.config.jute_max_buffer)
-                    .and_then(|w| self.prep(session, &auth, &w)),
+                Ok(req) => request::write_op_for(
+                    op,
+                    &req,
+                    self.config.jute_max_buffer,
+                    self.config.extended_types_enabled,
+                )
+                .and_then(|w| self.prep(session, &auth, &w)),
                 Err(e) => {
                     tracing::info!("dropping an undecodable forwarded request: {e}");
                     Err(ErrorCode::MarshallingError)

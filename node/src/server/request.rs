@@ -22,11 +22,13 @@ pub fn error_reply(xid: i32, zxid: Zxid, err: ErrorCode) -> Bytes {
 }
 
 /// The tree's write operation for a client write request, with
-/// ZooKeeper's argument checks (create modes, TTLs, jute.maxbuffer).
+/// ZooKeeper's argument checks (create modes, TTLs, jute.maxbuffer). TTL creates are
+/// Unimplemented unless `extended_types` (`extendedTypesEnabled`) is on, as in ZooKeeper.
 pub(super) fn write_op_for(
     op: i32,
     req: &Request,
     jute_max_buffer: usize,
+    extended_types: bool,
 ) -> Result<WriteOp, ErrorCode> {
     let create = |c: &CreateRequest, mode: Option<CreateMode>, ttl: i64| match mode {
         Some(mode) => Ok(WriteOp::Create {
@@ -40,6 +42,13 @@ pub(super) fn write_op_for(
     };
     let plain_mode = |flags: i32| CreateMode::from_flag(flags).filter(|m| !m.is_ttl());
     let write = match req {
+        // ZooKeeper checks this before the create mode's other rules.
+        Request::Create(c) | Request::Create2(c)
+            if !extended_types && CreateMode::from_flag(c.flags).is_some_and(|m| m.is_ttl()) =>
+        {
+            Err(ErrorCode::Unimplemented)
+        }
+        Request::CreateTtl(_) if !extended_types => Err(ErrorCode::Unimplemented),
         Request::Create(c) | Request::Create2(c) => create(c, plain_mode(c.flags), -1),
         Request::CreateContainer(c) => create(c, Some(CreateMode::Container), -1),
         Request::CreateTtl(t) => {

@@ -89,12 +89,22 @@ pub struct Prepper {
     /// `(path, previous record)` for every change added by the current
     /// `prepare` call, to roll back a failed multi.
     undo: Vec<(String, Option<ChangeRecord>)>,
+    /// TTL creates are refused with Unimplemented (ZooKeeper without
+    /// `extendedTypesEnabled`); see [`Prepper::set_extended_types`].
+    no_extended_types: bool,
 }
 
 impl Prepper {
     /// A prep stage with no outstanding changes.
     pub fn new() -> Prepper {
         Prepper::default()
+    }
+
+    /// Whether TTL nodes may be created (ZooKeeper's `extendedTypesEnabled`).
+    /// On for a new prep stage; off, a TTL create (alone, or as one op of a
+    /// multi) fails with Unimplemented.
+    pub fn set_extended_types(&mut self, on: bool) {
+        self.no_extended_types = !on;
     }
 
     /// The number of outstanding change records.
@@ -267,6 +277,9 @@ impl Prepper {
         time: i64,
     ) -> Result<TxnBody, ErrorCode> {
         match op {
+            WriteOp::Create { mode, .. } if mode.is_ttl() && self.no_extended_types => {
+                Err(ErrorCode::Unimplemented)
+            }
             WriteOp::Create {
                 path,
                 data,
@@ -663,6 +676,47 @@ mod tests {
         assert_eq!(path, "/lock-0000000000");
         assert_eq!(stat.ephemeral_owner, S1);
         assert_eq!(h.tree.ephemerals(S1), vec![path]);
+    }
+
+    /// Without extended types (ZooKeeper's default), a TTL create fails with
+    /// Unimplemented, alone or inside a multi (per op, Ok before it), and
+    /// nothing is recorded; containers and plain creates are unaffected.
+    #[test]
+    fn ttl_creates_need_extended_types() {
+        let mut h = Harness::new();
+        h.prep.set_extended_types(false);
+        let mk = |path: &str, mode| WriteOp::Create {
+            path: path.into(),
+            data: Some(vec![]),
+            acl: Acl::open_unsafe(),
+            mode,
+            ttl: if mode == CreateMode::PersistentWithTtl {
+                1000
+            } else {
+                -1
+            },
+        };
+        assert_eq!(
+            h.prep(S1, &[], &mk("/t", CreateMode::PersistentWithTtl)),
+            Err(ErrorCode::Unimplemented)
+        );
+        let multi = WriteOp::Multi(vec![
+            mk("/a", CreateMode::Persistent),
+            mk("/t", CreateMode::PersistentWithTtl),
+        ]);
+        assert_eq!(
+            h.prep(S1, &[], &multi),
+            Ok(TxnBody::Multi(vec![
+                TxnBody::Error { err: ErrorCode::Ok },
+                TxnBody::Error {
+                    err: ErrorCode::Unimplemented
+                },
+            ]))
+        );
+        assert_eq!(h.prep.outstanding(), 0);
+        assert!(h.run(&mk("/c", CreateMode::Container)).is_ok());
+        h.prep.set_extended_types(true);
+        assert!(h.run(&mk("/t", CreateMode::PersistentWithTtl)).is_ok());
     }
 
     #[test]
