@@ -164,7 +164,8 @@ bench-failover:
 	    --json target/bench-failover.json $(if $(BENCH_DIR),--dir $(BENCH_DIR)) $(BENCH_FAILOVER_ARGS)
 
 # Checker speed and memory: generated kv and register histories of 10k, 100k and 1M
-# operations, 10 to 100 processes, a few percent info ops.
+# operations, 10 to 100 processes, a few percent info ops; then the time to decide
+# Porcupine-style 10- and 50-client kv histories, linearizable and not.
 bench-checker:
 	$(CARGO) run -q --release -p zabkeeper-check --example bench
 
