@@ -194,7 +194,7 @@ where
         let mut timed_out = false;
         for (&i, (out, stats)) in open.iter().zip(results) {
             match &out {
-                Outcome::Unknown { reason } if !last && !reason.starts_with("time") => continue,
+                Outcome::Unknown { reason } if !last && reason != search::TIME_LIMIT => continue,
                 Outcome::Unknown { .. } => timed_out = true,
                 Outcome::NotLinearizable { .. } => violated = true,
                 Outcome::Linearizable => {}
@@ -205,7 +205,7 @@ where
             let reason = if violated {
                 DECIDED_ELSEWHERE.to_string()
             } else {
-                "time limit reached".to_string()
+                search::TIME_LIMIT.to_string()
             };
             for d in done.iter_mut().filter(|d| d.is_none()) {
                 *d = Some((

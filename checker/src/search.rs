@@ -101,6 +101,9 @@ pub struct SearchOp<O> {
     pub op: O,
 }
 
+/// The reason of an [`Outcome::Unknown`] that ran out of wall-clock time.
+pub const TIME_LIMIT: &str = "time limit reached";
+
 /// Limits of one search.
 #[derive(Debug, Clone, Copy)]
 pub struct Budget {
@@ -498,7 +501,7 @@ pub fn check<M: SeqSpec>(
                 if Instant::now() >= d {
                     stats.configs = memo.len();
                     return Outcome::Unknown {
-                        reason: "time limit reached".into(),
+                        reason: TIME_LIMIT.into(),
                     };
                 }
             }

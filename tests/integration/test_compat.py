@@ -111,6 +111,30 @@ def multi_header(t, done=False, err=-1):
     return struct.pack(">i?i", t, done, err)
 
 
+def multi_results(rest):
+    """The results of a multi reply: (-1, header err, error code) for an error result,
+    (type, path, ephemeralOwner or None) for create (1) and create2 (15) results."""
+    results, off = [], 0
+    while True:
+        typ, done, herr = struct.unpack(">i?i", rest[off:off + 9])
+        off += 9
+        if done:
+            return results
+        if typ == -1:
+            (code,) = struct.unpack(">i", rest[off:off + 4])
+            off += 4
+            results.append((typ, herr, code))
+            continue
+        (plen,) = struct.unpack(">i", rest[off:off + 4])
+        path = rest[off + 4:off + 4 + plen].decode()
+        off += 4 + plen
+        owner = None
+        if typ == 15:
+            owner = struct.unpack(STAT, rest[off:off + 68])[7]
+            off += 68
+        results.append((typ, path, owner))
+
+
 @pytest.mark.parametrize("kind", ["zabkeeper", "zookeeper"])
 def test_ttl_nodes_need_extended_types(kind):
     """Without extendedTypesEnabled (both servers' default) a createTTL, alone or in a
@@ -134,20 +158,16 @@ def test_ttl_nodes_need_extended_types(kind):
         _, _, err, rest = w.call(14, body)
         # As ZooKeeper 3.8 answers: a multi reply (header 0) of per-op errors, Ok for
         # the create before the createTTL, Unimplemented for it.
-        results, off = [], 0
-        while True:
-            typ, done, herr = struct.unpack(">i?i", rest[off:off + 9])
-            off += 9
-            if done:
-                break
-            (code,) = struct.unpack(">i", rest[off:off + 4])
-            off += 4
-            results.append((typ, herr, code))
+        results = multi_results(rest)
         assert (err, results) == (0, [(-1, 0, 0), (-1, -6, -6)]), f"{kind}: {err} {results}"
         assert w.exists(m)[2] == -101 and w.exists(t)[2] == -101
-        # create and create2 with a TTL mode: Unimplemented before any other rule.
+        # create and create2 with a TTL mode: Unimplemented before any other rule; a
+        # createTTL under a missing parent too, but with a mode that is not a TTL mode
+        # it is BadArguments, as with extended types on.
         assert create_extended(w, 15, t, 5)[2] == -6
         assert create_extended(w, 1, t, 6)[2] == -6
+        assert create_extended(w, 21, unique("no") + "/p", 5, ttl=1000)[2] == -6
+        assert create_extended(w, 21, t, 0, ttl=1000)[2] == -8
         _, _, err, _ = create_extended(w, 19, c, 4)
         assert err == 0, f"{kind}: createContainer answered {err}"
         w.close()
@@ -166,20 +186,7 @@ def test_multi_answers_container_and_ttl_creates_with_a_stat(any_server):
     body += multi_header(-1, True, -1)
     _, _, err, rest = w.call(14, body)
     assert err == 0
-    results, off = [], 0
-    while True:
-        typ, done, _e = struct.unpack(">i?i", rest[off:off + 9])
-        off += 9
-        if done:
-            break
-        (plen,) = struct.unpack(">i", rest[off:off + 4])
-        path = rest[off + 4:off + 4 + plen].decode()
-        off += 4 + plen
-        owner = None
-        if typ == 15:
-            owner = struct.unpack(STAT, rest[off:off + 68])[7]
-            off += 68
-        results.append((typ, path, owner))
+    results = multi_results(rest)
     # The running ZooKeeper 3.8 answers create and create2 inside a multi without a
     # Stat, createContainer and createTTL with one.
     assert results == [(1, a, None), (1, b, None), (15, c, 0), (15, t, 0)]

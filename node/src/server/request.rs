@@ -22,8 +22,9 @@ pub fn error_reply(xid: i32, zxid: Zxid, err: ErrorCode) -> Bytes {
 }
 
 /// The tree's write operation for a client write request, with
-/// ZooKeeper's argument checks (create modes, TTLs, jute.maxbuffer). TTL creates are
-/// Unimplemented unless `extended_types` (`extendedTypesEnabled`) is on, as in ZooKeeper.
+/// ZooKeeper's argument checks (create modes, TTLs, jute.maxbuffer). Creates with a TTL
+/// mode are Unimplemented unless `extended_types` (`extendedTypesEnabled`) is on, as in
+/// ZooKeeper: create and create2 here, createTTL in prep.
 pub(super) fn write_op_for(
     op: i32,
     req: &Request,
@@ -42,13 +43,14 @@ pub(super) fn write_op_for(
     };
     let plain_mode = |flags: i32| CreateMode::from_flag(flags).filter(|m| !m.is_ttl());
     let write = match req {
-        // ZooKeeper checks this before the create mode's other rules.
+        // ZooKeeper checks this before the create mode's other rules. (A createTTL with
+        // a TTL mode is refused by prep, as one op of a multi is; with another mode it
+        // is BadArguments either way.)
         Request::Create(c) | Request::Create2(c)
             if !extended_types && CreateMode::from_flag(c.flags).is_some_and(|m| m.is_ttl()) =>
         {
             Err(ErrorCode::Unimplemented)
         }
-        Request::CreateTtl(_) if !extended_types => Err(ErrorCode::Unimplemented),
         Request::Create(c) | Request::Create2(c) => create(c, plain_mode(c.flags), -1),
         Request::CreateContainer(c) => create(c, Some(CreateMode::Container), -1),
         Request::CreateTtl(t) => {
