@@ -102,6 +102,11 @@ pub struct ServerConfig {
     /// which ZooKeeper turns into that system property): TTL nodes are refused with
     /// Unimplemented unless it is on, as ZooKeeper refuses them. Off by default.
     pub extended_types_enabled: bool,
+    /// ZooKeeper's `readonlymode.enabled` (a Java system property there, a zoo.cfg key
+    /// here): an ensemble member that has been looking for a quorum for
+    /// max(2 s, tickTime) serves reads to clients that allow read-only sessions. Off by
+    /// default.
+    pub read_only_mode: bool,
     /// zabkeeper's own option `zabkeeper.zxidCounterLimit`: the largest zxid counter an
     /// epoch may reach before the leader forces a new epoch (`None`: 0xffffffff, as
     /// ZooKeeper). Small values exercise the counter rollover in tests and the simulator.
@@ -197,6 +202,7 @@ impl ServerConfig {
             quorum_reads: false,
             zxid_counter_limit: None,
             extended_types_enabled: false,
+            read_only_mode: false,
             core_ticks: None,
             admin: None,
             metrics: None,
@@ -389,6 +395,7 @@ impl ServerConfig {
                 "extendedTypesEnabled" | "zookeeper.extendedTypesEnabled" => {
                     cfg.extended_types_enabled = parse_yes_no(key, v)?
                 }
+                "readonlymode.enabled" => cfg.read_only_mode = parse_yes_no(key, v)?,
                 "zabkeeper.zxidCounterLimit" => {
                     cfg.zxid_counter_limit = Some(parse_num(key, v, 2, u32::MAX as u64)? as u32)
                 }
@@ -858,6 +865,21 @@ someUnknownKey=1
         assert!(parse("extendedTypesEnabled=true\n").extended_types_enabled);
         assert!(parse("zookeeper.extendedTypesEnabled=true\n").extended_types_enabled);
         assert!(!parse("extendedTypesEnabled=false\n").extended_types_enabled);
+    }
+
+    #[test]
+    fn read_only_mode_as_zookeepers_property() {
+        let parse = |extra: &str| {
+            let text = format!("dataDir=/tmp/x\n{extra}");
+            ServerConfig::from_properties(&parse_properties("zoo.cfg", &text).unwrap()).unwrap()
+        };
+        assert!(!parse("").read_only_mode);
+        assert!(parse("readonlymode.enabled=true\n").read_only_mode);
+        assert!(!parse("readonlymode.enabled=false\n").read_only_mode);
+        assert!(ServerConfig::from_properties(
+            &parse_properties("zoo.cfg", "dataDir=/x\nreadonlymode.enabled=maybe\n").unwrap()
+        )
+        .is_err());
     }
 
     #[test]

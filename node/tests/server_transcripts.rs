@@ -15,9 +15,11 @@
 //!
 //! Commands:
 //! - `new standalone` | `new 1 2 3 [observers=4]`, optional `quorumReads`, optional
-//!   `coreTicks=N` (N core ticks per tickTime; `tick` is then one core tick)
-//! - `connect <sid> <conn> [session=<name>] [seen=<e.c>] [timeout=<ms>]`: a handshake
-//!   on a new connection (a session named by an earlier ConnectResponse is resumed)
+//!   `coreTicks=N` (N core ticks per tickTime; `tick` is then one core tick), optional
+//!   `readOnly` (`readonlymode.enabled`)
+//! - `connect <sid> <conn> [session=<name>] [seen=<e.c>] [timeout=<ms>] [ro]`: a
+//!   handshake on a new connection (a session named by an earlier ConnectResponse is
+//!   resumed; `ro`: the client allows a read-only session)
 //! - `send <sid> <conn> <xid> <op> [args]`, with op one of `create <path> <data>
 //!   [ephemeral|sequential|container]`, `delete <path> <version>`, `set <path> <data>
 //!   <version>`, `get <path> [watch]`, `exists <path> [watch]`, `children <path>
@@ -93,6 +95,8 @@ impl Harness {
         let quorum_reads = args.contains(&"quorumReads");
         let mut config = ServerConfig::standalone(2181, "/nonexistent");
         config.quorum_reads = quorum_reads;
+        config.read_only_mode = args.contains(&"readOnly");
+        config.four_letter_words = vec!["*".into()];
         // Unless `coreTicks=N` says otherwise, a transcript's `tick` is one tickTime (the
         // core ticks once per tickTime); with it, a `tick` is one of N core ticks.
         config.core_ticks = Some(
@@ -319,7 +323,8 @@ impl Harness {
         if self.server(sid).answered.insert(conn) {
             let r = ConnectResponse::decode(payload).unwrap();
             let name = self.session_name(r.session_id);
-            return format!("ConnectResponse session={name} timeout={}", r.timeout);
+            let ro = if r.read_only { " readOnly" } else { "" };
+            return format!("ConnectResponse session={name} timeout={}{ro}", r.timeout);
         }
         let (h, body) = decode_reply(payload).unwrap();
         if h.xid == -1 {
@@ -369,6 +374,8 @@ impl Harness {
                             zabkeeper::types::make_zxid(e.parse().unwrap(), c.parse().unwrap());
                     } else if let Some(t) = w.strip_prefix("timeout=") {
                         req.timeout = t.parse().unwrap();
+                    } else if *w == "ro" {
+                        req.read_only = true;
                     } else if *w == "badpassword" {
                         req.passwd = vec![7; 16];
                     }

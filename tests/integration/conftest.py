@@ -66,6 +66,13 @@ class ServerProcess:
     def hosts(self):
         return f"127.0.0.1:{self.port}"
 
+    def pause(self):
+        """SIGSTOP: the process keeps its sockets but answers nothing."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
 
 class Server(ServerProcess):
     """One zabkeeper server process."""
@@ -170,10 +177,14 @@ def kazoo_client(server):
 
 
 class Ensemble:
-    """n participants and m observers on 127.0.0.1, each configured by its own zoo.cfg."""
+    """n participants and m observers on 127.0.0.1, each configured by its own zoo.cfg:
+    zabkeeper servers, or (kind="zookeeper") Apache ZooKeeper 3.8 started the same way,
+    with `properties` as Java system properties (zabkeeper reads them as zoo.cfg keys)."""
 
-    def __init__(self, participants=3, observers=0, tick_time=100, extra_lines=None):
-        self.root = tempfile.mkdtemp(prefix="zabkeeper-ensemble-")
+    def __init__(self, participants=3, observers=0, tick_time=100, extra_lines=None,
+                 kind="zabkeeper", properties=None):
+        self.kind = kind
+        self.root = tempfile.mkdtemp(prefix=f"{kind}-ensemble-")
         total = participants + observers
         self.ids = list(range(1, total + 1))
         self.observers = set(range(participants + 1, total + 1))
@@ -187,14 +198,20 @@ class Ensemble:
         for i in self.ids:
             d = os.path.join(self.root, f"s{i}")
             os.makedirs(d)
-            with open(os.path.join(d, "myid"), "w") as f:
-                f.write(f"{i}\n")
             # clients ask for 10 s sessions: let them have it (tickTime*20 would be 2 s)
             extra = ["initLimit=20", "syncLimit=10", "maxSessionTimeout=10000"] + lines
             if i in self.observers:
                 extra.append("peerType=observer")
             if extra_lines is not None:
                 extra += extra_lines(i)
+            if kind == "zookeeper":
+                self.servers[i] = ApacheZooKeeper(
+                    data_dir=d, port=self.ports[i][0], tick_time=tick_time, config_lines=extra,
+                    myid=i, properties=properties)
+                continue
+            with open(os.path.join(d, "myid"), "w") as f:
+                f.write(f"{i}\n")
+            extra += [f"{k}={v}" for k, v in (properties or {}).items()]
             self.servers[i] = Server(data_dir=d, port=self.ports[i][0], tick_time=tick_time,
                                      config_lines=extra, log_name=f"server{i}")
 
@@ -237,6 +254,8 @@ class Ensemble:
 
     def cleanup(self):
         for s in self.servers.values():
+            if s.proc and s.proc.poll() is None:
+                s.resume()
             s.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -254,16 +273,23 @@ class ApacheZooKeeper(ServerProcess):
 
     name = "Apache ZooKeeper"
 
-    def __init__(self, tick_time=2000, config_lines=None, extended_types=True):
+    def __init__(self, tick_time=2000, config_lines=None, extended_types=True, port=None,
+                 data_dir=None, myid=None, properties=None):
         self.extended_types = extended_types
-        self.port = free_port()
-        self.data_dir = tempfile.mkdtemp(prefix="apache-zk-test-")
+        self.port = port or free_port()
+        self.own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="apache-zk-test-")
         self.tick_time = tick_time
         self.config_lines = config_lines or []
+        # Java system properties (-Dname=value) beyond extendedTypesEnabled.
+        self.properties = properties or {}
         self.proc = None
         self.log_path = os.path.join(self.data_dir, "zookeeper.log")
+        if myid is not None:
+            with open(os.path.join(self.data_dir, "myid"), "w") as f:
+                f.write(f"{myid}\n")
 
-    def start(self):
+    def start(self, wait=True):
         cfg = os.path.join(self.data_dir, "zoo.cfg")
         with open(cfg, "w") as f:
             f.write(f"tickTime={self.tick_time}\ndataDir={self.data_dir}\nclientPort={self.port}\n"
@@ -282,19 +308,26 @@ class ApacheZooKeeper(ServerProcess):
         self.proc = subprocess.Popen(
             ["java", "-Xmx256m",
              f"-Dzookeeper.extendedTypesEnabled={'true' if self.extended_types else 'false'}",
-             "-Dzookeeper.log.dir=" + self.data_dir, "-cp", classpath,
+             "-Dzookeeper.log.dir=" + self.data_dir]
+            + [f"-D{k}={v}" for k, v in self.properties.items()]
+            + ["-cp", classpath,
              "org.apache.zookeeper.server.quorum.QuorumPeerMain", cfg],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         # ruok answers imok before sessions are served; srvr shows a Mode then.
-        self.wait_for("srvr", lambda answer: "Mode: " in answer, 60, 0.1)
+        if wait:
+            self.wait_for("srvr", lambda answer: "Mode: " in answer, 60, 0.1)
         return self
 
-    def cleanup(self):
+    def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def cleanup(self):
+        self.stop()
+        if self.own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module", params=["zabkeeper", "zookeeper"])

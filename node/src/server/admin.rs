@@ -247,7 +247,7 @@ fn fields(
             }
         }
         "hash" => put("digests", json!([{ "zxid": s.zxid, "digest": s.digest }])),
-        "is_read_only" => put("read_only", false.into()),
+        "is_read_only" => put("read_only", s.read_only.into()),
         "leader" => {
             let Some(leader) = s.leader else {
                 return Some("server is not initialized".into());
@@ -268,7 +268,7 @@ fn fields(
         }
         "server_stats" | "stats" => {
             put("version", fourlw::version().into());
-            put("read_only", false.into());
+            put("read_only", s.read_only.into());
             let r = &s.stats.response_size;
             let buffers = json!({
                 "last_buffer_size": r.last,

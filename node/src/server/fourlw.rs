@@ -64,8 +64,11 @@ pub struct LearnerStatus {
 #[derive(Clone, Debug, Default)]
 pub struct Status {
     pub mode: &'static str,
-    /// Whether the server serves clients (an ensemble member has a quorum and is synced).
+    /// Whether the server serves clients (an ensemble member has a quorum and is synced,
+    /// or serves read-only clients).
     pub serving: bool,
+    /// Whether it serves read-only clients only (read-only mode).
+    pub read_only: bool,
     pub zxid: Zxid,
     /// Znodes as ZooKeeper counts them (`zk_znode_count`, `Node count`): one more than
     /// there are, the root counted twice.
@@ -153,7 +156,12 @@ pub fn answer(config: &ServerConfig, status: &Status, cmd: &str) -> String {
     let mut out = String::new();
     match cmd {
         "ruok" => out.push_str("imok"),
-        "isro" => out.push_str("rw"),
+        // ZooKeeper's answer: "null" while no server (read-write or read-only) runs.
+        "isro" => out.push_str(match (status.read_only, status.serving) {
+            (true, _) => "ro",
+            (false, true) => "rw",
+            (false, false) => "null",
+        }),
         "gtmk" => {
             let _ = writeln!(out, "{}", status.trace_mask);
         }
@@ -271,6 +279,9 @@ fn cons_line(c: &ConnStatus, full: bool, out: &mut String) {
 
 fn srvr(s: &Status, with_clients: bool, out: &mut String) {
     let _ = writeln!(out, "Zookeeper version: {}", version());
+    if s.read_only {
+        out.push_str("READ-ONLY mode; serving only read-only clients\n");
+    }
     if with_clients {
         out.push_str("Clients:\n");
         for c in &s.conns {
@@ -407,7 +418,8 @@ pub fn mntr(s: &Status) -> Vec<(&'static str, String)> {
         kv.push(("zk_synced_observers", l.synced_observers.to_string()));
         kv.push(("zk_pending_syncs", "0".into()));
     }
-    if let Some((current, accepted)) = s.epochs {
+    // A read-only server is no quorum member: ZooKeeper prints none of these for it.
+    if let Some((current, accepted)) = s.epochs.filter(|_| !s.read_only) {
         // Only a serving ensemble member gets here: it is in broadcast.
         let state = match s.mode {
             "leader" => "leading",
@@ -491,7 +503,8 @@ impl Pipeline {
         let zab = &self.zab;
         let mut status = Status {
             mode: self.mode_name(),
-            serving: zab.is_serving(),
+            serving: zab.is_serving() || self.read_only,
+            read_only: self.read_only,
             zxid: self.tree.last_processed_zxid(),
             // ZooKeeper's count: its node map holds the root twice (as "" and "/").
             node_count: self.tree.node_count() + 1,

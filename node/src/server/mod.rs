@@ -43,6 +43,7 @@ mod forward;
 pub mod fourlw;
 pub mod observe;
 mod read;
+mod read_only;
 mod replicate;
 mod request;
 mod session;
@@ -235,6 +236,13 @@ pub struct Pipeline {
     snapshot_threshold: u64,
     snapshots_started: u64,
     observed: bool,
+    /// When this ensemble member began looking for a quorum (`None` while it has a
+    /// role): read-only mode starts a delay after it (`read_only.rs`).
+    looking_since: Option<i64>,
+    /// Whether it serves read-only clients now.
+    read_only: bool,
+    /// Sessions made in read-only mode, held by this server only.
+    ro_sessions: SessionTracker,
     /// Deliberately broken (sim bites test): this server has been an observer in
     /// broadcast, and lost its leader since (then it never rejoins).
     #[cfg(madsim)]
@@ -254,6 +262,7 @@ impl Pipeline {
         observed: bool,
     ) -> Pipeline {
         let next_session = first_session_id(config.my_id, now_ms, &sessions);
+        let looking_since = (zab.role() == Role::Looking).then_some(now_ms);
         let mut p = Pipeline {
             now: now_ms,
             started_ms: now_ms,
@@ -292,6 +301,9 @@ impl Pipeline {
             ),
             snapshots_started: 0,
             observed,
+            looking_since,
+            read_only: false,
+            ro_sessions: SessionTracker::new(config.tick_time_ms),
             #[cfg(madsim)]
             broken_observed: (false, false),
             config,
@@ -427,6 +439,7 @@ impl Pipeline {
         self.now = now_ms;
         self.core_ticks += 1;
         self.zab.tick();
+        self.check_read_only();
         if !self
             .core_ticks
             .is_multiple_of(u64::from(self.config.core_ticks_per_tick()))
@@ -439,6 +452,7 @@ impl Pipeline {
         let conns = &self.conns;
         self.revalidations
             .retain(|_, rv| conns.contains_key(&rv.conn));
+        self.read_only_tick();
         if self.zab.is_serving() && self.is_leader() {
             self.touched.clear();
             for session in self.sessions.tick() {
@@ -692,6 +706,9 @@ impl Pipeline {
     pub fn mode_name(&self) -> &'static str {
         if self.config.servers.is_empty() {
             return "standalone";
+        }
+        if self.read_only {
+            return "read-only";
         }
         match self.zab.role() {
             Role::Leading => "leader",

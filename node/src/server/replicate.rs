@@ -52,6 +52,14 @@ impl Pipeline {
             self.add_auth(conn, &scheme, &secret);
             return Ok(());
         }
+        if self.read_only {
+            if let Some(req) = self.read_only_request(conn, session, xid, op, req) {
+                // Nothing of a read-only session is in flight: answered at once, from
+                // this server's tree (a quorum read too: the client allowed stale reads).
+                self.read(conn, xid, op, req);
+            }
+            return Ok(());
+        }
         if self.queues.get(&session).map_or(0, |q| q.len()) >= MAX_QUEUED_PER_SESSION {
             tracing::info!("closing connection: session 0x{session:x} has {MAX_QUEUED_PER_SESSION} requests waiting");
             self.close_conn(conn);
@@ -508,6 +516,7 @@ impl Pipeline {
                 // Their connections were closed above: the clients reconnect.
                 self.revalidations.clear();
                 self.snaps.clear();
+                self.leave_read_only(role);
             }
             Event::Serving { epoch } => {
                 let role = self.zab.role();

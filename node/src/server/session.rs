@@ -44,8 +44,8 @@ impl Pipeline {
             return Ok(());
         }
         if !self.zab.is_serving() {
-            tracing::debug!("refusing a client connection: not serving (no quorum yet)");
-            self.close_conn(conn);
+            // Only a read-only server takes it (`read_only.rs`).
+            self.read_only_connect(conn, request);
             return Ok(());
         }
         if request.session_id != 0 {
@@ -233,7 +233,7 @@ impl Pipeline {
         }
     }
 
-    fn send_connect_response(
+    pub(super) fn send_connect_response(
         &mut self,
         conn: ConnId,
         timeout: i32,
@@ -246,7 +246,7 @@ impl Pipeline {
             timeout,
             session_id: session,
             passwd,
-            read_only: false,
+            read_only: self.read_only,
             read_only_present,
         };
         self.send(conn, resp.encode());

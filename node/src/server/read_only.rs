@@ -1,0 +1,189 @@
+//! Read-only mode (ZooKeeper's `readonlymode.enabled`, its `ReadOnlyZooKeeperServer`).
+//!
+//! An ensemble member that has been looking for a quorum for max(2 s, tickTime) serves
+//! clients whose ConnectRequest allows read-only sessions: reads are answered from the
+//! tree it has applied (it may be behind the ensemble, never behind what the client has
+//! seen: a client that has seen a later zxid is refused, as on any server), and every
+//! request that would need the leader (writes, `sync`, `check`, `multi`, `reconfig`)
+//! is answered NotReadOnly. Clients that do not allow read-only sessions are refused,
+//! and `isro` answers `ro`. When the server takes a role again (its election ends) it
+//! leaves read-only mode: every connection is closed (as for any role change), the
+//! clients move on to a read-write server.
+//!
+//! Sessions made in read-only mode are local: this server holds them in a table of its
+//! own ([`Pipeline::ro_sessions`]), never proposes them, expires them itself, and
+//! forgets them when it leaves read-only mode, so a client that comes back with one is
+//! told its session expired and makes a new one (as with ZooKeeper, whose read-only
+//! server makes local sessions). Apache ZooKeeper 3.8 makes a new session in read-only
+//! mode only with `localSessionsEnabled=true`; without it the handshake is answered with
+//! a bare NotReadOnly reply header that no client can decode. zabkeeper makes local
+//! read-only sessions either way. A global session this server's table holds is resumed
+//! in read-only mode (ZooKeeper 3.8 answers it "expired", ending a session the leader
+//! may still hold); its ephemerals stay, and it is not expired here: only a leader
+//! expires global sessions.
+
+use bytes::Bytes;
+
+use crate::core::session::SessionTracker;
+use crate::core::Role;
+use crate::proto::client::ConnectRequest;
+use crate::proto::client::Request;
+use crate::types::{opcode, ErrorCode, SessionId};
+
+use super::request::{error_reply, is_write};
+use super::session::session_password;
+use super::{ConnId, Pipeline};
+
+/// How long a server looks for a quorum before it serves read-only clients (ZooKeeper's
+/// `QuorumPeer`: max(2000 ms, tickTime)).
+pub const READ_ONLY_DELAY_MS: i64 = 2000;
+
+/// Whether a request of a read-only session needs the leader: such requests are
+/// answered NotReadOnly (ZooKeeper's `ReadOnlyRequestProcessor`).
+fn needs_leader(op: i32) -> bool {
+    (is_write(op) && op != opcode::CLOSE_SESSION)
+        || matches!(
+            op,
+            opcode::SYNC | opcode::RECONFIG | opcode::DELETE_CONTAINER
+        )
+}
+
+impl Pipeline {
+    /// Whether this server serves read-only clients now.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Enters read-only mode once the server has looked for a quorum long enough (called
+    /// on every core tick).
+    pub(super) fn check_read_only(&mut self) {
+        if self.read_only || !self.config.read_only_mode || self.config.servers.is_empty() {
+            return;
+        }
+        let Some(since) = self.looking_since else {
+            return;
+        };
+        let delay = READ_ONLY_DELAY_MS.max(self.config.tick_time_ms as i64);
+        if self.zab.role() == Role::Looking && self.now - since >= delay {
+            tracing::info!(
+                "no quorum for {} ms: serving read-only clients (read-only mode)",
+                self.now - since
+            );
+            self.read_only = true;
+            self.ro_sessions = SessionTracker::new(self.config.tick_time_ms);
+        }
+    }
+
+    /// The server's role changed: read-only mode ends (the caller closes every
+    /// connection), its local sessions are forgotten, and a server that is looking
+    /// again starts counting.
+    pub(super) fn leave_read_only(&mut self, role: Role) {
+        if self.read_only {
+            tracing::info!("leaving read-only mode: role {role:?}");
+        }
+        self.read_only = false;
+        self.ro_sessions = SessionTracker::new(self.config.tick_time_ms);
+        self.looking_since = (role == Role::Looking).then_some(self.now);
+    }
+
+    /// A handshake while not serving: only a read-only server takes it, and only from a
+    /// client that allows read-only sessions.
+    pub(super) fn read_only_connect(&mut self, conn: ConnId, request: ConnectRequest) {
+        if !self.read_only || self.zab.role() != Role::Looking {
+            tracing::debug!("refusing a client connection: not serving (no quorum yet)");
+            self.close_conn(conn);
+            return;
+        }
+        if !request.read_only {
+            tracing::info!(
+                "refusing a client that does not allow read-only sessions: read-only mode"
+            );
+            self.close_conn(conn);
+            return;
+        }
+        let session = request.session_id;
+        let timeout_ms = if session == 0 {
+            let timeout_ms = self.config.negotiate_session_timeout(request.timeout);
+            let session = self.next_session;
+            self.next_session += 1;
+            self.ro_sessions.add(session, timeout_ms);
+            tracing::info!("made local session 0x{session:x} in read-only mode");
+            Some((session, timeout_ms))
+        } else if request.passwd != session_password(session) {
+            tracing::info!("invalid session 0x{session:x} for client: wrong password");
+            None
+        } else if let Some(s) = self.ro_sessions.get(session) {
+            Some((session, s.timeout_ms))
+        } else {
+            self.sessions
+                .get(session)
+                .filter(|s| !s.closing)
+                .map(|s| (session, s.timeout_ms))
+        };
+        let Some((session, timeout_ms)) = timeout_ms else {
+            tracing::info!("invalid session 0x{session:x} for client: expired");
+            self.send_connect_response(conn, 0, 0, vec![0; 16]);
+            self.close_conn(conn);
+            return;
+        };
+        self.ro_sessions.touch(session);
+        if let Some(old) = self.session_conn.insert(session, conn) {
+            if old != conn {
+                self.close_conn(old);
+                self.closed(old);
+                self.session_conn.insert(session, conn);
+            }
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session = session;
+            c.timeout_ms = timeout_ms;
+            if !c.held.is_empty() {
+                self.held_ready.insert(conn);
+            }
+        }
+        self.send_connect_response(conn, timeout_ms, session, session_password(session));
+    }
+
+    /// A request of a session served in read-only mode: reads are answered from this
+    /// server's tree, what needs the leader is answered NotReadOnly, and a local
+    /// session's close ends it here. Returns the request if it is a read to answer.
+    pub(super) fn read_only_request(
+        &mut self,
+        conn: ConnId,
+        session: SessionId,
+        xid: i32,
+        op: i32,
+        req: Request,
+    ) -> Option<Request> {
+        self.ro_sessions.touch(session);
+        let zxid = self.tree.last_processed_zxid();
+        if op == opcode::CLOSE_SESSION && self.ro_sessions.remove(session).is_some() {
+            tracing::info!("closed local session 0x{session:x} in read-only mode");
+            self.session_conn.remove(&session);
+            let frame: Bytes = error_reply(xid, zxid, ErrorCode::Ok);
+            self.reply(conn, xid, frame);
+            self.close_conn(conn);
+            return None;
+        }
+        if needs_leader(op) || op == opcode::CLOSE_SESSION {
+            // A global session's close needs the leader too.
+            self.reply(conn, xid, error_reply(xid, zxid, ErrorCode::NotReadOnly));
+            return None;
+        }
+        Some(req)
+    }
+
+    /// A whole tickTime in read-only mode: local sessions that went silent expire.
+    pub(super) fn read_only_tick(&mut self) {
+        if !self.read_only {
+            return;
+        }
+        for session in self.ro_sessions.tick() {
+            tracing::info!("expiring local session 0x{session:x} in read-only mode");
+            self.ro_sessions.remove(session);
+            if let Some(conn) = self.session_conn.remove(&session) {
+                self.close_conn(conn);
+            }
+        }
+    }
+}
