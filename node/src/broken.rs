@@ -57,6 +57,9 @@ pub enum Bug {
     /// Recovery takes a torn tail of the last log (a crash inside an append or an fsync)
     /// for corruption and refuses to start (`storage/file.rs`).
     TornTailRefused,
+    /// A read-only server serves a client that has seen a later zxid than it has
+    /// (`server/session.rs`): the client's session goes back in time.
+    ReadOnlyIgnoresSeenZxid,
 }
 
 #[cfg(madsim)]

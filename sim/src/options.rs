@@ -55,6 +55,12 @@ pub struct RunOptions {
     /// zxid counters within a run and the leader forces a new epoch (the rollover).
     #[serde(default)]
     pub zxid_counter_limit: Option<u32>,
+    /// The servers' `readonlymode.enabled`, and every other client (the even ones)
+    /// allows read-only sessions: a server cut off from its quorum serves them reads and
+    /// answers their writes NotReadOnly. Never drawn with `quorumReads` (a read-only
+    /// server answers reads from its own tree).
+    #[serde(default)]
+    pub read_only: bool,
     /// Safety phase length in ms.
     pub safety_ms: u64,
     /// Liveness bound in ms.
@@ -152,7 +158,10 @@ impl RunOptions {
         let core_ticks = pick(&mut rng, &[None, Some(1), Some(1), Some(1)]);
         // One seed in four starts near the zxid counter's end (drawn last of all).
         let zxid_counter_limit = rng.gen_bool(0.25).then(|| rng.gen_range(40..=400));
+        // Read-only mode for a third of the ensemble seeds (drawn after that).
+        let read_only = rng.gen_bool(0.35) && !quorum_reads && servers + observers > 1;
         RunOptions {
+            read_only,
             zxid_counter_limit,
             core_ticks,
             quorum_reads,
@@ -201,7 +210,7 @@ impl RunOptions {
     /// A short human summary printed at the start of every run.
     pub fn describe(&self) -> String {
         format!(
-            "scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} commit_log_count={}{} globalOutstandingLimit={}{}{} safety={}ms liveness={}ms converge={}ms ({} ticks) faults={}\n{}",
+            "scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} commit_log_count={}{} globalOutstandingLimit={}{}{}{} safety={}ms liveness={}ms converge={}ms ({} ticks) faults={}\n{}",
             self.scenario,
             self.seed,
             self.servers,
@@ -221,6 +230,7 @@ impl RunOptions {
             self.zxid_counter_limit
                 .map(|l| format!(" zxidCounterLimit={l}"))
                 .unwrap_or_default(),
+            if self.read_only { " readOnly" } else { "" },
             self.safety_ms,
             self.liveness_ms,
             self.converge_ms(),

@@ -78,6 +78,7 @@ const TIMING: NodeTiming = NodeTiming {
     global_outstanding_limit: 1000,
     core_ticks: Some(1),
     zxid_counter_limit: None,
+    read_only: false,
 };
 
 /// How long after the session's creation the link from the leader to the lagging

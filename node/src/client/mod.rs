@@ -112,6 +112,9 @@ pub enum SessionState {
     Connecting,
     /// Connected to a server.
     Connected,
+    /// Connected to a read-only server (the client allowed it with
+    /// [`ClientOptions::read_only`]): reads are served, writes fail with NotReadOnly.
+    ConnectedReadOnly,
     /// The connection was lost; reconnecting within the session.
     Disconnected,
     /// The session expired (terminal).
@@ -283,7 +286,11 @@ impl Client {
         match waited {
             // Disconnected: the session was established and lost again at once;
             // the task is already reconnecting.
-            Ok(Ok(SessionState::Connected | SessionState::Disconnected)) => Ok(client),
+            Ok(Ok(
+                SessionState::Connected
+                | SessionState::ConnectedReadOnly
+                | SessionState::Disconnected,
+            )) => Ok(client),
             Ok(Ok(SessionState::Expired)) => Err(Error::Keeper(ErrorCode::SessionExpired)),
             Ok(Ok(SessionState::AuthFailed)) => Err(Error::Keeper(ErrorCode::AuthFailed)),
             Ok(Ok(_)) | Ok(Err(_)) => Err(Error::Closed),

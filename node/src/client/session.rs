@@ -117,6 +117,11 @@ pub(crate) struct Session {
     auth_info: Vec<(String, Vec<u8>)>,
     watches: WatchRegistry,
     closing: Option<oneshot::Sender<Result<(), Error>>>,
+    /// Whether a read-write server ever took this session. Until one has, the session
+    /// is a read-only server's local one, which no other server knows: every handshake
+    /// asks for a new session (ZooKeeper's `seenRwServerBefore`), so a client that began
+    /// read-only gets a real session from the first read-write server it reaches.
+    seen_rw: bool,
 }
 
 impl Session {
@@ -154,6 +159,8 @@ impl Session {
             auth_info: Vec::new(),
             watches: WatchRegistry::default(),
             closing: None,
+            // A session given to resume was made by a read-write server.
+            seen_rw: session_id != 0,
         }
     }
 
@@ -180,6 +187,7 @@ impl Session {
         let state = match s {
             SessionState::Connecting => return,
             SessionState::Connected => keeper_state::SYNC_CONNECTED,
+            SessionState::ConnectedReadOnly => keeper_state::CONNECTED_READ_ONLY,
             SessionState::Disconnected => keeper_state::DISCONNECTED,
             SessionState::Expired => keeper_state::EXPIRED,
             SessionState::AuthFailed => keeper_state::AUTH_FAILED,
@@ -233,8 +241,12 @@ impl Session {
                 protocol_version: 0,
                 last_zxid_seen: self.last_zxid,
                 timeout: self.opts.session_timeout.as_millis().min(i32::MAX as u128) as i32,
-                session_id: self.session_id,
-                passwd: self.passwd.clone(),
+                session_id: if self.seen_rw { self.session_id } else { 0 },
+                passwd: if self.seen_rw {
+                    self.passwd.clone()
+                } else {
+                    vec![0; 16]
+                },
                 read_only: self.opts.read_only,
                 read_only_present: true,
             };
@@ -336,6 +348,7 @@ impl Session {
         } = conn;
         self.session_id = resp.session_id;
         self.passwd = resp.passwd;
+        self.seen_rw |= !resp.read_only;
         self.negotiated = Duration::from_millis(resp.timeout as u64);
         self.shared
             .session_id
@@ -368,7 +381,11 @@ impl Session {
         for op in std::mem::take(&mut self.queued) {
             self.send_op(op, &mut out);
         }
-        self.set_state(SessionState::Connected);
+        self.set_state(if resp.read_only {
+            SessionState::ConnectedReadOnly
+        } else {
+            SessionState::Connected
+        });
         if let Err(e) = write_out(&mut wr, &out).await {
             return End::Lost(format!("write: {e}"));
         }

@@ -564,3 +564,76 @@ async fn failed_auth_ends_the_session_and_managed_requests_are_refused() {
         Err(Error::Keeper(ErrorCode::AuthFailed))
     );
 }
+
+/// A client that allows read-only sessions and began on a read-only server asks every
+/// server for a new session until a read-write one takes it (ZooKeeper's
+/// `seenRwServerBefore`): the read-only server's local session is known nowhere else.
+/// From then on it resumes that session as usual.
+#[tokio::test]
+async fn a_session_begun_read_only_becomes_a_real_one_on_a_read_write_server() {
+    let (l, addr) = listener().await;
+    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut ro = session(0x51, 3000, 1);
+        ro.read_only = true;
+        // The read-only server: a local session, then it leaves read-only mode.
+        let (s, _, req) = accept(&l, ro.clone()).await;
+        seen_tx.send(req).unwrap();
+        drop(s);
+        // Another read-only server (or the same one again): a new local session.
+        let (s, _, req) = accept(&l, ro).await;
+        seen_tx.send(req).unwrap();
+        drop(s);
+        // A read-write server makes a real session, which is resumed afterwards.
+        let (s, _, req) = accept(&l, session(0x77, 3000, 9)).await;
+        seen_tx.send(req).unwrap();
+        drop(s);
+        let (mut s, mut buf, req) = accept(&l, session(0x77, 3000, 9)).await;
+        seen_tx.send(req).unwrap();
+        let _ = read_frame(&mut s, &mut buf).await;
+    });
+    let c = Client::connect(
+        &addr,
+        ClientOptions {
+            read_only: true,
+            reconnect_delay: Duration::ZERO,
+            ..ClientOptions::with_timeout(Duration::from_secs(3))
+        },
+    )
+    .await
+    .unwrap();
+    let mut events = c.take_events().unwrap();
+    let mut reqs = Vec::new();
+    for _ in 0..4 {
+        reqs.push(next_req(&mut seen_rx).await);
+    }
+    assert!(reqs.iter().all(|r| r.read_only));
+    let sessions: Vec<(i64, Vec<u8>)> = reqs
+        .iter()
+        .map(|r| (r.session_id, r.passwd.clone()))
+        .collect();
+    assert_eq!(
+        sessions,
+        [
+            (0, vec![0; 16]),
+            (0, vec![0; 16]),
+            (0, vec![0; 16]),
+            (0x77, vec![9; 16])
+        ]
+    );
+    wait_state(&c, SessionState::Connected).await;
+    assert_eq!(c.session_id(), 0x77);
+    let mut states = Vec::new();
+    for _ in 0..7 {
+        states.push(next_event(&mut events).await.state);
+    }
+    use keeper_state::{CONNECTED_READ_ONLY as RO, DISCONNECTED as D, SYNC_CONNECTED as RW};
+    assert_eq!(states, [RO, D, RO, D, RW, D, RW]);
+}
+
+async fn next_req(rx: &mut mpsc::UnboundedReceiver<ConnectRequest>) -> ConnectRequest {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("handshake in time")
+        .expect("handshake")
+}

@@ -241,6 +241,9 @@ pub struct Pipeline {
     looking_since: Option<i64>,
     /// Whether it serves read-only clients now.
     read_only: bool,
+    /// Whether it has served in broadcast since it started: only then does its tree
+    /// hold nothing but committed txns (`read_only.rs`).
+    served: bool,
     /// Sessions made in read-only mode, held by this server only.
     ro_sessions: SessionTracker,
     /// Deliberately broken (sim bites test): this server has been an observer in
@@ -303,6 +306,7 @@ impl Pipeline {
             observed,
             looking_since,
             read_only: false,
+            served: false,
             ro_sessions: SessionTracker::new(config.tick_time_ms),
             #[cfg(madsim)]
             broken_observed: (false, false),

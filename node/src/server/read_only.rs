@@ -1,6 +1,7 @@
 //! Read-only mode (ZooKeeper's `readonlymode.enabled`, its `ReadOnlyZooKeeperServer`).
 //!
-//! An ensemble member that has been looking for a quorum for max(2 s, tickTime) serves
+//! An ensemble member that has served in broadcast since it started and has then been
+//! looking for a quorum for max(2 s, tickTime) serves
 //! clients whose ConnectRequest allows read-only sessions: reads are answered from the
 //! tree it has applied (it may be behind the ensemble, never behind what the client has
 //! seen: a client that has seen a later zxid is refused, as on any server), and every
@@ -9,6 +10,13 @@
 //! and `isro` answers `ro`. When the server takes a role again (its election ends) it
 //! leaves read-only mode: every connection is closed (as for any role change), the
 //! clients move on to a read-write server.
+//!
+//! Only a server that has served since it started becomes read-only: a server that
+//! restarted has replayed its whole log, which may end in txns it logged but that were
+//! never committed (a deposed leader's, or a learner's last PROPOSALs); once it has
+//! synced with a leader its tree holds the committed history only, and after that it
+//! applies nothing but COMMITs. Apache ZooKeeper 3.8 serves read-only from the replayed
+//! log right after a restart, uncommitted txns included.
 //!
 //! Sessions made in read-only mode are local: this server holds them in a table of its
 //! own ([`Pipeline::ro_sessions`]), never proposes them, expires them itself, and
@@ -57,7 +65,11 @@ impl Pipeline {
     /// Enters read-only mode once the server has looked for a quorum long enough (called
     /// on every core tick).
     pub(super) fn check_read_only(&mut self) {
-        if self.read_only || !self.config.read_only_mode || self.config.servers.is_empty() {
+        if self.read_only
+            || !self.served
+            || !self.config.read_only_mode
+            || self.config.servers.is_empty()
+        {
             return;
         }
         let Some(since) = self.looking_since else {

@@ -519,6 +519,7 @@ impl Pipeline {
                 self.leave_read_only(role);
             }
             Event::Serving { epoch } => {
+                self.served = true;
                 let role = self.zab.role();
                 tracing::info!("serving clients in epoch {epoch} as {role:?}");
                 if role == Role::Leading {

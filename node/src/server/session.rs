@@ -33,6 +33,15 @@ impl Pipeline {
             .tree
             .last_processed_zxid()
             .max(self.zab.last_logged_zxid());
+        // Deliberately broken (sim bites test): a read-only server takes any client.
+        #[cfg(madsim)]
+        let last = if self.read_only
+            && crate::broken::active(crate::broken::Bug::ReadOnlyIgnoresSeenZxid)
+        {
+            i64::MAX
+        } else {
+            last
+        };
         if request.last_zxid_seen > last {
             tracing::info!(
                 "refusing session request: client has seen zxid 0x{:x}, our last zxid is 0x{:x}; \

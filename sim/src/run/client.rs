@@ -160,6 +160,15 @@ impl ClientCtx {
         self.sh.opts.total_servers() == 1
     }
 
+    /// Whether this client allows read-only sessions (the even clients, in runs with
+    /// read-only mode). Such a client sets no watches: a session begun on a read-only
+    /// server is replaced by a new one on the first read-write server (ZooKeeper's
+    /// `seenRwServerBefore`), which the checker would see as watches moving between
+    /// sessions.
+    fn read_only(&self) -> bool {
+        self.sh.opts.read_only && self.j.is_multiple_of(2)
+    }
+
     async fn conn(&mut self) -> Result<&mut Conn, OpError> {
         if self.conn.is_none() {
             let n = self.sh.opts.total_servers();
@@ -167,8 +176,14 @@ impl ClientCtx {
             let connect: Vec<String> = (0..n).map(|i| server_addr(i).to_string()).collect();
             let session = Duration::from_millis(self.sh.opts.session_timeout_ms);
             let seed = self.rng.gen();
-            let conn =
-                NodeConn::connect(&connect.join(","), session, seed, timeout.max(session)).await?;
+            let conn = NodeConn::connect(
+                &connect.join(","),
+                session,
+                seed,
+                timeout.max(session),
+                self.read_only(),
+            )
+            .await?;
             self.conn = Some(conn);
         }
         Ok(self.conn.as_mut().expect("connected"))
@@ -300,6 +315,13 @@ impl ClientCtx {
                     || ev.error.is_some()
                         && inv.f == "multi"
                         && matches!(reply.response, Response::Multi(_)) => {}
+            // A read-only server refused it (a write, or a sync): nothing was applied.
+            Ok(reply) if reply.err == ErrorCode::NotReadOnly.code() => {
+                ev.kind = EventType::Fail;
+                ev.zxid = None;
+                ev.stat = None;
+                ev.error = Some(code_name(reply.err));
+            }
             Ok(reply) => {
                 ev.kind = EventType::Info;
                 ev.zxid = None;
@@ -623,7 +645,8 @@ pub(super) async fn client_main(j: usize, sh: Shared) {
             3 => cx.enqueue().await,
             4 => cx.lock_cycle().await,
             6 => {
-                cx.read(&key, false, true).await;
+                let watch = !cx.read_only();
+                cx.read(&key, false, watch).await;
             }
             _ => {
                 let mut two = keys.clone();

@@ -124,14 +124,14 @@ async fn final_write(opts: Arc<RunOptions>) -> i64 {
     loop {
         attempt += 1;
         let seed = opts.seed ^ 0xc04e_e6e5 ^ attempt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut conn = match NodeConn::connect(&connect, session, seed, timeout.max(session)).await
-        {
-            Ok(c) => c,
-            Err(_) => {
-                madsim::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+        let mut conn =
+            match NodeConn::connect(&connect, session, seed, timeout.max(session), false).await {
+                Ok(c) => c,
+                Err(_) => {
+                    madsim::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
         while !conn.is_dead() {
             let create = conn.create_mode(
                 CONVERGE_MARKER,

@@ -173,6 +173,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                             global_outstanding_limit: sh.opts.global_outstanding_limit,
                             core_ticks: sh.opts.core_ticks,
                             zxid_counter_limit: sh.opts.zxid_counter_limit,
+                            read_only: sh.opts.read_only,
                         };
                         crate::sut::node::serve(
                             i,

@@ -58,6 +58,8 @@ pub struct NodeTiming {
     pub core_ticks: Option<u32>,
     /// `zabkeeper.zxidCounterLimit`.
     pub zxid_counter_limit: Option<u32>,
+    /// `readonlymode.enabled`.
+    pub read_only: bool,
 }
 
 /// Logs and reports that server `index` refused to start (its storage or recovery
@@ -108,6 +110,7 @@ pub async fn serve(
     config.global_outstanding_limit = timing.global_outstanding_limit;
     config.core_ticks = timing.core_ticks;
     config.zxid_counter_limit = timing.zxid_counter_limit;
+    config.read_only_mode = timing.read_only;
     if timing.autopurge {
         config.purge_interval_hours = 1;
         config.snap_retain_count = 3;
@@ -223,9 +226,11 @@ impl NodeConn {
         session_timeout: Duration,
         seed: u64,
         timeout: Duration,
+        read_only: bool,
     ) -> Result<NodeConn, OpError> {
         let mut options = ClientOptions::with_timeout(session_timeout);
         options.seed = seed;
+        options.read_only = read_only;
         options.connect_timeout = Some(timeout);
         match madsim::time::timeout(timeout, Client::connect(connect_string, options)).await {
             Err(_) => Err(OpError::Definite("ConnectTimeout".into())),
@@ -245,7 +250,11 @@ impl NodeConn {
 
     /// Whether the session is connected to a server right now.
     pub fn is_connected(&self) -> bool {
-        self.client.state() == zabkeeper::client::SessionState::Connected
+        matches!(
+            self.client.state(),
+            zabkeeper::client::SessionState::Connected
+                | zabkeeper::client::SessionState::ConnectedReadOnly
+        )
     }
 
     /// The session id.
