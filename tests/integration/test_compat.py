@@ -377,3 +377,21 @@ def test_get_acl_hides_digest_hashes_without_admin(any_server):
     finally:
         zk.stop()
         zk.close()
+
+
+def test_invalid_utf8_in_a_path_becomes_the_replacement_character(any_server, kz):
+    """A path with bytes that are not UTF-8: ZooKeeper's jute reads it with Java's
+    `new String(bytes, UTF_8)`, so each bad byte becomes U+FFFD, which its path rules
+    refuse (BadArguments) for a write; a read finds no such node. The connection serves
+    on."""
+    parent = unique("utf8")
+    kz.create(parent)
+    w = WireClient(any_server.port)
+    raw = parent.encode() + b"/a\xff\xfeb"
+    body = struct.pack(">i", len(raw)) + raw + buffer(b"x") + OPEN_ACL + struct.pack(">i", 0)
+    assert w.call(1, body)[2] == -8
+    raw_exists = struct.pack(">i", len(raw)) + raw + b"\x00"
+    assert w.call(3, raw_exists)[2] == -101
+    assert w.get_data(parent)[2] == 0
+    assert kz.get_children(parent) == []
+    w.close()

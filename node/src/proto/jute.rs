@@ -19,8 +19,6 @@ pub enum JuteError {
     Truncated { offset: usize, needed: usize },
     #[error("invalid length {len} at offset {offset}")]
     BadLength { offset: usize, len: i32 },
-    #[error("invalid utf-8 string at offset {offset}")]
-    BadUtf8 { offset: usize },
     #[error("invalid value: {0}")]
     Invalid(String),
 }
@@ -114,16 +112,12 @@ impl<'a> Reader<'a> {
         Ok(self.read_buffer_opt()?.unwrap_or(&[]))
     }
 
-    /// A `ustring`; null reads as `None`.
+    /// A `ustring`; null reads as `None`. Bytes that are not UTF-8 become U+FFFD, as
+    /// Java's `new String(bytes, UTF_8)` in ZooKeeper's jute makes them.
     pub fn read_string_opt(&mut self) -> Result<Option<String>, JuteError> {
-        let offset = self.pos;
-        match self.read_buffer_opt()? {
-            None => Ok(None),
-            Some(b) => match std::str::from_utf8(b) {
-                Ok(s) => Ok(Some(s.to_string())),
-                Err(_) => Err(JuteError::BadUtf8 { offset }),
-            },
-        }
+        Ok(self
+            .read_buffer_opt()?
+            .map(|b| String::from_utf8_lossy(b).into_owned()))
     }
 
     /// A `ustring`; null reads as empty.
@@ -418,12 +412,12 @@ mod tests {
             Reader::new(&[0, 0]).read_int(),
             Err(JuteError::Truncated { .. })
         ));
-        // Invalid UTF-8.
+        // Invalid UTF-8 becomes U+FFFD, as in Java.
         let mut w = Writer::new();
-        w.write_buffer(&[0xff, 0xfe]);
-        assert!(matches!(
-            Reader::new(w.as_slice()).read_string(),
-            Err(JuteError::BadUtf8 { .. })
-        ));
+        w.write_buffer(b"/a\xff\xfeb");
+        assert_eq!(
+            Reader::new(w.as_slice()).read_string().unwrap(),
+            "/a\u{fffd}\u{fffd}b"
+        );
     }
 }

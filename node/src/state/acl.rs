@@ -104,12 +104,9 @@ pub fn is_valid_id(id: &Id) -> bool {
 /// identities, and validates every other entry. Empty lists, invalid ids
 /// and an `auth` entry on an unauthenticated session are `InvalidAcl`.
 pub fn fix_acl(acl: &[Acl], auth: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
-    let mut uniq: Vec<&Acl> = Vec::with_capacity(acl.len());
-    for a in acl {
-        if !uniq.contains(&a) {
-            uniq.push(a);
-        }
-    }
+    // Linear in the list (ZooKeeper compares each entry with every one kept: quadratic).
+    let mut seen: std::collections::BTreeSet<&Acl> = std::collections::BTreeSet::new();
+    let uniq: Vec<&Acl> = acl.iter().filter(|a| seen.insert(a)).collect();
     if uniq.is_empty() {
         return Err(ErrorCode::InvalidAcl);
     }
@@ -342,6 +339,12 @@ mod tests {
             open[0].clone(),
         ];
         assert_eq!(fix_acl(&dup, &[]).unwrap(), dup[..2].to_vec());
+        // A long list with every entry twice keeps the first of each, in order.
+        let many: Vec<Acl> = (0..50_000)
+            .map(|i| acl(perms::READ, "ip", &format!("10.{}.{}.1", i / 250, i % 250)))
+            .collect();
+        let twice: Vec<Acl> = many.iter().chain(many.iter().rev()).cloned().collect();
+        assert_eq!(fix_acl(&twice, &[]).unwrap(), many);
         // Format validation.
         for bad in [
             acl(perms::ALL, "digest", "bob"),
