@@ -107,6 +107,14 @@ pub struct ServerConfig {
     /// max(2 s, tickTime) serves reads to clients that allow read-only sessions. Off by
     /// default.
     pub read_only_mode: bool,
+    /// ZooKeeper's `localSessionsEnabled`: a new session is held by the server it
+    /// connects to only (no CreateSession txn), and becomes global when it creates an
+    /// ephemeral. Off by default.
+    pub local_sessions_enabled: bool,
+    /// ZooKeeper's `localSessionsUpgradingEnabled`: a local session that creates an
+    /// ephemeral is upgraded to a global one; off (the default of the running Apache
+    /// ZooKeeper 3.8), the create fails with EphemeralOnLocalSession.
+    pub local_sessions_upgrading_enabled: bool,
     /// zabkeeper's own option `zabkeeper.zxidCounterLimit`: the largest zxid counter an
     /// epoch may reach before the leader forces a new epoch (`None`: 0xffffffff, as
     /// ZooKeeper). Small values exercise the counter rollover in tests and the simulator.
@@ -203,6 +211,8 @@ impl ServerConfig {
             zxid_counter_limit: None,
             extended_types_enabled: false,
             read_only_mode: false,
+            local_sessions_enabled: false,
+            local_sessions_upgrading_enabled: false,
             core_ticks: None,
             admin: None,
             metrics: None,
@@ -396,6 +406,10 @@ impl ServerConfig {
                     cfg.extended_types_enabled = parse_yes_no(key, v)?
                 }
                 "readonlymode.enabled" => cfg.read_only_mode = parse_yes_no(key, v)?,
+                "localSessionsEnabled" => cfg.local_sessions_enabled = parse_yes_no(key, v)?,
+                "localSessionsUpgradingEnabled" => {
+                    cfg.local_sessions_upgrading_enabled = parse_yes_no(key, v)?
+                }
                 "zabkeeper.zxidCounterLimit" => {
                     cfg.zxid_counter_limit = Some(parse_num(key, v, 2, u32::MAX as u64)? as u32)
                 }
@@ -876,6 +890,9 @@ someUnknownKey=1
         assert!(!parse("").read_only_mode);
         assert!(parse("readonlymode.enabled=true\n").read_only_mode);
         assert!(!parse("readonlymode.enabled=false\n").read_only_mode);
+        let local = parse("localSessionsEnabled=true\nlocalSessionsUpgradingEnabled=true\n");
+        assert!(local.local_sessions_enabled && local.local_sessions_upgrading_enabled);
+        assert!(!parse("").local_sessions_enabled && !parse("").local_sessions_upgrading_enabled);
         assert!(ServerConfig::from_properties(
             &parse_properties("zoo.cfg", "dataDir=/x\nreadonlymode.enabled=maybe\n").unwrap()
         )

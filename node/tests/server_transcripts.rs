@@ -16,7 +16,8 @@
 //! Commands:
 //! - `new standalone` | `new 1 2 3 [observers=4]`, optional `quorumReads`, optional
 //!   `coreTicks=N` (N core ticks per tickTime; `tick` is then one core tick), optional
-//!   `readOnly` (`readonlymode.enabled`)
+//!   `readOnly` (`readonlymode.enabled`), optional `localSessions`
+//!   (`localSessionsEnabled`, with `localSessionsUpgradingEnabled`)
 //! - `connect <sid> <conn> [session=<name>] [seen=<e.c>] [timeout=<ms>] [ro]`: a
 //!   handshake on a new connection (a session named by an earlier ConnectResponse is
 //!   resumed; `ro`: the client allows a read-only session)
@@ -96,6 +97,8 @@ impl Harness {
         let mut config = ServerConfig::standalone(2181, "/nonexistent");
         config.quorum_reads = quorum_reads;
         config.read_only_mode = args.contains(&"readOnly");
+        config.local_sessions_enabled = args.contains(&"localSessions");
+        config.local_sessions_upgrading_enabled = args.contains(&"localSessions");
         config.four_letter_words = vec!["*".into()];
         // Unless `coreTicks=N` says otherwise, a transcript's `tick` is one tickTime (the
         // core ticks once per tickTime); with it, a `tick` is one of N core ticks.

@@ -79,6 +79,8 @@ pub struct Status {
     pub ephemerals_count: usize,
     pub approximate_data_size: i64,
     pub global_sessions: usize,
+    /// Local sessions (`localSessionsEnabled`, read-only mode) this server holds.
+    pub local_sessions: usize,
     pub stats: ServerStats,
     /// Client connections, the asking connection last (as ZooKeeper lists it).
     pub conns: Vec<ConnStatus>,
@@ -350,7 +352,7 @@ pub fn mntr(s: &Status) -> Vec<(&'static str, String)> {
             s.approximate_data_size.to_string(),
         ),
         ("zk_open_file_descriptor_count", opt(s.open_fds)),
-        ("zk_local_sessions", "0".into()),
+        ("zk_local_sessions", s.local_sessions.to_string()),
         ("zk_uptime", s.uptime_ms.to_string()),
         ("zk_max_latency", s.stats.latency.max().to_string()),
         ("zk_outstanding_tls_handshake", "0".into()),
@@ -513,6 +515,7 @@ impl Pipeline {
             ephemerals_count: self.tree.ephemerals_count(),
             approximate_data_size: self.tree.approximate_data_size(),
             global_sessions: self.sessions.len(),
+            local_sessions: self.local.len(),
             stats: self.stats.clone(),
             conns,
             uptime_ms: self.now - self.started_ms,

@@ -41,6 +41,7 @@ pub mod admin;
 mod conn;
 mod forward;
 pub mod fourlw;
+mod local;
 pub mod observe;
 mod read;
 mod read_only;
@@ -244,8 +245,13 @@ pub struct Pipeline {
     /// Whether it has served in broadcast since it started: only then does its tree
     /// hold nothing but committed txns (`read_only.rs`).
     served: bool,
-    /// Sessions made in read-only mode, held by this server only.
-    ro_sessions: SessionTracker,
+    /// Local sessions: held by this server only, never proposed (made in read-only mode,
+    /// or with `localSessionsEnabled`); forgotten when the server's role changes.
+    local: SessionTracker,
+    /// Local sessions whose CreateSession (their upgrade to global) was submitted.
+    upgrading: BTreeSet<SessionId>,
+    /// Leader: sessions whose CreateSession it proposed and has not applied yet.
+    creating: BTreeSet<SessionId>,
     /// Deliberately broken (sim bites test): this server has been an observer in
     /// broadcast, and lost its leader since (then it never rejoins).
     #[cfg(madsim)]
@@ -307,7 +313,9 @@ impl Pipeline {
             looking_since,
             read_only: false,
             served: false,
-            ro_sessions: SessionTracker::new(config.tick_time_ms),
+            local: SessionTracker::new(config.tick_time_ms),
+            upgrading: BTreeSet::new(),
+            creating: BTreeSet::new(),
             #[cfg(madsim)]
             broken_observed: (false, false),
             config,
@@ -456,7 +464,7 @@ impl Pipeline {
         let conns = &self.conns;
         self.revalidations
             .retain(|_, rv| conns.contains_key(&rv.conn));
-        self.read_only_tick();
+        self.local_tick();
         if self.zab.is_serving() && self.is_leader() {
             self.touched.clear();
             for session in self.sessions.tick() {

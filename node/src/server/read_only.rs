@@ -19,7 +19,7 @@
 //! log right after a restart, uncommitted txns included.
 //!
 //! Sessions made in read-only mode are local: this server holds them in a table of its
-//! own ([`Pipeline::ro_sessions`]), never proposes them, expires them itself, and
+//! own (`Pipeline::local`, as with `localSessionsEnabled`), never proposes them, expires them itself, and
 //! forgets them when it leaves read-only mode, so a client that comes back with one is
 //! told its session expired and makes a new one (as with ZooKeeper, whose read-only
 //! server makes local sessions). Apache ZooKeeper 3.8 makes a new session in read-only
@@ -82,19 +82,20 @@ impl Pipeline {
                 self.now - since
             );
             self.read_only = true;
-            self.ro_sessions = SessionTracker::new(self.config.tick_time_ms);
         }
     }
 
     /// The server's role changed: read-only mode ends (the caller closes every
-    /// connection), its local sessions are forgotten, and a server that is looking
-    /// again starts counting.
+    /// connection), local sessions are forgotten (as ZooKeeper's, they do not outlive
+    /// the server's role), and a server that is looking again starts counting.
     pub(super) fn leave_read_only(&mut self, role: Role) {
         if self.read_only {
             tracing::info!("leaving read-only mode: role {role:?}");
         }
         self.read_only = false;
-        self.ro_sessions = SessionTracker::new(self.config.tick_time_ms);
+        self.local = SessionTracker::new(self.config.tick_time_ms);
+        self.upgrading.clear();
+        self.creating.clear();
         self.looking_since = (role == Role::Looking).then_some(self.now);
     }
 
@@ -113,47 +114,30 @@ impl Pipeline {
             self.close_conn(conn);
             return;
         }
+        if request.session_id == 0 {
+            self.make_local_session(conn, request.timeout);
+            return;
+        }
         let session = request.session_id;
-        let timeout_ms = if session == 0 {
-            let timeout_ms = self.config.negotiate_session_timeout(request.timeout);
-            let session = self.next_session;
-            self.next_session += 1;
-            self.ro_sessions.add(session, timeout_ms);
-            tracing::info!("made local session 0x{session:x} in read-only mode");
-            Some((session, timeout_ms))
-        } else if request.passwd != session_password(session) {
+        let timeout_ms = if request.passwd != session_password(session) {
             tracing::info!("invalid session 0x{session:x} for client: wrong password");
             None
-        } else if let Some(s) = self.ro_sessions.get(session) {
-            Some((session, s.timeout_ms))
+        } else if let Some(s) = self.local.get(session) {
+            Some(s.timeout_ms)
         } else {
             self.sessions
                 .get(session)
                 .filter(|s| !s.closing)
-                .map(|s| (session, s.timeout_ms))
+                .map(|s| s.timeout_ms)
         };
-        let Some((session, timeout_ms)) = timeout_ms else {
-            tracing::info!("invalid session 0x{session:x} for client: expired");
-            self.send_connect_response(conn, 0, 0, vec![0; 16]);
-            self.close_conn(conn);
-            return;
-        };
-        self.ro_sessions.touch(session);
-        if let Some(old) = self.session_conn.insert(session, conn) {
-            if old != conn {
-                self.close_conn(old);
-                self.closed(old);
-                self.session_conn.insert(session, conn);
+        match timeout_ms {
+            Some(timeout_ms) => self.attach_local(conn, session, timeout_ms),
+            None => {
+                tracing::info!("invalid session 0x{session:x} for client: expired");
+                self.send_connect_response(conn, 0, 0, vec![0; 16]);
+                self.close_conn(conn);
             }
         }
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.session = session;
-            c.timeout_ms = timeout_ms;
-            if !c.held.is_empty() {
-                self.held_ready.insert(conn);
-            }
-        }
-        self.send_connect_response(conn, timeout_ms, session, session_password(session));
     }
 
     /// A request of a session served in read-only mode: reads are answered from this
@@ -167,9 +151,9 @@ impl Pipeline {
         op: i32,
         req: Request,
     ) -> Option<Request> {
-        self.ro_sessions.touch(session);
+        self.local.touch(session);
         let zxid = self.tree.last_processed_zxid();
-        if op == opcode::CLOSE_SESSION && self.ro_sessions.remove(session).is_some() {
+        if op == opcode::CLOSE_SESSION && self.local.remove(session).is_some() {
             tracing::info!("closed local session 0x{session:x} in read-only mode");
             self.session_conn.remove(&session);
             let frame: Bytes = error_reply(xid, zxid, ErrorCode::Ok);
@@ -183,19 +167,5 @@ impl Pipeline {
             return None;
         }
         Some(req)
-    }
-
-    /// A whole tickTime in read-only mode: local sessions that went silent expire.
-    pub(super) fn read_only_tick(&mut self) {
-        if !self.read_only {
-            return;
-        }
-        for session in self.ro_sessions.tick() {
-            tracing::info!("expiring local session 0x{session:x} in read-only mode");
-            self.ro_sessions.remove(session);
-            if let Some(conn) = self.session_conn.remove(&session) {
-                self.close_conn(conn);
-            }
-        }
     }
 }

@@ -24,6 +24,7 @@ use crate::state::prep::WriteOp;
 use crate::state::txn::{Txn, TxnBody};
 use crate::types::{opcode, xid, ErrorCode, Id, SessionId, Zxid};
 
+use super::local::LocalRequest;
 use super::observe::txn_hash;
 use super::request::{self, error_reply, is_quorum_read, is_write};
 use super::snap::Held;
@@ -60,6 +61,14 @@ impl Pipeline {
             }
             return Ok(());
         }
+        let req = if self.local.get(session).is_some() {
+            match self.local_request(conn, session, xid, op, req)? {
+                LocalRequest::Answered => return Ok(()),
+                LocalRequest::Continue(req) => req,
+            }
+        } else {
+            req
+        };
         if self.queues.get(&session).map_or(0, |q| q.len()) >= MAX_QUEUED_PER_SESSION {
             tracing::info!("closing connection: session 0x{session:x} has {MAX_QUEUED_PER_SESSION} requests waiting");
             self.close_conn(conn);
@@ -213,11 +222,24 @@ impl Pipeline {
         let checked = !crate::broken::active(crate::broken::Bug::SessionsNotValidated);
         #[cfg(not(madsim))]
         let checked = true;
-        if checked && session != 0 && !self.sessions.contains(session) {
-            return Err(ErrorCode::SessionExpired);
-        }
-        self.prepper
-            .prepare(&self.tree, session, auth, op, zxid, self.now)
+        let known =
+            session == 0 || self.sessions.contains(session) || self.creating.contains(&session);
+        let refuse_ephemerals = if !checked || known {
+            None
+        } else {
+            // With local sessions, a session the leader does not know may be a local
+            // one: it writes, but owns no ephemeral.
+            match self.local_session_at_leader(session) {
+                Some(code) => Some(code),
+                None => return Err(ErrorCode::SessionExpired),
+            }
+        };
+        self.prepper.refuse_ephemerals(refuse_ephemerals);
+        let body = self
+            .prepper
+            .prepare(&self.tree, session, auth, op, zxid, self.now);
+        self.prepper.refuse_ephemerals(None);
+        body
     }
 
     /// Leader: preps a (local or forwarded) write for the next zxid and proposes it.
@@ -228,7 +250,10 @@ impl Pipeline {
         cxid: i32,
     ) -> Result<(), Fatal> {
         let body = match fwd {
-            Forwarded::CreateSession { timeout_ms } => Ok(TxnBody::CreateSession { timeout_ms }),
+            Forwarded::CreateSession { timeout_ms } => {
+                self.creating.insert(session);
+                Ok(TxnBody::CreateSession { timeout_ms })
+            }
             Forwarded::CloseSession => {
                 let Some(zxid) = self.zab.next_zxid() else {
                     self.fail_pending(session, cxid, ErrorCode::ConnectionLoss);
@@ -435,7 +460,10 @@ impl Pipeline {
         self.txns_since_snapshot += 1;
         let closes = matches!(txn.body, TxnBody::CloseSession { .. });
         match &txn.body {
-            TxnBody::CreateSession { timeout_ms } => self.sessions.add(txn.session, *timeout_ms),
+            TxnBody::CreateSession { timeout_ms } => {
+                self.sessions.add(txn.session, *timeout_ms);
+                self.local_session_upgraded(txn.session);
+            }
             TxnBody::CloseSession { .. } => {
                 self.sessions.remove(txn.session);
                 let session = txn.session;

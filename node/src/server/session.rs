@@ -61,6 +61,10 @@ impl Pipeline {
             self.reconnect(conn, request);
             return Ok(());
         }
+        if self.config.local_sessions_enabled {
+            self.make_local_session(conn, request.timeout);
+            return Ok(());
+        }
         let timeout_ms = self.config.negotiate_session_timeout(request.timeout);
         let session = self.next_session;
         self.next_session += 1;
@@ -88,6 +92,11 @@ impl Pipeline {
         if request.passwd != session_password(session) {
             tracing::info!("invalid session 0x{session:x} for client: wrong password");
             self.refuse_session(conn);
+            return;
+        }
+        // A local session of this server is resumed here (nowhere else knows it).
+        if let Some(timeout_ms) = self.local.get(session).map(|s| s.timeout_ms) {
+            self.attach_local(conn, session, timeout_ms);
             return;
         }
         let learner = !self.is_leader();

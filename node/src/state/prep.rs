@@ -92,6 +92,9 @@ pub struct Prepper {
     /// TTL creates are refused with Unimplemented (ZooKeeper without
     /// `extendedTypesEnabled`); see [`Prepper::set_extended_types`].
     no_extended_types: bool,
+    /// Ephemeral creates fail with this code (a local session's writes at the leader);
+    /// see [`Prepper::refuse_ephemerals`].
+    ephemerals_refused: Option<ErrorCode>,
 }
 
 impl Prepper {
@@ -105,6 +108,14 @@ impl Prepper {
     /// multi) fails with Unimplemented.
     pub fn set_extended_types(&mut self, on: bool) {
         self.no_extended_types = !on;
+    }
+
+    /// Until called again, an ephemeral create (alone, or as one op of a multi) fails
+    /// with `code`: the writes of a local session, which may own no ephemeral
+    /// (`EphemeralOnLocalSession`, or `SessionExpired` for another server's, as
+    /// ZooKeeper's leader answers them).
+    pub fn refuse_ephemerals(&mut self, code: Option<ErrorCode>) {
+        self.ephemerals_refused = code;
     }
 
     /// The number of outstanding change records.
@@ -279,6 +290,13 @@ impl Prepper {
         match op {
             WriteOp::Create { mode, .. } if mode.is_ttl() && self.no_extended_types => {
                 Err(ErrorCode::Unimplemented)
+            }
+            WriteOp::Create { mode, .. }
+                if mode.is_ephemeral() && self.ephemerals_refused.is_some() =>
+            {
+                Err(self
+                    .ephemerals_refused
+                    .unwrap_or(ErrorCode::EphemeralOnLocalSession))
             }
             WriteOp::Create {
                 path,
