@@ -60,6 +60,10 @@ pub enum Bug {
     /// A read-only server serves a client that has seen a later zxid than it has
     /// (`server/session.rs`): the client's session goes back in time.
     ReadOnlyIgnoresSeenZxid,
+    /// A local session's ephemeral create goes to the leader without the session's
+    /// upgrade, and the leader takes it (`server/local.rs`, `server/replicate.rs`): the
+    /// ephemeral's owner is a session no leader will ever expire.
+    EphemeralWithoutUpgrade,
 }
 
 #[cfg(madsim)]

@@ -61,6 +61,11 @@ pub struct RunOptions {
     /// server answers reads from its own tree).
     #[serde(default)]
     pub read_only: bool,
+    /// The servers' `localSessionsEnabled`, and whether they upgrade a local session
+    /// that creates an ephemeral (`localSessionsUpgradingEnabled`; without it the
+    /// workload's ephemerals and locks fail with EphemeralOnLocalSession).
+    #[serde(default)]
+    pub local_sessions: Option<bool>,
     /// Safety phase length in ms.
     pub safety_ms: u64,
     /// Liveness bound in ms.
@@ -160,8 +165,12 @@ impl RunOptions {
         let zxid_counter_limit = rng.gen_bool(0.25).then(|| rng.gen_range(40..=400));
         // Read-only mode for a third of the ensemble seeds (drawn after that).
         let read_only = rng.gen_bool(0.35) && !quorum_reads && servers + observers > 1;
+        // Local sessions for a third of the ensemble seeds, mostly upgrading (drawn last).
+        let local_sessions =
+            (rng.gen_bool(0.35) && servers + observers > 1).then(|| rng.gen_bool(0.75));
         RunOptions {
             read_only,
+            local_sessions,
             zxid_counter_limit,
             core_ticks,
             quorum_reads,
@@ -210,7 +219,7 @@ impl RunOptions {
     /// A short human summary printed at the start of every run.
     pub fn describe(&self) -> String {
         format!(
-            "scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} commit_log_count={}{} globalOutstandingLimit={}{}{}{} safety={}ms liveness={}ms converge={}ms ({} ticks) faults={}\n{}",
+            "scenario={} seed={} servers={}{} observers={} clients={} tick={}ms initLimit={} syncLimit={} session_timeout={}ms snap_count={}{} commit_log_count={}{} globalOutstandingLimit={}{}{}{}{} safety={}ms liveness={}ms converge={}ms ({} ticks) faults={}\n{}",
             self.scenario,
             self.seed,
             self.servers,
@@ -231,6 +240,11 @@ impl RunOptions {
                 .map(|l| format!(" zxidCounterLimit={l}"))
                 .unwrap_or_default(),
             if self.read_only { " readOnly" } else { "" },
+            match self.local_sessions {
+                Some(true) => " localSessions(upgrading)",
+                Some(false) => " localSessions",
+                None => "",
+            },
             self.safety_ms,
             self.liveness_ms,
             self.converge_ms(),

@@ -79,6 +79,7 @@ const TIMING: NodeTiming = NodeTiming {
     core_ticks: Some(1),
     zxid_counter_limit: None,
     read_only: false,
+    local_sessions: None,
 };
 
 /// How long after the session's creation the link from the leader to the lagging

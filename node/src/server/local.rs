@@ -54,6 +54,7 @@ impl Pipeline {
         self.next_session += 1;
         self.local.add(session, timeout_ms);
         tracing::debug!("made local session 0x{session:x}");
+        self.observe(|_| super::Observation::LocalSessionMade { session });
         self.attach_local(conn, session, timeout_ms);
     }
 
@@ -101,6 +102,13 @@ impl Pipeline {
             return Ok(LocalRequest::Answered);
         }
         if upgrading || !creates_ephemeral(&req) {
+            return Ok(LocalRequest::Continue(req));
+        }
+        // Deliberately broken (sim bites test): no upgrade before the ephemeral.
+        #[cfg(madsim)]
+        if crate::broken::active(crate::broken::Bug::EphemeralWithoutUpgrade)
+            && self.config.local_sessions_upgrading_enabled
+        {
             return Ok(LocalRequest::Continue(req));
         }
         if !self.config.local_sessions_upgrading_enabled {

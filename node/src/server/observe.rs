@@ -39,6 +39,20 @@ pub enum Observation {
         /// The CloseSession txn's zxid.
         zxid: Zxid,
     },
+    /// The server made a local session (`localSessionsEnabled`, or read-only mode): no
+    /// other server knows it unless a CreateSession for it commits (an upgrade).
+    LocalSessionMade {
+        /// The session.
+        session: SessionId,
+    },
+    /// The server applied a committed CreateSession: the session is global from `zxid`
+    /// on (a new session, or an upgraded local one).
+    SessionCreated {
+        /// The session.
+        session: SessionId,
+        /// The CreateSession txn's zxid.
+        zxid: Zxid,
+    },
     /// The server replaced its whole tree without applying a committed txn: at start-up
     /// (snapshot + log replay), from the leader's SNAP, or reloaded after a TRUNC.
     TreeLoaded {

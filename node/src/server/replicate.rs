@@ -234,6 +234,11 @@ impl Pipeline {
                 None => return Err(ErrorCode::SessionExpired),
             }
         };
+        // Deliberately broken (sim bites test): the leader lets local sessions own
+        // ephemerals.
+        #[cfg(madsim)]
+        let refuse_ephemerals = refuse_ephemerals
+            .filter(|_| !crate::broken::active(crate::broken::Bug::EphemeralWithoutUpgrade));
         self.prepper.refuse_ephemerals(refuse_ephemerals);
         let body = self
             .prepper
@@ -463,6 +468,8 @@ impl Pipeline {
             TxnBody::CreateSession { timeout_ms } => {
                 self.sessions.add(txn.session, *timeout_ms);
                 self.local_session_upgraded(txn.session);
+                let session = txn.session;
+                self.observe(|_| Observation::SessionCreated { session, zxid });
             }
             TxnBody::CloseSession { .. } => {
                 self.sessions.remove(txn.session);

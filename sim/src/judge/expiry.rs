@@ -24,11 +24,28 @@ fn told_expired(e: &Event) -> bool {
 /// The history records the expiry when the client's next operation completes, so the
 /// recorded time is at or after the server's answer; the answer in turn comes after the
 /// commit, so the check never blames a correct server.
+///
+/// A local session (`localSessionsEnabled`, read-only mode) is held by one server: any
+/// other server, or its own after it forgot it (an expiry there, a role change), answers
+/// it "expired" with no CloseSession anywhere, as ZooKeeper does. Such a session is
+/// exempt until a CreateSession for it (its upgrade) is applied somewhere: from then on
+/// it is global and the rule holds.
 pub fn check(history: &[Event], observations: &[Observation]) -> Verdict {
     let mut closed_at: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut local: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut created_at: BTreeMap<i64, u64> = BTreeMap::new();
     for o in observations {
-        if let Observed::SessionClosed { session, .. } = &o.what {
-            closed_at.entry(*session).or_insert(o.at_ms);
+        match &o.what {
+            Observed::SessionClosed { session, .. } => {
+                closed_at.entry(*session).or_insert(o.at_ms);
+            }
+            Observed::LocalSessionMade { session } => {
+                local.entry(*session).or_insert(o.at_ms);
+            }
+            Observed::SessionCreated { session, .. } => {
+                created_at.entry(*session).or_insert(o.at_ms);
+            }
+            _ => {}
         }
     }
     for (pos, e) in history.iter().enumerate() {
@@ -39,6 +56,9 @@ pub fn check(history: &[Event], observations: &[Observation]) -> Verdict {
             continue;
         };
         let told_ms = e.time.unwrap_or(0) / 1_000_000;
+        if local.contains_key(&session) && created_at.get(&session).is_none_or(|&at| at > told_ms) {
+            continue;
+        }
         let when = match closed_at.get(&session) {
             Some(&at) if at <= told_ms => continue,
             Some(&at) => format!("before any server applied its CloseSession ({at}ms)"),
@@ -97,7 +117,38 @@ mod tests {
             ..Event::default()
         };
         assert!(is_violation(check(std::slice::from_ref(&note), &[])));
-        assert_eq!(check(&[note], &[closed(4, 1)]), Verdict::Pass);
+        assert_eq!(
+            check(std::slice::from_ref(&note), &[closed(4, 1)]),
+            Verdict::Pass
+        );
+        // A local session may be told it expired with no CloseSession, until it is
+        // upgraded (its CreateSession applied before the client was told).
+        let made = |at_ms| Observation {
+            at_ms,
+            server: 2,
+            what: Observed::LocalSessionMade { session: 1 },
+        };
+        let created = |at_ms| Observation {
+            at_ms,
+            server: 3,
+            what: Observed::SessionCreated {
+                session: 1,
+                zxid: 9,
+            },
+        };
+        assert_eq!(
+            check(std::slice::from_ref(&note), &[made(1)]),
+            Verdict::Pass
+        );
+        assert_eq!(
+            check(std::slice::from_ref(&note), &[made(1), created(6)]),
+            Verdict::Pass
+        );
+        assert!(is_violation(check(
+            std::slice::from_ref(&note),
+            &[made(1), created(4)]
+        )));
+        assert!(is_violation(check(&[note], &[created(4)])));
         // Other errors, and expiries without a known session, impose nothing.
         let lost = Event {
             error: Some("ConnectionLoss".into()),

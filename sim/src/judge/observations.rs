@@ -61,6 +61,18 @@ pub enum Observed {
         /// The CloseSession txn's zxid.
         zxid: i64,
     },
+    /// The server made a local session (known to no other server unless upgraded).
+    LocalSessionMade {
+        /// The session id.
+        session: i64,
+    },
+    /// The server applied a committed CreateSession (a new or upgraded session).
+    SessionCreated {
+        /// The session id.
+        session: i64,
+        /// The CreateSession txn's zxid.
+        zxid: i64,
+    },
     /// The server replaced its whole tree (start-up recovery, the leader's SNAP, or a
     /// reload after TRUNC); the tree is now at `zxid` with `digest`.
     TreeLoaded {
@@ -208,7 +220,10 @@ pub fn check(obs: &[Observation]) -> Verdict {
                 }
                 digests.insert(*zxid, (*digest, o.server));
             }
-            Observed::RefusedStart { .. } | Observed::SessionClosed { .. } => {}
+            Observed::RefusedStart { .. }
+            | Observed::SessionClosed { .. }
+            | Observed::LocalSessionMade { .. }
+            | Observed::SessionCreated { .. } => {}
         }
     }
     Verdict::Pass

@@ -315,8 +315,12 @@ impl ClientCtx {
                     || ev.error.is_some()
                         && inv.f == "multi"
                         && matches!(reply.response, Response::Multi(_)) => {}
-            // A read-only server refused it (a write, or a sync): nothing was applied.
-            Ok(reply) if reply.err == ErrorCode::NotReadOnly.code() => {
+            // A read-only server refused it (a write, or a sync), or a local session may
+            // not own an ephemeral: nothing was applied.
+            Ok(reply)
+                if reply.err == ErrorCode::NotReadOnly.code()
+                    || reply.err == ErrorCode::EphemeralOnLocalSession.code() =>
+            {
                 ev.kind = EventType::Fail;
                 ev.zxid = None;
                 ev.stat = None;

@@ -174,6 +174,7 @@ async fn simulate(opts: RunOptions) -> RunOutput {
                             core_ticks: sh.opts.core_ticks,
                             zxid_counter_limit: sh.opts.zxid_counter_limit,
                             read_only: sh.opts.read_only,
+                            local_sessions: sh.opts.local_sessions,
                         };
                         crate::sut::node::serve(
                             i,

@@ -60,6 +60,8 @@ pub struct NodeTiming {
     pub zxid_counter_limit: Option<u32>,
     /// `readonlymode.enabled`.
     pub read_only: bool,
+    /// `localSessionsEnabled` (and `localSessionsUpgradingEnabled` when `Some(true)`).
+    pub local_sessions: Option<bool>,
 }
 
 /// Logs and reports that server `index` refused to start (its storage or recovery
@@ -111,6 +113,8 @@ pub async fn serve(
     config.core_ticks = timing.core_ticks;
     config.zxid_counter_limit = timing.zxid_counter_limit;
     config.read_only_mode = timing.read_only;
+    config.local_sessions_enabled = timing.local_sessions.is_some();
+    config.local_sessions_upgrading_enabled = timing.local_sessions == Some(true);
     if timing.autopurge {
         config.purge_interval_hours = 1;
         config.snap_retain_count = 3;
@@ -169,6 +173,12 @@ pub async fn serve(
             }
             Observation::SessionClosed { session, zxid } => {
                 log.observe(at_ms, index, Observed::SessionClosed { session, zxid })
+            }
+            Observation::LocalSessionMade { session } => {
+                log.observe(at_ms, index, Observed::LocalSessionMade { session })
+            }
+            Observation::SessionCreated { session, zxid } => {
+                log.observe(at_ms, index, Observed::SessionCreated { session, zxid })
             }
             Observation::TreeLoaded {
                 source,
