@@ -62,7 +62,7 @@ rewrite:
 # The node's code compiles against madsim (the simulator's release build proves it).
 test-madsim: build-madsim
 
-# 11 scenarios x 200 seeds (2,200 runs) plus every regression seed, the determinism check
+# 12 scenarios x 200 seeds (2,400 runs) plus every regression seed, the determinism check
 # (two processes per seed, same trace hash), and the proof that the testbed bites: each
 # deliberately broken behaviour (zabkeeper::broken::Bug, switched on at run time in this
 # build only) is caught within 5 seeds of its scenario and shrunk.

@@ -28,6 +28,8 @@ impl Skew {
 #[derive(Debug, Clone, Default)]
 pub struct Clocks {
     skews: Arc<Mutex<BTreeMap<usize, Skew>>>,
+    /// Timer rates (thousandths of nominal) of servers whose timers drift.
+    timers: Arc<Mutex<BTreeMap<usize, u32>>>,
 }
 
 impl Clocks {
@@ -56,6 +58,26 @@ impl Clocks {
     /// Back to true time.
     pub fn reset(&self, i: usize) {
         self.skews.lock().expect("clock lock").remove(&i);
+    }
+
+    /// Server `i`'s timers run at `permille` thousandths of their rate (0 stalls them).
+    pub fn set_timer(&self, i: usize, permille: u32) {
+        self.timers.lock().expect("clock lock").insert(i, permille);
+    }
+
+    /// Server `i`'s timers back to their nominal rate.
+    pub fn reset_timer(&self, i: usize) {
+        self.timers.lock().expect("clock lock").remove(&i);
+    }
+
+    /// Server `i`'s timer rate in thousandths.
+    pub fn timer(&self, i: usize) -> u32 {
+        self.timers
+            .lock()
+            .expect("clock lock")
+            .get(&i)
+            .copied()
+            .unwrap_or(1000)
     }
 
     /// Server `i`'s reading at true time `true_ms`.

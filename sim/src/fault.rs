@@ -34,6 +34,8 @@ pub enum FaultKind {
     ClockSkew,
     /// Jump one server's clock forward or backward.
     ClockJump,
+    /// One server's timers run slow, stalled, or fast (its ticks, not its wall clock).
+    TimerDrift,
     /// Raise message latency.
     Delay,
     /// Drop packets (TCP retransmits: shows as delay).
@@ -152,6 +154,18 @@ pub enum Fault {
     },
     /// Reset one server's clock to true time.
     ClockReset {
+        /// Server index.
+        server: usize,
+    },
+    /// One server's timers run at `permille` thousandths of their rate.
+    TimerRate {
+        /// Server index.
+        server: usize,
+        /// Rate in thousandths (0: stalled).
+        permille: u32,
+    },
+    /// One server's timers back to their nominal rate.
+    TimerReset {
         /// Server index.
         server: usize,
     },

@@ -234,6 +234,19 @@ impl FaultPlan {
                 ),
                 (end, Fault::ClockReset { server }),
             ],
+            // Slow, stalled or fast timers: a leader whose ticks lag keeps its role
+            // (and answers syncs) past syncLimit, a follower whose ticks race gives up
+            // on a live leader.
+            FaultKind::TimerDrift => vec![
+                (
+                    at,
+                    Fault::TimerRate {
+                        server,
+                        permille: [0, 250, 500, 1500, 2500, 4000][rng.gen_range(0..6)],
+                    },
+                ),
+                (end, Fault::TimerReset { server }),
+            ],
             FaultKind::ClockJump => vec![
                 (
                     at,
@@ -564,6 +577,7 @@ mod tests {
                         | Fault::Restart { .. }
                         | Fault::Resume { .. }
                         | Fault::ClockReset { .. }
+                        | Fault::TimerReset { .. }
                         | Fault::NetNormal
                         | Fault::DiskHeal { .. }
                         | Fault::ClientResume { .. }

@@ -61,6 +61,7 @@ pub fn render(title: &str, history: &[Event], plan: &FaultPlan, end_ms: u64) -> 
                 | Fault::Restart { .. }
                 | Fault::Resume { .. }
                 | Fault::ClockReset { .. }
+                | Fault::TimerReset { .. }
                 | Fault::NetNormal
                 | Fault::DiskHeal { .. }
                 | Fault::ClientResume { .. }
@@ -143,6 +144,7 @@ fn repairs(start: &Fault, repair: &Fault) -> bool {
         | (Fault::Pause { server: a }, Fault::Resume { server: b })
         | (Fault::ClockSkew { server: a, .. }, Fault::ClockReset { server: b })
         | (Fault::ClockJump { server: a, .. }, Fault::ClockReset { server: b })
+        | (Fault::TimerRate { server: a, .. }, Fault::TimerReset { server: b })
         | (Fault::Disk { server: a, .. }, Fault::DiskHeal { server: b }) => a == b,
         (Fault::ClientPause { client: a }, Fault::ClientResume { client: b }) => a == b,
         (Fault::NetDelay { .. } | Fault::NetLoss { .. }, Fault::NetNormal) => true,

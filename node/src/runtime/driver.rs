@@ -50,6 +50,8 @@ pub struct Driver {
     /// The last zxid handed to storage, to check what its fsync reports.
     last_appended: Zxid,
     ticks: u64,
+    /// Thousandths of a core tick owed by the timer (`Clock::timer_permille`).
+    tick_credit: u32,
     /// The last snapshot written (or loaded at start): zxid, seconds since the epoch.
     last_snapshot: Option<(Zxid, i64)>,
     /// When the snapshot in flight started (ms, the driver's clock).
@@ -70,6 +72,7 @@ impl Driver {
     ) -> Driver {
         Driver {
             last_appended: storage.last_logged_zxid(),
+            tick_credit: 0,
             config,
             clock,
             pipeline,
@@ -119,10 +122,16 @@ impl Driver {
                 // A background job finished: collected by end_step below.
                 _ = wake.notified() => {}
                 _ = ticker.tick() => {
-                    self.ticks += 1;
-                    self.maybe_purge();
-                    let now = self.now();
-                    self.pipeline.tick(now)?;
+                    // Timers that run fast or slow (the simulator's timer drift) take
+                    // more or fewer core ticks per period; at the nominal rate, one.
+                    self.tick_credit += self.clock.timer_permille();
+                    while self.tick_credit >= 1000 {
+                        self.tick_credit -= 1000;
+                        self.ticks += 1;
+                        self.maybe_purge();
+                        let now = self.now();
+                        self.pipeline.tick(now)?;
+                    }
                 }
                 ev = recv_opt(&mut peer_rx) => match ev {
                     Some(ev) => self.peer_event(ev)?,

@@ -228,6 +228,14 @@ impl Executor {
                 self.sh.clocks.reset(*server);
                 format!("reset s{server} clock")
             }
+            Fault::TimerRate { server, permille } => {
+                self.sh.clocks.set_timer(*server, *permille);
+                format!("s{server} timers at {permille}/1000")
+            }
+            Fault::TimerReset { server } => {
+                self.sh.clocks.reset_timer(*server);
+                format!("s{server} timers nominal")
+            }
             Fault::NetDelay { min_ms, max_ms } => {
                 let (lo, hi) = (*min_ms, (*max_ms).max(*min_ms + 1));
                 self.net.update_config(|c| {
@@ -340,6 +348,7 @@ impl Executor {
             .update_config(|c| *c = madsim::net::Config::default());
         for (i, &server) in self.servers.iter().enumerate() {
             self.sh.clocks.reset(i);
+            self.sh.clocks.reset_timer(i);
             self.sh.disks[i].heal();
             if self.paused.remove(&i) {
                 self.handle.resume(server);

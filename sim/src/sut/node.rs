@@ -29,6 +29,10 @@ impl Clock for SkewedClock {
         let true_ms = self.start.elapsed().as_millis() as u64;
         EPOCH_MS + self.clocks.read(self.index, true_ms) as i64
     }
+
+    fn timer_permille(&self) -> u32 {
+        self.clocks.timer(self.index)
+    }
 }
 
 /// Timing of the simulated servers.
