@@ -64,8 +64,10 @@ fn bite(bug: Bug) {
         // A server crashed inside an fsync of its log (a crash point) refuses to start on
         // the torn tail: it never rejoins, which the convergence check sees. Torn log
         // tails happen only at crash points (an ordinary crash finds the log synced).
+        // 19 of 200 seeds; the first at seed 5 since seeds draw read-only mode and
+        // local sessions (their runs take other paths to the same crash points).
         Bug::TornTailRefused => {
-            caught_and_shrunk_by_cli(bug, "sync-crash", 5, "liveness", "converged")
+            caught_and_shrunk_by_cli(bug, "sync-crash", 10, "liveness", "converged")
         }
         // The observer serves nobody and answers nothing wrong: only the liveness phase's
         // convergence check sees it.
