@@ -169,6 +169,14 @@ pub enum Fault {
         /// Server index.
         server: usize,
     },
+    /// The current leader's timers run at `permille` thousandths of their rate
+    /// (resolved at run time; the server is remembered for [`Fault::LeaderTimerReset`]).
+    LeaderTimerRate {
+        /// Rate in thousandths (0: stalled).
+        permille: u32,
+    },
+    /// The timers slowed by [`Fault::LeaderTimerRate`] back to their nominal rate.
+    LeaderTimerReset,
     /// Message latency range.
     NetDelay {
         /// Lower bound.

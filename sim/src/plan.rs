@@ -237,16 +237,20 @@ impl FaultPlan {
             // Slow, stalled or fast timers: a leader whose ticks lag keeps its role
             // (and answers syncs) past syncLimit, a follower whose ticks race gives up
             // on a live leader.
-            FaultKind::TimerDrift => vec![
-                (
-                    at,
-                    Fault::TimerRate {
-                        server,
-                        permille: [0, 250, 500, 1500, 2500, 4000][rng.gen_range(0..6)],
-                    },
-                ),
-                (end, Fault::TimerReset { server }),
-            ],
+            FaultKind::TimerDrift => {
+                let permille = [0, 250, 500, 1500, 2500, 4000][rng.gen_range(0..6)];
+                if rng.gen_bool(0.5) {
+                    vec![
+                        (at, Fault::LeaderTimerRate { permille }),
+                        (end, Fault::LeaderTimerReset),
+                    ]
+                } else {
+                    vec![
+                        (at, Fault::TimerRate { server, permille }),
+                        (end, Fault::TimerReset { server }),
+                    ]
+                }
+            }
             FaultKind::ClockJump => vec![
                 (
                     at,
@@ -578,6 +582,7 @@ mod tests {
                         | Fault::Resume { .. }
                         | Fault::ClockReset { .. }
                         | Fault::TimerReset { .. }
+                        | Fault::LeaderTimerReset
                         | Fault::NetNormal
                         | Fault::DiskHeal { .. }
                         | Fault::ClientResume { .. }

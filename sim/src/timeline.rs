@@ -62,6 +62,7 @@ pub fn render(title: &str, history: &[Event], plan: &FaultPlan, end_ms: u64) -> 
                 | Fault::Resume { .. }
                 | Fault::ClockReset { .. }
                 | Fault::TimerReset { .. }
+                | Fault::LeaderTimerReset
                 | Fault::NetNormal
                 | Fault::DiskHeal { .. }
                 | Fault::ClientResume { .. }
@@ -149,6 +150,7 @@ fn repairs(start: &Fault, repair: &Fault) -> bool {
         (Fault::ClientPause { client: a }, Fault::ClientResume { client: b }) => a == b,
         (Fault::NetDelay { .. } | Fault::NetLoss { .. }, Fault::NetNormal) => true,
         (Fault::CrashIsolated, Fault::RestartIsolated) => true,
+        (Fault::LeaderTimerRate { .. }, Fault::LeaderTimerReset) => true,
         _ => false,
     }
 }

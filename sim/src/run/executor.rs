@@ -34,6 +34,8 @@ pub(super) struct Executor {
     crashed_isolated: Option<usize>,
     paused: BTreeSet<usize>,
     paused_clients: BTreeSet<usize>,
+    /// The leader whose timers a `LeaderTimerRate` changed.
+    timer_leader: Option<usize>,
     clogged: Vec<(NodeId, NodeId)>,
 }
 
@@ -64,6 +66,7 @@ impl Executor {
             crashed_isolated: None,
             paused: BTreeSet::new(),
             paused_clients: BTreeSet::new(),
+            timer_leader: None,
             clogged: Vec::new(),
         };
         let (down, notes, crash_sh) = (Arc::clone(&ex.down), Arc::clone(&ex.reaped), sh.clone());
@@ -236,6 +239,23 @@ impl Executor {
                 self.sh.clocks.reset_timer(*server);
                 format!("s{server} timers nominal")
             }
+            Fault::LeaderTimerRate { permille } => {
+                match self.sh.observations.current_leader().filter(|_| n > 1) {
+                    None => "no leader known (or standalone): skipped".to_string(),
+                    Some(leader) => {
+                        self.sh.clocks.set_timer(leader, *permille);
+                        self.timer_leader = Some(leader);
+                        format!("leader s{leader} timers at {permille}/1000")
+                    }
+                }
+            }
+            Fault::LeaderTimerReset => match self.timer_leader.take() {
+                Some(s) => {
+                    self.sh.clocks.reset_timer(s);
+                    format!("s{s} timers nominal")
+                }
+                None => "no leader timers to reset".to_string(),
+            },
             Fault::NetDelay { min_ms, max_ms } => {
                 let (lo, hi) = (*min_ms, (*max_ms).max(*min_ms + 1));
                 self.net.update_config(|c| {
