@@ -26,6 +26,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_for(pred, timeout=10.0, what="condition"):
+    """Polls `pred` until it holds; fails the test after `timeout` seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def four_letter(port, cmd, timeout=5.0):
     """Sends a four-letter word and returns the server's whole answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:

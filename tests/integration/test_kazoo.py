@@ -24,7 +24,7 @@ from kazoo.protocol.serialization import Watch, int_struct, write_string
 from kazoo.protocol.states import EventType, KazooState
 from kazoo.security import make_digest_acl, make_acl
 
-from conftest import four_letter
+from conftest import four_letter, wait_for
 
 
 def uniq(prefix="/t"):
@@ -35,15 +35,6 @@ def new_client(server, **kw):
     c = KazooClient(hosts=server.hosts(), timeout=kw.pop("timeout", 10.0), **kw)
     c.start(timeout=10)
     return c
-
-
-def wait_for(pred, timeout=10.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ---------------------------------------------------------------- znodes

@@ -12,7 +12,7 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import EphemeralOnLocalSessionError, RolledBackError, SessionExpiredError
 
-from conftest import Ensemble, apache_zookeeper_available, four_letter
+from conftest import Ensemble, apache_zookeeper_available, four_letter, wait_for
 from zkwire import RawSession
 
 
@@ -65,10 +65,7 @@ def test_local_sessions_are_held_by_one_server_until_an_ephemeral_upgrades_them(
         clients.append(other)
         other.start(timeout=15)
         c.stop()
-        deadline = time.time() + 10
-        while other.exists("/ephemeral") and time.time() < deadline:
-            time.sleep(0.1)
-        assert other.exists("/ephemeral") is None
+        wait_for(lambda: other.exists("/ephemeral") is None, 10, "the ephemeral removed")
         assert other.get("/persistent")[0] == b"p"
 
         # Where upgrading is off, an ephemeral is refused; persistent writes go on.

@@ -18,16 +18,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NotReadOnlyCallError
 from kazoo.handlers.threading import KazooTimeoutError
 
-from conftest import Ensemble, apache_zookeeper_available, four_letter
-
-
-def wait_until(pred, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from conftest import Ensemble, apache_zookeeper_available, four_letter, wait_for
 
 
 @pytest.mark.parametrize("kind", ["zabkeeper", "zookeeper"])
@@ -56,7 +47,7 @@ def test_a_partitioned_server_serves_read_only_clients_until_the_quorum_returns(
             if i != lone:
                 e.servers[i].pause()
         cut = time.time()
-        wait_until(lambda: four_letter(port, "isro") == "ro", 30, "read-only mode")
+        wait_for(lambda: four_letter(port, "isro") == "ro", 30, "read-only mode")
         print(f"{kind}: read-only {time.time() - cut:.1f} s after the cut")
         srvr = four_letter(port, "srvr")
         assert "Mode: read-only" in srvr and "READ-ONLY mode" in srvr, srvr
@@ -98,14 +89,14 @@ def test_a_partitioned_server_serves_read_only_clients_until_the_quorum_returns(
             if i != lone:
                 e.servers[i].resume()
         healed = time.time()
-        wait_until(lambda: ro.client_state == "CONNECTED", 60, "a read-write connection")
+        wait_for(lambda: ro.client_state == "CONNECTED", 60, "a read-write connection")
         print(f"{kind}: read-write again {time.time() - healed:.1f} s after the heal; "
               f"states {states}")
         assert ro.client_id[0] != ro_session
         assert "LOST" in states
         ro.set("/ro", b"after")
         assert ro.get("/ro")[0] == b"after"
-        wait_until(lambda: four_letter(port, "isro") == "rw", 30, "the lone server serving")
+        wait_for(lambda: four_letter(port, "isro") == "rw", 30, "the lone server serving")
     finally:
         for c in clients:
             c.stop()

@@ -14,6 +14,7 @@
 //! (`localSessionsUpgradingEnabled`; off, as by default in the running Apache ZooKeeper
 //! 3.8, the create is answered EphemeralOnLocalSession). Once its CreateSession is applied the session is global.
 
+use crate::core::session::SessionTracker;
 use crate::proto::client::{CreateRequest, MultiOp, Request};
 use crate::types::{opcode, CreateMode, ErrorCode, SessionId};
 
@@ -63,21 +64,26 @@ impl Pipeline {
     /// the handshake.
     pub(super) fn attach_local(&mut self, conn: ConnId, session: SessionId, timeout_ms: i32) {
         self.local.touch(session);
-        if let Some(old) = self.session_conn.insert(session, conn) {
-            if old != conn {
-                self.close_conn(old);
-                self.closed(old);
-                self.session_conn.insert(session, conn);
-            }
-        }
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.session = session;
-            c.timeout_ms = timeout_ms;
-            if !c.held.is_empty() {
-                self.held_ready.insert(conn);
-            }
-        }
-        self.send_connect_response(conn, timeout_ms, session, session_password(session));
+        self.bind_session(conn, session, timeout_ms, session_password(session));
+    }
+
+    /// A local session's close: it ends here (no txn), is answered, and its connection
+    /// closed.
+    pub(super) fn close_local_session(&mut self, conn: ConnId, session: SessionId, xid: i32) {
+        self.local.remove(session);
+        self.session_conn.remove(&session);
+        tracing::debug!("closed local session 0x{session:x}");
+        let zxid = self.tree.last_processed_zxid();
+        self.reply(conn, xid, error_reply(xid, zxid, ErrorCode::Ok));
+        self.close_conn(conn);
+    }
+
+    /// The server's role changed: its local sessions are forgotten (as ZooKeeper's,
+    /// they do not outlive the server's role; the caller closes every connection).
+    pub(super) fn forget_local_sessions(&mut self) {
+        self.local = SessionTracker::new(self.config.tick_time_ms);
+        self.upgrading.clear();
+        self.creating.clear();
     }
 
     /// A request of a local session (not in read-only mode): its close ends it here, an
@@ -93,12 +99,7 @@ impl Pipeline {
         self.local.touch(session);
         let upgrading = self.upgrading.contains(&session);
         if op == opcode::CLOSE_SESSION && !upgrading {
-            self.local.remove(session);
-            self.session_conn.remove(&session);
-            tracing::debug!("closed local session 0x{session:x}");
-            let zxid = self.tree.last_processed_zxid();
-            self.reply(conn, xid, error_reply(xid, zxid, ErrorCode::Ok));
-            self.close_conn(conn);
+            self.close_local_session(conn, session, xid);
             return Ok(LocalRequest::Answered);
         }
         if upgrading || !creates_ephemeral(&req) {

@@ -30,9 +30,6 @@
 //! may still hold); its ephemerals stay, and it is not expired here: only a leader
 //! expires global sessions.
 
-use bytes::Bytes;
-
-use crate::core::session::SessionTracker;
 use crate::core::Role;
 use crate::proto::client::ConnectRequest;
 use crate::proto::client::Request;
@@ -47,9 +44,10 @@ use super::{ConnId, Pipeline};
 pub const READ_ONLY_DELAY_MS: i64 = 2000;
 
 /// Whether a request of a read-only session needs the leader: such requests are
-/// answered NotReadOnly (ZooKeeper's `ReadOnlyRequestProcessor`).
+/// answered NotReadOnly (ZooKeeper's `ReadOnlyRequestProcessor`), a global session's
+/// close among them.
 fn needs_leader(op: i32) -> bool {
-    (is_write(op) && op != opcode::CLOSE_SESSION)
+    is_write(op)
         || matches!(
             op,
             opcode::SYNC | opcode::RECONFIG | opcode::DELETE_CONTAINER
@@ -57,11 +55,6 @@ fn needs_leader(op: i32) -> bool {
 }
 
 impl Pipeline {
-    /// Whether this server serves read-only clients now.
-    pub fn is_read_only(&self) -> bool {
-        self.read_only
-    }
-
     /// Enters read-only mode once the server has looked for a quorum long enough (called
     /// on every core tick).
     pub(super) fn check_read_only(&mut self) {
@@ -86,16 +79,12 @@ impl Pipeline {
     }
 
     /// The server's role changed: read-only mode ends (the caller closes every
-    /// connection), local sessions are forgotten (as ZooKeeper's, they do not outlive
-    /// the server's role), and a server that is looking again starts counting.
+    /// connection), and a server that is looking again starts counting.
     pub(super) fn leave_read_only(&mut self, role: Role) {
         if self.read_only {
             tracing::info!("leaving read-only mode: role {role:?}");
         }
         self.read_only = false;
-        self.local = SessionTracker::new(self.config.tick_time_ms);
-        self.upgrading.clear();
-        self.creating.clear();
         self.looking_since = (role == Role::Looking).then_some(self.now);
     }
 
@@ -134,8 +123,7 @@ impl Pipeline {
             Some(timeout_ms) => self.attach_local(conn, session, timeout_ms),
             None => {
                 tracing::info!("invalid session 0x{session:x} for client: expired");
-                self.send_connect_response(conn, 0, 0, vec![0; 16]);
-                self.close_conn(conn);
+                self.refuse_session(conn);
             }
         }
     }
@@ -152,17 +140,12 @@ impl Pipeline {
         req: Request,
     ) -> Option<Request> {
         self.local.touch(session);
-        let zxid = self.tree.last_processed_zxid();
-        if op == opcode::CLOSE_SESSION && self.local.remove(session).is_some() {
-            tracing::info!("closed local session 0x{session:x} in read-only mode");
-            self.session_conn.remove(&session);
-            let frame: Bytes = error_reply(xid, zxid, ErrorCode::Ok);
-            self.reply(conn, xid, frame);
-            self.close_conn(conn);
+        if op == opcode::CLOSE_SESSION && self.local.get(session).is_some() {
+            self.close_local_session(conn, session, xid);
             return None;
         }
-        if needs_leader(op) || op == opcode::CLOSE_SESSION {
-            // A global session's close needs the leader too.
+        if needs_leader(op) {
+            let zxid = self.tree.last_processed_zxid();
             self.reply(conn, xid, error_reply(xid, zxid, ErrorCode::NotReadOnly));
             return None;
         }

@@ -552,6 +552,7 @@ impl Pipeline {
                 self.revalidations.clear();
                 self.snaps.clear();
                 self.leave_read_only(role);
+                self.forget_local_sessions();
             }
             Event::Serving { epoch } => {
                 self.served = true;

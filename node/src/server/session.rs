@@ -128,14 +128,21 @@ impl Pipeline {
     }
 
     /// Answers a reconnect "session expired" (timeout 0, session 0) and closes.
-    fn refuse_session(&mut self, conn: ConnId) {
+    pub(super) fn refuse_session(&mut self, conn: ConnId) {
         self.send_connect_response(conn, 0, 0, vec![0; 16]);
         self.close_conn(conn);
     }
 
-    /// Moves a live session to connection `conn` and answers its reconnect.
-    fn resume_session(&mut self, conn: ConnId, session: SessionId) {
-        // The session moves to this connection: drop the old one.
+    /// Puts `session` on connection `conn` (a connection it had before is closed) and
+    /// answers the handshake; requests held behind it go on. Every established session
+    /// (new, resumed, local) comes through here.
+    pub(super) fn bind_session(
+        &mut self,
+        conn: ConnId,
+        session: SessionId,
+        timeout_ms: i32,
+        passwd: Vec<u8>,
+    ) {
         if let Some(old) = self.session_conn.insert(session, conn) {
             if old != conn {
                 tracing::info!("session 0x{session:x} moved to a new connection");
@@ -144,6 +151,18 @@ impl Pipeline {
                 self.session_conn.insert(session, conn);
             }
         }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session = session;
+            c.timeout_ms = timeout_ms;
+            if !c.held.is_empty() {
+                self.held_ready.insert(conn);
+            }
+        }
+        self.send_connect_response(conn, timeout_ms, session, passwd);
+    }
+
+    /// Moves a live session to connection `conn` and answers its reconnect.
+    fn resume_session(&mut self, conn: ConnId, session: SessionId) {
         self.sessions.touch(session);
         // A learner's leader hears of the reconnect with the next touches (as ZooKeeper's
         // leader touches a revalidated session).
@@ -153,14 +172,7 @@ impl Pipeline {
             .get(session)
             .map(|s| s.timeout_ms)
             .unwrap_or(0);
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.session = session;
-            c.timeout_ms = timeout;
-            if !c.held.is_empty() {
-                self.held_ready.insert(conn);
-            }
-        }
-        self.send_connect_response(conn, timeout, session, session_password(session));
+        self.bind_session(conn, session, timeout, session_password(session));
     }
 
     /// A new session's CreateSession was applied: the handshake is answered.
@@ -171,17 +183,11 @@ impl Pipeline {
         timeout_ms: i32,
         passwd: Vec<u8>,
     ) -> Result<(), Fatal> {
-        let Some(c) = self.conns.get_mut(&conn) else {
+        if !self.conns.contains_key(&conn) {
             // The client went away before its session was made: close it again.
             return self.submit(Forwarded::CloseSession, session, 0, None);
-        };
-        c.session = session;
-        c.timeout_ms = timeout_ms;
-        if !c.held.is_empty() {
-            self.held_ready.insert(conn);
         }
-        self.session_conn.insert(session, conn);
-        self.send_connect_response(conn, timeout_ms, session, passwd);
+        self.bind_session(conn, session, timeout_ms, passwd);
         Ok(())
     }
 
