@@ -141,6 +141,11 @@ pub struct ServerConfig {
     /// The text of the zoo.cfg the server was started with (the AdminServer's
     /// `initial_configuration`); `None` when started from command-line flags.
     pub initial_config: Option<String>,
+    /// The version of the membership (a zxid: the hex that ends the name of ZooKeeper's
+    /// `dynamicConfigFile`, `zoo.cfg.dynamic.100000000`; 0 for `server.N` lines in
+    /// zoo.cfg itself): the tail of
+    /// `/zookeeper/config` and that node's mzxid.
+    pub config_version: u64,
 }
 
 /// Whether TLS clients must, may or must not present a certificate (`ssl.clientAuth`).
@@ -220,6 +225,7 @@ impl ServerConfig {
             super_digest: None,
             ignored_keys: Vec::new(),
             initial_config: None,
+            config_version: 0,
         }
     }
 
@@ -284,7 +290,7 @@ impl ServerConfig {
             }
             out.push('\n');
         }
-        out.push_str("version=0");
+        out.push_str(&format!("version={:x}", self.config_version));
         Some(out)
     }
 
@@ -304,9 +310,11 @@ impl ServerConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let props = parse_properties(&path.display().to_string(), &text)?;
+        let mut props = parse_properties(&path.display().to_string(), &text)?;
+        let config_version = read_dynamic_config(path, &mut props)?;
         let mut cfg = ServerConfig::from_properties(&props)?;
         cfg.initial_config = Some(text);
+        cfg.config_version = config_version;
         if !cfg.servers.is_empty() {
             let myid_path = cfg.data_dir.join("myid");
             let myid = std::fs::read_to_string(&myid_path).map_err(|source| ConfigError::Io {
@@ -413,6 +421,8 @@ impl ServerConfig {
                 "zabkeeper.zxidCounterLimit" => {
                     cfg.zxid_counter_limit = Some(parse_num(key, v, 2, u32::MAX as u64)? as u32)
                 }
+                // read by `from_file` (`read_dynamic_config`), which merged its servers
+                "dynamicConfigFile" => {}
                 k if k.starts_with("server.") => {
                     let id: u64 = k["server.".len()..]
                         .parse()
@@ -613,6 +623,88 @@ fn parse_yes_no(key: &str, v: &str) -> Result<bool, ConfigError> {
         "no" | "false" => Ok(false),
         _ => Err(invalid(key, v, "expected yes or no")),
     }
+}
+
+/// ZooKeeper 3.5+'s `dynamicConfigFile`: the membership (`server.N` lines; its version
+/// is the hex zxid that ends the file's name) lives in a file of its own, which Apache ZooKeeper writes when
+/// `reconfigEnabled` is on (and then points zoo.cfg at). Its `server.N` lines are merged
+/// into `props`; the version is returned (0 without such a file). Refused as ZooKeeper
+/// refuses them: `server.N` in zoo.cfg beside a dynamic file, and keys other than
+/// `server.N` in it (`version` among them). Refused here as well: hierarchical quorums
+/// (`group.N`, `weight.N`), which zabkeeper does not count, and a `zoo.cfg.dynamic.next`
+/// beside zoo.cfg (a reconfiguration ZooKeeper had not finished, which zabkeeper cannot
+/// finish for it).
+fn read_dynamic_config(
+    cfg_path: &Path,
+    props: &mut BTreeMap<String, String>,
+) -> Result<u64, ConfigError> {
+    for key in props.keys() {
+        if key.starts_with("group.") || key.starts_with("weight.") {
+            return Err(ConfigError::Inconsistent(format!(
+                "{key}: hierarchical quorums (group.N, weight.N) are not supported; \
+                 zabkeeper counts a majority of the participants"
+            )));
+        }
+    }
+    let mut next = cfg_path.as_os_str().to_owned();
+    next.push(".dynamic.next");
+    let next = PathBuf::from(next);
+    if next.exists() {
+        return Err(ConfigError::Inconsistent(format!(
+            "{} exists: Apache ZooKeeper stopped in the middle of a reconfiguration, \
+             which zabkeeper cannot complete; finish it with ZooKeeper or remove the file",
+            next.display()
+        )));
+    }
+    let Some(file) = props.get("dynamicConfigFile").cloned() else {
+        return Ok(0);
+    };
+    if let Some(key) = props.keys().find(|k| k.starts_with("server.")) {
+        return Err(ConfigError::Inconsistent(format!(
+            "parameter: {key} must be in a separate dynamic config file ({file})"
+        )));
+    }
+    let file = PathBuf::from(file.trim());
+    let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Io {
+        path: file.clone(),
+        source,
+    })?;
+    let dynamic = parse_properties(&file.display().to_string(), &text)?;
+    for (key, v) in dynamic {
+        if key == "version" {
+            // ZooKeeper's own refusal: the version is the file name's
+            return Err(ConfigError::Inconsistent(format!(
+                "{}: dynamic file shouldn't have version inside",
+                file.display()
+            )));
+        } else if key.starts_with("group.") || key.starts_with("weight.") {
+            return Err(ConfigError::Inconsistent(format!(
+                "{key} in {}: hierarchical quorums (group.N, weight.N) are not supported; \
+                 zabkeeper counts a majority of the participants",
+                file.display()
+            )));
+        } else if key.starts_with("server.") {
+            props.insert(key, v);
+        } else {
+            return Err(invalid(
+                &key,
+                &v,
+                format!(
+                    "unrecognised parameter in the dynamic config file {}: \
+                     it holds only server.N lines",
+                    file.display()
+                ),
+            ));
+        }
+    }
+    // As ZooKeeper's `getVersionFromFilename`: the hex after the name's last dot
+    // (`zoo.cfg.dynamic.100000000`), 0 when that is not hex.
+    let name = file.to_string_lossy();
+    let version = name
+        .rsplit_once('.')
+        .and_then(|(_, hex)| u64::from_str_radix(hex, 16).ok())
+        .unwrap_or(0);
+    Ok(version)
 }
 
 fn parse_server_spec(key: &str, id: u64, v: &str) -> Result<ServerSpec, ConfigError> {
@@ -843,6 +935,92 @@ someUnknownKey=1
         cfg.core_ticks = Some(1);
         cfg.tick_time_ms = 2000;
         assert_eq!(timers(&cfg), (2000, 10, 5, 1, 2));
+    }
+
+    /// A zoo.cfg as Apache ZooKeeper rewrites it with `reconfigEnabled`: no server lines,
+    /// `dynamicConfigFile` naming `zoo.cfg.dynamic.<version>`.
+    fn dynamic_dir(test: &str, static_extra: &str, dynamic: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("zabkeeper-dyncfg-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("myid"), "2\n").unwrap();
+        let dynamic_path = dir.join("zoo.cfg.dynamic.100000000");
+        std::fs::write(&dynamic_path, dynamic).unwrap();
+        std::fs::write(
+            dir.join("zoo.cfg"),
+            format!(
+                "tickTime=2000\ndataDir={}\nreconfigEnabled=true\n{static_extra}dynamicConfigFile={}\n",
+                dir.display(),
+                dynamic_path.display()
+            ),
+        )
+        .unwrap();
+        dir
+    }
+
+    const DYNAMIC: &str = "server.1=127.0.0.1:2888:3888:participant;127.0.0.1:2181\n\
+                           server.2=127.0.0.1:2889:3889:participant;127.0.0.1:2182\n\
+                           server.3=127.0.0.1:2890:3890:observer;127.0.0.1:2183\n";
+
+    #[test]
+    fn reads_the_membership_from_a_dynamic_config_file() {
+        let dir = dynamic_dir("reads", "", DYNAMIC);
+        let cfg = ServerConfig::from_file(&dir.join("zoo.cfg")).unwrap();
+        assert_eq!(cfg.my_id, 2);
+        assert_eq!(cfg.servers.len(), 3);
+        assert!(cfg.servers[2].observer);
+        assert_eq!(cfg.config_version, 0x1_0000_0000);
+        assert!(!cfg.ignored_keys.iter().any(|k| k == "dynamicConfigFile"));
+        // /zookeeper/config as ZooKeeper shows it: the members, then the version in hex.
+        assert_eq!(
+            cfg.config_node_data().unwrap(),
+            format!("{DYNAMIC}version=100000000")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_what_zookeeper_refuses_in_a_dynamic_configuration() {
+        let err = |test: &str, static_extra: &str, dynamic: &str| {
+            let dir = dynamic_dir(test, static_extra, dynamic);
+            let e = ServerConfig::from_file(&dir.join("zoo.cfg"))
+                .unwrap_err()
+                .to_string();
+            std::fs::remove_dir_all(&dir).unwrap();
+            e
+        };
+        // server lines in zoo.cfg beside a dynamic file (ZooKeeper's own message)
+        let e = err("both", "server.4=127.0.0.1:2891:3891\n", DYNAMIC);
+        assert!(
+            e.contains("server.4 must be in a separate dynamic config file"),
+            "{e}"
+        );
+        // other keys in the dynamic file
+        let e = err("other", "", &format!("{DYNAMIC}tickTime=100\n"));
+        assert!(e.contains("unrecognised parameter"), "{e}");
+        // a version inside (ZooKeeper's own message): the file's name carries it
+        let e = err("version", "", &format!("{DYNAMIC}version=100000000\n"));
+        assert!(
+            e.contains("dynamic file shouldn't have version inside"),
+            "{e}"
+        );
+        // hierarchical quorums are not counted by zabkeeper: refused, not ignored
+        let e = err("group", "", &format!("{DYNAMIC}group.1=1:2:3\n"));
+        assert!(e.contains("hierarchical quorums"), "{e}");
+        // a reconfiguration ZooKeeper left unfinished
+        let dir = dynamic_dir("next", "", DYNAMIC);
+        std::fs::write(dir.join("zoo.cfg.dynamic.next"), DYNAMIC).unwrap();
+        let e = ServerConfig::from_file(&dir.join("zoo.cfg"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("zoo.cfg.dynamic.next exists"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        // a dynamic file that is missing
+        let dir = dynamic_dir("missing", "", DYNAMIC);
+        std::fs::remove_file(dir.join("zoo.cfg.dynamic.100000000")).unwrap();
+        assert!(ServerConfig::from_file(&dir.join("zoo.cfg")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

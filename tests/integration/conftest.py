@@ -189,10 +189,13 @@ def kazoo_client(server):
 class Ensemble:
     """n participants and m observers on 127.0.0.1, each configured by its own zoo.cfg:
     zabkeeper servers, or (kind="zookeeper") Apache ZooKeeper 3.8 started the same way,
-    with `properties` as Java system properties (zabkeeper reads them as zoo.cfg keys)."""
+    with `properties` as Java system properties (zabkeeper reads them as zoo.cfg keys).
+    `dynamic_version` (a hex zxid) puts the `server.N` lines in a `dynamicConfigFile`
+    named for that version (`zoo.cfg.dynamic.<version>`), as ZooKeeper 3.5+ keeps them
+    once `reconfigEnabled` is on."""
 
     def __init__(self, participants=3, observers=0, tick_time=100, extra_lines=None,
-                 kind="zabkeeper", properties=None):
+                 kind="zabkeeper", properties=None, dynamic_version=None):
         self.kind = kind
         self.root = tempfile.mkdtemp(prefix=f"{kind}-ensemble-")
         total = participants + observers
@@ -209,7 +212,15 @@ class Ensemble:
             d = os.path.join(self.root, f"s{i}")
             os.makedirs(d)
             # clients ask for 10 s sessions: let them have it (tickTime*20 would be 2 s)
-            extra = ["initLimit=20", "syncLimit=10", "maxSessionTimeout=10000"] + lines
+            extra = ["initLimit=20", "syncLimit=10", "maxSessionTimeout=10000"]
+            if dynamic_version is None:
+                extra += lines
+            else:
+                dynamic = os.path.join(d, f"zoo.cfg.dynamic.{dynamic_version}")
+                with open(dynamic, "w") as f:
+                    # the version is in the file's name only (ZooKeeper refuses it inside)
+                    f.write("".join(line + "\n" for line in lines))
+                extra.append(f"dynamicConfigFile={dynamic}")
             if i in self.observers:
                 extra.append("peerType=observer")
             if extra_lines is not None:

@@ -648,7 +648,8 @@ impl Pipeline {
         }
         self.sessions = tracker;
         if let Some(data) = self.config.config_node_data() {
-            self.tree.set_config_data(data.as_bytes(), 0, self.now);
+            self.tree
+                .set_config_data(data.as_bytes(), self.config.config_version as i64, self.now);
         }
         self.observe(|p| Observation::TreeLoaded {
             source,
