@@ -14,6 +14,10 @@ pub enum Forwarded {
         timeout_ms: i32,
     },
     CloseSession,
+    /// The session was resumed through the sender (ZooKeeper's `setOwner` when a
+    /// learner's REVALIDATE succeeds): the leader takes its later writes through the
+    /// sender only. Nothing is proposed.
+    SetOwner,
     /// A client request body (without its header) and the sender's auth ids.
     Client {
         opcode: i32,
@@ -31,6 +35,7 @@ impl Forwarded {
                 w.write_int(*timeout_ms);
             }
             Forwarded::CloseSession => w.write_int(2),
+            Forwarded::SetOwner => w.write_int(4),
             Forwarded::Client { opcode, auth, body } => {
                 w.write_int(3);
                 w.write_int(*opcode);
@@ -48,6 +53,7 @@ impl Forwarded {
                 timeout_ms: r.read_int()?,
             },
             2 => Forwarded::CloseSession,
+            4 => Forwarded::SetOwner,
             3 => Forwarded::Client {
                 opcode: r.read_int()?,
                 auth: r.read_vec(8, |r| r.read_id())?,
@@ -73,6 +79,7 @@ mod tests {
         let cases = vec![
             Forwarded::CreateSession { timeout_ms: 4000 },
             Forwarded::CloseSession,
+            Forwarded::SetOwner,
             Forwarded::Client {
                 opcode: 1,
                 auth: vec![Id::new("digest", "bob:x")],

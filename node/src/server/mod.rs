@@ -222,6 +222,10 @@ pub struct Pipeline {
     touched: BTreeSet<SessionId>,
     /// Reconnects waiting for their revalidation sync: sync id -> the reconnect.
     revalidations: BTreeMap<u64, Revalidation>,
+    /// Leader only (soft state, forgotten with the role): the server each global
+    /// session was last made or resumed through (ZooKeeper's `SessionImpl.owner`). A
+    /// client write that arrives through another server fails with SessionMoved.
+    owners: BTreeMap<SessionId, Sid>,
     /// Messages for learners waiting behind the SNAP being serialized for them.
     snaps: SnapQueues,
     out: VecDeque<Output>,
@@ -295,6 +299,7 @@ impl Pipeline {
             next_sync: 1,
             touched: BTreeSet::new(),
             revalidations: BTreeMap::new(),
+            owners: BTreeMap::new(),
             snaps: SnapQueues::default(),
             out: VecDeque::new(),
             core_ticks: 0,

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use crate::core::{Event, Outbound, Ready, Role};
 use crate::proto::client::{encode_reply, ReplyHeader, Request, Response};
 use crate::proto::jute::{Reader, Writer};
+use crate::proto::peer::Sid;
 use crate::state::acl::digest_auth_ids;
 use crate::state::prep::WriteOp;
 use crate::state::txn::{Txn, TxnBody};
@@ -193,7 +194,8 @@ impl Pipeline {
             self.pending.insert((session, cxid), origin);
         }
         if self.is_leader() {
-            return self.leader_prep_and_propose(fwd, session, cxid);
+            let me = self.zab.sid();
+            return self.leader_prep_and_propose(fwd, session, cxid, me);
         }
         if let Err(e) = self.zab.forward(session, cxid, fwd.encode()) {
             tracing::debug!("cannot forward a write: {e:?}");
@@ -247,17 +249,50 @@ impl Pipeline {
         body
     }
 
+    /// Leader: `checkSession`'s owner rule. A global session's client writes are taken
+    /// through the server it was last made or resumed through (the first one to write
+    /// after a leader change, which forgets owners); through any other, SessionMoved.
+    fn check_owner(&mut self, session: SessionId, from: Sid) -> Result<(), ErrorCode> {
+        if session == 0 || !self.sessions.contains(session) {
+            // the server's own writes; unknown and local sessions are prep's to judge
+            return Ok(());
+        }
+        match self.owners.entry(session) {
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(from);
+                Ok(())
+            }
+            std::collections::btree_map::Entry::Occupied(o) if *o.get() != from => {
+                tracing::info!(
+                    "session 0x{session:x} moved to server {}: refusing its write through server {from}",
+                    o.get()
+                );
+                Err(ErrorCode::SessionMoved)
+            }
+            std::collections::btree_map::Entry::Occupied(_) => Ok(()),
+        }
+    }
+
     /// Leader: preps a (local or forwarded) write for the next zxid and proposes it.
+    /// `from` is the server that took it (this one, for its own clients).
     fn leader_prep_and_propose(
         &mut self,
         fwd: Forwarded,
         session: SessionId,
         cxid: i32,
+        from: Sid,
     ) -> Result<(), Fatal> {
         let body = match fwd {
             Forwarded::CreateSession { timeout_ms } => {
                 self.creating.insert(session);
+                self.owners.insert(session, from);
                 Ok(TxnBody::CreateSession { timeout_ms })
+            }
+            Forwarded::SetOwner => {
+                if self.sessions.contains(session) {
+                    self.owners.insert(session, from);
+                }
+                return Ok(());
             }
             Forwarded::CloseSession => {
                 let Some(zxid) = self.zab.next_zxid() else {
@@ -272,13 +307,15 @@ impl Pipeline {
                 auth,
                 body,
             } => match Request::read_body(op, &mut Reader::new(&body)) {
-                Ok(req) => request::write_op_for(
-                    op,
-                    &req,
-                    self.config.jute_max_buffer,
-                    self.config.extended_types_enabled,
-                )
-                .and_then(|w| self.prep(session, &auth, &w)),
+                Ok(req) => self.check_owner(session, from).and_then(|()| {
+                    request::write_op_for(
+                        op,
+                        &req,
+                        self.config.jute_max_buffer,
+                        self.config.extended_types_enabled,
+                    )
+                    .and_then(|w| self.prep(session, &auth, &w))
+                }),
                 Err(e) => {
                     tracing::info!("dropping an undecodable forwarded request: {e}");
                     Err(ErrorCode::MarshallingError)
@@ -473,6 +510,7 @@ impl Pipeline {
             }
             TxnBody::CloseSession { .. } => {
                 self.sessions.remove(txn.session);
+                self.owners.remove(&txn.session);
                 let session = txn.session;
                 self.observe(|_| Observation::SessionClosed { session, zxid });
             }
@@ -506,6 +544,17 @@ impl Pipeline {
                     zxid,
                     err: err.code(),
                 };
+                if matches!(outcome.result, Err(ErrorCode::SessionMoved)) {
+                    // ZooKeeper's FinalRequestProcessor: SessionMoved is a connection
+                    // level error; the connection the session left is closed without
+                    // an answer (ZOOKEEPER-710).
+                    tracing::info!(
+                        "session 0x{:x} moved to another server: closing its old connection",
+                        txn.session
+                    );
+                    self.close_conn(conn);
+                    return Ok(());
+                }
                 let (h, resp) = match outcome.result {
                     Err(e) => (header(e), Response::Empty),
                     Ok(r) => (header(ErrorCode::Ok), request::write_response(op, r)),
@@ -550,6 +599,7 @@ impl Pipeline {
                 self.syncs.clear();
                 // Their connections were closed above: the clients reconnect.
                 self.revalidations.clear();
+                self.owners.clear();
                 self.snaps.clear();
                 self.leave_read_only(role);
                 self.forget_local_sessions();
@@ -568,7 +618,7 @@ impl Pipeline {
                 cxid,
                 payload,
             } => match Forwarded::decode(&payload) {
-                Ok(fwd) => self.leader_prep_and_propose(fwd, session, cxid)?,
+                Ok(fwd) => self.leader_prep_and_propose(fwd, session, cxid, from)?,
                 Err(e) => {
                     tracing::info!("dropping a malformed request forwarded by server {from}: {e}")
                 }

@@ -161,8 +161,17 @@ impl Pipeline {
         self.send_connect_response(conn, timeout_ms, session, passwd);
     }
 
-    /// Moves a live session to connection `conn` and answers its reconnect.
+    /// Moves a live session to connection `conn` and answers its reconnect. The leader
+    /// learns that the session is now served here (ZooKeeper's `setOwner`) before any
+    /// write the client sends on the new connection: a learner's SetOwner travels ahead
+    /// of them on the same peer connection.
     fn resume_session(&mut self, conn: ConnId, session: SessionId) {
+        if self.is_leader() {
+            let me = self.zab.sid();
+            self.owners.insert(session, me);
+        } else if let Err(e) = self.zab.forward(session, 0, Forwarded::SetOwner.encode()) {
+            tracing::debug!("cannot tell the leader that session 0x{session:x} is here: {e:?}");
+        }
         self.sessions.touch(session);
         // A learner's leader hears of the reconnect with the next touches (as ZooKeeper's
         // leader touches a revalidated session).
