@@ -133,6 +133,8 @@ pub struct ServerConfig {
     pub metrics: Option<SocketAddr>,
     /// TLS clients on `secureClientPort`, with ZooKeeper's `ssl.*` keys.
     pub tls: Option<TlsConfig>,
+    /// TLS between the servers (`sslQuorum`), with ZooKeeper's `ssl.quorum.*` keys.
+    pub quorum_tls: Option<QuorumTlsConfig>,
     /// `user:base64(sha1(user:password))` whose digest authentication is the superuser
     /// (ZooKeeper's `zookeeper.DigestAuthenticationProvider.superDigest`).
     pub super_digest: Option<String>,
@@ -165,6 +167,17 @@ pub struct TlsConfig {
     pub key_store: PathBuf,
     pub trust_store: Option<PathBuf>,
     pub client_auth: ClientAuth,
+}
+
+/// Authenticated quorum connections (`sslQuorum=true` with ZooKeeper's `ssl.quorum.*`
+/// keys, PEM files): every peer connection is mutual TLS, each side's certificate
+/// checked against the trust store, and the dialed server's certificate against its
+/// `server.N` host unless `ssl.quorum.hostnameVerification=false`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumTlsConfig {
+    pub key_store: PathBuf,
+    pub trust_store: PathBuf,
+    pub hostname_verification: bool,
 }
 
 /// Where the AdminServer listens and the URL prefix of its commands.
@@ -222,6 +235,7 @@ impl ServerConfig {
             admin: None,
             metrics: None,
             tls: None,
+            quorum_tls: None,
             super_digest: None,
             ignored_keys: Vec::new(),
             initial_config: None,
@@ -351,6 +365,10 @@ impl ServerConfig {
         let mut admin_port: u16 = 8080;
         let mut command_url = "/commands".to_string();
         let mut prometheus = false;
+        let mut ssl_quorum = false;
+        let mut quorum_key_store: (Option<String>, Option<String>) = (None, None);
+        let mut quorum_trust_store: (Option<String>, Option<String>) = (None, None);
+        let mut quorum_hostname_verification = true;
         let mut metrics_host: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let mut metrics_port: u16 = 7000;
         let mut secure_port: Option<u16> = None;
@@ -458,7 +476,25 @@ impl ServerConfig {
                 "ssl.keyStore.type" => key_store.1 = Some(v.to_string()),
                 "ssl.trustStore.location" => trust_store.0 = Some(v.to_string()),
                 "ssl.trustStore.type" => trust_store.1 = Some(v.to_string()),
-                "ssl.keyStore.password" | "ssl.trustStore.password" => {
+                "sslQuorum" => ssl_quorum = parse_yes_no(key, v)?,
+                "ssl.quorum.keyStore.location" => quorum_key_store.0 = Some(v.to_string()),
+                "ssl.quorum.keyStore.type" => quorum_key_store.1 = Some(v.to_string()),
+                "ssl.quorum.trustStore.location" => quorum_trust_store.0 = Some(v.to_string()),
+                "ssl.quorum.trustStore.type" => quorum_trust_store.1 = Some(v.to_string()),
+                "ssl.quorum.hostnameVerification" => {
+                    quorum_hostname_verification = parse_yes_no(key, v)?
+                }
+                "ssl.quorum.protocol" | "ssl.quorum.enabledProtocols" => {
+                    if v.split(',')
+                        .any(|p| !matches!(p.trim(), "TLSv1.2" | "TLSv1.3" | "TLS"))
+                    {
+                        return Err(invalid(key, v, "zabkeeper speaks TLSv1.2 and TLSv1.3"));
+                    }
+                }
+                "ssl.keyStore.password"
+                | "ssl.trustStore.password"
+                | "ssl.quorum.keyStore.password"
+                | "ssl.quorum.trustStore.password" => {
                     if !v.is_empty() {
                         return Err(invalid(
                             key,
@@ -532,6 +568,22 @@ impl ServerConfig {
                 key_store: PathBuf::from(key_location),
                 trust_store,
                 client_auth,
+            });
+        }
+        if ssl_quorum {
+            let store = |prefix: &str, (location, kind): (Option<String>, Option<String>)| {
+                let location = location.filter(|l| !l.is_empty()).ok_or_else(|| {
+                    ConfigError::Inconsistent(format!(
+                        "sslQuorum=true needs {prefix}.location (a PEM file)"
+                    ))
+                })?;
+                pem_store(prefix, &location, kind.as_deref())?;
+                Ok::<PathBuf, ConfigError>(PathBuf::from(location))
+            };
+            cfg.quorum_tls = Some(QuorumTlsConfig {
+                key_store: store("ssl.quorum.keyStore", quorum_key_store)?,
+                trust_store: store("ssl.quorum.trustStore", quorum_trust_store)?,
+                hostname_verification: quorum_hostname_verification,
             });
         }
         if !min_set {
@@ -1021,6 +1073,45 @@ someUnknownKey=1
         std::fs::remove_file(dir.join("zoo.cfg.dynamic.100000000")).unwrap();
         assert!(ServerConfig::from_file(&dir.join("zoo.cfg")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn quorum_tls_as_zookeeper_spells_it() {
+        let parse = |extra: &str| {
+            let text = format!("tickTime=2000\ndataDir=/d\n{extra}");
+            ServerConfig::from_properties(&parse_properties("zoo.cfg", &text).unwrap())
+        };
+        let cfg = parse(
+            "sslQuorum=true\nssl.quorum.keyStore.location=/k/s1.pem\n\
+             ssl.quorum.keyStore.type=PEM\nssl.quorum.trustStore.location=/k/ca.pem\n\
+             ssl.quorum.hostnameVerification=false\nssl.quorum.protocol=TLSv1.3\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.quorum_tls,
+            Some(QuorumTlsConfig {
+                key_store: "/k/s1.pem".into(),
+                trust_store: "/k/ca.pem".into(),
+                hostname_verification: false,
+            })
+        );
+        // off by default, and the ssl.quorum.* keys alone do not turn it on
+        assert_eq!(
+            parse("ssl.quorum.keyStore.location=/k/s1.pem\n")
+                .unwrap()
+                .quorum_tls,
+            None
+        );
+        for (extra, why) in [
+            ("sslQuorum=true\n", "ssl.quorum.keyStore.location"),
+            ("sslQuorum=true\nssl.quorum.keyStore.location=/k/s.pem\n", "ssl.quorum.trustStore.location"),
+            ("sslQuorum=true\nssl.quorum.keyStore.location=/k/s.jks\nssl.quorum.trustStore.location=/k/ca.pem\n", "PEM"),
+            ("ssl.quorum.keyStore.password=secret\n", "unencrypted"),
+            ("sslQuorum=maybe\n", "yes or no"),
+        ] {
+            let e = parse(extra).unwrap_err().to_string();
+            assert!(e.contains(why), "{extra}: {e}");
+        }
     }
 
     #[test]

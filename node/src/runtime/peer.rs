@@ -90,6 +90,22 @@ pub const HANDSHAKE_LEN: usize = 16;
 /// Frames queued for one peer are written together up to about this many bytes.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
+/// A peer connection's bytes: plain TCP, or TLS over it with `sslQuorum`.
+trait PeerIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> PeerIo for T {}
+type PeerStream = Box<dyn PeerIo>;
+
+/// How peer connections are secured: nothing (plain TCP, the default and the only kind
+/// under madsim), or mutual TLS (`sslQuorum`): a connection whose TLS handshake fails
+/// is closed before its peer handshake is read, so an outsider without a certificate
+/// from the trust store cannot claim a sid, take a handshake slot past the TLS
+/// handshake timeout, or send a frame.
+#[derive(Clone, Default)]
+pub struct PeerSecurity {
+    #[cfg(not(madsim))]
+    pub tls: Option<Arc<crate::runtime::tls::QuorumTls>>,
+}
+
 /// The bounds of a [`PeerTransport`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerLimits {
@@ -282,6 +298,7 @@ struct Shared {
     shutdown: watch::Sender<bool>,
     /// The last rate-limited warning and how many were left out since.
     warned: Mutex<(Option<tokio::time::Instant>, u64)>,
+    security: PeerSecurity,
 }
 
 impl Shared {
@@ -316,8 +333,20 @@ impl PeerTransport {
         limits: PeerLimits,
     ) -> io::Result<(PeerHandle, mpsc::Receiver<PeerEvent>)> {
         limits.validate()?;
+        Self::start_with_security(my_sid, listen, peers, limits, PeerSecurity::default()).await
+    }
+
+    /// As [`PeerTransport::start`], with connections secured by `security`.
+    pub async fn start_with_security(
+        my_sid: Sid,
+        listen: SocketAddr,
+        peers: Vec<(Sid, SocketAddr)>,
+        limits: PeerLimits,
+        security: PeerSecurity,
+    ) -> io::Result<(PeerHandle, mpsc::Receiver<PeerEvent>)> {
+        limits.validate()?;
         let listener = TcpListener::bind(listen).await?;
-        Self::start_with_listener(my_sid, listener, peers, limits)
+        Self::launch(my_sid, listener, peers, limits, security)
     }
 
     /// As [`PeerTransport::start`], on a listener already bound (useful to
@@ -327,6 +356,16 @@ impl PeerTransport {
         listener: TcpListener,
         peers: Vec<(Sid, SocketAddr)>,
         limits: PeerLimits,
+    ) -> io::Result<(PeerHandle, mpsc::Receiver<PeerEvent>)> {
+        Self::launch(my_sid, listener, peers, limits, PeerSecurity::default())
+    }
+
+    fn launch(
+        my_sid: Sid,
+        listener: TcpListener,
+        peers: Vec<(Sid, SocketAddr)>,
+        limits: PeerLimits,
+        security: PeerSecurity,
     ) -> io::Result<(PeerHandle, mpsc::Receiver<PeerEvent>)> {
         limits.validate()?;
         let mut slots = BTreeMap::new();
@@ -363,6 +402,7 @@ impl PeerTransport {
             events,
             shutdown: watch::channel(false).0,
             warned: Mutex::new((None, 0)),
+            security,
         });
         let mut tasks = vec![tokio::spawn(run_listener(shared.clone(), listener))];
         for sid in sids {
@@ -616,8 +656,83 @@ async fn run_listener(shared: Arc<Shared>, listener: TcpListener) {
     debug!(sid = shared.my_sid, "peer listener closed");
 }
 
+/// Secures an accepted connection as [`PeerSecurity`] asks (None: closed).
+async fn secure_inbound(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    addr: SocketAddr,
+) -> Option<PeerStream> {
+    #[cfg(not(madsim))]
+    if let Some(tls) = &shared.security.tls {
+        let accepted =
+            tokio::time::timeout(shared.limits.handshake_timeout, tls.acceptor.accept(stream))
+                .await;
+        return match accepted {
+            Ok(Ok(s)) => Some(Box::new(s)),
+            Ok(Err(e)) => {
+                rate_limited_warn(
+                    shared,
+                    0,
+                    &format!("TLS handshake with {addr} failed ({e}): peer connection closed"),
+                );
+                bump(&shared.counters.dropped_invalid);
+                None
+            }
+            Err(_) => {
+                rate_limited_warn(
+                    shared,
+                    0,
+                    &format!("TLS handshake with {addr} timed out: peer connection closed"),
+                );
+                bump(&shared.counters.dropped_invalid);
+                None
+            }
+        };
+    }
+    let _ = (shared, addr);
+    Some(Box::new(stream))
+}
+
+/// Secures a dialed connection to `sid` as [`PeerSecurity`] asks (None: closed).
+async fn secure_outbound(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    sid: Sid,
+    addr: SocketAddr,
+) -> Option<PeerStream> {
+    #[cfg(not(madsim))]
+    if let Some(tls) = &shared.security.tls {
+        let name = tls.names.get(&sid)?.clone();
+        let connected = tokio::time::timeout(
+            shared.limits.handshake_timeout,
+            tls.connector.connect(name, stream),
+        )
+        .await;
+        return match connected {
+            Ok(Ok(s)) => Some(Box::new(s)),
+            Ok(Err(e)) => {
+                rate_limited_warn(
+                    shared,
+                    sid,
+                    &format!("TLS handshake with server {sid} at {addr} failed: {e}"),
+                );
+                None
+            }
+            Err(_) => {
+                debug!(sid, %addr, "TLS handshake timed out");
+                None
+            }
+        };
+    }
+    let _ = (shared, sid, addr);
+    Some(Box::new(stream))
+}
+
 async fn handle_inbound(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let Some(stream) = secure_inbound(shared, stream, addr).await else {
+        return;
+    };
     let (mut rd, mut wr) = tokio::io::split(stream);
     let limits = &shared.limits;
     let hello = match read_handshake(&mut rd, limits.handshake_timeout).await {
@@ -756,6 +871,9 @@ async fn dial(shared: &Arc<Shared>, sid: Sid, addr: SocketAddr) -> bool {
         }
     };
     let _ = stream.set_nodelay(true);
+    let Some(stream) = secure_outbound(shared, stream, sid, addr).await else {
+        return false;
+    };
     let (mut rd, mut wr) = tokio::io::split(stream);
     if write_flush(&mut wr, &encode_handshake(shared.my_sid))
         .await
@@ -800,8 +918,8 @@ async fn dial(shared: &Arc<Shared>, sid: Sid, addr: SocketAddr) -> bool {
 fn install(
     shared: &Arc<Shared>,
     sid: Sid,
-    rd: ReadHalf<TcpStream>,
-    wr: WriteHalf<TcpStream>,
+    rd: ReadHalf<PeerStream>,
+    wr: WriteHalf<PeerStream>,
 ) -> bool {
     let (queue_tx, queue_rx) = mpsc::channel(shared.limits.max_queued_messages);
     let close = Arc::new(watch::channel(false).0);
@@ -887,7 +1005,7 @@ fn rate_limited_warn(shared: &Shared, sid: Sid, what: &str) {
 async fn run_writer(
     shared: Arc<Shared>,
     sid: Sid,
-    mut wr: WriteHalf<TcpStream>,
+    mut wr: WriteHalf<PeerStream>,
     mut queue: mpsc::Receiver<Bytes>,
     close: Arc<watch::Sender<bool>>,
 ) {
@@ -948,7 +1066,7 @@ async fn run_reader(
     shared: Arc<Shared>,
     sid: Sid,
     id: u64,
-    mut rd: ReadHalf<TcpStream>,
+    mut rd: ReadHalf<PeerStream>,
     close: Arc<watch::Sender<bool>>,
     prev: Option<watch::Receiver<bool>>,
     done: watch::Sender<bool>,
@@ -990,7 +1108,7 @@ async fn run_reader(
 async fn read_frames(
     shared: &Shared,
     sid: Sid,
-    rd: &mut ReadHalf<TcpStream>,
+    rd: &mut ReadHalf<PeerStream>,
     closed: &mut watch::Receiver<bool>,
     heard: &Mutex<tokio::time::Instant>,
 ) {

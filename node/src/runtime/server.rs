@@ -16,7 +16,7 @@ use crate::storage::Storage;
 use super::clock::SharedClock;
 use super::connection::{serve_connection, ConnLimits};
 use super::driver::Driver;
-use super::peer::{PeerEvent, PeerHandle, PeerLimits, PeerTransport};
+use super::peer::{PeerEvent, PeerHandle, PeerLimits, PeerSecurity, PeerTransport};
 use super::recovery::{recover_keeping, Recovered};
 use crate::config::ServerConfig;
 use crate::core::{PersistedState, Zab, ZabConfig};
@@ -247,11 +247,29 @@ async fn start_peers(
         ),
         ..PeerLimits::default()
     };
-    let (handle, rx) = PeerTransport::start(config.my_id, listen, peers, limits).await?;
+    #[allow(unused_mut)]
+    let mut security = PeerSecurity::default();
+    #[cfg(not(madsim))]
+    if let Some(tls) = &config.quorum_tls {
+        let hosts: Vec<(u64, String)> = config
+            .servers
+            .iter()
+            .filter(|s| s.id != config.my_id)
+            .map(|s| (s.id, s.host.clone()))
+            .collect();
+        security.tls = Some(std::sync::Arc::new(super::tls::quorum(tls, &hosts)?));
+    }
+    let (handle, rx) =
+        PeerTransport::start_with_security(config.my_id, listen, peers, limits, security).await?;
     tracing::info!(
-        "server {} in an ensemble of {}: quorum traffic on {listen}",
+        "server {} in an ensemble of {}: quorum traffic on {listen}{}",
         config.my_id,
-        config.servers.len()
+        config.servers.len(),
+        if config.quorum_tls.is_some() {
+            " (TLS, sslQuorum)"
+        } else {
+            ""
+        }
     );
     Ok((handle, rx))
 }

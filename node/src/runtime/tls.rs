@@ -4,6 +4,10 @@
 //! certificate becomes the connection's `x509` identity (its subject as Java's
 //! `X500Principal.getName()` prints it), as ZooKeeper's `X509AuthenticationProvider`
 //! makes it. Real sockets only: not built under madsim.
+//!
+//! `sslQuorum` uses the same PEM stores for the peer transport ([`quorum`]): mutual TLS,
+//! each side's certificate checked against the `ssl.quorum.trustStore`, the dialed
+//! server's also against its `server.N` host (`ssl.quorum.hostnameVerification`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +18,8 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::{ClientAuth, TlsConfig};
+use crate::config::{ClientAuth, QuorumTlsConfig, TlsConfig};
+use crate::proto::peer::Sid;
 
 /// Builds the acceptor for `config`, or says which file is wrong and why.
 pub fn acceptor(config: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
@@ -57,6 +62,142 @@ pub fn acceptor(config: &TlsConfig) -> anyhow::Result<TlsAcceptor> {
         anyhow::anyhow!("ssl.keyStore.location {}: {e}", config.key_store.display())
     })?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The peer transport's TLS: how it accepts and how it dials, and the name each peer's
+/// certificate must carry.
+pub struct QuorumTls {
+    pub acceptor: TlsAcceptor,
+    pub connector: tokio_rustls::TlsConnector,
+    /// Each peer's `server.N` host, as its certificate must name it.
+    pub names: std::collections::BTreeMap<Sid, rustls_pki_types::ServerName<'static>>,
+}
+
+/// Builds the quorum TLS of `config` for `peers` (sid, `server.N` host), or says which
+/// file is wrong and why.
+pub fn quorum(config: &QuorumTlsConfig, peers: &[(Sid, String)]) -> anyhow::Result<QuorumTls> {
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs = certificates(&config.key_store)?;
+    let key = || {
+        PrivateKeyDer::from_pem_file(&config.key_store).map_err(|e| {
+            anyhow::anyhow!(
+                "ssl.quorum.keyStore.location {}: no unencrypted private key ({e})",
+                config.key_store.display()
+            )
+        })
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(&config.trust_store)? {
+        roots.add(cert).map_err(|e| {
+            anyhow::anyhow!(
+                "ssl.quorum.trustStore.location {}: {e}",
+                config.trust_store.display()
+            )
+        })?;
+    }
+    let roots = Arc::new(roots);
+    let bad_trust = |e: &dyn std::fmt::Display| {
+        anyhow::anyhow!(
+            "ssl.quorum.trustStore.location {}: {e}",
+            config.trust_store.display()
+        )
+    };
+    let client_verifier =
+        WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|e| bad_trust(&e))?;
+    let server = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| anyhow::anyhow!("TLS: {e}"))?
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(certs.clone(), key()?)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "ssl.quorum.keyStore.location {}: {e}",
+                config.key_store.display()
+            )
+        })?;
+    let server_verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| bad_trust(&e))?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+    let builder = if config.hostname_verification {
+        builder.with_webpki_verifier(server_verifier)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyName(server_verifier)))
+    };
+    let client = builder.with_client_auth_cert(certs, key()?).map_err(|e| {
+        anyhow::anyhow!(
+            "ssl.quorum.keyStore.location {}: {e}",
+            config.key_store.display()
+        )
+    })?;
+    let mut names = std::collections::BTreeMap::new();
+    for (sid, host) in peers {
+        let name = rustls_pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| anyhow::anyhow!("server.{sid} host {host:?}: {e}"))?;
+        names.insert(*sid, name);
+    }
+    Ok(QuorumTls {
+        acceptor: TlsAcceptor::from(Arc::new(server)),
+        connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+        names,
+    })
+}
+
+/// `ssl.quorum.hostnameVerification=false`: a peer's certificate chain is verified as
+/// usual, but it need not name the host that was dialed.
+#[derive(Debug)]
+struct AnyName(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls_pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// Every certificate in a PEM file (at least one).
