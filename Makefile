@@ -6,7 +6,8 @@ MADSIM_ENV = RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=$(MADSIM_TARGET)
 PYTHON ?= python3
 
 .PHONY: all build build-madsim sim sim-ensemble test test-rust test-madsim test-sim test-integration lint fmt \
-        rewrite bench-storage bench-checker bench-sim bench-compare bench-memory bench-failover sim-long clean
+        rewrite bench-storage bench-checker bench-sim bench-compare bench-memory bench-failover sim-long clean \
+        jepsen
 
 all: build
 
@@ -85,6 +86,22 @@ bench-sim: build-madsim
 # missing).
 test-integration: build
 	TEST_PY=$$(bash tests/integration/setup.sh) && $$TEST_PY -m pytest -q tests/integration
+
+# A Jepsen-style test of the shipped binary (tests/jepsen/jepsen.py; as root: it makes
+# network namespaces): NODES (3 or 5) real `zabkeeper server` processes, each in a
+# namespace of its own, kazoo clients in another, seeded partitions (halves, leader
+# isolation, ring, bridge, one-way), kill -9 and restart, SIGSTOP/SIGCONT for TIME
+# seconds per seed; the checker judges the history, lock holders must not overlap, the
+# servers must agree at the end. SEED is N, N,M or A..B; JEPSEN_SERVERS=zookeeper,zabkeeper
+# runs Apache ZooKeeper 3.8 on the same seeds first, for the write gaps side by side.
+# Reports, histories and logs go to target/jepsen/.
+SEED ?= 1
+NODES ?= 3
+TIME ?= 60
+JEPSEN_SERVERS ?= zabkeeper
+jepsen: build
+	TEST_PY=$$(bash tests/integration/setup.sh) && $$TEST_PY tests/jepsen/jepsen.py \
+	    --seeds $(SEED) --nodes $(NODES) --time $(TIME) --servers $(JEPSEN_SERVERS)
 
 # Formatting, and clippy with warnings as errors for the normal build and for the madsim
 # build (which compiles the simulated-only code).
