@@ -98,6 +98,9 @@ fn fmt_msg(m: &PeerMessage) -> String {
         | PeerMessage::Commit { zxid }
         | PeerMessage::NewLeader { zxid } => format!("{name} {}", z(*zxid)),
         PeerMessage::Snap { zxid, snapshot } => format!("{name} {} [{}]", z(*zxid), text(snapshot)),
+        PeerMessage::SnapPart { zxid, last, part } => {
+            format!("{name} {} last={last} [{} bytes]", z(*zxid), part.len())
+        }
         PeerMessage::Proposal { zxid, payload } | PeerMessage::Inform { zxid, payload } => {
             format!("{name} {} {}", z(*zxid), text(payload))
         }

@@ -335,3 +335,60 @@ def test_forged_peer_handshakes_do_not_break_a_serving_ensemble():
     finally:
         stop.set()
         ens.cleanup()
+
+
+def vm_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_a_snap_larger_than_any_peer_frame_travels_in_parts():
+    """A follower that missed more than commitLogCount txns gets a SNAP. With 30 MB of
+    data the SNAP is larger than the largest peer frame (2 x jute.maxbuffer + 16 MiB):
+    it travels in 1 MiB parts, and the follower serves every byte of it. A frame that
+    claims 900 MiB, from a connection that says the stopped member's sid, is refused at
+    its length (it was buffered up to 1 GiB): the connection closes before 64 MiB of it
+    are sent, and the server's memory does not grow."""
+    ens = Ensemble(participants=3, tick_time=100,
+                   extra_lines=lambda i: ["commitLogCount=10", "snapCount=100000"]).start()
+    try:
+        leader = ens.leader()
+        lagging = max(i for i in ens.ids if i != leader)
+        ens.servers[lagging].stop()
+        zk = client(ens.hosts([leader]))
+        blob = os.urandom(1000 * 1000)
+        for n in range(30):
+            zk.create(f"/big{n}", blob[n:] + blob[:n])
+        zk.stop()
+        zk.close()
+        # While it is down, someone claims its sid to a server with a smaller one (whose
+        # connection to it is gone), and sends a frame that says 900 MiB.
+        target = min(ens.ids)
+        pid = ens.servers[target].proc.pid
+        before = vm_rss_mb(pid)
+        with socket.create_connection(("127.0.0.1", ens.ports[target][1]), timeout=5) as s:
+            s.sendall(struct.pack(">IIQ", 0x5A4B5052, 1, lagging))
+            s.recv(16)  # the answering handshake: the connection is installed
+            refused = False
+            try:
+                s.sendall(struct.pack(">I", 900 << 20))
+                for _ in range(64):
+                    s.sendall(b"\0" * (1 << 20))
+            except OSError:
+                refused = True
+        assert refused, "a 900 MiB frame was read past its length"
+        assert vm_rss_mb(pid) < before + 32, (before, vm_rss_mb(pid))
+        ens.servers[lagging].start(wait=False)
+        ens.wait_serving(timeout=60)
+        zk = client(ens.hosts([lagging]))
+        zk.sync("/")
+        for n in range(30):
+            assert zk.get(f"/big{n}")[0] == blob[n:] + blob[:n], n
+        zk.stop()
+        zk.close()
+        assert "SNAP" in ens.servers[lagging].log(), "the follower was not sent a SNAP"
+    finally:
+        ens.cleanup()

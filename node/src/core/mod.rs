@@ -133,7 +133,7 @@ pub struct ZabConfig {
     pub committed_log_window: usize,
     /// Largest txn payload accepted (`jute.maxbuffer`).
     pub max_txn_bytes: usize,
-    /// Largest peer frame the codec accepts (snapshots included).
+    /// Largest peer frame the codec accepts (a SNAP travels in parts).
     pub max_frame_bytes: usize,
     /// Pending `sync` requests a leader keeps.
     pub max_pending_syncs: usize,

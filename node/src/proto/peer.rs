@@ -124,6 +124,11 @@ pub enum PeerMessage {
     Trunc { zxid: Zxid },
     /// Leader -> learner: the leader's tree serialized at `zxid`.
     Snap { zxid: Zxid, snapshot: Bytes },
+    /// Leader -> learner: how a SNAP travels (ZooKeeper streams the snapshot after its
+    /// SNAP packet): in parts of at most [`SNAP_PART_BYTES`], so that no peer frame
+    /// needs to hold a whole tree; `last` ends it. The learner's pipeline joins the
+    /// parts of its own leader into the core's [`PeerMessage::Snap`].
+    SnapPart { zxid: Zxid, last: bool, part: Bytes },
     /// Leader -> follower: a proposed txn.
     Proposal { zxid: Zxid, payload: Bytes },
     /// Follower -> leader: the txn (or NEWLEADER) `zxid` is durable here.
@@ -175,7 +180,11 @@ mod tag {
     pub const ACKEPOCH: u8 = 18;
     pub const NOTIFICATION: u8 = 100;
     pub const SYNC_DONE: u8 = 101;
+    pub const SNAP_PART: u8 = 102;
 }
+
+/// The largest part of a SNAP on the wire ([`PeerMessage::SnapPart`]).
+pub const SNAP_PART_BYTES: usize = 1 << 20;
 
 /// Why a peer frame could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -206,6 +215,7 @@ impl PeerMessage {
             PeerMessage::Diff { .. } => "DIFF",
             PeerMessage::Trunc { .. } => "TRUNC",
             PeerMessage::Snap { .. } => "SNAP",
+            PeerMessage::SnapPart { .. } => "SNAP-PART",
             PeerMessage::Proposal { .. } => "PROPOSAL",
             PeerMessage::Ack { .. } => "ACK",
             PeerMessage::Commit { .. } => "COMMIT",
@@ -280,6 +290,12 @@ impl PeerMessage {
                 w.write_byte(tag::SNAP);
                 w.write_long(*zxid);
                 w.write_buffer(snapshot);
+            }
+            PeerMessage::SnapPart { zxid, last, part } => {
+                w.write_byte(tag::SNAP_PART);
+                w.write_long(*zxid);
+                w.write_bool(*last);
+                w.write_buffer(part);
             }
             PeerMessage::Proposal { zxid, payload } => {
                 w.write_byte(tag::PROPOSAL);
@@ -424,6 +440,12 @@ impl PeerMessage {
                 let snapshot = Bytes::copy_from_slice(r.read_buffer()?);
                 PeerMessage::Snap { zxid, snapshot }
             }
+            tag::SNAP_PART => {
+                let zxid = r.read_long()?;
+                let last = r.read_bool()?;
+                let part = Bytes::copy_from_slice(r.read_buffer()?);
+                PeerMessage::SnapPart { zxid, last, part }
+            }
             tag::PROPOSAL => {
                 let zxid = r.read_long()?;
                 PeerMessage::Proposal {
@@ -550,6 +572,11 @@ mod tests {
             },
             PeerMessage::Sync { id: 1 },
             PeerMessage::SyncDone { id: 1 },
+            PeerMessage::SnapPart {
+                zxid: 7,
+                last: true,
+                part: Bytes::from_static(b"tree"),
+            },
         ]
     }
 

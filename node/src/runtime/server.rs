@@ -20,6 +20,7 @@ use super::peer::{PeerEvent, PeerHandle, PeerLimits, PeerSecurity, PeerTransport
 use super::recovery::{recover_keeping, Recovered};
 use crate::config::ServerConfig;
 use crate::core::{PersistedState, Zab, ZabConfig};
+use crate::proto::peer::SNAP_PART_BYTES;
 use crate::server::{Fatal, Pipeline};
 
 /// A running server.
@@ -209,7 +210,7 @@ fn build_zab(
         zc.zxid_counter_limit = limit;
     }
     zc.max_txn_bytes = config.max_frame_len() * 2;
-    zc.max_frame_bytes = MAX_PEER_FRAME;
+    zc.max_frame_bytes = max_peer_frame(config);
     zc.validate()
         .map_err(|e| anyhow::anyhow!("invalid ensemble configuration: {e}"))?;
     let epochs = storage.epochs();
@@ -241,7 +242,7 @@ async fn start_peers(
     // ZAB pings each connection every tick, and the core gives up on a peer silent for
     // syncLimit ticks: a connection silent that long may be replaced by a handshake.
     let limits = PeerLimits {
-        max_frame: MAX_PEER_FRAME,
+        max_frame: max_peer_frame(config),
         replace_after_silence: std::time::Duration::from_millis(
             config.tick_time_ms * u64::from(config.sync_limit).max(2),
         ),
@@ -274,8 +275,15 @@ async fn start_peers(
     Ok((handle, rx))
 }
 
-/// The largest peer frame: a SNAP carries the whole tree.
-const MAX_PEER_FRAME: usize = 1 << 30;
+/// The largest peer frame. A txn is about as large as the request that made it (at most
+/// jute.maxbuffer, as ZooKeeper bounds a QuorumPacket's buffer), a SNAP travels in parts
+/// of [`SNAP_PART_BYTES`], and a PING carries one touch (12 bytes) per session active
+/// since the last one: twice the larger of the two plus 16 MiB holds every honest frame,
+/// and a forged length claim (from anyone who says a member's sid without `sslQuorum`)
+/// is refused past it, where it used to be 1 GiB.
+fn max_peer_frame(config: &ServerConfig) -> usize {
+    2 * config.jute_max_buffer.max(SNAP_PART_BYTES) + (16 << 20)
+}
 
 /// Recovers state from `storage`, binds the client port, and starts serving.
 pub async fn start(

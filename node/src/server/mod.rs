@@ -60,7 +60,7 @@ use crate::config::ServerConfig;
 use crate::core::session::SessionTracker;
 use crate::core::{Outbound, PersistAction, Ready, Role, Zab};
 use crate::proto::client::{ConnectRequest, Request};
-use crate::proto::peer::{PeerMessage, Sid};
+use crate::proto::peer::{PeerMessage, Sid, SNAP_PART_BYTES};
 use crate::state::prep::Prepper;
 use crate::state::tree::{DataTree, FrozenTree};
 use crate::state::watch::WatchManager;
@@ -228,6 +228,8 @@ pub struct Pipeline {
     owners: BTreeMap<SessionId, Sid>,
     /// Messages for learners waiting behind the SNAP being serialized for them.
     snaps: SnapQueues,
+    /// A learner: the parts of a SNAP from its leader joined so far (leader, zxid, bytes).
+    snap_in: Option<(Sid, Zxid, Vec<u8>)>,
     out: VecDeque<Output>,
     /// Core ticks so far (ZAB's timers).
     core_ticks: u64,
@@ -301,6 +303,7 @@ impl Pipeline {
             revalidations: BTreeMap::new(),
             owners: BTreeMap::new(),
             snaps: SnapQueues::default(),
+            snap_in: None,
             out: VecDeque::new(),
             core_ticks: 0,
             ticks: 0,
@@ -509,6 +512,10 @@ impl Pipeline {
             return Ok(());
         }
         self.snaps.abandon(sid);
+        if self.snap_in.as_ref().is_some_and(|(from, ..)| *from == sid) {
+            // the parts so far came on that connection; a new SNAP starts over
+            self.snap_in = None;
+        }
         self.zab.peer_disconnected(sid);
         self.settle()
     }
@@ -518,8 +525,46 @@ impl Pipeline {
         if self.deaf() {
             return Ok(());
         }
+        let msg = match msg {
+            PeerMessage::SnapPart { zxid, last, part } => {
+                match self.join_snap(sid, zxid, last, part) {
+                    Some(snap) => snap,
+                    None => return self.settle(),
+                }
+            }
+            msg => msg,
+        };
         self.zab.step(sid, msg);
         self.settle()
+    }
+
+    /// A part of a SNAP: kept while more are to come; the whole SNAP once `last`. Only
+    /// the leader this server follows may send one (anyone else is disconnected: no
+    /// peer but the leader can make this server hold a tree's worth of bytes).
+    fn join_snap(&mut self, from: Sid, zxid: Zxid, last: bool, part: Bytes) -> Option<PeerMessage> {
+        if self.zab.leader() != Some(from) || self.zab.role() == Role::Leading {
+            tracing::info!(
+                "a SNAP part from server {from}, which is not my leader: disconnecting it"
+            );
+            self.snap_in = None;
+            self.out.push_back(Output::Disconnect { peer: from });
+            return None;
+        }
+        let joined = match self.snap_in.take() {
+            Some((f, z, mut bytes)) if f == from && z == zxid => {
+                bytes.extend_from_slice(&part);
+                bytes
+            }
+            _ => part.to_vec(),
+        };
+        if !last {
+            self.snap_in = Some((from, zxid, joined));
+            return None;
+        }
+        Some(PeerMessage::Snap {
+            zxid,
+            snapshot: Bytes::from(joined),
+        })
     }
 
     /// Answers a four-letter word from a [`fourlw::Status`] snapshot; `srst` and `crst`
@@ -671,11 +716,23 @@ impl Pipeline {
         };
         match result {
             Ok(bytes) => {
-                let msg = PeerMessage::Snap {
-                    zxid,
-                    snapshot: Bytes::from(bytes),
-                };
-                self.out.push_back(Output::Send { to, msg });
+                // In parts, so that no peer frame holds a whole tree (ZooKeeper streams
+                // the snapshot); the learner joins them.
+                let bytes = Bytes::from(bytes);
+                let mut start = 0;
+                loop {
+                    let end = (start + SNAP_PART_BYTES).min(bytes.len());
+                    let last = end == bytes.len();
+                    let part = bytes.slice(start..end);
+                    self.out.push_back(Output::Send {
+                        to,
+                        msg: PeerMessage::SnapPart { zxid, last, part },
+                    });
+                    if last {
+                        break;
+                    }
+                    start = end;
+                }
                 for msg in held {
                     self.out.push_back(Output::Send { to, msg });
                 }

@@ -430,6 +430,13 @@ impl Pipeline {
                 // The core gave up on this peer: a fresh connection for what
                 // follows, nothing stale queued ahead of it.
                 self.snaps.abandon(peer);
+                if self
+                    .snap_in
+                    .as_ref()
+                    .is_some_and(|(from, ..)| *from == peer)
+                {
+                    self.snap_in = None;
+                }
                 self.out.push_back(Output::Disconnect { peer });
             }
             Outbound::Send { to, msg } => self.send_peer(to, msg),
@@ -601,6 +608,7 @@ impl Pipeline {
                 self.revalidations.clear();
                 self.owners.clear();
                 self.snaps.clear();
+                self.snap_in = None;
                 self.leave_read_only(role);
                 self.forget_local_sessions();
             }
