@@ -7,7 +7,7 @@ PYTHON ?= python3
 
 .PHONY: all build build-madsim sim sim-ensemble test test-rust test-madsim test-sim test-integration lint fmt \
         rewrite bench-storage bench-checker bench-sim bench-compare bench-memory bench-failover sim-long clean \
-        jepsen
+        jepsen fuzz
 
 all: build
 
@@ -102,6 +102,21 @@ JEPSEN_SERVERS ?= zabkeeper
 jepsen: build
 	TEST_PY=$$(bash tests/integration/setup.sh) && $$TEST_PY tests/jepsen/jepsen.py \
 	    --seeds $(SEED) --nodes $(NODES) --time $(TIME) --servers $(JEPSEN_SERVERS)
+
+# Coverage-guided fuzzing on the stable toolchain: cargo-afl (installed from crates.io
+# when missing, with the AFL++ runtime it builds) runs each target of zabkeeper::fuzzing
+# (client frames and every request record, peer handshakes and messages, the txn log,
+# snapshot and epoch files, zoo.cfg, Apache ZooKeeper's files) from the seed corpora in
+# fuzz/corpus/ for FUZZ_BUDGET (seconds, or Nx for N executions), resuming earlier runs.
+# A crashing or hanging input is copied into the corpus, which `cargo test` replays
+# (node/tests/fuzz_corpora.rs), and the target fails. fuzz/make_corpus.py rewrites the seeds.
+FUZZ_BUDGET ?= 60
+FUZZ_TARGETS ?= client peer storage config import
+fuzz:
+	@command -v cargo-afl >/dev/null || $(CARGO) install cargo-afl --version ^0.18
+	@$(CARGO) afl config --build >/dev/null 2>&1 || true
+	cd fuzz && CARGO_TARGET_DIR=../target/fuzz $(CARGO) afl build --release
+	fuzz/run.sh $(FUZZ_BUDGET) $(FUZZ_TARGETS)
 
 # Formatting, and clippy with warnings as errors for the normal build and for the madsim
 # build (which compiles the simulated-only code).

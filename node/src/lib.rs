@@ -15,6 +15,8 @@
 pub mod broken;
 pub mod client;
 pub mod config;
+#[cfg(not(madsim))]
+pub mod fuzzing;
 pub mod core;
 pub mod hash;
 pub mod proto;

@@ -298,6 +298,8 @@ struct Shared {
     shutdown: watch::Sender<bool>,
     /// The last rate-limited warning and how many were left out since.
     warned: Mutex<(Option<tokio::time::Instant>, u64)>,
+    /// Read only where TLS is built (not under madsim).
+    #[cfg_attr(madsim, allow(dead_code))]
     security: PeerSecurity,
 }
 
@@ -577,12 +579,12 @@ fn encode_handshake(sid: Sid) -> [u8; HANDSHAKE_LEN] {
 
 /// Why a handshake was refused.
 #[derive(Debug, PartialEq, Eq)]
-enum HandshakeError {
+pub enum HandshakeError {
     Magic(u32),
     Version(u32),
 }
 
-fn decode_handshake(b: &[u8; HANDSHAKE_LEN]) -> Result<Sid, HandshakeError> {
+pub fn decode_handshake(b: &[u8; HANDSHAKE_LEN]) -> Result<Sid, HandshakeError> {
     let word = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
     if word(0) != HANDSHAKE_MAGIC {
         return Err(HandshakeError::Magic(word(0)));

@@ -39,7 +39,7 @@
 
 pub mod admin;
 mod conn;
-mod forward;
+pub mod forward;
 pub mod fourlw;
 mod local;
 pub mod observe;
