@@ -21,8 +21,11 @@ use crate::server::forward::Forwarded;
 use crate::state::txn::Txn;
 use crate::storage::{format, zookeeper};
 
+/// A fuzz target: arbitrary bytes in, a panic if something is wrong.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, as `make fuzz` and the corpus directories name them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("client", client),
     ("peer", peer),
     ("storage", storage),

@@ -15,9 +15,9 @@
 pub mod broken;
 pub mod client;
 pub mod config;
+pub mod core;
 #[cfg(not(madsim))]
 pub mod fuzzing;
-pub mod core;
 pub mod hash;
 pub mod proto;
 pub mod runtime;

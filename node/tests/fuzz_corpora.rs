@@ -51,7 +51,8 @@ fn mutate(rng: &mut ChaCha8Rng, data: &[u8], other: &[u8]) -> Vec<u8> {
             3 => {
                 // a big-endian length or count that lies
                 let i = at(rng, d.len().saturating_sub(4));
-                let v: u32 = [0xffff_ffff, 0x7fff_ffff, 0x8000_0000, 0x0010_0000, 0][rng.next_u32() as usize % 5];
+                let v: u32 = [0xffff_ffff, 0x7fff_ffff, 0x8000_0000, 0x0010_0000, 0]
+                    [rng.next_u32() as usize % 5];
                 if d.len() >= i + 4 {
                     d[i..i + 4].copy_from_slice(&v.to_be_bytes());
                 }

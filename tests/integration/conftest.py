@@ -36,6 +36,15 @@ def wait_for(pred, timeout=10.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def rss_mb(pid):
+    """A process's resident memory (VmRSS) in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def four_letter(port, cmd, timeout=5.0):
     """Sends a four-letter word and returns the server's whole answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:

@@ -14,7 +14,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import ConnectionLoss, NodeExistsError, SessionExpiredError
 from kazoo.retry import KazooRetry
 
-from conftest import Ensemble, four_letter
+from conftest import Ensemble, four_letter, rss_mb
 from zkwire import RawSession, connect_request, recv_frame
 
 
@@ -337,14 +337,6 @@ def test_forged_peer_handshakes_do_not_break_a_serving_ensemble():
         ens.cleanup()
 
 
-def vm_rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def test_a_snap_larger_than_any_peer_frame_travels_in_parts():
     """A follower that missed more than commitLogCount txns gets a SNAP. With 30 MB of
     data the SNAP is larger than the largest peer frame (2 x jute.maxbuffer + 16 MiB):
@@ -368,7 +360,7 @@ def test_a_snap_larger_than_any_peer_frame_travels_in_parts():
         # connection to it is gone), and sends a frame that says 900 MiB.
         target = min(ens.ids)
         pid = ens.servers[target].proc.pid
-        before = vm_rss_mb(pid)
+        before = rss_mb(pid)
         with socket.create_connection(("127.0.0.1", ens.ports[target][1]), timeout=5) as s:
             s.sendall(struct.pack(">IIQ", 0x5A4B5052, 1, lagging))
             s.recv(16)  # the answering handshake: the connection is installed
@@ -380,7 +372,7 @@ def test_a_snap_larger_than_any_peer_frame_travels_in_parts():
             except OSError:
                 refused = True
         assert refused, "a 900 MiB frame was read past its length"
-        assert vm_rss_mb(pid) < before + 32, (before, vm_rss_mb(pid))
+        assert rss_mb(pid) < before + 32, (before, rss_mb(pid))
         ens.servers[lagging].start(wait=False)
         ens.wait_serving(timeout=60)
         zk = client(ens.hosts([lagging]))

@@ -17,7 +17,7 @@ import time
 import pytest
 from kazoo.client import KazooClient
 
-from conftest import Ensemble, apache_zookeeper_available
+from conftest import Ensemble, apache_zookeeper_available, rss_mb
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
@@ -97,14 +97,6 @@ def test_an_ensemble_over_quorum_tls(kind, certs):
             assert "(TLS, sslQuorum)" in e.servers[leader].log()
     finally:
         e.cleanup()
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def attack(port, kind, stop):
