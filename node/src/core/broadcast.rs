@@ -202,7 +202,30 @@ impl Zab {
         }
         let needed = ld.heartbeat_round + 1;
         ld.confirms.push_back((id, needed));
+        self.hurry_heartbeat();
         Ok(())
+    }
+
+    /// A confirmation, or a sync under quorumReads, waits for a heartbeat round sent
+    /// after it. Rather than wait for the next tick's round, one leaves now unless a
+    /// round is in flight (its quorum of echoes then sends the next): a quorum read
+    /// takes about two round trips at most, not a core tick, and a burst of them shares
+    /// one round.
+    fn hurry_heartbeat(&mut self) {
+        let Some(ld) = self.leader_state() else {
+            return;
+        };
+        let wanted = ld
+            .confirms
+            .back()
+            .map(|c| c.1)
+            .into_iter()
+            .chain(ld.syncs.iter().map(|s| s.3))
+            .max()
+            .unwrap_or(0);
+        if wanted > ld.heartbeat_round && ld.confirmed_round >= ld.heartbeat_round {
+            self.send_heartbeat_round();
+        }
     }
 
     /// Answers leadership confirmations whose round a quorum echoed.
@@ -247,6 +270,7 @@ impl Zab {
         if self.cfg.quorum_reads {
             self.complete_syncs();
         }
+        self.hurry_heartbeat();
     }
 
     /// Registers a `sync` from a learner (`Some`) or this server's client.
@@ -281,6 +305,9 @@ impl Zab {
         };
         ld.syncs.push_back((from, id, upto, round));
         self.complete_syncs();
+        if linearizable {
+            self.hurry_heartbeat();
+        }
         Ok(())
     }
 

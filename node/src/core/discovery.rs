@@ -496,6 +496,15 @@ impl Zab {
             );
             self.disconnect(s);
         }
+        if self.leader_lost_quorum() {
+            return self.start_election();
+        }
+        self.send_heartbeat_round();
+    }
+
+    /// Sends the next heartbeat round (a PING carrying it) to every learner in
+    /// broadcast; a single-voter ensemble confirms it on its own.
+    pub(crate) fn send_heartbeat_round(&mut self) {
         let Some(ld) = self.leader_state() else {
             return;
         };
@@ -505,12 +514,6 @@ impl Zab {
             .filter(|(_, p)| p.forwarding())
             .map(|(s, _)| *s)
             .collect();
-        if self.leader_lost_quorum() {
-            return self.start_election();
-        }
-        let Some(ld) = self.leader_state() else {
-            return;
-        };
         ld.heartbeat_round += 1;
         let round = ld.heartbeat_round;
         for s in pinged {
@@ -522,7 +525,6 @@ impl Zab {
                 },
             );
         }
-        // A single-voter ensemble confirms on its own.
         self.complete_confirms();
     }
 
@@ -628,10 +630,24 @@ impl Zab {
                 PeerMessage::Inform { zxid, payload },
                 LearnerPhase::Sync { epoch } | LearnerPhase::Broadcast { epoch },
             ) => self.on_inform(epoch, zxid, payload),
-            // The leader's heartbeat: remember its round to echo it.
-            (PeerMessage::Ping { round, .. }, _) => {
+            // The leader's heartbeat: its round is echoed at once (a quorum read
+            // waits for a quorum of echoes of a round sent after it), and again with
+            // this learner's own heartbeat. The leader never answers a PING, so no
+            // two servers bounce PINGs.
+            (PeerMessage::Ping { round, .. }, phase) => {
                 if let Some(l) = self.learner_state() {
-                    l.leader_round = l.leader_round.max(round);
+                    if round > l.leader_round {
+                        l.leader_round = round;
+                        if phase != LearnerPhase::Discovery && !l.observer {
+                            self.send(
+                                from,
+                                PeerMessage::Ping {
+                                    round,
+                                    touches: Vec::new(),
+                                },
+                            );
+                        }
+                    }
                 }
             }
             (PeerMessage::SyncDone { id }, LearnerPhase::Broadcast { .. }) => {

@@ -606,7 +606,9 @@ impl Zab {
 
     /// Leader only: asks for [`Event::LeadershipConfirmed`] with `id` once a
     /// quorum of voters answered a heartbeat sent after this call (a
-    /// quorum read: ZooKeeper's read-your-quorum option). Takes about a tick.
+    /// quorum read: ZooKeeper's read-your-quorum option). Takes a round trip or
+    /// two: a round leaves at once unless one is in flight, and learners echo it
+    /// when it arrives.
     pub fn confirm_leadership(&mut self, id: u64) -> Result<(), ProposeError> {
         let r = self.leader_confirm(id);
         self.check_invariants();
