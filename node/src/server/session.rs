@@ -120,6 +120,19 @@ impl Pipeline {
             self.refuse_session(conn);
             return;
         }
+        if learner {
+            // ZooKeeper's `setOwner` at REVALIDATE: the leader learns that the session
+            // is served here before this reconnect is answered. SetOwner travels ahead
+            // of the revalidation's SYNC on the same peer connection, so the leader
+            // holds the new owner before its SYNCDONE leaves, hence before the client
+            // hears it is resumed and before anything it sends next, on any server,
+            // reaches the leader: a write still coming through the server it left is
+            // SessionMoved. (A session that turns out expired is not the leader's to
+            // own: it ignores SetOwner for a session it does not hold.)
+            if let Err(e) = self.zab.forward(session, 0, Forwarded::SetOwner.encode()) {
+                tracing::debug!("cannot tell the leader that session 0x{session:x} is here: {e:?}");
+            }
+        }
         self.start_revalidation(Revalidation {
             conn,
             session,
@@ -161,16 +174,13 @@ impl Pipeline {
         self.send_connect_response(conn, timeout_ms, session, passwd);
     }
 
-    /// Moves a live session to connection `conn` and answers its reconnect. The leader
-    /// learns that the session is now served here (ZooKeeper's `setOwner`) before any
-    /// write the client sends on the new connection: a learner's SetOwner travels ahead
-    /// of them on the same peer connection.
+    /// Moves a live session to connection `conn` and answers its reconnect. A leader
+    /// notes itself as the session's owner here; a learner told the leader before its
+    /// revalidation sync ([`Pipeline::reconnect`]).
     fn resume_session(&mut self, conn: ConnId, session: SessionId) {
         if self.is_leader() {
             let me = self.zab.sid();
             self.owners.insert(session, me);
-        } else if let Err(e) = self.zab.forward(session, 0, Forwarded::SetOwner.encode()) {
-            tracing::debug!("cannot tell the leader that session 0x{session:x} is here: {e:?}");
         }
         self.sessions.touch(session);
         // A learner's leader hears of the reconnect with the next touches (as ZooKeeper's
