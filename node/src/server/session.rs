@@ -29,10 +29,17 @@ impl Pipeline {
         conn: ConnId,
         request: ConnectRequest,
     ) -> Result<(), Fatal> {
-        let last = self
-            .tree
-            .last_processed_zxid()
-            .max(self.zab.last_logged_zxid());
+        // A serving server may count what it logged: a resumed session is answered
+        // only after a revalidation sync has applied it. A read-only server serves its
+        // tree as it is, so only what it applied counts (a txn it logged, which a
+        // client read elsewhere after its commit, may never be applied here while it
+        // is cut off).
+        let applied = self.tree.last_processed_zxid();
+        let last = if self.zab.is_serving() {
+            applied.max(self.zab.last_logged_zxid())
+        } else {
+            applied
+        };
         // Deliberately broken (sim bites test): a read-only server takes any client.
         #[cfg(madsim)]
         let last = if self.read_only
