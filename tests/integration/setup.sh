@@ -6,7 +6,8 @@
 # - Debian's `zookeeper` package (zkCli.sh and Apache ZooKeeper 3.8, the reference server),
 #   `zookeeper-bin` (the C client's cli_mt), a JDK to run ZooKeeper and to compile the
 #   Java client test, and Curator 5.4's jars (`libcurator-recipes-java`,
-#   `libcurator-discovery-java`), installed with apt-get when running as root; otherwise the
+#   `libcurator-discovery-java`), and iproute2 as root (network namespaces for the
+#   Jepsen-style run), installed with apt-get when running as root; otherwise the
 #   missing piece is named and the step fails.
 # Prints the virtualenv's python on its last line.
 set -euo pipefail
@@ -26,6 +27,8 @@ command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# `ip netns` for the Jepsen-style run (test_jepsen.py, make jepsen), which runs as root only
+[ "$(id -u)" != 0 ] || command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 if ! "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1; then
   need_apt+=(python3-venv)
 fi
