@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from kazoo.client import KazooClient  # noqa: E402
 from kazoo.security import make_digest_acl  # noqa: E402
 
-from conftest import ApacheZooKeeper, Ensemble, Server, four_letter, free_port  # noqa: E402
+from conftest import ApacheZooKeeper, Ensemble, Server, four_letter  # noqa: E402
 
 CORPUS = os.path.join(ROOT, "fuzz", "corpus")
 MAX_FILE = 64 * 1024

@@ -686,16 +686,21 @@ fn parse_yes_no(key: &str, v: &str) -> Result<bool, ConfigError> {
 /// (`group.N`, `weight.N`), which zabkeeper does not count, and a `zoo.cfg.dynamic.next`
 /// beside zoo.cfg (a reconfiguration ZooKeeper had not finished, which zabkeeper cannot
 /// finish for it).
+/// Hierarchical quorums are refused, not ignored: zabkeeper counts a majority.
+fn hierarchical(what: &str) -> ConfigError {
+    ConfigError::Inconsistent(format!(
+        "{what}: hierarchical quorums (group.N, weight.N) are not supported; \
+         zabkeeper counts a majority of the participants"
+    ))
+}
+
 fn read_dynamic_config(
     cfg_path: &Path,
     props: &mut BTreeMap<String, String>,
 ) -> Result<u64, ConfigError> {
     for key in props.keys() {
         if key.starts_with("group.") || key.starts_with("weight.") {
-            return Err(ConfigError::Inconsistent(format!(
-                "{key}: hierarchical quorums (group.N, weight.N) are not supported; \
-                 zabkeeper counts a majority of the participants"
-            )));
+            return Err(hierarchical(key));
         }
     }
     let mut next = cfg_path.as_os_str().to_owned();
@@ -730,11 +735,7 @@ fn read_dynamic_config(
                 file.display()
             )));
         } else if key.starts_with("group.") || key.starts_with("weight.") {
-            return Err(ConfigError::Inconsistent(format!(
-                "{key} in {}: hierarchical quorums (group.N, weight.N) are not supported; \
-                 zabkeeper counts a majority of the participants",
-                file.display()
-            )));
+            return Err(hierarchical(&format!("{key} in {}", file.display())));
         } else if key.starts_with("server.") {
             props.insert(key, v);
         } else {

@@ -297,6 +297,12 @@ def apache_zookeeper_available():
     return os.path.exists("/usr/share/java/zookeeper.jar") and shutil.which("java") is not None
 
 
+def server_kinds():
+    """zabkeeper, then Apache ZooKeeper 3.8 as the reference where it is installed: the
+    servers a test parametrized over both runs against."""
+    return ["zabkeeper"] + (["zookeeper"] if apache_zookeeper_available() else [])
+
+
 class ApacheZooKeeper(ServerProcess):
     """Apache ZooKeeper 3.8 (Debian's `zookeeper` package), standalone on 127.0.0.1: the
     reference that compatibility tests run against beside zabkeeper."""

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from kazoo.client import KazooClient
 
-from conftest import Ensemble, apache_zookeeper_available
+from conftest import Ensemble, server_kinds
 
 ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
 VERSION = "100000000"
@@ -29,12 +29,6 @@ def session(hosts):
         c.close()
 
 
-def kinds():
-    out = ["zabkeeper"]
-    if apache_zookeeper_available():
-        out.append("zookeeper")
-    return out
-
 
 def expected_config(e):
     lines = []
@@ -44,7 +38,7 @@ def expected_config(e):
     return "\n".join(lines) + f"\nversion={VERSION}"
 
 
-@pytest.mark.parametrize("kind", kinds())
+@pytest.mark.parametrize("kind", server_kinds())
 def test_an_ensemble_from_a_dynamic_config_file(kind):
     e = Ensemble(kind=kind, dynamic_version=VERSION, tick_time=200)
     try:

@@ -17,7 +17,7 @@ import time
 import pytest
 from kazoo.client import KazooClient
 
-from conftest import Ensemble, apache_zookeeper_available, rss_mb
+from conftest import Ensemble, server_kinds, rss_mb
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
@@ -68,9 +68,6 @@ def tls_lines(certs, store=lambda i: f"s{i}"):
                       "ssl.quorum.trustStore.type=PEM"]
 
 
-def kinds():
-    return ["zabkeeper"] + (["zookeeper"] if apache_zookeeper_available() else [])
-
 
 def client(hosts):
     c = KazooClient(hosts=hosts, timeout=10.0)
@@ -78,7 +75,7 @@ def client(hosts):
     return c
 
 
-@pytest.mark.parametrize("kind", kinds())
+@pytest.mark.parametrize("kind", server_kinds())
 def test_an_ensemble_over_quorum_tls(kind, certs):
     e = Ensemble(kind=kind, tick_time=200, extra_lines=tls_lines(certs))
     try:

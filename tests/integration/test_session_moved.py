@@ -10,15 +10,9 @@ import struct
 
 import pytest
 
-from conftest import Ensemble, apache_zookeeper_available, wait_for
+from conftest import Ensemble, server_kinds
 from zkwire import RawSession, recv_frame, ustring, buffer, frame
 
-
-def kinds():
-    out = ["zabkeeper"]
-    if apache_zookeeper_available():
-        out.append("zookeeper")
-    return out
 
 
 def send_create(s, path, flags=0):
@@ -41,7 +35,7 @@ def closed_without_reply(s, timeout=10.0):
         return not isinstance(e, socket.timeout)
 
 
-@pytest.mark.parametrize("kind", kinds())
+@pytest.mark.parametrize("kind", server_kinds())
 def test_a_write_through_the_server_a_session_left_is_session_moved(kind):
     e = Ensemble(kind=kind, tick_time=200)
     try:

@@ -215,13 +215,13 @@ impl Zab {
         let Some(ld) = self.leader_state() else {
             return;
         };
+        // Both queues are pushed in order of the round they need (heartbeat rounds
+        // only grow within a term): the newest entry of each needs the most.
         let wanted = ld
             .confirms
             .back()
             .map(|c| c.1)
-            .into_iter()
-            .chain(ld.syncs.iter().map(|s| s.3))
-            .max()
+            .max(ld.syncs.back().map(|s| s.3))
             .unwrap_or(0);
         if wanted > ld.heartbeat_round && ld.confirmed_round >= ld.heartbeat_round {
             self.send_heartbeat_round();

@@ -512,10 +512,7 @@ impl Pipeline {
             return Ok(());
         }
         self.snaps.abandon(sid);
-        if self.snap_in.as_ref().is_some_and(|(from, ..)| *from == sid) {
-            // the parts so far came on that connection; a new SNAP starts over
-            self.snap_in = None;
-        }
+        self.drop_snap_parts_from(sid);
         self.zab.peer_disconnected(sid);
         self.settle()
     }
@@ -542,7 +539,8 @@ impl Pipeline {
     /// the leader this server follows may send one (anyone else is disconnected: no
     /// peer but the leader can make this server hold a tree's worth of bytes).
     fn join_snap(&mut self, from: Sid, zxid: Zxid, last: bool, part: Bytes) -> Option<PeerMessage> {
-        if self.zab.leader() != Some(from) || self.zab.role() == Role::Leading {
+        // (a leader's `leader()` is itself, never a peer)
+        if self.zab.leader() != Some(from) {
             tracing::info!(
                 "a SNAP part from server {from}, which is not my leader: disconnecting it"
             );
@@ -565,6 +563,18 @@ impl Pipeline {
             zxid,
             snapshot: Bytes::from(joined),
         })
+    }
+
+    /// The connection to `peer` is gone: the SNAP parts it sent so far go with it (a
+    /// new SNAP starts over).
+    fn drop_snap_parts_from(&mut self, peer: Sid) {
+        if self
+            .snap_in
+            .as_ref()
+            .is_some_and(|(from, ..)| *from == peer)
+        {
+            self.snap_in = None;
+        }
     }
 
     /// Answers a four-letter word from a [`fourlw::Status`] snapshot; `srst` and `crst`

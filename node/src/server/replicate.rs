@@ -430,13 +430,7 @@ impl Pipeline {
                 // The core gave up on this peer: a fresh connection for what
                 // follows, nothing stale queued ahead of it.
                 self.snaps.abandon(peer);
-                if self
-                    .snap_in
-                    .as_ref()
-                    .is_some_and(|(from, ..)| *from == peer)
-                {
-                    self.snap_in = None;
-                }
+                self.drop_snap_parts_from(peer);
                 self.out.push_back(Output::Disconnect { peer });
             }
             Outbound::Send { to, msg } => self.send_peer(to, msg),
